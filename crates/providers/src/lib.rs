@@ -1,0 +1,3 @@
+//! Edge adapters: metric providers and traffic routers that implement the core's ports.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! Canary, MetricTemplate and AlertProvider documents: types, parsing and validation. Pure: no I/O.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! Request statistics shared by the proxy and the analysis: counters and mergeable latency histograms.
+
+#![forbid(unsafe_code)]
