@@ -1,0 +1,200 @@
+//! Sliding windows of per-version counts, and the thread-safe recorder the
+//! proxy writes to.
+//!
+//! Time is passed in as milliseconds from any fixed origin, so the windows are
+//! tested with made-up clocks and the proxy decides what "now" is.
+
+use crate::{Counts, Pair, Version};
+use std::{sync::Mutex, time::Duration};
+
+/// Counts of one version in a ring of fixed-width time slots, plus totals
+/// since the start. Memory is `slots` × one [`Counts`] whatever the traffic.
+#[derive(Clone, Debug)]
+pub struct Window {
+    slot_ms: u64,
+    /// `(slot number, counts)`; a slot is valid only while its number is recent.
+    ring: Vec<(u64, Counts)>,
+    total: Counts,
+}
+
+// === impl Window ===
+
+impl Window {
+    /// A window of `slots` slots of `slot` each: it answers questions about
+    /// the last `slot × (slots - 1)` exactly, at slot granularity.
+    pub fn new(slot: Duration, slots: usize) -> Self {
+        let slot_ms = u64::try_from(slot.as_millis()).unwrap_or(u64::MAX).max(1);
+        let slots = slots.max(2);
+        Window {
+            slot_ms,
+            ring: vec![(u64::MAX, Counts::default()); slots],
+            total: Counts::default(),
+        }
+    }
+
+    /// A window able to answer for spans up to `span`, with at most 61 slots
+    /// of at least one second.
+    pub fn covering(span: Duration) -> Self {
+        let span_ms = u64::try_from(span.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1000);
+        let slot_ms = span_ms.div_ceil(60).max(1000);
+        let slots = span_ms.div_ceil(slot_ms) as usize + 1;
+        Window::new(Duration::from_millis(slot_ms), slots)
+    }
+
+    /// The longest span this window answers for.
+    pub fn span(&self) -> Duration {
+        Duration::from_millis(self.slot_ms.saturating_mul(self.ring.len() as u64 - 1))
+    }
+
+    /// Records one request answered at `now_ms`.
+    pub fn record(&mut self, now_ms: u64, status: u16, latency: Duration) {
+        let slot_no = now_ms / self.slot_ms;
+        let len = self.ring.len() as u64;
+        let index = (slot_no % len) as usize;
+        if let Some((number, counts)) = self.ring.get_mut(index) {
+            if *number != slot_no {
+                *number = slot_no;
+                counts.clear();
+            }
+            counts.record(status, latency);
+        }
+        self.total.record(status, latency);
+    }
+
+    /// Everything recorded in the last `span` before `now_ms` (inclusive of
+    /// the current, partial slot). Spans longer than the window are cut to it.
+    pub fn last(&self, now_ms: u64, span: Duration) -> Counts {
+        let current = now_ms / self.slot_ms;
+        let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+        let wanted = span_ms
+            .div_ceil(self.slot_ms)
+            .max(1)
+            .min(self.ring.len() as u64);
+        let oldest = current.saturating_sub(wanted - 1);
+        let mut out = Counts::default();
+        for (number, counts) in &self.ring {
+            if *number != u64::MAX && *number >= oldest && *number <= current {
+                out.merge(counts);
+            }
+        }
+        out
+    }
+
+    /// Everything recorded since the window was created.
+    pub fn total(&self) -> &Counts {
+        &self.total
+    }
+}
+
+/// Thread-safe per-version windows: what the proxy records into and what the
+/// built-in metrics provider reads from.
+#[derive(Debug)]
+pub struct Recorder {
+    versions: [Mutex<Window>; 2],
+}
+
+// === impl Recorder ===
+
+impl Recorder {
+    /// A recorder whose windows cover at least `span`.
+    pub fn new(span: Duration) -> Self {
+        Recorder {
+            versions: [
+                Mutex::new(Window::covering(span)),
+                Mutex::new(Window::covering(span)),
+            ],
+        }
+    }
+
+    fn with<R>(&self, version: Version, f: impl FnOnce(&mut Window) -> R) -> R {
+        // `version.index()` is 0 or 1 and the array has two entries. A poisoned
+        // lock only means a panic elsewhere while counting; the counts are still
+        // usable, so take them rather than propagate the panic.
+        let mutex = &self.versions[version.index()];
+        let mut guard = mutex
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+
+    /// Records one request answered by `version`.
+    pub fn record(&self, version: Version, now_ms: u64, status: u16, latency: Duration) {
+        self.with(version, |w| w.record(now_ms, status, latency));
+    }
+
+    /// Both versions over the last `span`.
+    pub fn last(&self, now_ms: u64, span: Duration) -> Pair {
+        Pair {
+            stable: self.with(Version::Stable, |w| w.last(now_ms, span)),
+            canary: self.with(Version::Canary, |w| w.last(now_ms, span)),
+        }
+    }
+
+    /// Both versions since the recorder was created: monotonic counters, as
+    /// Prometheus exports them and as streaming consumers diff them.
+    pub fn totals(&self) -> Pair {
+        Pair {
+            stable: self.with(Version::Stable, |w| w.total().clone()),
+            canary: self.with(Version::Canary, |w| w.total().clone()),
+        }
+    }
+
+    /// The longest span the windows answer for.
+    pub fn span(&self) -> Duration {
+        self.with(Version::Stable, |w| w.span())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(5);
+
+    #[test]
+    fn last_minute_forgets_older_requests() {
+        let mut w = Window::covering(Duration::from_secs(60));
+        assert_eq!(w.span(), Duration::from_secs(60));
+        w.record(0, 200, MS);
+        w.record(30_000, 500, MS);
+        w.record(59_000, 200, MS);
+        assert_eq!(w.last(59_999, Duration::from_secs(60)).requests, 3);
+        // At 61 s the slot of second 0 is outside the last minute.
+        let last = w.last(61_000, Duration::from_secs(60));
+        assert_eq!(last.requests, 2);
+        assert_eq!(last.errors, 1);
+        assert_eq!(w.total().requests, 3);
+    }
+
+    #[test]
+    fn reused_slots_are_cleared() {
+        let mut w = Window::new(Duration::from_secs(1), 4);
+        w.record(500, 200, MS);
+        // Four seconds later the same ring position is reused.
+        w.record(4_500, 200, MS);
+        assert_eq!(w.last(4_500, Duration::from_secs(1)).requests, 1);
+        assert_eq!(w.last(4_500, Duration::from_secs(10)).requests, 1);
+        assert_eq!(w.total().requests, 2);
+    }
+
+    #[test]
+    fn long_intervals_get_wider_slots() {
+        let w = Window::covering(Duration::from_secs(3600));
+        assert_eq!(w.span(), Duration::from_secs(3600));
+        assert!(w.ring.len() <= 61);
+    }
+
+    #[test]
+    fn recorder_keeps_versions_apart() {
+        let r = Recorder::new(Duration::from_secs(60));
+        r.record(Version::Canary, 1_000, 503, MS);
+        r.record(Version::Stable, 1_000, 200, MS);
+        r.record(Version::Stable, 1_000, 200, MS);
+        let pair = r.last(1_000, Duration::from_secs(60));
+        assert_eq!(pair.canary.errors, 1);
+        assert_eq!(pair.stable.requests, 2);
+        assert_eq!(r.totals().canary.requests, 1);
+    }
+}
