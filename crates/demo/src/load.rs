@@ -110,13 +110,13 @@ impl LoadSpec {
                 ),
             });
         }
-        if let Some(rate) = self.rate {
-            if !(rate > 0.0 && rate <= MAX_RATE) {
-                return Err(LoadError::Bound {
-                    field: "rate",
-                    message: format!("must be above 0 and at most {MAX_RATE}, got {rate}"),
-                });
-            }
+        if let Some(rate) = self.rate
+            && !(rate > 0.0 && rate <= MAX_RATE)
+        {
+            return Err(LoadError::Bound {
+                field: "rate",
+                message: format!("must be above 0 and at most {MAX_RATE}, got {rate}"),
+            });
         }
         if self.timeout.is_zero() {
             return Err(LoadError::Bound {
