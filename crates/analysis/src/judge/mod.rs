@@ -1,0 +1,215 @@
+//! The judges, and the one interface the runtime and the replay drive them by.
+//!
+//! The calling protocol (the same live and in replay):
+//! 1. every second, [`Analyzer::observe`] with the requests since the last call;
+//! 2. right after, [`Analyzer::early`]: `Some(decision)` means roll back now
+//!    (only the sequential judge answers between ticks);
+//! 3. at each analysis tick, [`Analyzer::evaluate`] with the metric windows;
+//! 4. whenever the state machine moves to a new weight, [`Analyzer::step_advanced`].
+
+use crate::{
+    config::{AnalysisConfig, BuiltinMetric, ConfigError, Direction, JudgeKind, MetricCheck},
+    decision::Decision,
+    input::{MetricValue, TickInput},
+};
+use serin_stats::Pair;
+
+pub mod mann_whitney;
+pub mod sequential;
+pub mod threshold;
+
+/// A statistical judge of one canary. Implementations are pure: time is
+/// passed in, nothing is read from clocks or the network.
+pub trait Judge: std::fmt::Debug + Send {
+    /// Requests since the last call (normally one second's worth), and the
+    /// canary weight the router applied during that time.
+    fn observe(&mut self, _at_ms: u64, _canary_weight: u8, _delta: &Pair) {}
+
+    /// The rollout moved to `new_weight`: per-step counts restart.
+    fn step_advanced(&mut self, _at_ms: u64, _new_weight: u8) {}
+
+    /// Between ticks: `Some` when the evidence of harm is already decisive.
+    fn early(&mut self, _at_ms: u64) -> Option<Decision> {
+        None
+    }
+
+    /// The check at an analysis tick.
+    fn evaluate(&mut self, at_ms: u64, input: &TickInput) -> Decision;
+}
+
+/// The judge a configuration asks for, ready to be driven.
+#[derive(Debug)]
+pub struct Analyzer {
+    config: AnalysisConfig,
+    judge: Box<dyn Judge>,
+}
+
+// === impl Analyzer ===
+
+impl Analyzer {
+    /// Builds the configured judge. Fails when the configuration is invalid.
+    pub fn new(config: AnalysisConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let judge: Box<dyn Judge> = match config.judge {
+            JudgeKind::Sequential => Box::new(sequential::SequentialJudge::new(&config)),
+            JudgeKind::Threshold => Box::new(threshold::ThresholdJudge::new(&config)),
+            JudgeKind::MannWhitney => Box::new(mann_whitney::MannWhitneyJudge::new(&config)),
+        };
+        Ok(Analyzer { config, judge })
+    }
+
+    /// The configuration this analyzer judges by.
+    pub fn config(&self) -> &AnalysisConfig {
+        &self.config
+    }
+
+    /// See [`Judge::observe`].
+    pub fn observe(&mut self, at_ms: u64, canary_weight: u8, delta: &Pair) {
+        self.judge.observe(at_ms, canary_weight, delta);
+    }
+
+    /// See [`Judge::step_advanced`].
+    pub fn step_advanced(&mut self, at_ms: u64, new_weight: u8) {
+        self.judge.step_advanced(at_ms, new_weight);
+    }
+
+    /// See [`Judge::early`].
+    pub fn early(&mut self, at_ms: u64) -> Option<Decision> {
+        self.judge.early(at_ms)
+    }
+
+    /// See [`Judge::evaluate`].
+    pub fn evaluate(&mut self, at_ms: u64, input: &TickInput) -> Decision {
+        self.judge.evaluate(at_ms, input)
+    }
+}
+
+/// A metric's point values over its window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Point {
+    pub canary: Option<f64>,
+    pub stable: Option<f64>,
+    pub canary_requests: u64,
+    pub stable_requests: u64,
+}
+
+/// The value of a builtin metric for one version's counts over `secs` seconds.
+pub(crate) fn builtin_value(
+    metric: BuiltinMetric,
+    counts: &serin_stats::Counts,
+    secs: f64,
+) -> Option<f64> {
+    let v = match metric {
+        BuiltinMetric::RequestSuccessRate => counts.success_rate(),
+        BuiltinMetric::RequestRate => (secs > 0.0).then(|| counts.requests as f64 / secs),
+        latency => latency.quantile().and_then(|q| counts.latency_ms(q)),
+    };
+    v.filter(|v| v.is_finite())
+}
+
+/// Point values of a metric from its tick input (NaN and infinities count as
+/// no value, as Flagger's Prometheus provider treats NaN).
+pub(crate) fn point(metric: &MetricCheck, value: Option<&MetricValue>) -> Point {
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+    match (metric.builtin(), value) {
+        (Some(b), Some(MetricValue::Window(pair))) => {
+            let secs = metric.interval.as_secs_f64();
+            Point {
+                canary: builtin_value(b, &pair.canary, secs),
+                stable: builtin_value(b, &pair.stable, secs),
+                canary_requests: pair.canary.requests,
+                stable_requests: pair.stable.requests,
+            }
+        }
+        (_, Some(MetricValue::Scalar { canary, stable })) => Point {
+            canary: finite(*canary),
+            stable: finite(*stable),
+            ..Point::default()
+        },
+        _ => Point::default(),
+    }
+}
+
+/// How much worse `canary` is than `stable` in the metric's harm direction
+/// (positive = worse), in the metric's unit.
+pub(crate) fn worse_by(direction: Direction, canary: f64, stable: f64) -> f64 {
+    match direction {
+        Direction::LowerIsBetter => canary - stable,
+        Direction::HigherIsBetter => stable - canary,
+        Direction::Either => (canary - stable).abs(),
+    }
+}
+
+/// Point comparison with stable under `compare` margins: `Some(problem)` when
+/// the canary is worse than allowed.
+pub(crate) fn compare_violation(metric: &MetricCheck, canary: f64, stable: f64) -> Option<String> {
+    let c = metric.compare?;
+    let unit = metric.unit();
+    let worse = worse_by(metric.direction, canary, stable);
+    if let Some(d) = c.max_delta {
+        if worse > d {
+            return Some(format!(
+                "{} canary {}{unit} vs stable {}{unit}: {} worse > maxDelta {}",
+                metric.name,
+                crate::decision::num(canary),
+                crate::decision::num(stable),
+                crate::decision::num(worse),
+                crate::decision::num(d)
+            ));
+        }
+    }
+    if let Some(r) = c.max_ratio {
+        let (bad, ratio) = ratio_worse(metric, canary, stable);
+        if bad > r {
+            return Some(format!(
+                "{} canary {}{unit} vs stable {}{unit}: {ratio} ratio {} > maxRatio {}",
+                metric.name,
+                crate::decision::num(canary),
+                crate::decision::num(stable),
+                crate::decision::num(bad),
+                crate::decision::num(r)
+            ));
+        }
+    }
+    None
+}
+
+/// The ratio by which the canary is worse, and what it is a ratio of. For the
+/// success rate it is the ratio of error rates.
+fn ratio_worse(metric: &MetricCheck, canary: f64, stable: f64) -> (f64, &'static str) {
+    let safe = |a: f64, b: f64| {
+        if b > 0.0 {
+            a / b
+        } else if a > 0.0 {
+            f64::INFINITY
+        } else {
+            1.0
+        }
+    };
+    match (metric.builtin(), metric.direction) {
+        (Some(BuiltinMetric::RequestSuccessRate), _) => {
+            (safe(100.0 - canary, 100.0 - stable), "error-rate")
+        }
+        (_, Direction::HigherIsBetter) => (safe(stable, canary), "value"),
+        (_, Direction::LowerIsBetter) => (safe(canary, stable), "value"),
+        (_, Direction::Either) => {
+            let r = safe(canary, stable);
+            (if r < 1.0 && r > 0.0 { 1.0 / r } else { r }, "value")
+        }
+    }
+}
+
+/// Whether `v` lies in the inclusive range, and if not, the violated side.
+pub(crate) fn range_violation(range: (Option<f64>, Option<f64>), v: f64) -> Option<String> {
+    if let Some(min) = range.0 {
+        if v < min {
+            return Some(format!("< min {}", crate::decision::num(min)));
+        }
+    }
+    if let Some(max) = range.1 {
+        if v > max {
+            return Some(format!("> max {}", crate::decision::num(max)));
+        }
+    }
+    None
+}
