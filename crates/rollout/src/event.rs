@@ -1,0 +1,95 @@
+//! What the runtime tells the machine.
+
+use crate::plan::{GateKind, HookKind};
+use serde::{Deserialize, Serialize};
+
+/// Something that happened; every event is handed to the machine with the time it
+/// happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The stable version is known and takes all traffic; no canary yet. Moves
+    /// `Initializing` to `Initialized`. Optional: `Start` initializes on its own.
+    Initialize,
+    /// A canary revision appeared (first one, or a new one). While a rollout is in
+    /// progress, a different revision restarts the analysis from weight 0, as Flagger
+    /// does; during promotion it is queued and starts when promotion ends.
+    Start {
+        /// Opaque identity of the canary (image digest, upstream URL, CI revision).
+        revision: String,
+    },
+    /// The tick requested by the last [`Action::ScheduleTick`](crate::Action::ScheduleTick) fired.
+    Tick,
+    /// The outcome of the checks requested by
+    /// [`Action::RunAnalysis`](crate::Action::RunAnalysis).
+    Analysis(Verdict),
+    /// The answer of the gate requested by [`Action::CallGate`](crate::Action::CallGate).
+    Gate {
+        /// Which gate answered.
+        kind: GateKind,
+        /// `true` when every webhook of that kind answered 2xx.
+        approved: bool,
+    },
+    /// The outcome of the hooks requested by [`Action::CallHook`](crate::Action::CallHook).
+    Hook {
+        /// Which hook kind ran.
+        kind: HookKind,
+        /// `true` when every webhook of that kind answered 2xx. For
+        /// [`HookKind::Rollback`] that means "roll back now".
+        ok: bool,
+    },
+    /// A `rollback` webhook answered 2xx: roll back now.
+    RollbackRequested,
+    /// A person holds the rollout at its current weight; analysis continues.
+    Pause,
+    /// A person lets a paused rollout advance again.
+    Resume,
+    /// A person promotes now, skipping the remaining steps and gates.
+    PromoteNow,
+    /// A person rolls back now.
+    Abort,
+}
+
+/// What the analysis concluded for one interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Every check passed: advance.
+    Pass,
+    /// At least one check failed: counts one failed check; the rollout rolls back when
+    /// failed checks reach the threshold (cumulative over the rollout, as Flagger).
+    Fail {
+        /// Each failed check, with numbers.
+        reasons: Vec<String>,
+    },
+    /// Inconclusive (for instance too few canary requests yet): stay at this weight
+    /// without counting a failure. The progress deadline bounds how long this lasts.
+    Hold {
+        /// Why the evidence is not enough yet.
+        reasons: Vec<String>,
+    },
+    /// Decisive evidence of harm: roll back now, without waiting for the threshold.
+    Rollback {
+        /// The evidence.
+        reasons: Vec<String>,
+    },
+}
+
+// === impl Event ===
+
+impl Event {
+    /// A short name for messages and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Initialize => "initialize",
+            Event::Start { .. } => "start",
+            Event::Tick => "tick",
+            Event::Analysis(_) => "analysis",
+            Event::Gate { .. } => "gate",
+            Event::Hook { .. } => "hook",
+            Event::RollbackRequested => "rollback-requested",
+            Event::Pause => "pause",
+            Event::Resume => "resume",
+            Event::PromoteNow => "promote",
+            Event::Abort => "abort",
+        }
+    }
+}
