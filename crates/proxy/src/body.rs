@@ -1,0 +1,158 @@
+//! Request and response bodies as enums rather than boxed trait objects: the
+//! common case (a streamed `Incoming`) costs no allocation.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streamed request body grew past `max_request_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub(crate) struct BodyTooLarge(pub u64);
+
+pin_project! {
+    /// What is sent upstream.
+    #[project = RequestBodyProj]
+    pub(crate) enum RequestBody {
+        /// The client's body, streamed; `limit` counts down what may still come.
+        Stream {
+            #[pin]
+            inner: Incoming,
+            limit: Option<Limit>,
+        },
+        /// A buffered body (mirrored requests and their stable original).
+        Full { data: Option<Bytes> },
+    }
+}
+
+/// A streaming size limit; `tripped` tells the forwarder that the upstream
+/// error it sees was this limit (answered 413, not 502).
+#[derive(Debug)]
+pub(crate) struct Limit {
+    pub max: u64,
+    pub remaining: u64,
+    pub tripped: Arc<AtomicBool>,
+}
+
+// === impl RequestBody ===
+
+impl RequestBody {
+    pub(crate) fn full(data: Bytes) -> Self {
+        RequestBody::Full {
+            data: (!data.is_empty()).then_some(data),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            RequestBodyProj::Stream { inner, limit } => {
+                let frame = match inner.poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => frame,
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                };
+                if let (Some(limit), Some(data)) = (limit.as_mut(), frame.data_ref()) {
+                    let len = data.len() as u64;
+                    if len > limit.remaining {
+                        limit.tripped.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(BodyTooLarge(limit.max).into())));
+                    }
+                    limit.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            RequestBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Stream { inner, .. } => inner.is_end_stream(),
+            RequestBody::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Stream { inner, .. } => inner.size_hint(),
+            RequestBody::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// What is sent back to the client.
+    #[project = ResponseBodyProj]
+    pub(crate) enum ResponseBody {
+        /// The upstream's body, streamed.
+        Upstream {
+            #[pin]
+            inner: Incoming,
+        },
+        /// A response the proxy made itself (errors).
+        Full { data: Option<Bytes> },
+    }
+}
+
+// === impl ResponseBody ===
+
+impl ResponseBody {
+    pub(crate) fn text(s: &'static str) -> Self {
+        ResponseBody::Full {
+            data: Some(Bytes::from_static(s.as_bytes())),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.project() {
+            ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx),
+            ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Upstream { inner } => inner.is_end_stream(),
+            ResponseBody::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Upstream { inner } => inner.size_hint(),
+            ResponseBody::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The proxy's own counters, for `/metrics` (`serin_proxy_*`). Relaxed atomics:
+//! each is an independent tally, read as a snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters, shared by every connection.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub active_connections: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub requests_total: AtomicU64,
+    pub upstream_connect_errors: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub upstream_other_errors: AtomicU64,
+    pub rejected_header_too_large: AtomicU64,
+    pub rejected_body_too_large: AtomicU64,
+    pub mirrors_sent: AtomicU64,
+    pub mirrors_dropped: AtomicU64,
+    pub mirrors_skipped_body: AtomicU64,
+    pub log_lines_dropped: AtomicU64,
+    pub log_write_errors: AtomicU64,
+}
+
+/// A point-in-time copy of the proxy's counters. All are monotonic totals
+/// except `active_connections`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Client connections open now.
+    pub active_connections: u64,
+    /// Client connections accepted since start.
+    pub connections_total: u64,
+    /// Requests received since start (mirrors not included).
+    pub requests_total: u64,
+    /// Upstream connections refused or failed (answered 502).
+    pub upstream_connect_errors: u64,
+    /// Upstream connect or response-header timeouts (answered 504).
+    pub upstream_timeouts: u64,
+    /// Other upstream failures: connection reset, malformed response (502).
+    pub upstream_other_errors: u64,
+    /// Requests refused with 431 because their head was too large.
+    pub rejected_header_too_large: u64,
+    /// Requests refused with 413 because their body was too large.
+    pub rejected_body_too_large: u64,
+    /// Mirrored copies sent to the canary.
+    pub mirrors_sent: u64,
+    /// Mirrored copies dropped because too many were in flight.
+    pub mirrors_dropped: u64,
+    /// Mirrored copies skipped because the body was too large or of unknown
+    /// length.
+    pub mirrors_skipped_body: u64,
+    /// Access-log lines dropped because the writer fell behind.
+    pub log_lines_dropped: u64,
+    /// Access-log writes that failed (disk full, file removed).
+    pub log_write_errors: u64,
+}
+
+// === impl Counters ===
+
+impl Counters {
+    pub(crate) fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            active_connections: self.active_connections.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+            requests_total: self.requests_total.load(Relaxed),
+            upstream_connect_errors: self.upstream_connect_errors.load(Relaxed),
+            upstream_timeouts: self.upstream_timeouts.load(Relaxed),
+            upstream_other_errors: self.upstream_other_errors.load(Relaxed),
+            rejected_header_too_large: self.rejected_header_too_large.load(Relaxed),
+            rejected_body_too_large: self.rejected_body_too_large.load(Relaxed),
+            mirrors_sent: self.mirrors_sent.load(Relaxed),
+            mirrors_dropped: self.mirrors_dropped.load(Relaxed),
+            mirrors_skipped_body: self.mirrors_skipped_body.load(Relaxed),
+            log_lines_dropped: self.log_lines_dropped.load(Relaxed),
+            log_write_errors: self.log_write_errors.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Timeouts and size limits: what keeps one slow or hostile peer from taking
+//! the proxy, and with it both versions, down.
+
+use std::time::Duration;
+
+/// Timeouts and size limits of the proxy. The defaults follow nginx's where
+/// nginx has one, so moving from nginx to serin changes nothing users notice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long opening a TCP connection to an upstream may take (answered
+    /// with 504 when exceeded, 502 when refused).
+    pub connect_timeout: Duration,
+    /// How long an upstream may take to send its response headers once the
+    /// request is sent (504 when exceeded). Body streaming is not bounded.
+    pub response_header_timeout: Duration,
+    /// How long a client may take to send a complete request head; hyper
+    /// closes the connection when exceeded (also bounds an idle HTTP/1
+    /// connection waiting for its next request).
+    pub client_header_timeout: Duration,
+    /// A client connection without a request in flight for this long is
+    /// closed gracefully (HTTP/1 and HTTP/2).
+    pub idle_timeout: Duration,
+    /// Largest request head (request line plus headers) accepted; larger ones
+    /// are answered with 431.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted, when set; larger ones are answered with
+    /// 413 (at once when `Content-Length` says so, else when the limit is
+    /// crossed while streaming).
+    pub max_request_body_bytes: Option<u64>,
+    /// Most client connections served at once, when set; further clients wait
+    /// in the listen backlog.
+    pub max_connections: Option<usize>,
+    /// How long an idle pooled upstream connection is kept. Keep it below the
+    /// upstream's own keep-alive timeout so the proxy never reuses a
+    /// connection the upstream is closing.
+    pub upstream_idle_timeout: Duration,
+    /// Most idle pooled connections kept per upstream.
+    pub upstream_max_idle: usize,
+    /// Bodies larger than this are not mirrored (the request itself still goes
+    /// to stable, streamed); mirroring needs a buffered copy.
+    pub mirror_max_body_bytes: usize,
+    /// How long a mirrored request may take before it is abandoned (recorded
+    /// as a canary 504).
+    pub mirror_timeout: Duration,
+    /// Most mirrored requests in flight; copies beyond it are dropped and
+    /// counted, so a slow canary cannot pile up memory.
+    pub max_in_flight_mirrors: usize,
+    /// On shutdown, how long in-flight requests may take to finish before
+    /// their connections are dropped.
+    pub shutdown_grace: Duration,
+}
+
+// === impl Limits ===
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect_timeout: Duration::from_secs(5),
+            response_header_timeout: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            max_header_bytes: 32 * 1024,
+            max_request_body_bytes: None,
+            max_connections: None,
+            upstream_idle_timeout: Duration::from_secs(50),
+            upstream_max_idle: 1024,
+            mirror_max_body_bytes: 64 * 1024,
+            mirror_timeout: Duration::from_secs(10),
+            max_in_flight_mirrors: 256,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// hyper's read buffer cap for HTTP/1: heads beyond it are answered with
+    /// 431 by hyper itself. hyper refuses (panics on) caps below 8 KiB, so the
+    /// exact `max_header_bytes` check happens in the proxy and this only adds
+    /// a hard backstop.
+    pub(crate) fn h1_max_buf_size(&self) -> usize {
+        const HYPER_MINIMUM: usize = 8192;
+        self.max_header_bytes
+            .saturating_add(1024)
+            .max(HYPER_MINIMUM)
+    }
+}
