@@ -1,3 +1,104 @@
 //! Canary, MetricTemplate and AlertProvider documents: types, parsing and validation. Pure: no I/O.
+//!
+//! serin reads Flagger's `flagger.app/v1beta1` documents unchanged and its own
+//! `serin.dev/v1alpha1` ones (Flagger's schema plus extensions for the built-in
+//! proxy and statistical judges). Callers pass text in and get typed documents
+//! or a list of [`Problem`]s, every one naming its field path.
+//!
+//! ```
+//! let text = "
+//! apiVersion: serin.dev/v1alpha1
+//! kind: Canary
+//! metadata: {name: myapp}
+//! spec:
+//!   provider: builtin
+//!   service: {listen: 127.0.0.1:8080}
+//!   upstreams: {stable: http://127.0.0.1:9001}
+//!   analysis: {interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}
+//! ";
+//! let documents = serin_spec::load_documents("canary.yaml", text).unwrap();
+//! let canary = documents[0].as_canary().unwrap();
+//! assert_eq!(canary.analysis().steps(), [10, 20, 30, 40, 50]);
+//! ```
 
 #![forbid(unsafe_code)]
+
+pub mod alert;
+pub mod builtin;
+pub mod canary;
+pub mod catalog;
+mod de;
+pub mod document;
+pub mod duration;
+pub mod matching;
+pub mod meta;
+pub mod parse;
+pub mod problem;
+pub mod service;
+mod suggest;
+pub mod template;
+pub mod validate;
+
+pub use alert::{AlertProvider, AlertProviderSpec};
+pub use builtin::{BuiltinMetric, Direction};
+pub use canary::{
+    Alert, Analysis, Canary, CanarySpec, Compare, Judge, Metric, SessionAffinity, Strategy,
+    ThresholdRange, Upstreams, Webhook, WebhookType,
+};
+pub use catalog::{Catalog, MetricSource, ResolvedAlert, ResolvedCanary, ResolvedMetric};
+pub use document::Document;
+pub use duration::{Duration, DurationError};
+pub use matching::{CompiledStringMatch, HttpMatchRequest, StringMatch, StringMatchRule};
+pub use meta::{ObjectMeta, ObjectReference};
+pub use parse::{load_documents, parse_collecting, parse_documents};
+pub use problem::{Diagnostic, Problem, render_problems};
+pub use service::{CanaryService, ProxyLimits};
+pub use template::{MetricProvider, MetricTemplate, MetricTemplateSpec};
+pub use validate::{validate, validate_documents};
+
+/// Errors of this crate's fallible helpers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One or more files hold problems; each diagnostic names file, path and issue.
+    #[error("{}", render_diagnostics(.0))]
+    Invalid(Vec<Diagnostic>),
+    /// A duration string could not be parsed.
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    /// A string match could not be compiled.
+    #[error(transparent)]
+    StringMatch(#[from] matching::StringMatchError),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Parses and validates several files (`(file name, text)` pairs) into one
+/// [`Catalog`], reporting every problem of every file.
+pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Catalog> {
+    let mut catalog = Catalog::new();
+    let mut diagnostics = Vec::new();
+    for (file_name, text) in files {
+        match load_documents(file_name, text) {
+            Ok(documents) => catalog.extend(documents),
+            Err(problems) => diagnostics.extend(
+                problems
+                    .into_iter()
+                    .map(|problem| problem.in_file(file_name)),
+            ),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(Error::Invalid(diagnostics))
+    }
+}
+
+fn render_diagnostics(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
