@@ -34,9 +34,7 @@ const MAX_VALUE_ERRORS: usize = 32;
 ///
 /// Returns the value when it could be built (possibly with problems to report)
 /// and all problems found.
-pub(crate) fn deserialize_collecting<T: DeserializeOwned>(
-    mut value: Value,
-) -> (Option<T>, Vec<Problem>) {
+pub(crate) fn deserialize_collecting<T: DeserializeOwned>(mut value: Value) -> Collected<T> {
     let mut value_problems = Vec::new();
     let mut last_removed: Option<Path> = None;
     loop {
@@ -44,8 +42,13 @@ pub(crate) fn deserialize_collecting<T: DeserializeOwned>(
         let result = T::deserialize(ValueDeserializer::new(&value, Path::root(), &unknown));
         match result {
             Ok(typed) => {
+                let values_intact = value_problems.is_empty();
                 value_problems.extend(unknown.into_problems());
-                return (Some(typed), value_problems);
+                return Collected {
+                    value: Some(typed),
+                    problems: value_problems,
+                    values_intact,
+                };
             }
             Err(error) => {
                 let path = error.path.clone().unwrap_or_default();
@@ -62,12 +65,27 @@ pub(crate) fn deserialize_collecting<T: DeserializeOwned>(
                     || !remove_at(&mut value, &path);
                 if give_up {
                     value_problems.extend(unknown.into_problems());
-                    return (None, value_problems);
+                    return Collected {
+                        value: None,
+                        problems: value_problems,
+                        values_intact: false,
+                    };
                 }
                 last_removed = Some(removed_path(&path));
             }
         }
     }
+}
+
+/// What [`deserialize_collecting`] found.
+pub(crate) struct Collected<T> {
+    /// The typed value, if it could be built.
+    pub(crate) value: Option<T>,
+    /// Unknown fields and wrong values.
+    pub(crate) problems: Vec<Problem>,
+    /// Whether no value had to be dropped: only then does the typed value say
+    /// what the user wrote, and only then are further checks meaningful.
+    pub(crate) values_intact: bool,
 }
 
 /// The path that [`remove_at`] actually removes: the nearest mapping key.
@@ -483,9 +501,10 @@ mod tests {
             "inner": {"stepWeigth": 5, "labels": {"free": "form"}},
             "list": [{}, {"maxWeigh": 1}],
         });
-        let (typed, problems) = deserialize_collecting::<Outer>(value);
-        assert!(typed.is_some());
-        let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let collected = deserialize_collecting::<Outer>(value);
+        assert!(collected.value.is_some());
+        assert!(collected.values_intact);
+        let rendered: Vec<String> = collected.problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             rendered,
             [
@@ -501,9 +520,10 @@ mod tests {
             "name": "x",
             "inner": {"stepWeight": "ten", "maxWeight": 300},
         });
-        let (typed, problems) = deserialize_collecting::<Outer>(value);
-        assert!(typed.is_some());
-        let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let collected = deserialize_collecting::<Outer>(value);
+        assert!(collected.value.is_some());
+        assert!(!collected.values_intact);
+        let rendered: Vec<String> = collected.problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             rendered,
             [
@@ -515,8 +535,11 @@ mod tests {
 
     #[test]
     fn reports_missing_required_fields_at_their_path() {
-        let (typed, problems) = deserialize_collecting::<Outer>(serde_json::json!({"inner": {}}));
-        assert!(typed.is_none());
-        assert_eq!(problems[0].to_string(), "name: required field is missing");
+        let collected = deserialize_collecting::<Outer>(serde_json::json!({"inner": {}}));
+        assert!(collected.value.is_none());
+        assert_eq!(
+            collected.problems[0].to_string(),
+            "name: required field is missing"
+        );
     }
 }

@@ -51,10 +51,27 @@ pub fn parse_documents(file_name: &str, text: &str) -> Result<Vec<Document>, Vec
 }
 
 /// Parses and validates every document in `text`, reporting every problem at
-/// once: those of parsing and those of validation of the documents that parsed.
+/// once, document by document.
+///
+/// A document with a value of the wrong type is not validated further: with
+/// that value dropped, the rules would report things the user did not write.
 pub fn load_documents(file_name: &str, text: &str) -> Result<Vec<Document>, Vec<Problem>> {
-    let (documents, mut problems) = parse_collecting(file_name, text);
-    problems.extend(validate::validate_documents(&documents));
+    let parsed = match parse_each(file_name, text) {
+        Ok(parsed) => parsed,
+        Err(problem) => return Err(vec![problem]),
+    };
+    let many = parsed.len() > 1;
+    let mut documents = Vec::new();
+    let mut problems = Vec::new();
+    for (index, mut one) in parsed.into_iter().enumerate() {
+        if let Some(document) = one.document {
+            if one.values_intact {
+                one.problems.extend(validate::validate(&document));
+            }
+            documents.push(document);
+        }
+        problems.extend(with_document_prefix(one.problems, many, index));
+    }
     if problems.is_empty() {
         Ok(documents)
     } else {
@@ -62,44 +79,59 @@ pub fn load_documents(file_name: &str, text: &str) -> Result<Vec<Document>, Vec<
     }
 }
 
-/// Parses what can be parsed and returns it with all problems found.
+/// Parses what can be parsed and returns it with all parsing problems found.
 ///
 /// With more than one document in the file, paths start with `documents[N].`
 /// (counting from 0) so each problem says which document it is about.
 pub fn parse_collecting(file_name: &str, text: &str) -> (Vec<Document>, Vec<Problem>) {
-    if text.len() > MAX_FILE_BYTES {
-        return (
-            Vec::new(),
-            vec![Problem::new(
-                "",
-                format!(
-                    "{file_name} is {} bytes; files larger than {} MiB are refused",
-                    text.len(),
-                    MAX_FILE_BYTES / (1024 * 1024)
-                ),
-            )],
-        );
-    }
-    let values = match read_yaml(text) {
-        Ok(values) => values,
+    let parsed = match parse_each(file_name, text) {
+        Ok(parsed) => parsed,
         Err(problem) => return (Vec::new(), vec![problem]),
     };
-    let many = values.len() > 1;
+    let many = parsed.len() > 1;
     let mut documents = Vec::new();
     let mut problems = Vec::new();
-    for (index, value) in values.into_iter().enumerate() {
-        let (document, document_problems) = document_from_value(value);
-        documents.extend(document);
-        let prefix = format!("documents[{index}]");
-        problems.extend(document_problems.into_iter().map(|problem| {
-            if many {
-                problem.prefixed(&prefix)
-            } else {
-                problem
-            }
-        }));
+    for (index, one) in parsed.into_iter().enumerate() {
+        documents.extend(one.document);
+        problems.extend(with_document_prefix(one.problems, many, index));
     }
     (documents, problems)
+}
+
+fn with_document_prefix(problems: Vec<Problem>, many: bool, index: usize) -> Vec<Problem> {
+    if !many {
+        return problems;
+    }
+    let prefix = format!("documents[{index}]");
+    problems
+        .into_iter()
+        .map(|problem| problem.prefixed(&prefix))
+        .collect()
+}
+
+/// One document of a file, as far as it could be typed.
+struct Parsed {
+    document: Option<Document>,
+    problems: Vec<Problem>,
+    values_intact: bool,
+}
+
+/// Reads the file and types each document, or refuses the file as a whole.
+fn parse_each(file_name: &str, text: &str) -> Result<Vec<Parsed>, Problem> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(Problem::new(
+            "",
+            format!(
+                "{file_name} is {} bytes; files larger than {} MiB are refused",
+                text.len(),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(read_yaml(text)?
+        .into_iter()
+        .map(document_from_value)
+        .collect())
 }
 
 /// Reads the YAML stream into generic trees, one per non-empty document.
@@ -131,37 +163,63 @@ fn read_yaml(text: &str) -> Result<Vec<Value>, Problem> {
         .collect())
 }
 
-/// A YAML error as a problem: `line L, column C: message`, on one line.
+/// A YAML error as a problem, on one line: `invalid YAML at line L, column C: what`.
 fn yaml_problem(error: &serde_saphyr::Error) -> Problem {
     let rendered = error.to_string();
-    // The library's message may already name the position, and may span lines.
-    let message = rendered
+    let mut message = rendered
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    let message = match error.location() {
-        Some(location) if !message.contains("line ") => format!(
-            "line {}, column {}: {message}",
-            location.line(),
-            location.column()
+    // The library appends the position; it is put in front instead.
+    if let Some(position) = message.find(" at line ") {
+        message.truncate(position);
+    }
+    let message = explain_budget_breach(&message).unwrap_or(message);
+    match error.location() {
+        Some(location) => Problem::new(
+            "",
+            format!(
+                "invalid YAML at line {}, column {}: {message}",
+                location.line(),
+                location.column()
+            ),
         ),
-        _ => message,
+        None => Problem::new("", format!("invalid YAML: {message}")),
+    }
+}
+
+/// Words for the limits of [`read_yaml`], instead of the library's debug form.
+fn explain_budget_breach(message: &str) -> Option<String> {
+    let explained = if message.contains("Depth") || message.contains("recursion limit") {
+        format!("nested deeper than {MAX_DEPTH} levels")
+    } else if message.contains("Documents") {
+        format!("more than {MAX_DOCUMENTS} documents in one file")
+    } else if message.contains("Anchor") || message.contains("Alias") || message.contains("replay")
+    {
+        "aliases expand to too much data (an alias bomb?)".to_string()
+    } else if message.contains("Nodes") || message.contains("Events") {
+        format!("more than {MAX_NODES} YAML nodes")
+    } else if message.contains("budget breached") {
+        "input exceeds serin's parsing limits".to_string()
+    } else {
+        return None;
     };
-    Problem::new("", format!("invalid YAML: {message}"))
+    Some(explained)
 }
 
 /// Types one document tree, dispatching on `apiVersion` and `kind`.
-fn document_from_value(value: Value) -> (Option<Document>, Vec<Problem>) {
+fn document_from_value(value: Value) -> Parsed {
     let Value::Object(map) = &value else {
-        return (
-            None,
-            vec![Problem::new(
+        return Parsed {
+            document: None,
+            problems: vec![Problem::new(
                 "",
                 "expected a mapping with apiVersion, kind, metadata and spec",
             )],
-        );
+            values_intact: false,
+        };
     };
     let mut problems = Vec::new();
     let api_version = required_string(map.get("apiVersion"), "apiVersion", &mut problems);
@@ -183,9 +241,13 @@ fn document_from_value(value: Value) -> (Option<Document>, Vec<Problem>) {
         ));
     }
     if !problems.is_empty() {
-        return (None, problems);
+        return Parsed {
+            document: None,
+            problems,
+            values_intact: false,
+        };
     }
-    let (document, typed_problems) = match kind {
+    match kind {
         Some("Canary") => typed(value, Document::Canary as fn(Canary) -> Document),
         Some("MetricTemplate") => typed(
             value,
@@ -195,18 +257,21 @@ fn document_from_value(value: Value) -> (Option<Document>, Vec<Problem>) {
             value,
             Document::AlertProvider as fn(AlertProvider) -> Document,
         ),
-        _ => (None, Vec::new()),
-    };
-    problems.extend(typed_problems);
-    (document, problems)
+        _ => Parsed {
+            document: None,
+            problems,
+            values_intact: false,
+        },
+    }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(
-    value: Value,
-    wrap: fn(T) -> Document,
-) -> (Option<Document>, Vec<Problem>) {
-    let (typed, problems) = deserialize_collecting::<T>(value);
-    (typed.map(wrap), problems)
+fn typed<T: serde::de::DeserializeOwned>(value: Value, wrap: fn(T) -> Document) -> Parsed {
+    let collected = deserialize_collecting::<T>(value);
+    Parsed {
+        document: collected.value.map(wrap),
+        problems: collected.problems,
+        values_intact: collected.values_intact,
+    }
 }
 
 fn required_string<'a>(
