@@ -39,7 +39,9 @@ pub enum Event {
     },
     /// A `rollback` webhook answered 2xx: roll back now.
     RollbackRequested,
-    /// A person holds the rollout at its current weight; analysis continues.
+    /// A person holds the rollout at its current weight. Analysis keeps running, so a
+    /// failure still counts and can roll back; the progress deadline is held, because
+    /// it bounds waiting on the system, not on people.
     Pause,
     /// A person lets a paused rollout advance again.
     Resume,

@@ -26,8 +26,65 @@
 //! | [`Action::Finalise`] | releases the canary | nothing |
 //! | [`Action::Emit`] | records, alerts, `event` webhooks | nothing |
 //!
+//! ```
+//! use serin_rollout::{Action, Event, Phase, Plan, Rollout, Strategy, Timestamp, Verdict};
+//! use std::{collections::VecDeque, time::Duration};
+//!
+//! let plan = Plan::new(Strategy::Canary { steps: vec![10, 20] }, Duration::from_secs(60), 5);
+//! let mut now = Timestamp::from_millis(1_764_150_000_000);
+//! let mut rollout = Rollout::new(plan, now)?;
+//! let mut todo = VecDeque::from(rollout.handle(now, Event::Start { revision: "v2".into() })?);
+//! let mut timer = None;
+//! loop {
+//!     while let Some(action) = todo.pop_front() {
+//!         match action {
+//!             Action::ScheduleTick { at } => timer = Some(at), // replaces the timer
+//!             Action::RunAnalysis => {
+//!                 todo.extend(rollout.handle(now, Event::Analysis(Verdict::Pass))?)
+//!             }
+//!             _ => {} // SetRoute, Promote, Finalise, Emit: carry out, no answer
+//!         }
+//!     }
+//!     let Some(at) = timer.take() else { break };
+//!     now = at; // a real runtime sleeps until `at`
+//!     todo.extend(rollout.handle(now, Event::Tick)?);
+//! }
+//! assert_eq!(rollout.state().phase, Phase::Succeeded);
+//! # Ok::<(), serin_rollout::Error>(())
+//! ```
+//!
 //! Persist the state after every event; after a restart call [`Rollout::recover`] to
 //! get the route to re-apply, the tick to re-arm and the request to send again.
+//!
+//! # Flagger's semantics, and where serin differs on purpose
+//!
+//! Same as Flagger: phase names and order (`Progressing` -> `Promoting` ->
+//! `Finalising` -> `Succeeded`, or `Failed`); pre-rollout hooks at weight 0 instead
+//! of analysis; rollout hooks before metrics; failed checks counted over the whole
+//! rollout, a failed pre-rollout or rollout hook counting as one; confirm-rollout
+//! holding in `Waiting` and asked every interval; confirm-traffic-increase before
+//! weight increases; confirm-promotion holding in `WaitingPromotion` while analysis
+//! keeps running; rollback webhooks polled and honoured before promotion only; A/B
+//! testing with matching and weight 0; blue/green with optional mirroring, then one
+//! interval at full traffic; one mirroring interval before the first canary step;
+//! `stepWeightPromotion`; `skipAnalysis`; a new revision restarting the analysis, and
+//! one arriving during promotion starting after it.
+//!
+//! Different, and why:
+//! - the threshold rolls back as soon as failed checks reach it, not one interval
+//!   later;
+//! - [`Verdict::Hold`] (inconclusive) and [`Verdict::Rollback`] (decisive harm) exist
+//!   besides pass and fail, for serin's sequential analysis;
+//! - the progress deadline measures advancement (a step, an iteration or a phase),
+//!   since serin has no pod readiness to watch; it is held while a person decides
+//!   (pause, `Waiting`, `WaitingPromotion`, a declined traffic-increase gate) and is
+//!   never shorter than three intervals ([`Plan::effective_deadline`]);
+//! - a new revision starts at once rather than on the next timer tick;
+//! - blue/green asks confirm-promotion once, before switching all traffic;
+//! - `stepWeight`/`maxWeight` never overshoot `maxWeight` ([`steps_from_step_weight`]);
+//! - A/B testing with `stepWeightPromotion` finishes instead of stalling in
+//!   `Promoting`;
+//! - people can pause, resume, promote now and abort (Argo Rollouts' manual gates).
 //!
 //! # Refused events
 //!

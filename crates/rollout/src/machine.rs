@@ -473,13 +473,9 @@ impl Turn<'_> {
                     self.failed_check("rollout hook failed".to_string());
                 }
             }
+            // Informational only, and it may arrive after a queued revision already
+            // started, so it is recorded in any phase.
             HookKind::PostRollout => {
-                if !self.state.phase.is_terminal() {
-                    return Err(Error::Unexpected {
-                        event: "post-rollout hook".to_string(),
-                        awaiting: self.state.pending,
-                    });
-                }
                 if ok {
                     self.normal("Post-rollout hooks passed".to_string());
                 } else {

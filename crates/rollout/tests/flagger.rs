@@ -1025,6 +1025,13 @@ fn new_revision_during_promotion_is_queued() {
     assert!(has_message(&out, "New revision v3 detected!"));
     assert_eq!(h.phase(), Phase::Progressing);
     assert_eq!(h.state().revision.as_deref(), Some("v3"));
+    // The finished rollout's post-rollout answer may arrive now: it is only recorded.
+    let out = h.send(Event::Hook {
+        kind: HookKind::PostRollout,
+        ok: true,
+    });
+    assert_eq!(messages(&out), ["Post-rollout hooks passed"]);
+    assert_eq!(h.phase(), Phase::Progressing);
     h.run(&mut world, 10);
     assert_eq!(h.phase(), Phase::Succeeded);
 }
