@@ -345,7 +345,7 @@ impl Turn<'_> {
 // === impl Turn: answers ===
 
 impl Turn<'_> {
-    fn expect(&mut self, pending: Pending, event: String) -> Result<()> {
+    fn accept(&mut self, pending: Pending, event: String) -> Result<()> {
         if self.state.pending != Some(pending) {
             return Err(Error::Unexpected {
                 event,
@@ -357,7 +357,7 @@ impl Turn<'_> {
     }
 
     fn on_analysis(&mut self, verdict: Verdict) -> Result<()> {
-        self.expect(Pending::Analysis, "analysis".to_string())?;
+        self.accept(Pending::Analysis, "analysis".to_string())?;
         let position = self.position();
         match verdict {
             Verdict::Pass => {
@@ -385,7 +385,7 @@ impl Turn<'_> {
     }
 
     fn on_gate(&mut self, kind: GateKind, approved: bool) -> Result<()> {
-        self.expect(Pending::Gate(kind), format!("{} gate", kind.as_str()))?;
+        self.accept(Pending::Gate(kind), format!("{} gate", kind.as_str()))?;
         let name = kind.as_str();
         if approved {
             self.state.declined_gate = None;
@@ -457,7 +457,7 @@ impl Turn<'_> {
     fn on_hook(&mut self, kind: HookKind, ok: bool) -> Result<()> {
         match kind {
             HookKind::PreRollout => {
-                self.expect(Pending::Hook(kind), "pre-rollout hook".to_string())?;
+                self.accept(Pending::Hook(kind), "pre-rollout hook".to_string())?;
                 if ok {
                     self.normal("Pre-rollout checks passed".to_string());
                     self.advance();
@@ -466,7 +466,7 @@ impl Turn<'_> {
                 }
             }
             HookKind::Rollout => {
-                self.expect(Pending::Hook(kind), "rollout hook".to_string())?;
+                self.accept(Pending::Hook(kind), "rollout hook".to_string())?;
                 if ok {
                     self.request(Pending::Analysis);
                 } else {
