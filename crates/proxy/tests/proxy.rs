@@ -1,0 +1,9 @@
+//! Integration tests of the built-in proxy: real sockets on loopback, real
+//! HTTP backends started in each test. One binary, as ripgrep does.
+
+mod failures;
+mod forwarding;
+mod logging;
+mod mirroring;
+mod routing;
+mod support;
