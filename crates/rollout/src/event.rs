@@ -39,6 +39,13 @@ pub enum Event {
     },
     /// A `rollback` webhook answered 2xx: roll back now.
     RollbackRequested,
+    /// The analysis found decisive evidence of harm between two ticks (serin's
+    /// sequential judge watches continuously): roll back now, whatever the
+    /// machine was waiting for.
+    Harm {
+        /// The evidence, with numbers.
+        reasons: Vec<String>,
+    },
     /// A person holds the rollout at its current weight. Analysis keeps running, so a
     /// failure still counts and can roll back; the progress deadline is held, because
     /// it bounds waiting on the system, not on people.
@@ -88,6 +95,7 @@ impl Event {
             Event::Gate { .. } => "gate",
             Event::Hook { .. } => "hook",
             Event::RollbackRequested => "rollback-requested",
+            Event::Harm { .. } => "harm",
             Event::Pause => "pause",
             Event::Resume => "resume",
             Event::PromoteNow => "promote",

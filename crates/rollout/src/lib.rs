@@ -98,6 +98,7 @@ pub mod error;
 mod event;
 mod machine;
 mod plan;
+pub mod ports;
 mod state;
 mod time;
 

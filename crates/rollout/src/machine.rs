@@ -80,6 +80,7 @@ impl Turn<'_> {
             Event::Gate { kind, approved } => self.on_gate(kind, approved),
             Event::Hook { kind, ok } => self.on_hook(kind, ok),
             Event::RollbackRequested => self.rollback_requested("rollback-requested"),
+            Event::Harm { reasons } => self.harm(reasons),
             Event::Pause => self.pause(),
             Event::Resume => self.resume(),
             Event::PromoteNow => self.promote_now(),
@@ -570,6 +571,16 @@ impl Turn<'_> {
         self.rollback(format!(
             "rollback webhook signalled a rollback at {}",
             self.position()
+        ));
+        Ok(())
+    }
+
+    fn harm(&mut self, reasons: Vec<String>) -> Result<()> {
+        self.before_promotion("harm")?;
+        self.rollback(format!(
+            "decisive evidence of harm at {} between intervals: {}",
+            self.position(),
+            join(&reasons)
         ));
         Ok(())
     }

@@ -241,6 +241,27 @@ fn rollback_verdict_rolls_back_at_once() {
 }
 
 #[test]
+fn harm_between_ticks_rolls_back_whatever_is_pending() {
+    let mut h = Harness::started(canary(&[10, 20, 30]));
+    let mut world = World::verdicts([Verdict::Pass]);
+    let _ = h.interval(&mut world);
+    assert_eq!(h.weight(), 10);
+    h.advance_clock(Duration::from_secs(7));
+    let out = h.send(Event::Harm {
+        reasons: vec!["canary error rate 9.0% vs stable 0.2%, e-value 312 >= 100".into()],
+    });
+    assert_eq!(h.phase(), Phase::Failed);
+    assert_eq!(h.weight(), 0);
+    assert_eq!(routes(&out).last(), Some(&Route::STABLE));
+    assert!(has_message(
+        &out,
+        "between intervals: canary error rate 9.0%"
+    ));
+    // Once rolled back there is nothing left to harm.
+    assert!(h.try_send(Event::Harm { reasons: vec![] }).is_err());
+}
+
+#[test]
 fn hold_never_counts_as_a_failure() {
     let mut plan = canary(&[10, 20]);
     plan.progress_deadline = Duration::from_secs(3600);
