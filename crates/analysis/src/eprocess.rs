@@ -1,1 +1,336 @@
-//! E-processes.
+//! E-processes: nonnegative processes whose expectation stays at most 1 under
+//! the null at every stopping time, so by Ville's inequality
+//! `P(sup_t E_t ≥ 1/α) ≤ α` however often they are looked at.
+//!
+//! Everything here is one construction: a stream of binary events, each
+//! "positive" with probability `σ(b + δ)` where `σ` is the logistic function,
+//! `b` a baseline log-odds known before the event (predictable) and `δ` the
+//! unknown effect. The null is `δ ≤ 0` (composite); the alternative `δ > 0`.
+//! For a fixed `δ₁ > 0` the product of likelihood ratios
+//! `Π σ(b+δ₁)^x σ(−b−δ₁)^(1−x) / (σ(b)^x σ(−b)^(1−x))` is a test
+//! supermartingale under every `δ ≤ 0`: the one-step expectation is linear in
+//! the event probability, equals 1 at `δ = 0`, and the coefficient is
+//! positive because `σ(b+δ₁) > σ(b)`. A mixture over a grid of `δ₁` with
+//! fixed weights is again a test supermartingale (Robbins' method of
+//! mixtures; Grünwald, de Heide & Koolen, "Safe testing", 2024; Ramdas et
+//! al., "Game-theoretic statistics and safe anytime-valid inference", 2023).
+//!
+//! Two tests use it:
+//! - **Split test** ([`SplitTest`]): which version an error (or a slow
+//!   request) came from. With `n_c` canary and `n_s` stable requests in one
+//!   second, an event comes from the canary with probability
+//!   `ρr / (ρr + 1 − ρ)` (`ρ = n_c/(n_c+n_s)`, `r` = canary/stable event-rate
+//!   ratio), i.e. log-odds `logit ρ + ln r`. Testing `r ≤ r₀` is `δ = ln r − ln r₀ ≤ 0`
+//!   with `b = logit ρ + ln r₀`. The split may change every second (steps,
+//!   diurnal traffic): only the per-second counts enter. An incident that
+//!   multiplies both versions' rates alike leaves `r` unchanged: the test
+//!   does not see it. This is the e-process over error events of Lindon,
+//!   Sanden & Shirikian (KDD 2022) specialised to two arms with a known split.
+//!   *Exactness:* given a second's counts, with equal per-request error
+//!   probabilities the canary's share of errors is hypergeometric, which is
+//!   less dispersed than the binomial in the convex order (Hoeffding 1963);
+//!   the likelihood ratio is convex in the count, so its expectation is at
+//!   most 1: the test is exact for `r₀ = 1` (and for `r < 1` by monotone
+//!   likelihood ratio). For `r₀ > 1` it is the rare-event (Poisson) approximation.
+//! - **Rate test** ([`RateTest`]): one version's events against a fixed rate
+//!   `p₀` (`b = logit p₀`): "the canary's error rate is above 1 %".
+
+/// Effects of the grid prior, in log-odds: rate ratios from about 1.1 to 90.
+/// Small effects get most of the grid because large ones win quickly anyway.
+const GRID: [f64; 10] = [0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.5];
+
+/// `ln σ(x)`, stable for large |x|.
+fn ln_sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        -(-x).exp().ln_1p()
+    } else {
+        x - x.exp().ln_1p()
+    }
+}
+
+/// `ln Σ exp(v)`.
+pub(crate) fn log_sum_exp(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = values.clone().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY || max.is_nan() {
+        return max;
+    }
+    max + values.map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
+/// A grid-mixture e-process over log-odds shifts of binary events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogitMixture {
+    /// ln of each grid point's likelihood ratio so far.
+    log_lr: [f64; GRID.len()],
+    /// Events seen.
+    events: u64,
+}
+
+impl Default for LogitMixture {
+    fn default() -> Self {
+        LogitMixture {
+            log_lr: [0.0; GRID.len()],
+            events: 0,
+        }
+    }
+}
+
+// === impl LogitMixture ===
+
+impl LogitMixture {
+    /// A fresh e-process (value 1).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `positive` events and `negative` events, all with baseline log-odds `b`.
+    /// Non-finite baselines are ignored (no information).
+    pub fn update(&mut self, positive: u64, negative: u64, b: f64) {
+        if !b.is_finite() || positive.saturating_add(negative) == 0 {
+            return;
+        }
+        let (x, y) = (positive as f64, negative as f64);
+        let (lp0, ln0) = (ln_sigmoid(b), ln_sigmoid(-b));
+        for (l, d) in self.log_lr.iter_mut().zip(GRID) {
+            *l += x * (ln_sigmoid(b + d) - lp0) + y * (ln_sigmoid(-b - d) - ln0);
+        }
+        self.events = self
+            .events
+            .saturating_add(positive.saturating_add(negative));
+    }
+
+    /// ln of the e-value: the equally weighted mixture over the grid.
+    pub fn log_e(&self) -> f64 {
+        let n = GRID.len() as f64;
+        log_sum_exp(self.log_lr.iter().copied()) - n.ln()
+    }
+
+    /// The e-value (may be `inf` for overwhelming evidence).
+    pub fn e_value(&self) -> f64 {
+        self.log_e().exp()
+    }
+
+    /// Events seen so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+}
+
+/// Is the canary's event rate more than `r₀` times stable's? Events are
+/// attributed to versions under the known split of each second.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SplitTest {
+    mixture: LogitMixture,
+}
+
+// === impl SplitTest ===
+
+impl SplitTest {
+    /// A fresh test.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One second: `canary_events` of `canary_requests`, `stable_events` of
+    /// `stable_requests`, null ratio `r0` (≥ 1 is the useful range). Seconds
+    /// where one version had no requests carry no information about the
+    /// ratio and are skipped.
+    pub fn update(
+        &mut self,
+        canary_requests: u64,
+        canary_events: u64,
+        stable_requests: u64,
+        stable_events: u64,
+        r0: f64,
+    ) {
+        if canary_requests == 0 || stable_requests == 0 || !(r0 > 0.0) {
+            return;
+        }
+        let xc = canary_events.min(canary_requests);
+        let xs = stable_events.min(stable_requests);
+        let b = (canary_requests as f64).ln() - (stable_requests as f64).ln() + r0.ln();
+        self.mixture.update(xc, xs, b);
+    }
+
+    /// The e-value against "canary rate ≤ r₀ × stable rate".
+    pub fn e_value(&self) -> f64 {
+        self.mixture.e_value()
+    }
+
+    /// ln of the e-value.
+    pub fn log_e(&self) -> f64 {
+        self.mixture.log_e()
+    }
+
+    /// Events (from both versions) seen.
+    pub fn events(&self) -> u64 {
+        self.mixture.events()
+    }
+}
+
+/// Is the event rate above `p₀`? One version's trials, the null "every trial's
+/// probability is at most `p₀`" (a supermartingale even when the rate drifts).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateTest {
+    mixture: LogitMixture,
+}
+
+// === impl RateTest ===
+
+impl RateTest {
+    /// A fresh test.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `events` out of `trials`, against the rate `p0` (in (0, 1)).
+    pub fn update(&mut self, trials: u64, events: u64, p0: f64) {
+        if !(p0 > 0.0 && p0 < 1.0) {
+            return;
+        }
+        let x = events.min(trials);
+        self.mixture.update(x, trials - x, (p0 / (1.0 - p0)).ln());
+    }
+
+    /// The e-value against "rate ≤ p₀".
+    pub fn e_value(&self) -> f64 {
+        self.mixture.e_value()
+    }
+
+    /// ln of the e-value.
+    pub fn log_e(&self) -> f64 {
+        self.mixture.log_e()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_pcg::Pcg64Mcg;
+
+    #[test]
+    fn starts_at_one() {
+        assert!((SplitTest::new().e_value() - 1.0).abs() < 1e-12);
+        assert!((RateTest::new().e_value() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn known_value_single_grid_point() {
+        // One positive event at b = 0 (p0 = 1/2): each grid LR is 2σ(δ).
+        let mut m = LogitMixture::new();
+        m.update(1, 0, 0.0);
+        let expected: f64 =
+            GRID.iter().map(|d| 2.0 / (1.0 + (-d).exp())).sum::<f64>() / GRID.len() as f64;
+        assert!((m.e_value() - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn expectation_is_one_at_the_null_boundary() {
+        // E[LR] = 1 exactly: check the one-step average analytically.
+        for b in [-5.0, -1.0, 0.0, 2.0] {
+            let p = 1.0 / (1.0 + f64::exp(-b));
+            let mut pos = LogitMixture::new();
+            pos.update(1, 0, b);
+            let mut neg = LogitMixture::new();
+            neg.update(0, 1, b);
+            let mean = p * pos.e_value() + (1.0 - p) * neg.e_value();
+            assert!((mean - 1.0).abs() < 1e-12, "b={b} mean={mean}");
+        }
+    }
+
+    #[test]
+    fn all_errors_on_a_10_percent_canary_is_strong_evidence() {
+        let mut t = SplitTest::new();
+        for _ in 0..6 {
+            t.update(10, 1, 90, 0, 1.0);
+        }
+        assert!(t.e_value() > 1000.0, "{}", t.e_value());
+        // Errors in proportion to the split carry evidence for the null.
+        let mut t = SplitTest::new();
+        for _ in 0..100 {
+            t.update(10, 1, 90, 9, 1.0);
+        }
+        assert!(t.e_value() < 0.2, "{}", t.e_value());
+    }
+
+    #[test]
+    fn degenerate_inputs_are_ignored() {
+        let mut t = SplitTest::new();
+        t.update(0, 0, 10, 5, 1.0);
+        t.update(10, 20, 0, 0, 1.0);
+        t.update(10, 1, 10, 1, f64::NAN);
+        t.update(u64::MAX, u64::MAX, u64::MAX, 0, 1.0);
+        assert!(t.e_value().is_finite() || t.e_value() == f64::INFINITY);
+        let mut r = RateTest::new();
+        r.update(10, 11, 0.0);
+        r.update(10, 11, 1.0);
+        assert_eq!(r.e_value(), 1.0);
+    }
+
+    /// Ville's inequality in action: under the null the running maximum of
+    /// the e-process crosses 1/α in at most α of the runs. 2000 runs of 300
+    /// seconds with α = 0.05: the expected count is at most 100 (usually far
+    /// fewer since the bound is conservative); 130 is 3 standard deviations
+    /// above 100, so a correct test cannot fail this while a test that
+    /// forgets the split (rate-based) would cross in nearly every run.
+    #[test]
+    fn split_test_is_calibrated_under_changing_splits() {
+        let mut rng = Pcg64Mcg::seed_from_u64(7);
+        let mut crossed = 0;
+        for _ in 0..2000 {
+            let mut t = SplitTest::new();
+            for s in 0..300u64 {
+                let w = [0.05, 0.1, 0.3, 0.5][(s / 75) as usize];
+                let n = rng.random_range(0..40u64);
+                let mut nc = 0;
+                let mut ec = 0;
+                let mut es = 0;
+                // Error rate shared by both versions, with an incident.
+                let p = if (100..150).contains(&s) { 0.3 } else { 0.02 };
+                for _ in 0..n {
+                    let canary = rng.random_bool(w);
+                    let err = rng.random_bool(p);
+                    if canary {
+                        nc += 1;
+                        ec += u64::from(err);
+                    } else {
+                        es += u64::from(err);
+                    }
+                }
+                t.update(nc, ec, n - nc, es, 1.0);
+                if t.e_value() >= 20.0 {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        assert!(crossed <= 130, "crossed {crossed} of 2000 at alpha 0.05");
+    }
+
+    #[test]
+    fn rate_test_detects_and_stays_calibrated() {
+        let mut rng = Pcg64Mcg::seed_from_u64(3);
+        let mut crossed = 0;
+        let mut detected = 0;
+        for _ in 0..500 {
+            let mut null = RateTest::new();
+            let mut alt = RateTest::new();
+            for _ in 0..200 {
+                let e0 = (0..20).filter(|_| rng.random_bool(0.01)).count() as u64;
+                let e1 = (0..20).filter(|_| rng.random_bool(0.03)).count() as u64;
+                null.update(20, e0, 0.01);
+                alt.update(20, e1, 0.01);
+                if null.e_value() >= 20.0 {
+                    crossed += 1;
+                    break;
+                }
+            }
+            if alt.e_value() >= 20.0 {
+                detected += 1;
+            }
+        }
+        assert!(crossed <= 40, "crossed {crossed} of 500 at alpha 0.05");
+        assert!(detected >= 450, "detected {detected} of 500");
+    }
+}
