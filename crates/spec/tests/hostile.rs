@@ -52,7 +52,7 @@ fn alias_bombs_are_refused() {
     let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for level in 1..10 {
         let previous = format!("*a{}", level - 1);
-        let list = vec![previous.as_str(); 10].join(", ");
+        let list = [previous.as_str(); 10].join(", ");
         text.push_str(&format!("a{level}: &a{level} [{list}]\n"));
     }
     let problems = refusal(&text);
