@@ -241,6 +241,22 @@ impl de::Error for Error {
     }
 }
 
+/// What a value is, in serde's terms, for type errors.
+fn unexpected(value: &Value) -> de::Unexpected<'_> {
+    match value {
+        Value::Null => de::Unexpected::Unit,
+        Value::Bool(flag) => de::Unexpected::Bool(*flag),
+        Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+            (Some(unsigned), _) => de::Unexpected::Unsigned(unsigned),
+            (None, Some(signed)) => de::Unexpected::Signed(signed),
+            (None, None) => de::Unexpected::Float(number.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(text) => de::Unexpected::Str(text),
+        Value::Array(_) => de::Unexpected::Seq,
+        Value::Object(_) => de::Unexpected::Map,
+    }
+}
+
 /// Turns serde's "expected" wording (`struct Analysis`, `u8`) into YAML words.
 fn describe_expected(expected: &str) -> String {
     if expected.starts_with("struct ") || expected == "a map" {
@@ -348,8 +364,13 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
+        // serde's derived structs also accept sequences (`[1, 2]` as a struct of
+        // two fields); in a YAML document that is always a mistake.
         let Value::Object(map) = self.value else {
-            return self.deserialize_any(visitor);
+            return Err(
+                <Error as de::Error>::invalid_type(unexpected(self.value), &"a mapping")
+                    .at(&self.path),
+            );
         };
         for key in map.keys() {
             if !fields.contains(&key.as_str()) {
@@ -530,6 +551,16 @@ mod tests {
                 "inner.maxWeight: expected a non-negative whole number, got the number 300",
                 "inner.stepWeight: expected a non-negative whole number, got the string \"ten\"",
             ]
+        );
+    }
+
+    #[test]
+    fn structs_are_not_read_from_sequences() {
+        let value = serde_json::json!({"name": "x", "inner": [1, 2]});
+        let collected = deserialize_collecting::<Outer>(value);
+        assert_eq!(
+            collected.problems[0].to_string(),
+            "inner: expected a mapping, got a sequence"
         );
     }
 

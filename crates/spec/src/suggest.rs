@@ -23,6 +23,10 @@ pub(crate) fn nearest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str
 }
 
 /// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
+///
+/// Indexing cannot panic: `table` has `(a.len()+1) * (b.len()+1)` cells and every
+/// index used is `at(i, j)` with `i <= a.len()`, `j <= b.len()`; `a[i - 1]`,
+/// `a[i - 2]` (and the same for `b`) only run with `i >= 1` / `i >= 2`.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
