@@ -1,3 +1,15 @@
-//! The runtime that drives rollouts: clock, timers, providers, routers and the state machine.
+//! The runtime that drives rollouts: it reads the clock, feeds the judges,
+//! hands events to the state machine and carries out its actions through the
+//! ports (routers, traffic sources, webhooks).
 
 #![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod driver;
+pub mod mapping;
+
+pub use clock::{Clock, TokioClock};
+pub use driver::{Command, Driver, DriverError, OBSERVE_EVERY, Update, verdict_for_machine};
+pub mod run;
+
+pub use run::{Prepared, RunError, Running, promoted, start};

@@ -1,0 +1,102 @@
+//! Command-line arguments.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Progressive delivery in one binary: shift traffic to a canary step by
+/// step, compare it with stable using statistics that stay honest when
+/// checked every second, and promote or roll back on its own.
+#[derive(Debug, Parser)]
+#[command(name = "serin", version, propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). SERIN_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check canary, metric template and alert provider files.
+    ///
+    /// Exits 0 when every file is valid, 2 otherwise, printing one line per
+    /// problem: FILE: FIELD.PATH: MESSAGE.
+    Validate {
+        /// Files to check (multi-document YAML allowed).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+
+    /// Serve the proxy and run the rollout in FILE in the foreground.
+    ///
+    /// Exits 0 when the canary is promoted, 1 when it is rolled back.
+    Run {
+        /// The canary file (plus any template or alert provider files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output: progress for people, or one JSON object per update.
+        #[arg(long, value_enum, default_value_t = Output::Auto)]
+        output: Output,
+    },
+
+    /// A whole rollout with built-in sample backends and load: nothing to set up.
+    Demo {
+        /// Make the canary fail so the rollback is seen.
+        #[arg(long)]
+        faulty: bool,
+        /// The judge to use: sequential (default), threshold or mann-whitney.
+        #[arg(long)]
+        judge: Option<String>,
+        /// Requests per second the load generator sends through the proxy.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Output: progress for people, or one JSON object per update.
+        #[arg(long, value_enum, default_value_t = Output::Auto)]
+        output: Output,
+        /// Print the demo's canary file and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+
+    /// Judge a recorded request log offline, as the live system would.
+    ///
+    /// Prints one JSON object per analysis tick and stops at the first
+    /// rollback. Exits 0 when nothing was rolled back, 1 on rollback.
+    Analyze {
+        /// The request log: JSON lines {"ts", "version", "status", "latency_ms"}. `-` reads stdin.
+        #[arg(long)]
+        replay: PathBuf,
+        /// The canary whose analysis settings to use (default: the seed's).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override the judge: sequential, threshold or mann-whitney.
+        #[arg(long)]
+        judge: Option<String>,
+    },
+}
+
+/// How `run` and `demo` report progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A live display on a terminal, plain lines otherwise.
+    Auto,
+    /// Plain lines.
+    Plain,
+    /// One JSON object per update.
+    Json,
+}

@@ -1,0 +1,324 @@
+//! What each subcommand does, and its exit status.
+
+use crate::{
+    cli::{Cli, Command, Output},
+    display,
+};
+use anyhow::{Context, Result, bail};
+use serin_analysis::{AnalysisConfig, JudgeKind};
+use serin_spec::Catalog;
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+use tokio::sync::broadcast;
+
+/// The canary was promoted / the files are valid / nothing was rolled back.
+pub const EXIT_OK: u8 = 0;
+/// The canary was rolled back.
+pub const EXIT_ROLLED_BACK: u8 = 1;
+/// Invalid input or a problem that kept serin from doing its job.
+pub const EXIT_TROUBLE: u8 = 2;
+
+/// Files larger than this are refused before parsing (the parser has the
+/// same cap; this one avoids reading a huge file into memory first).
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Run { files, output } => runtime()?.block_on(run(&files, output)),
+        Command::Demo {
+            faulty,
+            judge,
+            rate,
+            output,
+            print_config,
+        } => runtime()?.block_on(demo(faulty, judge.as_deref(), rate, output, print_config)),
+        Command::Analyze {
+            replay,
+            config,
+            judge,
+        } => analyze(&replay, config.as_deref(), judge.as_deref()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Reads files, reporting unreadable or oversized ones as problems.
+fn read_files(files: &[PathBuf]) -> (Vec<(String, String)>, Vec<String>) {
+    let mut texts = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+                problems.push(format!(
+                    "{name}: file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                    meta.len()
+                ));
+                continue;
+            }
+            Err(error) => {
+                problems.push(format!("{name}: cannot read: {error}"));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        match std::fs::read_to_string(file) {
+            Ok(text) => texts.push((name, text)),
+            Err(error) => problems.push(format!("{name}: cannot read: {error}")),
+        }
+    }
+    (texts, problems)
+}
+
+/// Parses and validates files into one catalog, or prints every problem.
+fn load(files: &[PathBuf]) -> Result<Catalog, ExitCode> {
+    let (texts, mut problems) = read_files(files);
+    let loaded = serin_spec::load_files(
+        texts
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    );
+    let catalog = match loaded {
+        Ok(catalog) => Some(catalog),
+        Err(error) => {
+            problems.extend(error.to_string().lines().map(str::to_owned));
+            None
+        }
+    };
+    match catalog {
+        Some(catalog) if problems.is_empty() => Ok(catalog),
+        _ => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            Err(ExitCode::from(EXIT_TROUBLE))
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> Result<ExitCode> {
+    match load(files) {
+        Ok(catalog) => {
+            let (canaries, templates, providers) = (
+                catalog.canaries().len(),
+                catalog.metric_templates().len(),
+                catalog.alert_providers().len(),
+            );
+            println!(
+                "{} valid: {canaries} canar{}, {templates} metric template{}, {providers} alert provider{}",
+                plural(files.len(), "file", "files"),
+                if canaries == 1 { "y" } else { "ies" },
+                if templates == 1 { "" } else { "s" },
+                if providers == 1 { "" } else { "s" },
+            );
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+async fn run(files: &[PathBuf], output: Output) -> Result<ExitCode> {
+    let catalog = match load(files) {
+        Ok(catalog) => catalog,
+        Err(code) => return Ok(code),
+    };
+    let file = files
+        .first()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
+    let prepared = match serin_server::Prepared::from_catalog(&catalog, None, &file) {
+        Ok(prepared) => prepared,
+        Err(serin_server::RunError::Invalid(diagnostics)) => {
+            for diagnostic in diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            return Ok(ExitCode::from(EXIT_TROUBLE));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let name = prepared.canary.name().to_owned();
+    let (updates, watch) = broadcast::channel(1024);
+    let running = serin_server::start(prepared, updates).await?;
+    eprintln!(
+        "serin: {name}: proxy listening on http://{}",
+        running.listen
+    );
+    let shown = tokio::spawn(display::show(watch, output, name.clone()));
+    let commands = running.commands.clone();
+    let outcome = tokio::select! {
+        outcome = running.outcome() => outcome?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("serin: interrupted: rolling back {name}");
+            let _ = commands.send(serin_server::Command::Abort).await;
+            bail!("interrupted");
+        }
+    };
+    drop(commands);
+    let _ = shown.await;
+    Ok(verdict(&name, &outcome))
+}
+
+fn verdict(name: &str, state: &serin_rollout::RolloutState) -> ExitCode {
+    if serin_server::promoted(state) {
+        println!(
+            "{name}: promoted (revision {})",
+            state.revision.as_deref().unwrap_or("?")
+        );
+        ExitCode::from(EXIT_OK)
+    } else {
+        println!("{name}: rolled back: {}", state.message);
+        ExitCode::from(EXIT_ROLLED_BACK)
+    }
+}
+
+/// The demo's canary file; `{stable}`, `{canary}`, `{judge}` and
+/// `{min_requests}` are filled in at start.
+const DEMO_CANARY: &str = include_str!("demo.yaml");
+
+async fn demo(
+    faulty: bool,
+    judge: Option<&str>,
+    rate: f64,
+    output: Output,
+    print_config: bool,
+) -> Result<ExitCode> {
+    use serin_demo::{Backend, Behaviour, LoadSpec, load};
+    let judge = match judge {
+        None => JudgeKind::Sequential,
+        Some(name) => parse_judge(name)?,
+    };
+    if !(1.0..=5_000.0).contains(&rate) {
+        bail!("--rate: must be between 1 and 5000 requests per second, got {rate}");
+    }
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .context("starting the stable backend")?;
+    let canary_behaviour = if faulty {
+        Behaviour {
+            error_rate: 0.08,
+            latency: Duration::from_millis(30),
+            ..Behaviour::healthy("canary v2 (faulty)")
+        }
+    } else {
+        Behaviour::healthy("canary v2")
+    };
+    let canary = Backend::start(local, canary_behaviour)
+        .await
+        .context("starting the canary backend")?;
+    let yaml = DEMO_CANARY
+        .replace("{stable}", &stable.url())
+        .replace("{canary}", &canary.url())
+        .replace("{judge}", judge.as_str());
+    if print_config {
+        print!("{yaml}");
+        return Ok(ExitCode::from(EXIT_OK));
+    }
+    let documents = serin_spec::load_documents("demo.yaml", &yaml)
+        .map_err(|problems| anyhow::anyhow!(serin_spec::render_problems("demo.yaml", &problems)))?;
+    let catalog = Catalog::from_documents(documents);
+    let prepared = serin_server::Prepared::from_catalog(&catalog, None, "demo.yaml")?;
+    let name = prepared.canary.name().to_owned();
+    let (updates, watch) = broadcast::channel(1024);
+    let running = serin_server::start(prepared, updates).await?;
+    eprintln!(
+        "serin demo: stable at {}, canary at {}{}, proxy at http://{}, {rate} requests/s, judge {}",
+        stable.url(),
+        canary.url(),
+        if faulty {
+            " (fails 8% of requests)"
+        } else {
+            ""
+        },
+        running.listen,
+        judge.as_str()
+    );
+    let shown = tokio::spawn(display::show(watch, output, name.clone()));
+    let mut spec = LoadSpec::new(
+        format!("http://{}/", running.listen).parse()?,
+        Some(rate),
+        Duration::from_secs(600),
+    );
+    spec.concurrency = 8;
+    let load = tokio::spawn(load::run(spec));
+    let outcome = running.outcome().await?;
+    load.abort();
+    let _ = shown.await;
+    Ok(verdict(&name, &outcome))
+}
+
+fn parse_judge(name: &str) -> Result<JudgeKind> {
+    JudgeKind::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+        .with_context(|| {
+            format!(
+                "--judge: unknown judge {name:?}; expected sequential, threshold or mann-whitney"
+            )
+        })
+}
+
+fn analyze(log: &Path, config: Option<&Path>, judge: Option<&str>) -> Result<ExitCode> {
+    let mut analysis = match config {
+        None => AnalysisConfig::flagger_defaults(),
+        Some(file) => {
+            let catalog = match load(&[file.to_path_buf()]) {
+                Ok(catalog) => catalog,
+                Err(code) => return Ok(code),
+            };
+            let name = file.display().to_string();
+            let canary = match catalog.canaries() {
+                [one] => one,
+                _ => bail!("{name}: expected exactly one Canary"),
+            };
+            let resolved = catalog
+                .resolve_for_run(canary)
+                .map_err(|p| anyhow::anyhow!(serin_spec::render_problems(&name, &p)))?;
+            let plan = serin_server::mapping::plan_for(canary);
+            serin_server::mapping::analysis_for(&resolved, &plan)
+                .map_err(|p| anyhow::anyhow!(serin_spec::render_problems(&name, &p)))?
+        }
+    };
+    if let Some(name) = judge {
+        analysis = analysis.with_judge(parse_judge(name)?);
+    }
+    let reader: Box<dyn BufRead> = if log.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        let file =
+            std::fs::File::open(log).with_context(|| format!("{}: cannot open", log.display()))?;
+        Box::new(BufReader::with_capacity(1 << 20, file))
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut rolled_back = false;
+    for report in serin_analysis::replay(reader, &analysis) {
+        let report = report.with_context(|| format!("{}", log.display()))?;
+        serde_json::to_writer(&mut out, &report)?;
+        out.write_all(b"\n")?;
+        if report.decision == serin_analysis::Outcome::Rollback {
+            rolled_back = true;
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::from(if rolled_back {
+        EXIT_ROLLED_BACK
+    } else {
+        EXIT_OK
+    }))
+}

@@ -1,0 +1,166 @@
+//! Showing a rollout as it happens: a live progress display on a terminal,
+//! plain lines in logs and CI, or JSON lines for programs.
+
+use crate::cli::Output;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serin_server::Update;
+use std::{io::IsTerminal, time::Duration};
+use tokio::sync::broadcast;
+
+/// Prints updates until the channel closes.
+pub async fn show(mut updates: broadcast::Receiver<Update>, output: Output, name: String) {
+    let mut view = View::new(output, name);
+    loop {
+        match updates.recv().await {
+            Ok(update) => view.update(&update),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                view.line(&format!("({missed} updates skipped)"))
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    view.finish();
+}
+
+struct View {
+    mode: Mode,
+    name: String,
+    /// Latest numbers, shown on the live line.
+    weight: u8,
+    phase: String,
+    failed_checks: u32,
+    canary_rps: f64,
+    stable_rps: f64,
+    last_decision: String,
+}
+
+enum Mode {
+    Live(ProgressBar),
+    Plain,
+    Json,
+}
+
+impl View {
+    fn new(output: Output, name: String) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let mode = match output {
+            Output::Json => Mode::Json,
+            Output::Plain => Mode::Plain,
+            Output::Auto if terminal => {
+                let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stderr());
+                // The template is a constant known to parse.
+                let style = ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:30.cyan/blue}] {pos:>3}% canary  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+                bar.set_style(style);
+                bar.set_prefix(name.clone());
+                bar.enable_steady_tick(Duration::from_millis(250));
+                Mode::Live(bar)
+            }
+            Output::Auto => Mode::Plain,
+        };
+        View {
+            mode,
+            name,
+            weight: 0,
+            phase: "Initializing".into(),
+            failed_checks: 0,
+            canary_rps: 0.0,
+            stable_rps: 0.0,
+            last_decision: String::new(),
+        }
+    }
+
+    fn update(&mut self, update: &Update) {
+        if let Mode::Json = self.mode {
+            if let Ok(line) = serde_json::to_string(update) {
+                println!("{line}");
+            }
+            return;
+        }
+        match update {
+            Update::Record { at, record } => {
+                let kind = match record.severity {
+                    serin_rollout::Severity::Normal => "",
+                    serin_rollout::Severity::Warning => "warning: ",
+                };
+                self.line(&format!(
+                    "{} {} {kind}{}",
+                    clock(at.as_millis()),
+                    self.name,
+                    record.message
+                ));
+            }
+            Update::Decision { at, decision } => {
+                self.last_decision = format!("{:?}", decision.verdict).to_lowercase();
+                for metric in &decision.metrics {
+                    self.line(&format!(
+                        "{} {}   {}",
+                        clock(at.as_millis()),
+                        self.name,
+                        metric.reason
+                    ));
+                }
+                // Per-metric reasons were printed above; the first reason is the summary.
+                let reasons = decision
+                    .reasons
+                    .first()
+                    .map(|r| format!(": {}", r.split("; ").next().unwrap_or(r)))
+                    .unwrap_or_default();
+                self.line(&format!(
+                    "{} {} decision {}{reasons}",
+                    clock(at.as_millis()),
+                    self.name,
+                    self.last_decision
+                ));
+            }
+            Update::State { state, .. } => {
+                self.weight = state.canary_weight;
+                self.phase = state.phase.to_string();
+                self.failed_checks = state.failed_checks;
+            }
+            Update::Traffic { delta, .. } => {
+                self.canary_rps = delta.canary.requests as f64;
+                self.stable_rps = delta.stable.requests as f64;
+            }
+        }
+        if let Mode::Live(bar) = &self.mode {
+            bar.set_position(u64::from(self.weight));
+            bar.set_message(format!(
+                "{}  failed checks {}  rps canary {:.0} stable {:.0}  {}",
+                self.phase,
+                self.failed_checks,
+                self.canary_rps,
+                self.stable_rps,
+                self.last_decision
+            ));
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.mode {
+            Mode::Live(bar) => bar.println(text),
+            Mode::Plain => eprintln!("{text}"),
+            Mode::Json => {}
+        }
+    }
+
+    fn finish(self) {
+        if let Mode::Live(bar) = self.mode {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `HH:MM:SS` of a Unix time in milliseconds, UTC.
+fn clock(millis: u64) -> String {
+    let secs = millis / 1000;
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}

@@ -1,0 +1,260 @@
+//! One canary served by the built-in proxy and rolled out to its verdict:
+//! what `serin run` and `serin demo` do.
+
+use crate::{
+    clock::{Clock, TokioClock},
+    driver::{Command, Driver, DriverError, Update},
+    mapping,
+};
+use serin_analysis::{AnalysisConfig, Analyzer};
+use serin_providers::{BaseRoutes, HttpWebhooks, ProxyRouter};
+use serin_proxy::{Limits, Proxy, ProxyConfig, Recorder};
+use serin_rollout::{
+    Phase, Plan, RolloutState,
+    ports::{CanaryTarget, Router},
+};
+use serin_spec::{Canary, Catalog, Diagnostic};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Everything a rollout needs, checked before anything listens.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The canary.
+    pub canary: Canary,
+    /// The state machine's plan.
+    pub plan: Plan,
+    /// The judges' configuration.
+    pub analysis: AnalysisConfig,
+    /// The proxy's listener, limits and access log.
+    pub proxy: ProxyConfig,
+    /// The proxy's routing without the rollout's weights.
+    pub routes: BaseRoutes,
+    /// The revision to roll out.
+    pub target: CanaryTarget,
+}
+
+/// Why a rollout could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The files hold no canary, several without a name to choose, or one
+    /// that cannot run here; each diagnostic names the file and field.
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
+    /// The proxy could not start.
+    #[error(transparent)]
+    Proxy(#[from] serin_proxy::Error),
+    /// The router refused the initial table.
+    #[error("{0}")]
+    Router(#[from] serin_rollout::ports::PortError),
+    /// The rollout loop stopped without a verdict.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// === impl Prepared ===
+
+impl Prepared {
+    /// Picks the canary (by name, or the only one), resolves its references,
+    /// and maps it for the proxy, the state machine and the judges. `file`
+    /// names where the canary came from, for diagnostics.
+    pub fn from_catalog(
+        catalog: &Catalog,
+        name: Option<&str>,
+        file: &str,
+    ) -> Result<Prepared, RunError> {
+        let invalid = |path: &str, message: String| {
+            RunError::Invalid(vec![serin_spec::Problem::new(path, message).in_file(file)])
+        };
+        let canary = match name {
+            Some(name) => catalog
+                .canary(name)
+                .ok_or_else(|| invalid("metadata.name", format!("no canary named {name:?}")))?,
+            None => match catalog.canaries() {
+                [one] => one,
+                [] => return Err(invalid("kind", "no Canary document found".into())),
+                _ => {
+                    return Err(invalid(
+                        "metadata.name",
+                        "several canaries: name the one to run".into(),
+                    ));
+                }
+            },
+        };
+        if !canary.is_builtin() {
+            return Err(invalid(
+                "spec.provider",
+                format!(
+                    "{:?} is not driven by `serin run`; use `provider: builtin` with `service.listen` and `upstreams`",
+                    canary.spec.provider.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        let resolved = catalog.resolve_for_run(canary).map_err(|problems| {
+            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
+        })?;
+        let plan = mapping::plan_for(canary);
+        let analysis = mapping::analysis_for(&resolved, &plan).map_err(|problems| {
+            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
+        })?;
+        let routes =
+            BaseRoutes::from_canary(canary).map_err(|error| invalid("spec", error.to_string()))?;
+        let listen = canary.listen_addr().ok_or_else(|| {
+            invalid(
+                "spec.service.listen",
+                "required by the builtin provider".into(),
+            )
+        })?;
+        let Some(canary_url) = canary.canary_upstream() else {
+            return Err(invalid(
+                "spec.upstreams.canary",
+                "nothing to roll out: set the canary's URL".into(),
+            ));
+        };
+        let revision = canary
+            .spec
+            .upstreams
+            .as_ref()
+            .and_then(|u| u.revision.clone())
+            .unwrap_or_else(|| canary_url.to_owned());
+        let proxy = ProxyConfig {
+            listen,
+            limits: limits_for(canary),
+            access_log: canary.spec.service.access_log.as_ref().map(PathBuf::from),
+        };
+        Ok(Prepared {
+            canary: canary.clone(),
+            plan,
+            analysis,
+            proxy,
+            routes,
+            target: CanaryTarget {
+                address: canary_url.to_owned(),
+                revision,
+            },
+        })
+    }
+}
+
+/// The proxy's limits: serin's defaults, overridden by `spec.service.limits`.
+pub fn limits_for(canary: &Canary) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(set) = &canary.spec.service.limits {
+        if let Some(bytes) = set.max_body_bytes {
+            limits.max_request_body_bytes = Some(bytes);
+        }
+        if let Some(bytes) = set.max_header_bytes.and_then(|b| usize::try_from(b).ok()) {
+            limits.max_header_bytes = bytes;
+        }
+        if let Some(d) = &set.connect_timeout {
+            limits.connect_timeout = d.as_std();
+        }
+        if let Some(d) = &set.request_timeout {
+            limits.response_header_timeout = d.as_std();
+        }
+        if let Some(d) = &set.idle_timeout {
+            limits.idle_timeout = d.as_std();
+        }
+    }
+    limits
+}
+
+/// A rollout in progress: its proxy's address, a way to send manual gates,
+/// and its outcome.
+pub struct Running {
+    /// Where the proxy accepts user traffic.
+    pub listen: SocketAddr,
+    /// Manual gates (pause, resume, promote now, abort).
+    pub commands: mpsc::Sender<Command>,
+    /// The statistics the proxy records.
+    pub recorder: Arc<Recorder>,
+    outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
+}
+
+// === impl Running ===
+
+impl Running {
+    /// Waits for the verdict.
+    pub async fn outcome(self) -> Result<RolloutState, RunError> {
+        match self.outcome.await {
+            Ok(result) => result,
+            Err(join) => Err(RunError::Driver(DriverError::Idle(format!(
+                "rollout task ended abnormally: {join}"
+            )))),
+        }
+    }
+}
+
+/// Starts the proxy and the rollout; returns once the proxy listens.
+pub async fn start(
+    prepared: Prepared,
+    updates: broadcast::Sender<Update>,
+) -> Result<Running, RunError> {
+    let Prepared {
+        canary,
+        plan,
+        analysis,
+        proxy,
+        routes,
+        target,
+    } = prepared;
+    // Windows must cover the longest metric interval, plus a slot of slack.
+    let recorder = Arc::new(Recorder::new(
+        analysis.longest_window() + Duration::from_secs(1),
+    ));
+    let bound = Proxy::bind(proxy, routes.routes.clone(), recorder.clone()).await?;
+    let listen = bound.local_addr();
+    let router: Arc<dyn Router> = Arc::new(ProxyRouter::new(bound.handle(), routes)?);
+    let judge = Analyzer::new(analysis).map_err(|error| {
+        RunError::Invalid(vec![
+            serin_spec::Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
+        ])
+    })?;
+    let webhooks = HttpWebhooks::from_canary(&canary);
+    let clock = TokioClock::new();
+    let state = RolloutState::new(clock.now());
+    let driver = Driver {
+        name: canary.name().to_owned(),
+        plan,
+        state,
+        judge,
+        router,
+        traffic: recorder.clone(),
+        webhooks,
+        clock,
+        updates,
+    };
+    let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
+    let proxy_task = tokio::spawn(bound.serve(async move {
+        let _ = proxy_stopped.await;
+    }));
+    let (commands, receiver) = mpsc::channel(16);
+    // The channel has room for 16 commands and is empty: this cannot fail.
+    let _ = commands.try_send(Command::Start(target));
+    let outcome = tokio::spawn(async move {
+        let result = driver.run(receiver, true).await;
+        let _ = stop_proxy.send(());
+        // The proxy drains in-flight requests before the verdict is reported.
+        let _ = proxy_task.await;
+        result.map_err(RunError::from)
+    });
+    Ok(Running {
+        listen,
+        commands,
+        recorder,
+        outcome,
+    })
+}
+
+/// Whether a final state means the canary was promoted.
+pub fn promoted(state: &RolloutState) -> bool {
+    state.phase == Phase::Succeeded
+}

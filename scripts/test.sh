@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs serin's whole test suite on a fresh Debian machine: installs what the
+# tests talk to (real servers on loopback, no mocks), then format, lint, test.
+#
+#   scripts/test.sh            # everything
+#   SERIN_SKIP_INSTALL=1 scripts/test.sh   # when the packages are known to be there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the integration tests start as real processes.
+packages=(curl)
+need_install=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_install+=("$p")
+done
+if [ "${SERIN_SKIP_INSTALL:-0}" != 1 ] && [ ${#need_install[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_install[@]}"
+fi
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
