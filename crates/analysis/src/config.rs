@@ -441,21 +441,21 @@ impl AnalysisConfig {
                     bad(format!("thresholdRange: bounds must be finite, got {v}"));
                 }
             }
-            if let (Some(lo), Some(hi)) = (min, max) {
-                if lo > hi {
-                    bad(format!("thresholdRange: min {lo} is above max {hi}"));
-                }
+            if let (Some(lo), Some(hi)) = (min, max)
+                && lo > hi
+            {
+                bad(format!("thresholdRange: min {lo} is above max {hi}"));
             }
             if let Some(c) = m.compare {
-                if let Some(d) = c.max_delta {
-                    if !(d.is_finite() && d >= 0.0) {
-                        bad(format!("compare.maxDelta: must be 0 or more, got {d}"));
-                    }
+                if let Some(d) = c.max_delta
+                    && !(d.is_finite() && d >= 0.0)
+                {
+                    bad(format!("compare.maxDelta: must be 0 or more, got {d}"));
                 }
-                if let Some(r) = c.max_ratio {
-                    if !(r.is_finite() && r >= 1.0) {
-                        bad(format!("compare.maxRatio: must be 1 or more, got {r}"));
-                    }
+                if let Some(r) = c.max_ratio
+                    && !(r.is_finite() && r >= 1.0)
+                {
+                    bad(format!("compare.maxRatio: must be 1 or more, got {r}"));
                 }
             }
             if m.interval.is_zero() {
@@ -497,9 +497,11 @@ mod tests {
 
     #[test]
     fn problems_name_the_field() {
-        let mut c = AnalysisConfig::default();
-        c.alpha = 0.0;
-        c.steps = vec![0];
+        let mut c = AnalysisConfig {
+            alpha: 0.0,
+            steps: vec![0],
+            ..AnalysisConfig::default()
+        };
         c.metrics
             .push(MetricCheck::named("x").range(Some(2.0), Some(1.0)));
         let p: Vec<String> = c.problems().iter().map(ToString::to_string).collect();

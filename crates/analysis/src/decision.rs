@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn numbers_read_well() {
-        assert_eq!(num(3.14159), "3.14");
+        assert_eq!(num(3.14659), "3.15");
         assert_eq!(num(142.3), "142");
         assert_eq!(num(0.0001234), "1.23e-4");
         assert_eq!(num(f64::NAN), "NaN");

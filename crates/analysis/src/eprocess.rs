@@ -118,10 +118,27 @@ impl LogitMixture {
 
 /// Is the canary's event rate more than `r₀` times stable's? Events are
 /// attributed to versions under the known split of each second.
+///
+/// Seconds in which only one version had requests carry no information on
+/// their own (the split of their events is certain), which at low traffic
+/// would waste most canary errors. So seconds are pooled into a bucket until
+/// both versions have served requests, for at most [`MAX_BUCKET_SECS`]
+/// seconds (then the bucket is dropped). Closing a bucket depends only on
+/// request arrivals, never on outcomes, so the conditional argument holds
+/// for the bucket as it does for a second, provided rates are steady within
+/// those few seconds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SplitTest {
     mixture: LogitMixture,
+    /// Pooled (canary requests, canary events, stable requests, stable events).
+    pending: [u64; 4],
+    /// Seconds pooled so far, and the null ratio fixed when the bucket opened.
+    pending_secs: u32,
+    pending_r0: f64,
 }
+
+/// Longest a bucket waits for both versions to have traffic.
+pub const MAX_BUCKET_SECS: u32 = 10;
 
 // === impl SplitTest ===
 
@@ -133,8 +150,7 @@ impl SplitTest {
 
     /// One second: `canary_events` of `canary_requests`, `stable_events` of
     /// `stable_requests`, null ratio `r0` (≥ 1 is the useful range). Seconds
-    /// where one version had no requests carry no information about the
-    /// ratio and are skipped.
+    /// where one version had no requests are pooled with the next ones.
     pub fn update(
         &mut self,
         canary_requests: u64,
@@ -143,13 +159,32 @@ impl SplitTest {
         stable_events: u64,
         r0: f64,
     ) {
-        if canary_requests == 0 || stable_requests == 0 || !(r0 > 0.0) {
+        if r0.is_nan() || r0 <= 0.0 || canary_requests.saturating_add(stable_requests) == 0 {
             return;
         }
-        let xc = canary_events.min(canary_requests);
-        let xs = stable_events.min(stable_requests);
-        let b = (canary_requests as f64).ln() - (stable_requests as f64).ln() + r0.ln();
-        self.mixture.update(xc, xs, b);
+        if self.pending_secs == 0 {
+            self.pending_r0 = r0;
+        }
+        let add = [
+            canary_requests,
+            canary_events.min(canary_requests),
+            stable_requests,
+            stable_events.min(stable_requests),
+        ];
+        for (p, a) in self.pending.iter_mut().zip(add) {
+            *p = p.saturating_add(a);
+        }
+        self.pending_secs += 1;
+        let [nc, xc, ns, xs] = self.pending;
+        if nc > 0 && ns > 0 {
+            let b = (nc as f64).ln() - (ns as f64).ln() + self.pending_r0.ln();
+            self.mixture.update(xc, xs, b);
+            self.pending = [0; 4];
+            self.pending_secs = 0;
+        } else if self.pending_secs >= MAX_BUCKET_SECS {
+            self.pending = [0; 4];
+            self.pending_secs = 0;
+        }
     }
 
     /// The e-value against "canary rate ≤ r₀ × stable rate".

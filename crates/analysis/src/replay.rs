@@ -350,12 +350,13 @@ mod tests {
         for s in 0..secs {
             for i in 0..rps {
                 k += 1;
-                let canary = k % canary_every == 0;
-                let status = if canary && err_every > 0 && (k / canary_every) % err_every == 0 {
-                    503
-                } else {
-                    200
-                };
+                let canary = k.is_multiple_of(canary_every);
+                let status =
+                    if canary && err_every > 0 && (k / canary_every).is_multiple_of(err_every) {
+                        503
+                    } else {
+                        200
+                    };
                 let ts = 1_764_150_000.0 + s as f64 + i as f64 / rps as f64;
                 let _ = writeln!(
                     out,

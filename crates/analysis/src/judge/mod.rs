@@ -146,8 +146,10 @@ pub(crate) fn compare_violation(metric: &MetricCheck, canary: f64, stable: f64) 
     let c = metric.compare?;
     let unit = metric.unit();
     let worse = worse_by(metric.direction, canary, stable);
-    if let Some(d) = c.max_delta {
-        if worse > d {
+    if let Some(d) = c.max_delta
+        && worse > d
+    {
+        {
             return Some(format!(
                 "{} canary {}{unit} vs stable {}{unit}: {} worse > maxDelta {}",
                 metric.name,
@@ -201,15 +203,15 @@ fn ratio_worse(metric: &MetricCheck, canary: f64, stable: f64) -> (f64, &'static
 
 /// Whether `v` lies in the inclusive range, and if not, the violated side.
 pub(crate) fn range_violation(range: (Option<f64>, Option<f64>), v: f64) -> Option<String> {
-    if let Some(min) = range.0 {
-        if v < min {
-            return Some(format!("< min {}", crate::decision::num(min)));
-        }
+    if let Some(min) = range.0
+        && v < min
+    {
+        return Some(format!("< min {}", crate::decision::num(min)));
     }
-    if let Some(max) = range.1 {
-        if v > max {
-            return Some(format!("> max {}", crate::decision::num(max)));
-        }
+    if let Some(max) = range.1
+        && v > max
+    {
+        return Some(format!("> max {}", crate::decision::num(max)));
     }
     None
 }

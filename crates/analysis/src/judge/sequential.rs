@@ -369,8 +369,10 @@ impl SequentialJudge {
                         num(ce - se).trim_start_matches('+'),
                         self.canary.requests,
                     );
-                    if let (Some(min), Some(_)) = (m.check.threshold_range.0, c) {
-                        if 100.0 * (1.0 - lo) < min {
+                    if let (Some(min), Some(_)) = (m.check.threshold_range.0, c)
+                        && 100.0 * (1.0 - lo) < min
+                    {
+                        {
                             if s.is_some_and(|s| s < min) {
                                 reason.push_str(&format!(
                                     "; below min {} but so is stable: not the canary's doing",
