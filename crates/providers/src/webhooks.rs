@@ -14,13 +14,13 @@ use hyper_util::{
 use serde::Serialize;
 use serin_rollout::{
     GateKind, HookKind, Record,
-    ports::{BoxFuture, Webhooks},
+    ports::{BoxFuture, HookAnswer, HookContext, WebhookCall, Webhooks},
 };
 use serin_spec::{Canary, WebhookType};
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 /// Used when a webhook gives no `timeout`.
@@ -54,15 +54,13 @@ pub struct HttpWebhooks {
     namespace: String,
     hooks: BTreeMap<&'static str, Vec<Hook>>,
     client: Client<HttpConnector, Full<Bytes>>,
-    /// Phase and revision reported in payloads, updated by the runtime.
-    context: Mutex<(String, String)>,
 }
 
 // === impl HttpWebhooks ===
 
 impl HttpWebhooks {
-    /// The webhooks a canary configures. URLs that are not `http://` are
-    /// refused by validation before this point; any left are skipped.
+    /// The webhooks a canary configures. URLs that do not parse are refused
+    /// by validation before this point; any left are skipped.
     pub fn from_canary(canary: &Canary) -> Arc<Self> {
         let mut hooks: BTreeMap<&'static str, Vec<Hook>> = BTreeMap::new();
         let analysis = canary.analysis();
@@ -99,54 +97,53 @@ impl HttpWebhooks {
                 .unwrap_or_else(|| "default".into()),
             hooks,
             client: Client::builder(TokioExecutor::new()).build_http(),
-            context: Mutex::new(("Initializing".into(), String::new())),
         })
     }
 
-    /// Sets the phase and revision sent in the next payloads.
-    pub fn set_context(&self, phase: &str, revision: &str) {
-        let mut guard = self
-            .context
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *guard = (phase.to_owned(), revision.to_owned());
-    }
-
-    /// Calls every webhook of `kind`; true when all answered 2xx.
-    async fn call_all(&self, kind: &str) -> bool {
+    /// Calls every webhook of `kind`; `ok` when all answered 2xx (and when
+    /// none is configured).
+    async fn call_all(&self, kind: &str, context: &HookContext) -> HookAnswer {
         let Some(hooks) = self.hooks.get(kind) else {
-            return true;
+            return HookAnswer::without_calls(true);
         };
-        let mut all_ok = true;
+        let mut answer = HookAnswer {
+            ok: true,
+            calls: Vec::with_capacity(hooks.len()),
+        };
         for hook in hooks {
-            match self.call(hook).await {
-                Ok(status) if (200..300).contains(&status) => {
-                    tracing::info!(canary = %self.name, webhook = %hook.name, kind, status, "webhook answered");
-                }
+            let started = Instant::now();
+            let result = self.call(hook, context).await;
+            let mut call = WebhookCall {
+                name: hook.name.clone(),
+                url: hook.url.to_string(),
+                millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                ..WebhookCall::default()
+            };
+            match result {
                 Ok(status) => {
-                    tracing::warn!(canary = %self.name, webhook = %hook.name, kind, status, "webhook refused");
-                    all_ok = false;
+                    call.status = Some(status);
+                    if !(200..300).contains(&status) {
+                        answer.ok = false;
+                    }
+                    tracing::info!(canary = %self.name, webhook = %hook.name, kind, status, "webhook answered");
                 }
                 Err(error) => {
                     tracing::warn!(canary = %self.name, webhook = %hook.name, kind, %error, "webhook failed");
-                    all_ok = false;
+                    call.error = Some(error);
+                    answer.ok = false;
                 }
             }
+            answer.calls.push(call);
         }
-        all_ok
+        answer
     }
 
-    async fn call(&self, hook: &Hook) -> Result<u16, String> {
-        let (phase, checksum) = self
-            .context
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+    async fn call(&self, hook: &Hook, context: &HookContext) -> Result<u16, String> {
         let payload = Payload {
             name: &self.name,
             namespace: &self.namespace,
-            phase: &phase,
-            checksum: &checksum,
+            phase: &context.phase,
+            checksum: &context.revision,
             metadata: &hook.metadata,
         };
         let body = serde_json::to_vec(&payload).map_err(|error| error.to_string())?;
@@ -176,23 +173,23 @@ impl HttpWebhooks {
 }
 
 impl Webhooks for HttpWebhooks {
-    fn gate(&self, kind: GateKind) -> BoxFuture<'_, bool> {
-        Box::pin(self.call_all(kind.as_str()))
+    fn gate<'a>(&'a self, kind: GateKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
+        Box::pin(self.call_all(kind.as_str(), context))
     }
 
-    fn hook(&self, kind: HookKind) -> BoxFuture<'_, bool> {
+    fn hook<'a>(&'a self, kind: HookKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
         Box::pin(async move {
             if kind == HookKind::Rollback && !self.hooks.contains_key(kind.as_str()) {
                 // No rollback webhook: nobody asks to roll back.
-                return false;
+                return HookAnswer::without_calls(false);
             }
-            self.call_all(kind.as_str()).await
+            self.call_all(kind.as_str(), context).await
         })
     }
 
-    fn event(&self, _record: &Record) -> BoxFuture<'_, ()> {
+    fn event<'a>(&'a self, _record: &'a Record, context: &'a HookContext) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let _ = self.call_all("event").await;
+            let _ = self.call_all("event", context).await;
         })
     }
 }

@@ -95,16 +95,79 @@ impl TrafficSource for serin_stats::Recorder {
     }
 }
 
+/// What webhooks are told about the rollout when they are called (Flagger's
+/// payload: the canary, its phase and the revision's checksum).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HookContext {
+    /// The rollout's phase, Flagger's name.
+    pub phase: String,
+    /// The canary revision being rolled out.
+    pub revision: String,
+}
+
+/// One webhook call and how it went, for the rollout history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookCall {
+    /// The webhook's name.
+    pub name: String,
+    /// Where it was sent.
+    pub url: String,
+    /// The HTTP status, when one came back.
+    pub status: Option<u16>,
+    /// What went wrong, when nothing usable came back.
+    pub error: Option<String>,
+    /// How long the call took, all attempts included.
+    pub millis: u64,
+}
+
+/// The folded answer of every webhook of one kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HookAnswer {
+    /// Every webhook answered 2xx (for a rollback hook: "roll back now").
+    pub ok: bool,
+    /// Each call, in order.
+    pub calls: Vec<WebhookCall>,
+}
+
+// === impl HookAnswer ===
+
+impl HookAnswer {
+    /// An answer without calls: nothing was configured.
+    pub fn without_calls(ok: bool) -> Self {
+        HookAnswer {
+            ok,
+            calls: Vec::new(),
+        }
+    }
+}
+
 /// Answers the webhooks a canary configures (gates, hooks and events).
 pub trait Webhooks: Send + Sync {
-    /// Asks every gate webhook of `kind`; `true` when all answered 2xx.
-    fn gate(&self, kind: GateKind) -> BoxFuture<'_, bool>;
+    /// Asks every gate webhook of `kind`; `ok` when all answered 2xx.
+    fn gate<'a>(&'a self, kind: GateKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer>;
 
-    /// Runs every hook webhook of `kind`; `true` when all answered 2xx.
-    fn hook(&self, kind: HookKind) -> BoxFuture<'_, bool>;
+    /// Runs every hook webhook of `kind`; `ok` when all answered 2xx.
+    fn hook<'a>(&'a self, kind: HookKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer>;
 
     /// Forwards an event record to the `event` webhooks; never blocks a rollout.
-    fn event(&self, record: &Record) -> BoxFuture<'_, ()>;
+    fn event<'a>(&'a self, record: &'a Record, context: &'a HookContext) -> BoxFuture<'a, ()>;
+}
+
+/// A metric whose value comes from outside the proxy (a Prometheus query, a
+/// JSON endpoint): one per custom metric of a canary, built by an adapter
+/// from the metric and its template.
+pub trait MetricQuery: Send + Sync {
+    /// The metric's name, as in the canary's `analysis.metrics[].name`.
+    fn name(&self) -> &str;
+
+    /// The metric's value for one version at `now`; `Ok(None)` when the
+    /// provider has no data (an empty result), which judges treat by their
+    /// own rules.
+    fn query(
+        &self,
+        version: serin_stats::Version,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<f64>, PortError>>;
 }
 
 /// For canaries without webhooks: every gate is open and every hook succeeds.
@@ -112,17 +175,17 @@ pub trait Webhooks: Send + Sync {
 pub struct NoWebhooks;
 
 impl Webhooks for NoWebhooks {
-    fn gate(&self, _kind: GateKind) -> BoxFuture<'_, bool> {
-        Box::pin(async { true })
+    fn gate<'a>(&'a self, _kind: GateKind, _context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
+        Box::pin(async { HookAnswer::without_calls(true) })
     }
 
-    fn hook(&self, kind: HookKind) -> BoxFuture<'_, bool> {
+    fn hook<'a>(&'a self, kind: HookKind, _context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
         // A rollback hook answering "ok" means "roll back now", so without
         // webhooks it must say no.
-        Box::pin(async move { kind != HookKind::Rollback })
+        Box::pin(async move { HookAnswer::without_calls(kind != HookKind::Rollback) })
     }
 
-    fn event(&self, _record: &Record) -> BoxFuture<'_, ()> {
+    fn event<'a>(&'a self, _record: &'a Record, _context: &'a HookContext) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }

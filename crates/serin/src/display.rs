@@ -121,6 +121,22 @@ impl View {
                 self.phase = state.phase.to_string();
                 self.failed_checks = state.failed_checks;
             }
+            Update::Webhook { at, kind, answer } => {
+                for call in &answer.calls {
+                    let outcome = match (call.status, &call.error) {
+                        (Some(status), _) => format!("answered {status}"),
+                        (None, Some(error)) => format!("failed: {error}"),
+                        (None, None) => "no answer".to_owned(),
+                    };
+                    self.line(&format!(
+                        "{} {} {kind} webhook {} {outcome} in {} ms",
+                        clock(at.as_millis()),
+                        self.name,
+                        call.name,
+                        call.millis
+                    ));
+                }
+            }
             Update::Traffic { delta, .. } => {
                 self.canary_rps = delta.canary.requests as f64;
                 self.stable_rps = delta.stable.requests as f64;

@@ -7,9 +7,12 @@ use serde::Serialize;
 use serin_analysis::{Analyzer, Decision, TickInput};
 use serin_rollout::{
     Action, Event, Phase, Plan, Record, RolloutState, Route, Severity, Timestamp,
-    ports::{CanaryTarget, Router, TrafficSource, Webhooks},
+    ports::{
+        CanaryTarget, HookAnswer, HookContext, MetricQuery, PortError, Router, TrafficSource,
+        Webhooks,
+    },
 };
-use serin_stats::Pair;
+use serin_stats::{Pair, Version};
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 use tokio::sync::{broadcast, mpsc};
 
@@ -45,6 +48,15 @@ pub enum Update {
         at: Timestamp,
         /// A copy of the machine's state.
         state: Box<RolloutState>,
+    },
+    /// Webhooks of one kind were called.
+    Webhook {
+        /// When.
+        at: Timestamp,
+        /// Flagger's webhook type.
+        kind: String,
+        /// Each call and the folded answer.
+        answer: HookAnswer,
     },
     /// Requests both versions served in the last observation period.
     Traffic {
@@ -84,6 +96,8 @@ pub struct Driver<C: Clock> {
     pub router: Arc<dyn Router>,
     /// Per-request statistics of both versions.
     pub traffic: Arc<dyn TrafficSource>,
+    /// Custom metrics (templates), queried for both versions at each analysis.
+    pub metrics: Vec<Arc<dyn MetricQuery>>,
     /// Gates and hooks.
     pub webhooks: Arc<dyn Webhooks>,
     /// Where time comes from.
@@ -264,19 +278,48 @@ impl<C: Clock> Driver<C> {
             }
             Action::RunAnalysis => {
                 let traffic = self.traffic.clone();
-                let input = TickInput::builtin(self.judge.config(), |span| traffic.last(now, span));
+                let mut input =
+                    TickInput::builtin(self.judge.config(), |span| traffic.last(now, span));
+                for metric in self.metrics.clone() {
+                    let (canary, stable) = tokio::join!(
+                        metric.query(Version::Canary, now),
+                        metric.query(Version::Stable, now)
+                    );
+                    let canary = self.value_or_warn(now, metric.name(), Version::Canary, canary);
+                    let stable = self.value_or_warn(now, metric.name(), Version::Stable, stable);
+                    input.push_scalar(metric.name(), canary, stable);
+                }
                 let decision = self.judge.evaluate(now.as_millis(), &input);
                 let verdict = verdict_for_machine(&decision);
                 self.publish(Update::Decision { at: now, decision });
                 Some(Event::Analysis(verdict))
             }
             Action::CallGate(kind) => {
-                let approved = self.webhooks.gate(kind).await;
+                let answer = self.webhooks.gate(kind, &self.context()).await;
+                let approved = answer.ok;
+                self.publish(Update::Webhook {
+                    at: now,
+                    kind: kind.as_str().to_owned(),
+                    answer,
+                });
                 Some(Event::Gate { kind, approved })
             }
             Action::CallHook(kind) => {
-                let ok = self.webhooks.hook(kind).await;
-                Some(Event::Hook { kind, ok })
+                let answer = self.webhooks.hook(kind, &self.context()).await;
+                let ok = answer.ok;
+                if !answer.calls.is_empty() {
+                    self.publish(Update::Webhook {
+                        at: now,
+                        kind: kind.as_str().to_owned(),
+                        answer,
+                    });
+                }
+                match (kind, ok) {
+                    // A rollback hook answers only when it asks for a rollback.
+                    (serin_rollout::HookKind::Rollback, true) => Some(Event::RollbackRequested),
+                    (serin_rollout::HookKind::Rollback, false) => None,
+                    _ => Some(Event::Hook { kind, ok }),
+                }
             }
             Action::Promote => {
                 if let Err(error) = self.router.promote().await {
@@ -304,7 +347,7 @@ impl<C: Clock> Driver<C> {
                 None
             }
             Action::Emit(record) => {
-                self.webhooks.event(&record).await;
+                self.webhooks.event(&record, &self.context()).await;
                 self.log(now, &record);
                 self.publish(Update::Record { at: now, record });
                 None
@@ -329,6 +372,31 @@ impl<C: Clock> Driver<C> {
                     );
                     tokio::time::sleep(ROUTER_RETRY).await;
                 }
+            }
+        }
+    }
+
+    /// What webhooks are told about the rollout.
+    fn context(&self) -> HookContext {
+        HookContext {
+            phase: self.state.phase.to_string(),
+            revision: self.state.revision.clone().unwrap_or_default(),
+        }
+    }
+
+    /// A custom metric's value, or no data with a warning saying why.
+    fn value_or_warn(
+        &self,
+        at: Timestamp,
+        name: &str,
+        version: Version,
+        result: Result<Option<f64>, PortError>,
+    ) -> Option<f64> {
+        match result {
+            Ok(value) => value,
+            Err(error) => {
+                self.warn(at, format!("metric {name} ({version}): {error}"));
+                None
             }
         }
     }

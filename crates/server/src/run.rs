@@ -228,6 +228,7 @@ pub async fn start(
         judge,
         router,
         traffic: recorder.clone(),
+        metrics: Vec::new(),
         webhooks,
         clock,
         updates,
