@@ -268,8 +268,12 @@ spec:
 
     #[test]
     fn templates_are_refused_with_the_field() {
+        let with_metric = SEED.replace(
+            "    webhooks:",
+            "    - name: conversion\n      templateRef: {name: conv}\n      thresholdRange: {min: 1}\n    webhooks:",
+        );
         let yaml = format!(
-            "{SEED}    - name: conversion\n      templateRef: {{name: conv}}\n      thresholdRange: {{min: 1}}\n---\napiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: conv\nspec:\n  provider:\n    type: prometheus\n    address: http://127.0.0.1:9090\n  query: sum(rate(orders[1m]))\n"
+            "{with_metric}---\napiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: conv\nspec:\n  provider:\n    type: prometheus\n    address: http://127.0.0.1:9090\n  query: sum(rate(orders[1m]))\n"
         );
         let documents = serin_spec::load_documents("c.yaml", &yaml).unwrap();
         let catalog = serin_spec::Catalog::from_documents(documents);
