@@ -1,0 +1,166 @@
+//! `serin run`: a whole rollout through serin's own proxy against real
+//! backends, with real load; exit 0 when promoted, 1 when rolled back.
+
+use crate::support::*;
+use serin_demo::{Backend, Behaviour, LoadSpec, load};
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn canary_file(
+    dir: &std::path::Path,
+    port: u16,
+    stable: &str,
+    canary: &str,
+    judge: &str,
+    log: &std::path::Path,
+) -> std::path::PathBuf {
+    write(
+        dir,
+        "canary.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: shop
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:{port}
+    accessLog: {log}
+  upstreams:
+    stable: {stable}
+    canary: {canary}
+    revision: v2
+  analysis:
+    interval: 2s
+    threshold: 2
+    stepWeights: [20, 50]
+    judge: {judge}
+    minRequests: 30
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {{min: 99}}
+      interval: 2s
+    - name: request-duration
+      thresholdRange: {{max: 500}}
+      interval: 2s
+",
+            log = log.display()
+        ),
+    )
+}
+
+/// Runs `serin run` on a canary whose backend fails `error_rate` of requests
+/// while a bounded load goes through the proxy; returns (exit code, stdout,
+/// access log).
+async fn rollout(error_rate: f64, judge: &str) -> (Option<i32>, String, String) {
+    let stable = Backend::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Behaviour::healthy("stable"),
+    )
+    .await
+    .unwrap();
+    let behaviour = Behaviour {
+        error_rate,
+        ..Behaviour::healthy("canary")
+    };
+    let canary = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), behaviour)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("access.log");
+    let file = canary_file(dir.path(), port, &stable.url(), &canary.url(), judge, &log);
+    let mut child = serin()
+        .args(["run", "--output", "plain"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for the proxy to listen.
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "proxy never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut spec = LoadSpec::new(
+        format!("http://127.0.0.1:{port}/").parse().unwrap(),
+        Some(150.0),
+        Duration::from_secs(40),
+    );
+    spec.concurrency = 4;
+    let load = tokio::spawn(load::run(spec));
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    load.abort();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    (
+        output.status.code(),
+        format!("{}\n{}", stdout(&output), stderr(&output)),
+        log,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted_and_exits_0() {
+    let (code, out, log) = rollout(0.0, "sequential").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("shop: promoted (revision v2)"), "{out}");
+    assert!(out.contains("Advance canary weight 20 -> 50"), "{out}");
+    // The access log is in the request-log format and saw both versions.
+    let mut versions = std::collections::BTreeSet::new();
+    for line in log.lines().take(5_000) {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(record["ts"].as_f64().unwrap() > 1.7e9);
+        assert!(record["status"].as_u64().is_some());
+        assert!(record["latency_ms"].as_f64().is_some());
+        versions.insert(record["version"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        ["canary", "stable"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_is_rolled_back_and_exits_1() {
+    let (code, out, _) = rollout(0.3, "sequential").await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("shop: rolled back"), "{out}");
+    assert!(
+        out.contains("request-success-rate"),
+        "the reason names the metric: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_threshold_judge_rolls_back_too() {
+    let (code, out, _) = rollout(0.3, "threshold").await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("failed checks"), "{out}");
+}
+
+#[test]
+fn a_canary_for_another_provider_is_refused_with_the_field() {
+    let file = testdata()
+        .join("compat/flagger/docs_gitbook_tutorials_istio-progressive-delivery-034-canary.yaml");
+    let out = output(serin().arg("run").arg(&file));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("spec.provider"), "{}", stderr(&out));
+}
