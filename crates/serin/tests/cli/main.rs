@@ -1,5 +1,7 @@
 //! The `serin` binary end to end: real processes, real HTTP on loopback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 mod analyze;
 mod run;
 mod support;

@@ -82,7 +82,7 @@ async fn rollout(error_rate: f64, judge: &str) -> (Option<i32>, String, String) 
     let port = free_port();
     let log = dir.path().join("access.log");
     let file = canary_file(dir.path(), port, &stable.url(), &canary.url(), judge, &log);
-    let mut child = serin()
+    let child = serin()
         .args(["run", "--output", "plain"])
         .arg(&file)
         .stdout(Stdio::piped())
