@@ -2,8 +2,16 @@
 //! 2xx answer meaning "yes".
 //!
 //! The payload is Flagger's: `{name, namespace, phase, checksum, metadata}`.
-//! Every call has a timeout and the answer body is read up to a small cap, so
-//! a slow or chatty receiver can never stall a rollout for long.
+//! Every call has a timeout, is retried `retries` times with exponential
+//! backoff when the receiver is unreachable or answers 5xx/429 (never on
+//! other 4xx: a closed gate answers 403 and asking again cannot change that),
+//! and the answer body is read up to a small cap, so a slow or chatty
+//! receiver can never stall a rollout for long.
+//!
+//! `event` webhooks receive every event with Flagger's `eventMessage`,
+//! `eventType` and `timestamp` metadata. They are delivered in order by a
+//! background task fed through a bounded queue, so a slow receiver never
+//! holds the rollout: when the queue is full an event is dropped and logged.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -13,27 +21,44 @@ use hyper_util::{
 };
 use serde::Serialize;
 use serin_rollout::{
-    GateKind, HookKind, Record,
+    GateKind, HookKind, Record, Severity,
     ports::{BoxFuture, HookAnswer, HookContext, WebhookCall, Webhooks},
 };
 use serin_spec::{Canary, WebhookType};
 use std::{
     collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, Instant},
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant, SystemTime},
 };
+use tokio::sync::{mpsc, oneshot};
 
 /// Used when a webhook gives no `timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most retries a webhook may ask for; more would hold a gate for minutes.
+pub const MAX_RETRIES: u32 = 10;
+/// The first pause between attempts; doubled after each, up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest pause between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The most of an answer body that is read (and kept for messages).
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
+/// How much of a refusal's body is kept in the history.
+const MAX_EXCERPT_CHARS: usize = 300;
+/// Events waiting for the `event` webhooks; more are dropped, never waited for.
+const EVENT_QUEUE: usize = 256;
 
 /// One configured webhook.
 #[derive(Clone, Debug)]
 struct Hook {
     name: String,
-    url: http::Uri,
+    /// The URL, or why it cannot be called (reported on every call, so the
+    /// history says why a gate never opens).
+    url: Result<http::Uri, String>,
+    /// The URL as written, for the history.
+    raw_url: String,
     timeout: Duration,
+    retries: u32,
+    mute_alert: bool,
     metadata: BTreeMap<String, serde_json::Value>,
 }
 
@@ -50,31 +75,56 @@ struct Payload<'a> {
 /// The canary's webhooks, called over HTTP.
 #[derive(Debug)]
 pub struct HttpWebhooks {
+    inner: Arc<Inner>,
+    /// The `event` delivery queue, started on the first event (a runtime is
+    /// needed to spawn its task).
+    events: OnceLock<mpsc::Sender<EventJob>>,
+}
+
+#[derive(Debug)]
+struct Inner {
     name: String,
     namespace: String,
     hooks: BTreeMap<&'static str, Vec<Hook>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// Work for the event delivery task.
+#[derive(Debug)]
+enum EventJob {
+    Send {
+        record: Record,
+        context: HookContext,
+        at: SystemTime,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Status { status: u16, excerpt: String },
+    Failed(String),
+}
+
 // === impl HttpWebhooks ===
 
 impl HttpWebhooks {
-    /// The webhooks a canary configures. URLs that do not parse are refused
-    /// by validation before this point; any left are skipped.
+    /// The webhooks a canary configures.
     pub fn from_canary(canary: &Canary) -> Arc<Self> {
         let mut hooks: BTreeMap<&'static str, Vec<Hook>> = BTreeMap::new();
         let analysis = canary.analysis();
         for kind in WebhookType::ALL {
             for webhook in analysis.webhooks_of(kind) {
-                let Ok(url) = webhook.url.parse::<http::Uri>() else {
-                    continue;
-                };
                 let timeout = webhook
                     .timeout
                     .as_ref()
                     .map(|t| t.as_std())
                     .filter(|t| !t.is_zero())
                     .unwrap_or(DEFAULT_TIMEOUT);
+                let retries = webhook
+                    .retries
+                    .map(|r| u32::try_from(r.clamp(0, i64::from(MAX_RETRIES))).unwrap_or(0))
+                    .unwrap_or(0);
                 let metadata = webhook
                     .metadata
                     .iter()
@@ -82,27 +132,150 @@ impl HttpWebhooks {
                     .collect();
                 hooks.entry(kind.name()).or_default().push(Hook {
                     name: webhook.name.clone(),
-                    url,
+                    url: check_url(&webhook.url, webhook.disable_tls),
+                    raw_url: webhook.url.clone(),
                     timeout,
+                    retries,
+                    mute_alert: webhook.mute_alert,
                     metadata,
                 });
             }
         }
         Arc::new(HttpWebhooks {
-            name: canary.name().to_owned(),
-            namespace: canary
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            hooks,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            inner: Arc::new(Inner {
+                name: canary.name().to_owned(),
+                namespace: canary
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                hooks,
+                client: Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build_http(),
+            }),
+            events: OnceLock::new(),
         })
     }
 
+    /// Whether the webhook `name` of `kind` asked for its failures not to be
+    /// alerted (`muteAlert: true`).
+    pub fn is_muted(&self, kind: &str, name: &str) -> bool {
+        self.inner
+            .hooks
+            .get(kind)
+            .is_some_and(|hooks| hooks.iter().any(|h| h.name == name && h.mute_alert))
+    }
+
+    /// Whether any webhook of `kind` is configured.
+    pub fn has(&self, kind: &str) -> bool {
+        self.inner.hooks.contains_key(kind)
+    }
+
+    /// Waits (up to `timeout`) until every event queued so far was delivered
+    /// or given up on: `serin run` calls this before exiting so the last
+    /// events are not lost. Returns whether the queue drained in time.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let Some(queue) = self.events.get() else {
+            return true;
+        };
+        let (done, drained) = oneshot::channel();
+        tokio::time::timeout(timeout, async {
+            if queue.send(EventJob::Flush(done)).await.is_ok() {
+                let _ = drained.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    fn queue(&self) -> &mpsc::Sender<EventJob> {
+        self.events.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
+            tokio::spawn(deliver_events(self.inner.clone(), receiver));
+            sender
+        })
+    }
+}
+
+impl Webhooks for HttpWebhooks {
+    fn gate<'a>(&'a self, kind: GateKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
+        Box::pin(self.inner.call_all(kind.as_str(), context, None))
+    }
+
+    fn hook<'a>(&'a self, kind: HookKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
+        Box::pin(async move {
+            if kind == HookKind::Rollback && !self.has(kind.as_str()) {
+                // No rollback webhook: nobody asks to roll back.
+                return HookAnswer::without_calls(false);
+            }
+            self.inner.call_all(kind.as_str(), context, None).await
+        })
+    }
+
+    fn event<'a>(&'a self, record: &'a Record, context: &'a HookContext) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.has(WebhookType::Event.name()) {
+                return;
+            }
+            let job = EventJob::Send {
+                record: record.clone(),
+                context: context.clone(),
+                at: SystemTime::now(),
+            };
+            if let Err(error) = self.queue().try_send(job) {
+                tracing::warn!(canary = %self.inner.name, %error, "event webhook queue full: event dropped");
+            }
+        })
+    }
+}
+
+/// Delivers queued events in order until every sender is gone.
+async fn deliver_events(inner: Arc<Inner>, mut receiver: mpsc::Receiver<EventJob>) {
+    while let Some(job) = receiver.recv().await {
+        match job {
+            EventJob::Send {
+                record,
+                context,
+                at,
+            } => {
+                let millis = at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                let extra = [
+                    ("eventMessage", record.message),
+                    (
+                        "eventType",
+                        match record.severity {
+                            Severity::Normal => "Normal".to_owned(),
+                            Severity::Warning => "Warning".to_owned(),
+                        },
+                    ),
+                    ("timestamp", millis.to_string()),
+                ];
+                let _ = inner
+                    .call_all(WebhookType::Event.name(), &context, Some(&extra))
+                    .await;
+            }
+            EventJob::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
     /// Calls every webhook of `kind`; `ok` when all answered 2xx (and when
-    /// none is configured).
-    async fn call_all(&self, kind: &str, context: &HookContext) -> HookAnswer {
+    /// none is configured). `extra` metadata is added to each payload.
+    async fn call_all(
+        &self,
+        kind: &str,
+        context: &HookContext,
+        extra: Option<&[(&str, String)]>,
+    ) -> HookAnswer {
         let Some(hooks) = self.hooks.get(kind) else {
             return HookAnswer::without_calls(true);
         };
@@ -112,22 +285,27 @@ impl HttpWebhooks {
         };
         for hook in hooks {
             let started = Instant::now();
-            let result = self.call(hook, context).await;
+            let result = self.call(hook, context, extra).await;
             let mut call = WebhookCall {
                 name: hook.name.clone(),
-                url: hook.url.to_string(),
+                url: hook.raw_url.clone(),
                 millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 ..WebhookCall::default()
             };
             match result {
-                Ok(status) => {
+                Attempt::Status { status, excerpt } => {
                     call.status = Some(status);
-                    if !(200..300).contains(&status) {
+                    if (200..300).contains(&status) {
+                        tracing::info!(canary = %self.name, webhook = %hook.name, kind, status, "webhook answered");
+                    } else {
                         answer.ok = false;
+                        tracing::info!(canary = %self.name, webhook = %hook.name, kind, status, answer = %excerpt, "webhook refused");
+                        if !excerpt.is_empty() {
+                            call.error = Some(excerpt);
+                        }
                     }
-                    tracing::info!(canary = %self.name, webhook = %hook.name, kind, status, "webhook answered");
                 }
-                Err(error) => {
+                Attempt::Failed(error) => {
                     tracing::warn!(canary = %self.name, webhook = %hook.name, kind, %error, "webhook failed");
                     call.error = Some(error);
                     answer.ok = false;
@@ -138,58 +316,157 @@ impl HttpWebhooks {
         answer
     }
 
-    async fn call(&self, hook: &Hook, context: &HookContext) -> Result<u16, String> {
+    /// One webhook, with its retries.
+    async fn call(
+        &self,
+        hook: &Hook,
+        context: &HookContext,
+        extra: Option<&[(&str, String)]>,
+    ) -> Attempt {
+        let url = match &hook.url {
+            Ok(url) => url,
+            Err(error) => return Attempt::Failed(error.clone()),
+        };
+        let mut metadata = hook.metadata.clone();
+        for (key, value) in extra.unwrap_or_default() {
+            metadata.insert((*key).to_owned(), serde_json::Value::String(value.clone()));
+        }
         let payload = Payload {
             name: &self.name,
             namespace: &self.namespace,
             phase: &context.phase,
             checksum: &context.revision,
-            metadata: &hook.metadata,
+            metadata: &metadata,
         };
-        let body = serde_json::to_vec(&payload).map_err(|error| error.to_string())?;
-        let request = http::Request::post(hook.url.clone())
+        let body = match serde_json::to_vec(&payload) {
+            Ok(body) => Bytes::from(body),
+            Err(error) => return Attempt::Failed(error.to_string()),
+        };
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            let outcome = self.attempt(url, hook.timeout, body.clone()).await;
+            let retryable = match &outcome {
+                Attempt::Status { status, .. } => {
+                    *status == 429 || (*status >= 500 && *status != 501)
+                }
+                Attempt::Failed(_) => true,
+            };
+            if !retryable || attempt >= hook.retries {
+                return match outcome {
+                    Attempt::Failed(error) if attempt > 0 => {
+                        Attempt::Failed(format!("{error} (after {} attempts)", attempt + 1))
+                    }
+                    other => other,
+                };
+            }
+            attempt += 1;
+            tracing::debug!(canary = %self.name, webhook = %hook.name, attempt, ?backoff, "retrying webhook");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn attempt(&self, url: &http::Uri, timeout: Duration, body: Bytes) -> Attempt {
+        let request = match http::Request::post(url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|error| error.to_string())?;
-        let answer = tokio::time::timeout(hook.timeout, async {
+            .body(Full::new(body))
+        {
+            Ok(request) => request,
+            Err(error) => return Attempt::Failed(error.to_string()),
+        };
+        let answer = tokio::time::timeout(timeout, async {
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
             let status = response.status().as_u16();
-            // Drain a bounded amount so the connection can be reused.
-            let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            // Read a bounded amount: the connection can be reused and a
+            // refusal's reason reaches the history.
+            let excerpt = match Limited::new(response.into_body(), MAX_ANSWER_BYTES)
                 .collect()
-                .await;
-            Ok::<u16, String>(status)
+                .await
+            {
+                Ok(collected) => excerpt(&collected.to_bytes()),
+                Err(_) => String::new(),
+            };
+            Ok::<_, String>((status, excerpt))
         })
         .await;
         match answer {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", hook.timeout)),
+            Ok(Ok((status, excerpt))) => Attempt::Status { status, excerpt },
+            Ok(Err(error)) => Attempt::Failed(error),
+            Err(_) => Attempt::Failed(format!("no answer within {timeout:?}")),
         }
     }
 }
 
-impl Webhooks for HttpWebhooks {
-    fn gate<'a>(&'a self, kind: GateKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
-        Box::pin(self.call_all(kind.as_str(), context))
-    }
-
-    fn hook<'a>(&'a self, kind: HookKind, context: &'a HookContext) -> BoxFuture<'a, HookAnswer> {
-        Box::pin(async move {
-            if kind == HookKind::Rollback && !self.hooks.contains_key(kind.as_str()) {
-                // No rollback webhook: nobody asks to roll back.
-                return HookAnswer::without_calls(false);
+/// A URL the client can call, or why not.
+fn check_url(url: &str, disable_tls: bool) -> Result<http::Uri, String> {
+    let uri = url
+        .parse::<http::Uri>()
+        .map_err(|error| format!("url {url:?}: {error}"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => Ok(uri),
+        Some("https") => Err(format!(
+            "url {url:?}: https webhooks are not supported yet{}; call the receiver over http (e.g. through a local sidecar)",
+            if disable_tls {
+                " (disableTLS has no effect)"
+            } else {
+                ""
             }
-            self.call_all(kind.as_str(), context).await
-        })
+        )),
+        _ => Err(format!("url {url:?}: must be an absolute http:// URL")),
+    }
+}
+
+/// An error with its causes, which is where hyper says what actually failed.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The start of an answer body, as text on one line.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut short: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_EXCERPT_CHARS)
+        .collect();
+    if text.chars().count() > MAX_EXCERPT_CHARS {
+        short.push('…');
+    }
+    short.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("http://127.0.0.1:9/x", false).is_ok());
+        assert!(
+            check_url("https://example.com", true)
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(check_url("ftp://x", false).unwrap_err().contains("http://"));
+        assert!(check_url("not a url", false).is_err());
     }
 
-    fn event<'a>(&'a self, _record: &'a Record, context: &'a HookContext) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let _ = self.call_all("event", context).await;
-        })
+    #[test]
+    fn excerpts_are_short_and_on_one_line() {
+        assert_eq!(excerpt(b"no\nway"), "no way");
+        let long = vec![b'a'; 1000];
+        assert_eq!(excerpt(&long).chars().count(), MAX_EXCERPT_CHARS + 1);
     }
 }
