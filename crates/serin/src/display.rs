@@ -32,6 +32,9 @@ struct View {
     canary_rps: f64,
     stable_rps: f64,
     last_decision: String,
+    /// Each metric, canary vs stable, from the last decision.
+    metrics: String,
+    step: u32,
 }
 
 enum Mode {
@@ -70,6 +73,8 @@ impl View {
             canary_rps: 0.0,
             stable_rps: 0.0,
             last_decision: String::new(),
+            metrics: String::new(),
+            step: 0,
         }
     }
 
@@ -94,7 +99,20 @@ impl View {
                 ));
             }
             Update::Decision { at, decision } => {
-                self.last_decision = format!("{:?}", decision.verdict).to_lowercase();
+                self.last_decision = decision.verdict.to_string();
+                self.metrics = decision
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{} {}/{}",
+                            short_name(&m.name),
+                            number(m.canary),
+                            number(m.stable)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ");
                 for metric in &decision.metrics {
                     self.line(&format!(
                         "{} {}   {}",
@@ -120,6 +138,7 @@ impl View {
                 self.weight = state.canary_weight;
                 self.phase = state.phase.to_string();
                 self.failed_checks = state.failed_checks;
+                self.step = state.step_index;
             }
             Update::Webhook { at, kind, answer } => {
                 for call in &answer.calls {
@@ -145,11 +164,13 @@ impl View {
         if let Mode::Live(bar) = &self.mode {
             bar.set_position(u64::from(self.weight));
             bar.set_message(format!(
-                "{}  failed checks {}  rps canary {:.0} stable {:.0}  {}",
+                "step {} {}  checks failed {}  rps {:.0}/{:.0}  {}  (canary/stable)  last: {}",
+                self.step,
                 self.phase,
                 self.failed_checks,
                 self.canary_rps,
                 self.stable_rps,
+                self.metrics,
                 self.last_decision
             ));
         }
@@ -167,6 +188,24 @@ impl View {
         if let Mode::Live(bar) = self.mode {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A metric name short enough for the live line.
+fn short_name(name: &str) -> &str {
+    match name {
+        "request-success-rate" => "success%",
+        "request-duration" => "p99ms",
+        other => other.strip_prefix("request-duration-").unwrap_or(other),
+    }
+}
+
+/// A value with as many decimals as it needs, or `-` without data.
+fn number(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v.is_finite() && v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.is_finite() => format!("{v:.1}"),
+        _ => "-".to_owned(),
     }
 }
 
