@@ -6,7 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod builtin;
+pub mod metric_http;
+pub mod metrics;
+pub mod prometheus;
+pub mod web;
 pub mod webhooks;
 
 pub use builtin::{BaseRoutes, ProxyRouter, RoutingError};
+pub use metrics::metric_queries;
+pub use prometheus::PrometheusQuery;
+pub use web::WebQuery;
 pub use webhooks::HttpWebhooks;

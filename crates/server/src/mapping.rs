@@ -92,13 +92,9 @@ pub fn analysis_for(
                     }
                 }
             }
-            _ => {
-                problems.push(Problem::new(
-                    format!("spec.analysis.metrics[{index}].templateRef"),
-                    format!("metric {:?} needs a MetricTemplate provider; this build judges the builtin proxy's metrics only", metric.name),
-                ));
-                continue;
-            }
+            // A scalar per version from a provider, judged by the metric's
+            // range, comparison and direction like any other.
+            MetricSource::Template(_) | MetricSource::InlineQuery(_) => MetricKind::Custom,
         };
         let range = metric.effective_range().unwrap_or_default();
         let direction = match metric.direction() {
@@ -267,10 +263,10 @@ spec:
     }
 
     #[test]
-    fn templates_are_refused_with_the_field() {
+    fn templates_map_to_custom_metrics_with_direction_and_compare() {
         let with_metric = SEED.replace(
             "    webhooks:",
-            "    - name: conversion\n      templateRef: {name: conv}\n      thresholdRange: {min: 1}\n    webhooks:",
+            "    - name: conversion\n      templateRef: {name: conv}\n      thresholdRange: {min: 1}\n      direction: higher\n      compare: {maxDelta: 0.5}\n      interval: 2m\n    webhooks:",
         );
         let yaml = format!(
             "{with_metric}---\napiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: conv\nspec:\n  provider:\n    type: prometheus\n    address: http://127.0.0.1:9090\n  query: sum(rate(orders[1m]))\n"
@@ -279,14 +275,19 @@ spec:
         let catalog = serin_spec::Catalog::from_documents(documents);
         let c = catalog.canary("myapp").unwrap();
         let resolved = catalog.resolve_for_run(c).unwrap();
-        let problems = analysis_for(&resolved, &plan_for(c)).unwrap_err();
-        assert_eq!(problems.len(), 1);
-        assert!(
-            problems[0]
-                .to_string()
-                .starts_with("spec.analysis.metrics[2].templateRef:"),
-            "{}",
-            problems[0]
+        let config = analysis_for(&resolved, &plan_for(c)).unwrap();
+        let conversion = &config.metrics[2];
+        assert_eq!(conversion.name, "conversion");
+        assert_eq!(conversion.kind, MetricKind::Custom);
+        assert_eq!(conversion.direction, Direction::HigherIsBetter);
+        assert_eq!(conversion.threshold_range, (Some(1.0), None));
+        assert_eq!(
+            conversion.compare,
+            Some(Compare {
+                max_delta: Some(0.5),
+                max_ratio: None
+            })
         );
+        assert_eq!(conversion.interval, std::time::Duration::from_secs(120));
     }
 }

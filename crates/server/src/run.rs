@@ -11,7 +11,7 @@ use serin_providers::{BaseRoutes, HttpWebhooks, ProxyRouter};
 use serin_proxy::{Limits, Proxy, ProxyConfig, Recorder};
 use serin_rollout::{
     Phase, Plan, RolloutState,
-    ports::{CanaryTarget, Router},
+    ports::{CanaryTarget, MetricQuery, Router},
 };
 use serin_spec::{Canary, Catalog, Diagnostic};
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -32,6 +32,20 @@ pub struct Prepared {
     pub routes: BaseRoutes,
     /// The revision to roll out.
     pub target: CanaryTarget,
+    /// The custom metrics (templates), one query each.
+    pub metrics: CustomMetrics,
+}
+
+/// The custom metrics of a canary: Prometheus and JSON/HTTP queries.
+#[derive(Clone, Default)]
+pub struct CustomMetrics(pub Vec<Arc<dyn MetricQuery>>);
+
+impl std::fmt::Debug for CustomMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|metric| metric.name()))
+            .finish()
+    }
 }
 
 /// Why a rollout could not run.
@@ -105,6 +119,9 @@ impl Prepared {
         let analysis = mapping::analysis_for(&resolved, &plan).map_err(|problems| {
             RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
         })?;
+        let metrics = serin_providers::metric_queries(&resolved).map_err(|problems| {
+            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
+        })?;
         let routes =
             BaseRoutes::from_canary(canary).map_err(|error| invalid("spec", error.to_string()))?;
         let listen = canary.listen_addr().ok_or_else(|| {
@@ -140,6 +157,7 @@ impl Prepared {
                 address: canary_url.to_owned(),
                 revision,
             },
+            metrics: CustomMetrics(metrics),
         })
     }
 }
@@ -205,6 +223,7 @@ pub async fn start(
         proxy,
         routes,
         target,
+        metrics,
     } = prepared;
     // Windows must cover the longest metric interval, plus a slot of slack.
     let recorder = Arc::new(Recorder::new(
@@ -228,7 +247,7 @@ pub async fn start(
         judge,
         router,
         traffic: recorder.clone(),
-        metrics: Vec::new(),
+        metrics: metrics.0,
         webhooks,
         clock,
         updates,

@@ -166,11 +166,13 @@ impl Catalog {
                                 ),
                             ));
                         }
-                        if template
-                            .spec
-                            .query
-                            .as_deref()
-                            .is_none_or(|query| query.trim().is_empty())
+                        // The web provider's request is its address; others need a query.
+                        if template.spec.provider.provider_type != "web"
+                            && template
+                                .spec
+                                .query
+                                .as_deref()
+                                .is_none_or(|query| query.trim().is_empty())
                         {
                             problems.push(Problem::new(
                                 path.key("templateRef"),

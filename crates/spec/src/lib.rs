@@ -53,7 +53,9 @@ pub use meta::{ObjectMeta, ObjectReference};
 pub use parse::{load_documents, parse_collecting, parse_documents};
 pub use problem::{Diagnostic, Problem, render_problems};
 pub use service::{CanaryService, ProxyLimits};
-pub use template::{MetricProvider, MetricTemplate, MetricTemplateSpec};
+pub use template::{
+    BasicAuth, JsonPathStep, MetricProvider, MetricTemplate, MetricTemplateSpec, parse_json_path,
+};
 pub use validate::{validate, validate_documents};
 
 /// Errors of this crate's fallible helpers.

@@ -159,7 +159,11 @@ pub fn validate_metric_template(template: &MetricTemplate) -> Vec<Problem> {
         "metric provider type",
     );
     match &provider.address {
-        Some(address) => check.http_url(&provider_path.key("address"), address),
+        // Placeholders (`{{ version }}`) are filled in before the request.
+        Some(address) => check.http_url(
+            &provider_path.key("address"),
+            &without_placeholders(address),
+        ),
         None if provider.provider_type == "web" => {
             check.push(provider_path.key("address"), "required by the web provider");
         }
@@ -181,14 +185,64 @@ pub fn validate_metric_template(template: &MetricTemplate) -> Vec<Problem> {
             "must not be empty",
         );
     }
+    if let Some(path) = &provider.json_path
+        && let Err(reason) = crate::template::parse_json_path(path)
+    {
+        check.push(provider_path.key("jsonPath"), format!("{path:?}: {reason}"));
+    }
+    if let Some(file) = &provider.bearer_token_file
+        && file.trim().is_empty()
+    {
+        check.push(provider_path.key("bearerTokenFile"), "must not be empty");
+    }
+    if let Some(basic) = &provider.basic_auth {
+        let basic_path = provider_path.key("basicAuth");
+        if basic.username.trim().is_empty() {
+            check.push(basic_path.key("username"), "must not be empty");
+        }
+        if basic.password_file.trim().is_empty() {
+            check.push(basic_path.key("passwordFile"), "must not be empty");
+        }
+        if provider.bearer_token_file.is_some() {
+            check.push(basic_path, "set basicAuth or bearerTokenFile, not both");
+        }
+    }
+    if provider.timeout.as_ref().is_some_and(|t| t.is_zero()) {
+        check.push(provider_path.key("timeout"), "must be longer than 0s");
+    }
     match &template.spec.query {
         Some(query) if query.trim().is_empty() => {
             check.push(spec.key("query"), "must not be empty");
         }
-        None if strict => check.push(spec.key("query"), "required field is missing"),
+        // The web provider's request is its address; a query is optional.
+        None if strict && provider.provider_type != "web" => {
+            check.push(spec.key("query"), "required field is missing")
+        }
         _ => {}
     }
     check.problems
+}
+
+/// `text` with every `{{ … }}` replaced by `x`, so an address with template
+/// placeholders can be checked as a URL.
+fn without_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        match rest[open..].find("}}") {
+            Some(close) => {
+                out.push('x');
+                rest = &rest[open + close + 2..];
+            }
+            None => {
+                rest = &rest[open..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Validates an `AlertProvider`.

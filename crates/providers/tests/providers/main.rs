@@ -1,0 +1,9 @@
+//! The metric providers against real servers on loopback: a real
+//! Prometheus (Debian's `prometheus`, scraping itself) and a JSON endpoint.
+
+// Test scaffolding outside #[test] functions: a failed setup should panic.
+#![allow(clippy::unwrap_used)]
+
+mod prometheus;
+mod support;
+mod web;
