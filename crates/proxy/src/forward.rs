@@ -30,6 +30,7 @@ pub(crate) fn client(limits: &Limits) -> HttpClient {
         .pool_idle_timeout(limits.upstream_idle_timeout)
         .pool_max_idle_per_host(limits.upstream_max_idle)
         .pool_timer(TokioTimer::new())
+        .http1_read_buf_exact_size(4096)
         .timer(TokioTimer::new())
         // The proxy sets Host itself (the upstream's authority).
         .set_host(false)

@@ -27,8 +27,21 @@ const HOP_BY_HOP: [&HeaderName; 8] = [
 ];
 
 /// Removes hop-by-hop headers: the fixed set, every `Proxy-*` header, and
-/// whatever `Connection` names. Allocates only when such headers are present.
+/// whatever `Connection` names. One pass over the names when there are none
+/// (the common case); allocates only when `Connection` or `Proxy-*` is there.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let mut found = false;
+    let mut proxy = false;
+    for name in headers.keys() {
+        if HOP_BY_HOP.contains(&name) {
+            found = true;
+        } else if name.as_str().starts_with("proxy-") {
+            proxy = true;
+        }
+    }
+    if !found && !proxy {
+        return;
+    }
     if headers.contains_key(&CONNECTION) {
         let listed: Vec<HeaderValue> = headers.get_all(&CONNECTION).iter().cloned().collect();
         for value in &listed {
@@ -44,8 +57,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    let has_proxy = headers.keys().any(|k| k.as_str().starts_with("proxy-"));
-    if has_proxy {
+    if proxy {
         let names: Vec<HeaderName> = headers
             .keys()
             .filter(|k| k.as_str().starts_with("proxy-"))

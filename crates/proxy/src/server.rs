@@ -487,7 +487,9 @@ async fn handle(
 
     let mut tripped = None;
     let body = match decision.mirror {
-        Some(canary) => match buffer_for_mirror(body, content_length, limits).await {
+        // Boxed: the buffering future is rare and would otherwise enlarge
+        // every request's future, which hyper keeps per connection.
+        Some(canary) => match Box::pin(buffer_for_mirror(body, content_length, limits)).await {
             Buffered::Copy(bytes) => {
                 mirror::spawn(
                     shared,
