@@ -8,7 +8,8 @@
 //! weight only decides which version a request goes to. So the judges see
 //! the very same users and differ only in what they decide.
 //!
-//! `cargo run --release -p serin-analysis --example detection [RUNS_AA] [RUNS_AB]`
+//! `cargo run --release -p serin-analysis --example detection [RUNS_AA] [RUNS_AB] [FILTER]`
+//! (FILTER: only scenarios whose name contains it).
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -335,6 +336,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let runs_aa: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
     let runs_ab: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let filter = args.next().unwrap_or_default();
     let start = Instant::now();
     println!(
         "| scenario | judge | runs | rollbacks | promoted | median s to rollback | median canary requests to rollback | mean excess failed requests |"
@@ -344,6 +346,9 @@ fn main() {
     let mut excess_ratios = Vec::new();
     let mut notes = Vec::new();
     for (i, sc) in scenarios().iter().enumerate() {
+        if !sc.name.contains(filter.as_str()) {
+            continue;
+        }
         let runs = if sc.is_null() { runs_aa } else { runs_ab };
         let mut per_judge = Vec::new();
         for judge in JudgeKind::ALL {

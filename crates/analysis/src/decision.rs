@@ -118,6 +118,28 @@ impl MetricEvidence {
             reason,
         }
     }
+
+    /// Makes every number finite so the evidence serializes and reads back
+    /// unchanged (JSON has no NaN or infinity): estimates that are not finite
+    /// become absent, an e-value or bound beyond `f64::MAX` is clamped to it.
+    pub fn sanitize(&mut self) {
+        let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+        self.canary = finite(self.canary);
+        self.stable = finite(self.stable);
+        self.margin = finite(self.margin);
+        self.p_value = finite(self.p_value);
+        self.e_value = self
+            .e_value
+            .filter(|v| !v.is_nan())
+            .map(|v| v.clamp(0.0, f64::MAX));
+        self.interval = self.interval.and_then(|b| {
+            (!b.low.is_nan() && !b.high.is_nan()).then(|| Bounds {
+                low: b.low.clamp(-f64::MAX, f64::MAX),
+                high: b.high.clamp(-f64::MAX, f64::MAX),
+            })
+        });
+        self.range = (finite(self.range.0), finite(self.range.1));
+    }
 }
 
 /// A judge's answer at one moment.
@@ -140,12 +162,24 @@ impl Decision {
     pub fn is_rollback(&self) -> bool {
         self.verdict == Verdict::Rollback
     }
+
+    /// [`MetricEvidence::sanitize`] on every metric.
+    pub fn sanitize(mut self) -> Self {
+        for m in &mut self.metrics {
+            m.sanitize();
+        }
+        self
+    }
 }
 
-/// Formats a number for reasons: few digits, no noise.
+/// Formats a number for reasons: few digits, no noise. Never prints `NaN`
+/// or `inf`: a value that is not a number reads "n/a", an unbounded one "∞".
 pub(crate) fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
+    if v.is_nan() {
+        return "n/a".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "∞" } else { "-∞" }.to_owned();
     }
     let a = v.abs();
     if a >= 1e6 {
@@ -189,6 +223,7 @@ mod tests {
         assert_eq!(num(3.14659), "3.15");
         assert_eq!(num(142.3), "142");
         assert_eq!(num(0.0001234), "1.23e-4");
-        assert_eq!(num(f64::NAN), "NaN");
+        assert_eq!(num(f64::NAN), "n/a");
+        assert_eq!(num(f64::INFINITY), "∞");
     }
 }

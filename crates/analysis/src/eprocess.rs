@@ -36,8 +36,19 @@
 //!   `p₀` (`b = logit p₀`): "the canary's error rate is above 1 %".
 
 /// Effects of the grid prior, in log-odds: rate ratios from about 1.1 to 90.
-/// Small effects get most of the grid because large ones win quickly anyway.
-const GRID: [f64; 10] = [0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.5];
+/// Small effects get most of the grid points because large ones win quickly anyway.
+const GRID: [f64; 11] = [0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.5, 7.0];
+
+/// Prior weight of each grid point (they sum to 1).
+const WEIGHTS: [f64; GRID.len()] = [
+    0.06, 0.06, 0.06, 0.07, 0.07, 0.07, 0.08, 0.08, 0.09, 0.11, 0.25,
+];
+
+/// `−ln` of the smallest prior weight: what the mixture can lose against
+/// the best single grid point.
+pub(crate) fn grid_penalty() -> f64 {
+    -WEIGHTS.iter().copied().fold(1.0, f64::min).ln()
+}
 
 /// `ln σ(x)`, stable for large |x|.
 fn ln_sigmoid(x: f64) -> f64 {
@@ -101,8 +112,7 @@ impl LogitMixture {
 
     /// ln of the e-value: the equally weighted mixture over the grid.
     pub fn log_e(&self) -> f64 {
-        let n = GRID.len() as f64;
-        log_sum_exp(self.log_lr.iter().copied()) - n.ln()
+        log_sum_exp(self.log_lr.iter().zip(WEIGHTS).map(|(l, w)| l + w.ln()))
     }
 
     /// The e-value (may be `inf` for overwhelming evidence).
@@ -135,6 +145,12 @@ pub struct SplitTest {
     /// Seconds pooled so far, and the null ratio fixed when the bucket opened.
     pending_secs: u32,
     pending_r0: f64,
+    /// Planning alternative `(p_ref, r₁)`: see [`SplitTest::plan`].
+    plan: Option<(f64, f64)>,
+    /// Expected ln-likelihood ratio accumulated under the planning alternative.
+    info: f64,
+    /// The same for the last closed bucket, and its canary requests.
+    last_info: (f64, u64),
 }
 
 /// Longest a bucket waits for both versions to have traffic.
@@ -179,6 +195,11 @@ impl SplitTest {
         if nc > 0 && ns > 0 {
             let b = (nc as f64).ln() - (ns as f64).ln() + self.pending_r0.ln();
             self.mixture.update(xc, xs, b);
+            if let Some((p_ref, r1)) = self.plan {
+                let gain = expected_gain(nc, ns, p_ref, self.pending_r0, r1);
+                self.info += gain;
+                self.last_info = (gain, nc);
+            }
             self.pending = [0; 4];
             self.pending_secs = 0;
         } else if self.pending_secs >= MAX_BUCKET_SECS {
@@ -201,6 +222,46 @@ impl SplitTest {
     pub fn events(&self) -> u64 {
         self.mixture.events()
     }
+
+    /// Sets the planning alternative for the buckets to come: stable's event
+    /// rate is about `p_ref` and a regression worth catching makes the
+    /// canary's `r1` times that. Only [`info`](Self::info) uses it; the
+    /// e-value never does.
+    pub fn plan(&mut self, p_ref: f64, r1: f64) {
+        self.plan =
+            (p_ref > 0.0 && p_ref < 1.0 && r1.is_finite() && r1 > 0.0).then_some((p_ref, r1));
+    }
+
+    /// Expected growth of ln(e-value) so far had the canary regressed by the
+    /// planning alternative (the sum over buckets of the Kullback-Leibler
+    /// divergence of the split of events): how much a regression of that
+    /// size would have been able to show by now. Depends only on request
+    /// counts, never on outcomes.
+    pub fn info(&self) -> f64 {
+        self.info
+    }
+
+    /// Expected gain per canary request in the last bucket (0 before any).
+    pub fn info_per_canary_request(&self) -> f64 {
+        let (gain, nc) = self.last_info;
+        if nc == 0 { 0.0 } else { gain / nc as f64 }
+    }
+}
+
+/// Expected ln-likelihood ratio of one bucket at the grid point
+/// `δ = ln(r₁/r₀)` when the canary's event rate is `r₁·p_ref` and stable's
+/// `p_ref`: the expected events of each version times the log ratio of
+/// attribution probabilities under the alternative and the null.
+fn expected_gain(nc: u64, ns: u64, p_ref: f64, r0: f64, r1: f64) -> f64 {
+    if r1 <= r0 || nc == 0 || ns == 0 {
+        return 0.0;
+    }
+    let odds = (nc as f64).ln() - (ns as f64).ln();
+    let (b0, b1) = (odds + r0.ln(), odds + r1.ln());
+    let p1 = (p_ref * r1).min(1.0);
+    let (ec, es) = (nc as f64 * p1, ns as f64 * p_ref);
+    let v = ec * (ln_sigmoid(b1) - ln_sigmoid(b0)) + es * (ln_sigmoid(-b1) - ln_sigmoid(-b0));
+    if v.is_finite() { v.max(0.0) } else { 0.0 }
 }
 
 /// Is the event rate above `p₀`? One version's trials, the null "every trial's
@@ -245,6 +306,38 @@ mod tests {
     use rand_pcg::Pcg64Mcg;
 
     #[test]
+    fn prior_weights_sum_to_one() {
+        assert!((WEIGHTS.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(WEIGHTS.iter().all(|w| *w > 0.0));
+    }
+
+    #[test]
+    fn information_grows_with_requests_only() {
+        // Planning alternative: stable 0.1 %, canary 11× (+1 point).
+        let mut t = SplitTest::new();
+        t.plan(0.001, 11.0);
+        assert_eq!(t.info(), 0.0);
+        t.update(10, 0, 90, 0, 1.0);
+        let one = t.info();
+        assert!(one > 0.0);
+        // Outcomes do not matter, only counts.
+        let mut u = SplitTest::new();
+        u.plan(0.001, 11.0);
+        u.update(10, 7, 90, 3, 1.0);
+        assert!((u.info() - one).abs() < 1e-15);
+        // KL of the split of events, by hand: π₀ = 0.1, π₁ = 1.1/2.
+        let (p0, p1) = (0.1f64, 1.1 / 2.0);
+        let by_hand = 10.0 * 0.011 * (p1 / p0).ln() + 90.0 * 0.001 * ((1.0 - p1) / (1.0 - p0)).ln();
+        assert!((one - by_hand).abs() < 1e-12, "{one} {by_hand}");
+        assert!((t.info_per_canary_request() - one / 10.0).abs() < 1e-15);
+        // No alternative beyond the null: nothing to gain.
+        let mut v = SplitTest::new();
+        v.plan(0.001, 1.0);
+        v.update(10, 0, 90, 0, 1.0);
+        assert_eq!(v.info(), 0.0);
+    }
+
+    #[test]
     fn starts_at_one() {
         assert!((SplitTest::new().e_value() - 1.0).abs() < 1e-12);
         assert!((RateTest::new().e_value() - 1.0).abs() < 1e-12);
@@ -255,8 +348,11 @@ mod tests {
         // One positive event at b = 0 (p0 = 1/2): each grid LR is 2σ(δ).
         let mut m = LogitMixture::new();
         m.update(1, 0, 0.0);
-        let expected: f64 =
-            GRID.iter().map(|d| 2.0 / (1.0 + (-d).exp())).sum::<f64>() / GRID.len() as f64;
+        let expected: f64 = GRID
+            .iter()
+            .zip(WEIGHTS)
+            .map(|(d, w)| w * 2.0 / (1.0 + (-d).exp()))
+            .sum();
         assert!((m.e_value() - expected).abs() < 1e-12);
     }
 

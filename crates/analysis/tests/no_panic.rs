@@ -6,17 +6,23 @@ use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck, TickInput
 use serin_stats::{Counts, Pair};
 
 fn counts() -> impl Strategy<Value = Counts> {
-    (any::<u64>(), any::<u64>(), any::<u64>(), 0u64..u64::MAX, 0u64..1000).prop_map(
-        |(requests, errors, micros, n, small)| {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        0u64..u64::MAX,
+        0u64..1000,
+    )
+        .prop_map(|(requests, errors, micros, n, small)| {
             let mut c = Counts {
                 requests: if small % 3 == 0 { small } else { requests },
                 errors: if small % 5 == 0 { small / 2 } else { errors },
                 ..Counts::default()
             };
-            c.latency.record_n(micros, if small % 2 == 0 { small } else { n });
+            c.latency
+                .record_n(micros, if small % 2 == 0 { small } else { n });
             c
-        },
-    )
+        })
 }
 
 fn scalar() -> impl Strategy<Value = Option<f64>> {

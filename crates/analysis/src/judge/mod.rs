@@ -75,12 +75,12 @@ impl Analyzer {
 
     /// See [`Judge::early`].
     pub fn early(&mut self, at_ms: u64) -> Option<Decision> {
-        self.judge.early(at_ms)
+        self.judge.early(at_ms).map(Decision::sanitize)
     }
 
     /// See [`Judge::evaluate`].
     pub fn evaluate(&mut self, at_ms: u64, input: &TickInput) -> Decision {
-        self.judge.evaluate(at_ms, input)
+        self.judge.evaluate(at_ms, input).sanitize()
     }
 }
 

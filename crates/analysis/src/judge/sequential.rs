@@ -87,6 +87,13 @@ use serin_stats::{Counts, Pair};
 pub struct SequentialJudge {
     alpha: f64,
     min_requests: u64,
+    /// Whether promotion waits for enough evidence (see [`evidence_target`]);
+    /// off when the spec sets `minRequests` itself.
+    evidence_gate: bool,
+    /// The last step's weight: the step whose pass promotes.
+    final_weight: u8,
+    /// The weight of the last second observed.
+    weight: u8,
     metrics: Vec<SeqMetric>,
     /// Everything stable served since the analysis started: the reference
     /// for latency thresholds and stable's error rate.
@@ -136,6 +143,33 @@ enum SeqTest {
         last: (Option<f64>, Option<f64>),
         ticks: u64,
     },
+}
+
+/// The smallest error regression promotion waits to be able to see, in
+/// percentage points above the comparison's null boundary (stable + margin).
+pub const DETECT_ERROR_POINTS: f64 = 1.0;
+
+/// The smallest latency regression promotion waits to be able to see: the
+/// canary's requests exceed stable's running quantile (times the margin)
+/// this many times as often as stable's do. For p99 that is 2 % of canary
+/// requests above stable's p99 instead of 1 %; with a lognormal tail of
+/// stable's spread (σ = 0.5) it is a p99 about 15 % slower.
+pub const DETECT_TAIL_RATIO: f64 = 3.0;
+
+/// Power asked of the evidence gate: one-sided normal quantile (95 %).
+const DETECT_POWER_Z: f64 = 1.645;
+
+/// The expected ln e-value a comparison must be able to reach under the
+/// planning alternative before the rollout may promote: crossing needs
+/// `a = ln(1/α) − ln(weight) − ln(w_min)` (the metric's share of the budget
+/// and the mixture's smallest prior weight of one grid point); with the ln
+/// likelihood ratio roughly normal with variance 2× its mean, reaching `a`
+/// with probability 95 % needs a mean `T` with `T − z·√(2T) = a`.
+fn evidence_target(alpha: f64, log_weight: f64) -> f64 {
+    let a = (1.0 / alpha).ln() - log_weight + crate::eprocess::grid_penalty();
+    let z = DETECT_POWER_Z;
+    let root = (z * std::f64::consts::SQRT_2 + (2.0 * z * z + 4.0 * a).sqrt()) / 2.0;
+    root * root
 }
 
 /// Stable requests needed before its q-quantile is used as a threshold.
@@ -265,6 +299,9 @@ impl SequentialJudge {
         SequentialJudge {
             alpha: config.alpha,
             min_requests: config.min_requests(),
+            evidence_gate: config.min_requests.is_none(),
+            final_weight: config.steps.last().copied().unwrap_or(100),
+            weight: 0,
             metrics,
             stable: Counts::default(),
             canary: Counts::default(),
@@ -292,6 +329,60 @@ impl SequentialJudge {
 
     fn crossed(&self) -> bool {
         self.log_e() >= (1.0 / self.alpha).ln()
+    }
+
+    /// Why promotion must wait for more evidence: one reason per comparison
+    /// that could not yet have seen a regression of the planning size with
+    /// 95 % probability. Empty when the gate is off or satisfied.
+    fn evidence_missing(&self) -> Vec<String> {
+        if !self.evidence_gate {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for m in &self.metrics {
+            let (cmp, range, what) = match &m.test {
+                SeqTest::Errors { cmp, range, .. } => (
+                    cmp,
+                    range.is_some(),
+                    format!("+{} point of errors", num(DETECT_ERROR_POINTS)),
+                ),
+                SeqTest::Latency { cmp, range, q, .. } => (
+                    cmp,
+                    range.is_some(),
+                    format!(
+                        "{}× as many requests above stable's p{}",
+                        num(DETECT_TAIL_RATIO),
+                        (q * 100.0).round()
+                    ),
+                ),
+                _ => continue,
+            };
+            if !m.log_weight.is_finite() {
+                continue;
+            }
+            let part = if range { std::f64::consts::LN_2 } else { 0.0 };
+            let target = evidence_target(self.alpha, m.log_weight - part);
+            let info = cmp.info();
+            if info >= target {
+                continue;
+            }
+            let rate = cmp.info_per_canary_request();
+            let more = if rate > 0.0 {
+                format!(
+                    "about {} more canary requests",
+                    num(((target - info) / rate).ceil())
+                )
+            } else {
+                "more canary requests".to_owned()
+            };
+            out.push(format!(
+                "{}: holding promotion for evidence: a regression of {what} would be caught with 95 % probability only after {more} (evidence {} of {})",
+                m.check.name,
+                num(info),
+                num(target)
+            ));
+        }
+        out
     }
 
     fn has_builtin_tests(&self) -> bool {
@@ -351,22 +442,27 @@ impl SequentialJudge {
                         low: 100.0 * (1.0 - hi),
                         high: 100.0 * (1.0 - lo),
                     });
-                    let ce = c.map_or(f64::NAN, |c| 100.0 - c);
-                    let se = s.map_or(f64::NAN, |s| 100.0 - s);
+                    let ce = c.map(|c| 100.0 - c);
+                    let se = s.map(|s| 100.0 - s);
+                    let pts = |v: Option<f64>| v.map_or("-".to_owned(), num);
                     let mut margin =
                         format!("margin +{} points", num(max_delta.unwrap_or(0.0) * 100.0));
                     if let Some(r) = max_ratio {
                         margin.push_str(&format!(" or ×{}", num(*r)));
                     }
                     let mut reason = format!(
-                        "{}: canary error rate {}% (success {}% in [{}, {}]) vs stable {}% ({:+} points, {margin}) over {} canary requests, {bound_txt}",
+                        "{}: canary error rate {}% (success {}% in [{}, {}]) vs stable {}% ({} points, {margin}) over {} canary requests, {bound_txt}",
                         m.check.name,
-                        num(ce),
-                        c.map_or("-".into(), num),
+                        pts(ce),
+                        pts(c),
                         num(100.0 * (1.0 - hi)),
                         num(100.0 * (1.0 - lo)),
-                        num(se),
-                        num(ce - se).trim_start_matches('+'),
+                        pts(se),
+                        match (ce, se) {
+                            (Some(ce), Some(se)) =>
+                                format!("{}{}", if ce >= se { "+" } else { "" }, num(ce - se)),
+                            _ => "-".to_owned(),
+                        },
                         self.canary.requests,
                     );
                     if let (Some(min), Some(_)) = (m.check.threshold_range.0, c)
@@ -395,13 +491,6 @@ impl SequentialJudge {
                     exceed,
                     ..
                 } => {
-                    let pct = |x: u64, n: u64| {
-                        if n == 0 {
-                            f64::NAN
-                        } else {
-                            100.0 * x as f64 / n as f64
-                        }
-                    };
                     ev.canary = self.canary.latency_ms(*q);
                     ev.stable = self.stable.latency_ms(*q);
                     ev.margin = delta_ms.or(Some(0.0));
@@ -412,13 +501,31 @@ impl SequentialJudge {
                     if let Some(d) = delta_ms {
                         margin.push_str(&format!(" or +{} ms", num(*d)));
                     }
+                    let pct = |x: u64, n: u64| num(100.0 * x as f64 / n as f64);
+                    let need = min_reference(*q);
+                    let tail = if self.stable.latency.count() < need && exceed[1] == 0 {
+                        format!(
+                            "no tail comparison yet: stable's p{p} reference needs {need} stable requests, has {}",
+                            self.stable.latency.count()
+                        )
+                    } else if exceed[1] == 0 || exceed[3] == 0 {
+                        format!(
+                            "no tail comparison yet: no second with requests to both versions since stable's p{p} reference was ready"
+                        )
+                    } else {
+                        format!(
+                            "{}% of {} canary requests above stable's running p{p} ({margin}) vs {}% of {} stable requests",
+                            pct(exceed[0], exceed[1]),
+                            exceed[1],
+                            pct(exceed[2], exceed[3]),
+                            exceed[3],
+                        )
+                    };
                     ev.reason = format!(
-                        "{}: canary p{p} {} ms vs stable {} ms; {}% of canary requests above stable's running p{p} ({margin}) vs {}% of stable's, {bound_txt}",
+                        "{}: canary p{p} {} ms vs stable {} ms; {tail}, {bound_txt}",
                         m.check.name,
                         ev.canary.map_or("-".into(), num),
                         ev.stable.map_or("-".into(), num),
-                        num(pct(exceed[0], exceed[1])),
-                        num(pct(exceed[2], exceed[3])),
                     );
                 }
                 SeqTest::Rate => {
@@ -499,10 +606,11 @@ impl SequentialJudge {
 }
 
 impl Judge for SequentialJudge {
-    fn observe(&mut self, _at_ms: u64, _canary_weight: u8, delta: &Pair) {
+    fn observe(&mut self, _at_ms: u64, canary_weight: u8, delta: &Pair) {
         if self.rolled_back.is_some() {
             return;
         }
+        self.weight = canary_weight;
         let (c, s) = (&delta.canary, &delta.stable);
         for m in &mut self.metrics {
             match &mut m.test {
@@ -526,6 +634,8 @@ impl Judge for SequentialJudge {
                     if !r0.is_finite() {
                         r0 = 1.0;
                     }
+                    let r0 = r0.max(1.0);
+                    cmp.plan(p_s, r0 + DETECT_ERROR_POINTS / 100.0 / p_s);
                     cmp.update(c.requests, c.errors, s.requests, s.errors, r0.max(1.0));
                     if let Some((rate, p0, cmp0)) = range {
                         rate.update(c.requests, c.errors, *p0);
@@ -557,6 +667,7 @@ impl Judge for SequentialJudge {
                     let xc = c.latency.count_above(canary_threshold as u64);
                     let xs = s.latency.count_above(reference as u64);
                     let (nc, ns) = (c.latency.count(), s.latency.count());
+                    cmp.plan(1.0 - *q, DETECT_TAIL_RATIO);
                     cmp.update(nc, xc, ns, xs, 1.0);
                     if let Some((_, _, cmp0)) = range {
                         let xc0 = c.latency.count_above(reference as u64);
@@ -667,6 +778,11 @@ impl Judge for SequentialJudge {
                 "canary served {} of the {} requests this step needs: holding",
                 self.step_canary, self.min_requests
             ));
+        }
+        if !hold && self.weight >= self.final_weight {
+            let missing = self.evidence_missing();
+            hold |= !missing.is_empty();
+            reasons.extend(missing);
         }
         if self.has_custom() && !all_custom {
             hold = true;
