@@ -1,5 +1,242 @@
-//! serin-server's integration tests: real rollouts through the built-in
-//! proxy, with real HTTP backends and receivers on loopback.
-#![allow(clippy::unwrap_used)]
+//! The runtime loop on tokio's paused clock: whole rollouts through hours of
+//! intervals without sleeping, against a router that records what it is told
+//! and a traffic source that serves made-up requests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+/// Every webhook type during real rollouts over loopback.
 mod hooks;
+
+use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck};
+use serin_rollout::{
+    Phase, Plan, RolloutState, Route, Strategy, Timestamp,
+    ports::{BoxFuture, CanaryTarget, NoWebhooks, PortError, Router, TrafficSource},
+};
+use serin_server::{Clock, Command, Driver, TokioClock, Update};
+use serin_stats::{Counts, Pair};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::{broadcast, mpsc};
+
+/// Remembers every route and lifecycle call, in order.
+#[derive(Default)]
+struct RecordingRouter {
+    calls: Mutex<Vec<String>>,
+    weight: Mutex<u8>,
+}
+
+impl Router for RecordingRouter {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn set_canary(&self, canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("canary {}", canary.revision));
+        Box::pin(async { Ok(()) })
+    }
+    fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>> {
+        *self.weight.lock().unwrap() = route.canary_weight;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("weight {}", route.canary_weight));
+        Box::pin(async { Ok(()) })
+    }
+    fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
+        self.calls.lock().unwrap().push("promote".into());
+        Box::pin(async { Ok(()) })
+    }
+    fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
+        self.calls.lock().unwrap().push("finalise".into());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// 100 requests per second split by the router's weight; the canary fails
+/// `canary_errors` of its requests once `fail_after` has passed.
+struct SyntheticTraffic {
+    router: Arc<RecordingRouter>,
+    clock: TokioClock,
+    started: Timestamp,
+    canary_errors: f64,
+    /// (second, cumulative totals) so totals grow with paused time.
+    totals: Mutex<(u64, Pair)>,
+}
+
+impl SyntheticTraffic {
+    fn advance(&self) -> Pair {
+        let now = self.clock.now();
+        let second = now.saturating_since(self.started).as_secs();
+        let mut guard = self.totals.lock().unwrap();
+        while guard.0 < second {
+            guard.0 += 1;
+            let weight = u64::from(*self.router.weight.lock().unwrap());
+            let canary = weight;
+            let stable = 100 - weight;
+            let errors = (canary as f64 * self.canary_errors).round() as u64;
+            let latency = Duration::from_millis(20);
+            for i in 0..canary {
+                guard
+                    .1
+                    .canary
+                    .record(if i < errors { 500 } else { 200 }, latency);
+            }
+            for _ in 0..stable {
+                guard.1.stable.record(200, latency);
+            }
+        }
+        guard.1.clone()
+    }
+}
+
+impl TrafficSource for SyntheticTraffic {
+    fn totals(&self) -> Pair {
+        self.advance()
+    }
+    fn last(&self, _now: Timestamp, span: Duration) -> Pair {
+        // Steady traffic: the last `span` is the per-second rate times span.
+        let weight = u64::from(*self.router.weight.lock().unwrap());
+        let secs = span.as_secs();
+        let mut pair = Pair::default();
+        let record = |counts: &mut Counts, n: u64, errors: u64| {
+            for i in 0..n {
+                counts.record(
+                    if i < errors { 500 } else { 200 },
+                    Duration::from_millis(20),
+                );
+            }
+        };
+        let canary = weight * secs;
+        record(
+            &mut pair.canary,
+            canary,
+            (canary as f64 * self.canary_errors).round() as u64,
+        );
+        record(&mut pair.stable, (100 - weight) * secs, 0);
+        pair
+    }
+}
+
+async fn rollout(canary_errors: f64, judge: JudgeKind) -> (RolloutState, Vec<String>, Vec<Update>) {
+    let clock = TokioClock::starting_at(Timestamp::from_millis(1_764_150_000_000));
+    let router = Arc::new(RecordingRouter::default());
+    let traffic = Arc::new(SyntheticTraffic {
+        router: router.clone(),
+        clock: clock.clone(),
+        started: clock.now(),
+        canary_errors,
+        totals: Mutex::new((0, Pair::default())),
+    });
+    let interval = Duration::from_secs(60);
+    let plan = Plan::new(
+        Strategy::Canary {
+            steps: vec![10, 20, 30, 40, 50],
+        },
+        interval,
+        5,
+    );
+    let mut config = AnalysisConfig::flagger_defaults().with_judge(judge);
+    config.metrics = vec![MetricCheck::named("request-success-rate").range(Some(99.0), None)];
+    let (updates, mut watch) = broadcast::channel(4096);
+    let driver = Driver {
+        name: "shop".into(),
+        plan,
+        state: RolloutState::new(clock.now()),
+        judge: Analyzer::new(config).unwrap(),
+        router: router.clone(),
+        traffic,
+        metrics: Vec::new(),
+        webhooks: Arc::new(NoWebhooks),
+        clock,
+        updates,
+        persistence: serin_server::driver::Persistence::none(),
+    };
+    let (commands, receiver) = mpsc::channel(4);
+    commands
+        .send(Command::Start(CanaryTarget {
+            address: "http://canary".into(),
+            revision: "v2".into(),
+        }))
+        .await
+        .unwrap();
+    let state = driver.run(receiver, true).await.unwrap();
+    let mut seen = Vec::new();
+    while let Ok(update) = watch.try_recv() {
+        seen.push(update);
+    }
+    let calls = router.calls.lock().unwrap().clone();
+    (state, calls, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_canary_walks_every_step_then_is_promoted() {
+    let started = tokio::time::Instant::now();
+    let (state, calls, updates) = rollout(0.0, JudgeKind::Sequential).await;
+    assert_eq!(state.phase, Phase::Succeeded);
+    // The router learns the canary before any traffic moves to it.
+    let canary_at = calls.iter().position(|c| c == "canary v2").unwrap();
+    let first_traffic = calls
+        .iter()
+        .position(|c| c.starts_with("weight") && c != "weight 0")
+        .unwrap();
+    assert!(canary_at < first_traffic, "{calls:?}");
+    let weights: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.starts_with("weight") && *c != "weight 0")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            "weight 10",
+            "weight 20",
+            "weight 30",
+            "weight 40",
+            "weight 50"
+        ]
+    );
+    assert!(calls.contains(&"promote".to_owned()));
+    assert_eq!(calls.last().map(String::as_str), Some("finalise"));
+    // Five steps of a minute each, then promotion: virtual time, not real.
+    assert!(started.elapsed() >= Duration::from_secs(5 * 60));
+    assert!(updates.iter().any(|u| matches!(u, Update::Decision { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sequential_judge_rolls_back_between_ticks() {
+    let started = tokio::time::Instant::now();
+    let (state, calls, _) = rollout(0.2, JudgeKind::Sequential).await;
+    assert_eq!(state.phase, Phase::Failed);
+    assert_eq!(state.canary_weight, 0);
+    assert!(!calls.contains(&"promote".to_owned()));
+    assert!(
+        state.message.contains("between intervals"),
+        "{}",
+        state.message
+    );
+    // Harm is decisive within seconds at 10 canary requests per second, long
+    // before the first interval ends.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_threshold_judge_waits_for_five_failed_checks() {
+    let started = tokio::time::Instant::now();
+    let (state, calls, _) = rollout(0.2, JudgeKind::Threshold).await;
+    assert_eq!(state.phase, Phase::Failed);
+    assert_eq!(state.failed_checks, 5);
+    assert!(!calls.contains(&"promote".to_owned()));
+    assert!(
+        started.elapsed() >= Duration::from_secs(4 * 60),
+        "{:?}",
+        started.elapsed()
+    );
+}
