@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the detection benchmark in release and prints the table (markdown).
-# Usage: bench/detection/run.sh [RUNS_AA] [RUNS_AB] > bench/detection/table.md
+# Usage: bench/detection/run.sh [RUNS_AA] [RUNS_AB] [FILTER] > bench/detection/table.md
 set -eu
 cd "$(dirname "$0")/../.."
-cargo run --release -q -p serin-analysis --example detection -- "${1:-300}" "${2:-100}"
+cargo run --release -q -p serin-analysis --example detection -- "${1:-300}" "${2:-100}" "${3:-}"

@@ -311,6 +311,7 @@ struct Summary {
     promote_rate: f64,
     median_secs: Option<f64>,
     median_requests: Option<f64>,
+    median_promote_secs: Option<f64>,
     mean_excess: f64,
 }
 
@@ -324,6 +325,13 @@ fn summarize(results: &[RunResult]) -> Summary {
         promote_rate: results.iter().filter(|r| r.promoted).count() as f64 / n,
         median_secs: median(&mut secs),
         median_requests: median(&mut reqs),
+        median_promote_secs: median(
+            &mut results
+                .iter()
+                .filter(|r| r.promoted)
+                .map(|r| r.secs as f64)
+                .collect::<Vec<_>>(),
+        ),
         mean_excess: results.iter().map(|r| r.excess.max(0.0)).sum::<f64>() / n,
     }
 }
@@ -339,9 +347,9 @@ fn main() {
     let filter = args.next().unwrap_or_default();
     let start = Instant::now();
     println!(
-        "| scenario | judge | runs | rollbacks | promoted | median s to rollback | median canary requests to rollback | mean excess failed requests |"
+        "| scenario | judge | runs | rollbacks | promoted | median s to rollback | median canary requests to rollback | median s to promote | mean excess failed requests |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut speedups = Vec::new();
     let mut excess_ratios = Vec::new();
     let mut notes = Vec::new();
@@ -357,13 +365,14 @@ fn main() {
                 .collect();
             let s = summarize(&results);
             println!(
-                "| {} | {} | {runs} | {:.1}% | {:.1}% | {} | {} | {:.1} |",
+                "| {} | {} | {runs} | {:.1}% | {:.1}% | {} | {} | {} | {:.1} |",
                 sc.name,
                 judge,
                 100.0 * s.rollback_rate,
                 100.0 * s.promote_rate,
                 fmt(s.median_secs),
                 fmt(s.median_requests),
+                fmt(s.median_promote_secs),
                 s.mean_excess
             );
             per_judge.push(s);

@@ -345,6 +345,13 @@ pub struct AnalysisConfig {
 /// probability before the step can pass, while at 1 request per second a step
 /// still takes only a few minutes. Traffic heavier than 200 requests per
 /// interval is unaffected: the step passes at the next tick.
+///
+/// With `min_requests` unset the sequential judge also holds the *last* step
+/// until a regression of +1 point of errors (or a p99 tail three times as
+/// heavy) would have been caught with about 95 % probability, scaled by
+/// stable's observed error rate and the split: see the evidence gate in
+/// [`crate::judge::sequential`]. Setting `min_requests` explicitly turns that
+/// gate off: the user has chosen how much evidence a step needs.
 pub const DEFAULT_MIN_REQUESTS: u64 = 200;
 
 impl Default for AnalysisConfig {
