@@ -88,6 +88,34 @@ pub enum Command {
         #[arg(long)]
         judge: Option<String>,
     },
+
+    /// The daemon: many canaries, each behind its own proxy, with durable
+    /// state, crash recovery, the API on --api and manual gates.
+    ///
+    /// Reloads the files on SIGHUP and when they change; a changed
+    /// upstreams.canary or upstreams.revision starts a rollout.
+    Serve(crate::serve::ServeArgs),
+
+    /// Start a rollout on the daemon. Exits 0 when accepted.
+    Start(crate::client::StartArgs),
+
+    /// Show rollouts; --wait blocks until the verdict.
+    ///
+    /// With --wait exits 0 when promoted, 1 when rolled back, 124 when
+    /// --timeout passed first.
+    Status(crate::client::StatusArgs),
+
+    /// Promote now, skipping the remaining steps.
+    Promote(crate::client::GateArgs),
+
+    /// Roll back now.
+    Abort(crate::client::GateArgs),
+
+    /// Hold the current weight; analysis continues.
+    Pause(crate::client::GateArgs),
+
+    /// Let a paused rollout advance again.
+    Resume(crate::client::GateArgs),
 }
 
 /// How `run` and `demo` report progress.

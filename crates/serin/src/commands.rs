@@ -29,6 +29,21 @@ const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Serve(args) => runtime()?.block_on(crate::serve::serve(args)),
+        Command::Start(args) => runtime()?.block_on(crate::client::start(args)),
+        Command::Status(args) => runtime()?.block_on(crate::client::status(args)),
+        Command::Promote(args) => {
+            runtime()?.block_on(crate::client::gate(crate::client::Gate::Promote, args))
+        }
+        Command::Abort(args) => {
+            runtime()?.block_on(crate::client::gate(crate::client::Gate::Abort, args))
+        }
+        Command::Pause(args) => {
+            runtime()?.block_on(crate::client::gate(crate::client::Gate::Pause, args))
+        }
+        Command::Resume(args) => {
+            runtime()?.block_on(crate::client::gate(crate::client::Gate::Resume, args))
+        }
         Command::Run { files, output } => runtime()?.block_on(run(&files, output)),
         Command::Demo {
             faulty,

@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod client;
 mod commands;
 mod display;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -3,10 +3,10 @@
 //! actions it returns.
 
 use crate::clock::Clock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serin_analysis::{Analyzer, Decision, TickInput};
 use serin_rollout::{
-    Action, Event, Phase, Plan, Record, RolloutState, Route, Severity, Timestamp,
+    Action, Event, Phase, Plan, Record, Rollout, RolloutState, Route, Severity, Timestamp,
     ports::{
         CanaryTarget, HookAnswer, HookContext, MetricQuery, PortError, Router, TrafficSource,
         Webhooks,
@@ -21,6 +21,14 @@ pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How long to wait before retrying a router that failed to apply a route.
 const ROUTER_RETRY: Duration = Duration::from_secs(2);
+
+/// How long a rollout holds after its state could not be saved before it
+/// tries again (from its last saved state, as after a restart).
+pub const STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// History entries kept in memory while the store refuses writes; older
+/// ones are dropped past this, so a long outage cannot exhaust memory.
+const MAX_UNSAVED: usize = 1_024;
 
 /// What a rollout reports to whoever watches it (the terminal, the API's
 /// event stream, the history). Sent on a broadcast channel: a slow watcher
@@ -82,6 +90,104 @@ pub enum Command {
     Abort,
 }
 
+/// Where a rollout's upstreams point, saved with its state so a restarted
+/// daemon routes to the same places (after a promotion the stable side is the
+/// old canary, whatever the canary file still says).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The stable upstream, when it differs from the canary file's (after a
+    /// promotion); `None` means "as the file says".
+    pub stable: Option<String>,
+    /// The canary upstream of the revision last started.
+    pub canary: Option<String>,
+}
+
+/// What is saved after every event, before its actions are carried out.
+#[derive(Clone, Copy, Debug)]
+pub struct Saved<'a> {
+    /// The state after the event.
+    pub state: &'a RolloutState,
+    /// Where the upstreams point after the event.
+    pub placement: &'a Placement,
+    /// History produced since the last save (records, decisions with their
+    /// evidence, webhook calls), oldest first.
+    pub history: &'a [Update],
+}
+
+/// Why a store could not save.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// What went wrong, e.g. `database or disk is full`.
+    pub message: String,
+}
+
+/// Where rollouts are kept across restarts (the daemon's SQLite store).
+///
+/// `save` runs after the state machine took an event and before any of the
+/// actions it returned are carried out: a crash after the save repeats no
+/// decision (the state says it was taken) and a crash before it loses none
+/// that had an effect. A store that refuses a write makes the rollout hold.
+pub trait StateStore: Send + Sync {
+    /// Saves one rollout's state and appends its history, atomically.
+    fn save(&self, canary: &str, saved: Saved<'_>) -> Result<(), StoreError>;
+}
+
+/// Keeps nothing: `serin run` lives and dies with its process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoStore;
+
+impl StateStore for NoStore {
+    fn save(&self, _canary: &str, _saved: Saved<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A driver's link to its store: the store, the placement saved with the
+/// state, and history not saved yet.
+pub struct Persistence {
+    store: Arc<dyn StateStore>,
+    placement: Placement,
+    unsaved: Vec<Update>,
+    /// When the last save failed: hold, then recover from the saved state.
+    retry_at: Option<Timestamp>,
+}
+
+// === impl Persistence ===
+
+impl Persistence {
+    /// Saves to `store`, starting from a placement restored from it (or the
+    /// default for a new canary).
+    pub fn new(store: Arc<dyn StateStore>, placement: Placement) -> Self {
+        Persistence {
+            store,
+            placement,
+            unsaved: Vec::new(),
+            retry_at: None,
+        }
+    }
+
+    /// Saves nothing.
+    pub fn none() -> Self {
+        Self::new(Arc::new(NoStore), Placement::default())
+    }
+
+    /// Where the upstreams point now.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    fn remember(&mut self, update: &Update) {
+        if matches!(update, Update::Traffic { .. } | Update::State { .. }) {
+            return;
+        }
+        if self.unsaved.len() >= MAX_UNSAVED {
+            self.unsaved.remove(0);
+        }
+        self.unsaved.push(update.clone());
+    }
+}
+
 /// Everything one rollout needs.
 pub struct Driver<C: Clock> {
     /// The canary's name, for messages.
@@ -104,6 +210,8 @@ pub struct Driver<C: Clock> {
     pub clock: C,
     /// Where updates go.
     pub updates: broadcast::Sender<Update>,
+    /// Where the state and history are saved after every event.
+    pub persistence: Persistence,
 }
 
 /// Why a rollout loop stopped without a verdict.
@@ -139,14 +247,20 @@ impl<C: Clock> Driver<C> {
         let mut last_totals = self.traffic.totals();
         let mut next_observe = self.clock.now().saturating_add(OBSERVE_EVERY);
         let mut commands_open = true;
+        // A restored rollout picks up where it stopped; a new one only
+        // routes everything to stable.
+        self.recover(self.clock.now(), &mut next_tick).await?;
         loop {
             if stop_when_done && matches!(self.state.phase, Phase::Succeeded | Phase::Failed) {
                 return Ok(self.state);
             }
-            let wake = match next_tick {
+            let mut wake = match next_tick {
                 Some(tick) if tick < next_observe => tick,
                 _ => next_observe,
             };
+            if let Some(retry) = self.persistence.retry_at {
+                wake = wake.min(retry);
+            }
             let command = tokio::select! {
                 () = tokio::time::sleep_until(self.clock.instant_at(wake)) => None,
                 command = commands.recv(), if commands_open => match command {
@@ -161,6 +275,15 @@ impl<C: Clock> Driver<C> {
                 },
             };
             let now = self.clock.now();
+            if self
+                .persistence
+                .retry_at
+                .is_some_and(|retry| now >= retry && command.is_none())
+            {
+                self.persistence.retry_at = None;
+                self.recover(now, &mut next_tick).await?;
+                continue;
+            }
             if let Some(command) = command {
                 let event = match command {
                     Command::Start(target) => {
@@ -171,6 +294,7 @@ impl<C: Clock> Driver<C> {
                             );
                             continue;
                         }
+                        self.persistence.placement.canary = Some(target.address);
                         Event::Start {
                             revision: target.revision,
                         }
@@ -232,6 +356,8 @@ impl<C: Clock> Driver<C> {
         while let Some(event) = queue.pop_front() {
             let weight_before = self.state.canary_weight;
             let step_before = self.state.step_index;
+            let saved_state = self.state.clone();
+            let saved_placement = self.persistence.placement.clone();
             let actions = match serin_rollout::step(&mut self.state, &self.plan, now, event) {
                 Ok(actions) => actions,
                 Err(serin_rollout::Error::InvalidPlan(source)) => {
@@ -244,9 +370,26 @@ impl<C: Clock> Driver<C> {
                     // An answer that arrives after the machine moved on (a
                     // manual abort while a gate was asked) is stale, not fatal.
                     tracing::debug!(canary = %self.name, %refused, "event refused");
+                    self.persistence.placement = saved_placement;
                     continue;
                 }
             };
+            if let Err(error) = self.save(now, &actions) {
+                // Nothing of this event happened: go back to the saved state,
+                // say so, and try again later from there.
+                self.state = saved_state;
+                self.persistence.placement = saved_placement;
+                self.persistence.retry_at = Some(now.saturating_add(STORE_RETRY));
+                self.warn(
+                    now,
+                    format!(
+                        "cannot save the rollout's state ({error}): holding at canary weight {} and retrying in {}s",
+                        self.state.canary_weight,
+                        STORE_RETRY.as_secs()
+                    ),
+                );
+                return Ok(());
+            }
             if self.state.step_index != step_before || self.state.canary_weight != weight_before {
                 self.judge
                     .step_advanced(now.as_millis(), self.state.canary_weight);
@@ -349,10 +492,103 @@ impl<C: Clock> Driver<C> {
             Action::Emit(record) => {
                 self.webhooks.event(&record, &self.context()).await;
                 self.log(now, &record);
-                self.publish(Update::Record { at: now, record });
+                // Saved with the state already: only watchers need it now.
+                let _ = self.updates.send(Update::Record { at: now, record });
                 None
             }
         }
+    }
+
+    /// Saves the state an event led to, with the records its actions emit
+    /// and the history gathered since the last save.
+    fn save(&mut self, now: Timestamp, actions: &[Action]) -> Result<(), StoreError> {
+        let mut history = std::mem::take(&mut self.persistence.unsaved);
+        for action in actions {
+            match action {
+                Action::Promote => {
+                    // The canary becomes the stable version: saved before the
+                    // router is told, so a restart routes to it either way.
+                    self.persistence.placement.stable = self.persistence.placement.canary.clone();
+                }
+                Action::Emit(record) => history.push(Update::Record {
+                    at: now,
+                    record: record.clone(),
+                }),
+                _ => {}
+            }
+        }
+        let saved = Saved {
+            state: &self.state,
+            placement: &self.persistence.placement,
+            history: &history,
+        };
+        match self.persistence.store.save(&self.name, saved) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // Keep what was gathered before this event; this event's own
+                // records go with it, as it did not happen.
+                let own = actions
+                    .iter()
+                    .filter(|action| matches!(action, Action::Emit(_)))
+                    .count();
+                history.truncate(history.len().saturating_sub(own));
+                self.persistence.unsaved = history;
+                Err(error)
+            }
+        }
+    }
+
+    /// Routes as the saved state says: the canary upstream of a rollout in
+    /// progress and its weights. The daemon calls this before its proxy
+    /// accepts a request; it is idempotent.
+    pub async fn restore_routes(&mut self) -> Result<(), PortError> {
+        if self.state.phase.is_active()
+            && let (Some(address), Some(revision)) = (
+                self.persistence.placement.canary.clone(),
+                self.state.revision.clone(),
+            )
+        {
+            self.router
+                .set_canary(&CanaryTarget { address, revision })
+                .await?;
+        }
+        self.router.set_route(self.state.route()).await
+    }
+
+    /// Picks up where the saved state stopped: re-applies the route, re-arms
+    /// the tick and asks again the question whose answer was lost
+    /// ([`Rollout::recover`]).
+    async fn recover(
+        &mut self,
+        now: Timestamp,
+        next_tick: &mut Option<Timestamp>,
+    ) -> Result<(), DriverError> {
+        let rollout =
+            Rollout::restore(self.plan.clone(), self.state.clone()).map_err(|source| {
+                DriverError::Machine {
+                    name: self.name.clone(),
+                    source,
+                }
+            })?;
+        if let Err(error) = self.restore_routes().await {
+            self.warn(
+                now,
+                format!("{} could not restore routes: {error}", self.router.name()),
+            );
+        }
+        let mut answers = Vec::new();
+        for action in rollout.recover() {
+            if matches!(action, Action::SetRoute(_)) {
+                continue; // applied above, with the canary upstream
+            }
+            if let Some(answer) = self.perform(now, action, next_tick).await {
+                answers.push(answer);
+            }
+        }
+        for answer in answers {
+            self.handle(now, answer, next_tick).await?;
+        }
+        Ok(())
     }
 
     /// Applies a route, retrying a few times: a route is desired state and
@@ -386,7 +622,7 @@ impl<C: Clock> Driver<C> {
 
     /// A custom metric's value, or no data with a warning saying why.
     fn value_or_warn(
-        &self,
+        &mut self,
         at: Timestamp,
         name: &str,
         version: Version,
@@ -401,7 +637,7 @@ impl<C: Clock> Driver<C> {
         }
     }
 
-    fn warn(&self, at: Timestamp, message: String) {
+    fn warn(&mut self, at: Timestamp, message: String) {
         let record = Record {
             severity: Severity::Warning,
             message,
@@ -417,7 +653,8 @@ impl<C: Clock> Driver<C> {
         }
     }
 
-    fn publish(&self, update: Update) {
+    fn publish(&mut self, update: Update) {
+        self.persistence.remember(&update);
         // No watcher is not an error: `serin run` without a terminal has none.
         let _ = self.updates.send(update);
     }

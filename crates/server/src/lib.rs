@@ -9,7 +9,10 @@ pub mod driver;
 pub mod mapping;
 
 pub use clock::{Clock, TokioClock};
-pub use driver::{Command, Driver, DriverError, OBSERVE_EVERY, Update, verdict_for_machine};
+pub use driver::{
+    Command, Driver, DriverError, NoStore, OBSERVE_EVERY, Persistence, Placement, STORE_RETRY,
+    Saved, StateStore, StoreError, Update, verdict_for_machine,
+};
 pub mod run;
 
 pub use run::{Prepared, RunError, Running, promoted, start};

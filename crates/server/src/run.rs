@@ -251,6 +251,7 @@ pub async fn start(
         webhooks,
         clock,
         updates,
+        persistence: crate::driver::Persistence::none(),
     };
     let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
     let proxy_task = tokio::spawn(bound.serve(async move {

@@ -1,0 +1,194 @@
+//! Following the canary files: re-read on SIGHUP and when they change on
+//! disk (polled: no inotify dependency, and it works on every filesystem).
+//!
+//! A reload that finds problems keeps the canaries as they run and says
+//! why; the next good version of the files is picked up as usual.
+
+use crate::supervisor::Supervisor;
+use serin_spec::Catalog;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+use tokio::sync::watch;
+
+/// How often the files are checked for changes by default.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
+
+/// Files larger than this are refused before they are read.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The canary files as last read.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// Every document of every file.
+    pub catalog: Catalog,
+    /// The file each canary came from.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Reads, parses and validates `paths`; every problem is one line naming
+/// the file (and the field).
+pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
+    let mut catalog = Catalog::new();
+    let mut files = BTreeMap::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let text = match read(path) {
+            Ok(text) => text,
+            Err(problem) => {
+                problems.push(format!("{name}: {problem}"));
+                continue;
+            }
+        };
+        match serin_spec::load_documents(&name, &text) {
+            Ok(documents) => {
+                for document in documents {
+                    if let serin_spec::Document::Canary(canary) = &document
+                        && let Some(other) = files.insert(canary.name().to_owned(), name.clone())
+                    {
+                        problems.push(format!(
+                            "{name}: metadata.name: canary {:?} is also defined in {other}",
+                            canary.name()
+                        ));
+                    }
+                    catalog.add(document);
+                }
+            }
+            Err(found) => problems.push(serin_spec::render_problems(&name, &found)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Loaded { catalog, files })
+    } else {
+        Err(problems)
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is {} bytes; the limit is {MAX_FILE_BYTES}",
+            meta.len()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// What a file looked like: changes in size, time or content trigger a reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    modified: Option<SystemTime>,
+    len: u64,
+    hash: u64,
+}
+
+fn seen(paths: &[PathBuf]) -> Vec<Option<Seen>> {
+    paths
+        .iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            // Hash the content too: an edit within the same second and size
+            // (a revision string changed in place) must not be missed.
+            let bytes = std::fs::read(path).ok()?;
+            Some(Seen {
+                modified: meta.modified().ok(),
+                len: meta.len(),
+                hash: fnv1a(&bytes),
+            })
+        })
+        .collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Follows `paths` until `shutdown` turns true: reloads on SIGHUP and on
+/// change, and reconciles every `poll` (so a change deferred while a
+/// rollout runs is applied once it ends).
+pub async fn follow(
+    supervisor: Supervisor,
+    paths: Vec<PathBuf>,
+    mut loaded: Loaded,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = seen(&paths);
+    let mut hangup = hangup_signal();
+    loop {
+        let forced = tokio::select! {
+            () = tokio::time::sleep(poll) => false,
+            () = next_hangup(&mut hangup) => true,
+            _ = shutdown.changed() => return,
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        let now = seen(&paths);
+        if forced || now != last {
+            last = now;
+            match load(&paths) {
+                Ok(fresh) => {
+                    tracing::info!(files = paths.len(), forced, "canary files reloaded");
+                    loaded = fresh;
+                }
+                Err(problems) => {
+                    for problem in problems {
+                        tracing::error!(
+                            "reload refused, canaries keep running as they are: {problem}"
+                        );
+                    }
+                    continue;
+                }
+            }
+        }
+        for problem in supervisor.reconcile(&loaded.catalog, &loaded.files).await {
+            tracing::error!("{problem}");
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; file changes are still followed");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {
+    None
+}
+
+#[cfg(unix)]
+async fn next_hangup(hangup: &mut Hangup) {
+    match hangup {
+        Some(signal) => {
+            if signal.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_hangup: &mut Hangup) {
+    std::future::pending::<()>().await
+}
