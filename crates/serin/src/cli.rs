@@ -116,6 +116,9 @@ pub enum Command {
 
     /// Let a paused rollout advance again.
     Resume(crate::client::GateArgs),
+
+    /// A load-test and gate service that speaks flagger-loadtester's webhook protocol.
+    Loadtester(crate::loadtester::Args),
 }
 
 /// How `run` and `demo` report progress.

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod commands;
 mod display;
+mod loadtester;
 mod serve;
 
 use clap::Parser;
