@@ -52,6 +52,9 @@ pub enum Command {
         /// Output: progress for people, or one JSON object per update.
         #[arg(long, value_enum, default_value_t = Output::Auto)]
         output: Output,
+        /// Serve /metrics (Prometheus/OpenMetrics) on this address, e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
 
     /// A whole rollout with built-in sample backends and load: nothing to set up.
@@ -87,6 +90,23 @@ pub enum Command {
         /// Override the judge: sequential, threshold or mann-whitney.
         #[arg(long)]
         judge: Option<String>,
+    },
+
+    /// Print a Grafana dashboard (JSON) for the canary in FILE.
+    ///
+    /// Error rate, p95/p99 latency and throughput of stable vs canary, the
+    /// canary weight, phase, each analysis metric, and the verdicts as
+    /// annotations. Import it as is; it asks for a Prometheus data source.
+    Grafana {
+        /// The canary file (plus any template files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Which canary, when the files hold several.
+        #[arg(long)]
+        name: Option<String>,
+        /// Wrap it for Grafana's HTTP API: {"dashboard": …, "overwrite": true}.
+        #[arg(long)]
+        api: bool,
     },
 
     /// The daemon: many canaries, each behind its own proxy, with durable

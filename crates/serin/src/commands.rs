@@ -45,7 +45,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Resume(args) => {
             runtime()?.block_on(crate::client::gate(crate::client::Gate::Resume, args))
         }
-        Command::Run { files, output } => runtime()?.block_on(run(&files, output)),
+        Command::Run {
+            files,
+            output,
+            metrics,
+        } => runtime()?.block_on(run(&files, output, metrics)),
+        Command::Grafana { files, name, api } => {
+            crate::grafana::grafana(&files, name.as_deref(), api)
+        }
         Command::Demo {
             faulty,
             judge,
@@ -97,7 +104,7 @@ fn read_files(files: &[PathBuf]) -> (Vec<(String, String)>, Vec<String>) {
 }
 
 /// Parses and validates files into one catalog, or prints every problem.
-fn load(files: &[PathBuf]) -> Result<Catalog, ExitCode> {
+pub(crate) fn load(files: &[PathBuf]) -> Result<Catalog, ExitCode> {
     let (texts, mut problems) = read_files(files);
     let loaded = serin_spec::load_files(
         texts
@@ -147,7 +154,11 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-async fn run(files: &[PathBuf], output: Output) -> Result<ExitCode> {
+async fn run(
+    files: &[PathBuf],
+    output: Output,
+    metrics: Option<std::net::SocketAddr>,
+) -> Result<ExitCode> {
     let catalog = match load(files) {
         Ok(catalog) => catalog,
         Err(code) => return Ok(code),
@@ -168,11 +179,13 @@ async fn run(files: &[PathBuf], output: Output) -> Result<ExitCode> {
     };
     let name = prepared.canary.name().to_owned();
     let (updates, watch) = broadcast::channel(1024);
+    let metrics_watch = updates.subscribe();
     let running = serin_server::start(prepared, updates).await?;
     eprintln!(
         "serin: {name}: proxy listening on http://{}",
         running.listen
     );
+    let _metrics = crate::metrics::serve_run(metrics, &name, &running, metrics_watch).await?;
     let shown = tokio::spawn(display::show(watch, output, name.clone()));
     let commands = running.commands.clone();
     let outcome = tokio::select! {

@@ -7,7 +7,9 @@ mod cli;
 mod client;
 mod commands;
 mod display;
+mod grafana;
 mod loadtester;
+mod metrics;
 mod serve;
 
 use clap::Parser;

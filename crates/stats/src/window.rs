@@ -5,7 +5,7 @@
 //! tested with made-up clocks and the proxy decides what "now" is.
 
 use crate::{Counts, Pair, Version};
-use std::{sync::Mutex, time::Duration};
+use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 /// Counts of one version in a ring of fixed-width time slots, plus totals
 /// since the start. Memory is `slots` × one [`Counts`] whatever the traffic.
@@ -15,6 +15,9 @@ pub struct Window {
     /// `(slot number, counts)`; a slot is valid only while its number is recent.
     ring: Vec<(u64, Counts)>,
     total: Counts,
+    /// Requests by exact status code since the start, for `/metrics`'
+    /// `status` label. Bounded: HTTP status codes are 100..=999.
+    status_codes: BTreeMap<u16, u64>,
 }
 
 // === impl Window ===
@@ -29,6 +32,7 @@ impl Window {
             slot_ms,
             ring: vec![(u64::MAX, Counts::default()); slots],
             total: Counts::default(),
+            status_codes: BTreeMap::new(),
         }
     }
 
@@ -61,6 +65,13 @@ impl Window {
             counts.record(status, latency);
         }
         self.total.record(status, latency);
+        let code = self.status_codes.entry(status.min(999)).or_default();
+        *code = code.saturating_add(1);
+    }
+
+    /// Requests by exact status code since the window was created, low to high.
+    pub fn status_codes(&self) -> &BTreeMap<u16, u64> {
+        &self.status_codes
     }
 
     /// Everything recorded in the last `span` before `now_ms` (inclusive of
@@ -145,6 +156,17 @@ impl Recorder {
     pub fn span(&self) -> Duration {
         self.with(Version::Stable, |w| w.span())
     }
+
+    /// Requests `version` answered since the recorder was created, by exact
+    /// status code, low to high: `/metrics`' `http_requests_total{status}`.
+    pub fn status_codes(&self, version: Version) -> Vec<(u16, u64)> {
+        self.with(version, |w| {
+            w.status_codes()
+                .iter()
+                .map(|(code, n)| (*code, *n))
+                .collect()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -196,5 +218,19 @@ mod tests {
         assert_eq!(pair.canary.errors, 1);
         assert_eq!(pair.stable.requests, 2);
         assert_eq!(r.totals().canary.requests, 1);
+    }
+
+    #[test]
+    fn exact_status_codes_are_counted_per_version() {
+        let recorder = Recorder::new(Duration::from_secs(60));
+        recorder.record(Version::Canary, 0, 200, MS);
+        recorder.record(Version::Canary, 10, 503, MS);
+        recorder.record(Version::Canary, 20, 200, MS);
+        recorder.record(Version::Stable, 20, 404, MS);
+        assert_eq!(
+            recorder.status_codes(Version::Canary),
+            vec![(200, 2), (503, 1)]
+        );
+        assert_eq!(recorder.status_codes(Version::Stable), vec![(404, 1)]);
     }
 }

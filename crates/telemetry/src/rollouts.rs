@@ -1,0 +1,300 @@
+//! serin's own series, folded from rollout updates: what Flagger's
+//! controller exports as `flagger_canary_*`, under serin's names.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use serin_analysis::{Decision, MetricStatus};
+use serin_rollout::{Phase, RolloutState, Timestamp};
+use serin_server::Update;
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, atomic::AtomicU64},
+};
+
+/// Rollout durations, seconds: 30 s to 2 h.
+const DURATION_BUCKETS: [f64; 10] = [
+    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 5400.0, 7200.0,
+];
+
+/// Every phase, for the `serin_canary_phase` state set.
+const PHASES: [Phase; 9] = [
+    Phase::Initializing,
+    Phase::Initialized,
+    Phase::Waiting,
+    Phase::Progressing,
+    Phase::WaitingPromotion,
+    Phase::Promoting,
+    Phase::Finalising,
+    Phase::Succeeded,
+    Phase::Failed,
+];
+
+/// Every metric status, for the `serin_canary_metric_status` state set.
+const STATUSES: [(MetricStatus, &str); 5] = [
+    (MetricStatus::Pass, "pass"),
+    (MetricStatus::Inconclusive, "inconclusive"),
+    (MetricStatus::Fail, "fail"),
+    (MetricStatus::Harm, "harm"),
+    (MetricStatus::NoData, "no-data"),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    canary: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    canary: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    canary: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricValueLabels {
+    canary: String,
+    metric: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricStatusLabels {
+    canary: String,
+    metric: String,
+    status: String,
+}
+
+type DurationFamily = Family<CanaryLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The rollout series of every canary.
+#[derive(Debug)]
+pub(crate) struct Rollouts {
+    weight: Family<CanaryLabels, Gauge>,
+    status: Family<CanaryLabels, Gauge>,
+    phase: Family<PhaseLabels, Gauge>,
+    failed_checks: Family<CanaryLabels, Gauge>,
+    iterations: Family<CanaryLabels, Gauge>,
+    duration: DurationFamily,
+    promotions: Family<CanaryLabels, Counter>,
+    rollbacks: Family<CanaryLabels, Counter>,
+    decisions: Family<VerdictLabels, Counter>,
+    metric_value: Family<MetricValueLabels, Gauge<f64, AtomicU64>>,
+    metric_status: Family<MetricStatusLabels, Gauge>,
+    /// The last phase seen per canary, to count each promotion and rollback once.
+    last_phase: Mutex<BTreeMap<String, Phase>>,
+}
+
+impl Default for Rollouts {
+    fn default() -> Self {
+        Rollouts {
+            weight: Family::default(),
+            status: Family::default(),
+            phase: Family::default(),
+            failed_checks: Family::default(),
+            iterations: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            promotions: Family::default(),
+            rollbacks: Family::default(),
+            decisions: Family::default(),
+            metric_value: Family::default(),
+            metric_status: Family::default(),
+            last_phase: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+// === impl Rollouts ===
+
+impl Rollouts {
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "serin_canary_weight",
+            "Percent of traffic the canary receives",
+            self.weight.clone(),
+        );
+        registry.register(
+            "serin_canary_status",
+            "Canary status as Flagger reports it: 0 running, 1 successful or idle, 2 failed",
+            self.status.clone(),
+        );
+        registry.register(
+            "serin_canary_phase",
+            "1 for the rollout's current phase (Flagger's phase names), 0 for the others",
+            self.phase.clone(),
+        );
+        registry.register(
+            "serin_canary_failed_checks",
+            "Failed checks counted against the analysis threshold",
+            self.failed_checks.clone(),
+        );
+        registry.register(
+            "serin_canary_iterations",
+            "Analysis iterations of A/B testing and blue/green rollouts",
+            self.iterations.clone(),
+        );
+        registry.register(
+            "serin_canary_duration_seconds",
+            "How long finished rollouts took, from start to promotion or rollback",
+            self.duration.clone(),
+        );
+        registry.register(
+            "serin_canary_promotions",
+            "Rollouts that ended with the canary promoted",
+            self.promotions.clone(),
+        );
+        registry.register(
+            "serin_canary_rollbacks",
+            "Rollouts that ended with the canary rolled back",
+            self.rollbacks.clone(),
+        );
+        registry.register(
+            "serin_canary_decisions",
+            "Analysis decisions by verdict (pass, hold, fail, rollback)",
+            self.decisions.clone(),
+        );
+        registry.register(
+            "serin_canary_metric_value",
+            "Each analysis metric's last value per version, in the metric's unit",
+            self.metric_value.clone(),
+        );
+        registry.register(
+            "serin_canary_metric_status",
+            "1 for each analysis metric's last status (pass, inconclusive, fail, harm, no-data), 0 for the others",
+            self.metric_status.clone(),
+        );
+    }
+
+    pub(crate) fn observe(&self, canary: &str, update: &Update) {
+        match update {
+            Update::State { at, state } => self.state(canary, *at, state),
+            Update::Decision { decision, .. } => self.decision(canary, decision),
+            _ => {}
+        }
+    }
+
+    fn state(&self, canary: &str, at: Timestamp, state: &RolloutState) {
+        let labels = CanaryLabels {
+            canary: canary.to_owned(),
+        };
+        self.weight
+            .get_or_create(&labels)
+            .set(i64::from(state.canary_weight));
+        self.failed_checks
+            .get_or_create(&labels)
+            .set(i64::from(state.failed_checks));
+        self.iterations
+            .get_or_create(&labels)
+            .set(i64::from(state.iterations));
+        let status = match state.phase {
+            Phase::Failed => 2,
+            phase if phase.is_active() => 0,
+            _ => 1,
+        };
+        self.status.get_or_create(&labels).set(status);
+        for phase in PHASES {
+            let labels = PhaseLabels {
+                canary: canary.to_owned(),
+                phase: phase.as_str().to_owned(),
+            };
+            self.phase
+                .get_or_create(&labels)
+                .set(i64::from(phase == state.phase));
+        }
+        let previous = {
+            let mut last = self
+                .last_phase
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            last.insert(canary.to_owned(), state.phase)
+        };
+        let finished = state.phase.is_terminal() && previous.is_some_and(|p| !p.is_terminal());
+        if finished {
+            match state.phase {
+                Phase::Succeeded => self.promotions.get_or_create(&labels).inc(),
+                _ => self.rollbacks.get_or_create(&labels).inc(),
+            };
+            if let Some(started) = state.started_at {
+                let secs = at.saturating_since(started).as_secs_f64();
+                self.duration.get_or_create(&labels).observe(secs);
+            }
+        }
+    }
+
+    fn decision(&self, canary: &str, decision: &Decision) {
+        self.decisions
+            .get_or_create(&VerdictLabels {
+                canary: canary.to_owned(),
+                verdict: decision.verdict.as_str().to_owned(),
+            })
+            .inc();
+        for evidence in &decision.metrics {
+            for (version, value) in [("canary", evidence.canary), ("stable", evidence.stable)] {
+                let labels = MetricValueLabels {
+                    canary: canary.to_owned(),
+                    metric: evidence.name.clone(),
+                    version: version.to_owned(),
+                };
+                match value.filter(|v| v.is_finite()) {
+                    Some(value) => {
+                        self.metric_value.get_or_create(&labels).set(value);
+                    }
+                    // No value: no sample, rather than a stale or made-up one.
+                    None => {
+                        self.metric_value.remove(&labels);
+                    }
+                }
+            }
+            for (status, name) in STATUSES {
+                self.metric_status
+                    .get_or_create(&MetricStatusLabels {
+                        canary: canary.to_owned(),
+                        metric: evidence.name.clone(),
+                        status: name.to_owned(),
+                    })
+                    .set(i64::from(status == evidence.status));
+            }
+        }
+    }
+
+    /// Forgets every series of `canary`.
+    pub(crate) fn remove(&self, canary: &str) {
+        let labels = CanaryLabels {
+            canary: canary.to_owned(),
+        };
+        for family in [
+            &self.weight,
+            &self.status,
+            &self.failed_checks,
+            &self.iterations,
+        ] {
+            family.remove(&labels);
+        }
+        self.promotions.remove(&labels);
+        self.rollbacks.remove(&labels);
+        self.duration.remove(&labels);
+        for phase in PHASES {
+            self.phase.remove(&PhaseLabels {
+                canary: canary.to_owned(),
+                phase: phase.as_str().to_owned(),
+            });
+        }
+        self.last_phase
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(canary);
+        // Decisions and metric series are keyed by names the canary alone
+        // knows; they are few and stop changing once it is gone.
+    }
+}

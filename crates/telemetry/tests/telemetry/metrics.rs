@@ -1,0 +1,103 @@
+//! `/metrics` over HTTP: the brief's names and labels, OpenMetrics, and
+//! serin's own series folded from rollout updates.
+
+use super::support::http_get;
+use serin_analysis::{Decision, MetricEvidence, MetricStatus, Verdict};
+use serin_rollout::{Phase, RolloutState, Timestamp};
+use serin_server::Update;
+use serin_stats::{Recorder, Version};
+use serin_telemetry::{CONTENT_TYPE, Telemetry};
+use std::{sync::Arc, time::Duration};
+
+fn state(phase: Phase, weight: u8, at_ms: u64) -> Update {
+    let mut state = RolloutState::new(Timestamp::from_millis(0));
+    state.phase = phase;
+    state.canary_weight = weight;
+    state.started_at = Some(Timestamp::from_millis(1_000));
+    Update::State {
+        at: Timestamp::from_millis(at_ms),
+        state: Box::new(state),
+    }
+}
+
+#[tokio::test]
+async fn proxy_and_rollout_series_over_http() {
+    let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
+    for (version, status, ms) in [
+        (Version::Stable, 200, 3),
+        (Version::Stable, 200, 40),
+        (Version::Canary, 200, 7),
+        (Version::Canary, 503, 120),
+    ] {
+        recorder.record(version, 0, status, Duration::from_millis(ms));
+    }
+    let telemetry = Telemetry::new();
+    telemetry.add_traffic("shop", recorder);
+    telemetry.observe("shop", &state(Phase::Progressing, 20, 2_000));
+    let mut evidence = MetricEvidence::new("conversion", MetricStatus::Fail, "low".into());
+    evidence.canary = Some(2.5);
+    evidence.stable = Some(3.0);
+    telemetry.observe(
+        "shop",
+        &Update::Decision {
+            at: Timestamp::from_millis(3_000),
+            decision: Decision {
+                verdict: Verdict::Fail,
+                at_ms: 3_000,
+                metrics: vec![evidence],
+                reasons: vec!["low".into()],
+            },
+        },
+    );
+    telemetry.observe("shop", &state(Phase::Failed, 0, 61_000));
+    telemetry.observe("shop", &state(Phase::Failed, 0, 62_000));
+
+    let server = serin_telemetry::serve("127.0.0.1:0".parse().unwrap(), telemetry)
+        .await
+        .unwrap();
+    let answer = http_get(server.local_addr().port(), "/metrics")
+        .await
+        .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-type: {CONTENT_TYPE}")),
+        "{head}"
+    );
+    for line in [
+        "# TYPE http_requests counter",
+        r#"http_requests_total{canary="shop",version="stable",status="200"} 2"#,
+        r#"http_requests_total{canary="shop",version="canary",status="503"} 1"#,
+        "# TYPE http_request_duration_seconds histogram",
+        r#"http_request_duration_seconds_bucket{le="0.005",canary="shop",version="stable"} 1"#,
+        r#"http_request_duration_seconds_bucket{le="0.05",canary="shop",version="stable"} 2"#,
+        r#"http_request_duration_seconds_bucket{le="0.1",canary="shop",version="canary"} 1"#,
+        r#"http_request_duration_seconds_bucket{le="+Inf",canary="shop",version="canary"} 2"#,
+        r#"http_request_duration_seconds_count{canary="shop",version="canary"} 2"#,
+        r#"serin_canary_weight{canary="shop"} 0"#,
+        r#"serin_canary_status{canary="shop"} 2"#,
+        r#"serin_canary_phase{canary="shop",phase="Failed"} 1"#,
+        r#"serin_canary_phase{canary="shop",phase="Progressing"} 0"#,
+        r#"serin_canary_rollbacks_total{canary="shop"} 1"#,
+        r#"serin_canary_duration_seconds_sum{canary="shop"} 60.0"#,
+        r#"serin_canary_duration_seconds_count{canary="shop"} 1"#,
+        r#"serin_canary_decisions_total{canary="shop",verdict="fail"} 1"#,
+        r#"serin_canary_metric_value{canary="shop",metric="conversion",version="canary"} 2.5"#,
+        r#"serin_canary_metric_value{canary="shop",metric="conversion",version="stable"} 3.0"#,
+        r#"serin_canary_metric_status{canary="shop",metric="conversion",status="fail"} 1"#,
+        "# EOF",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in:\n{body}"
+        );
+    }
+    assert!(
+        !body.contains("serin_canary_promotions_total{"),
+        "no promotion happened"
+    );
+
+    let missing = http_get(server.local_addr().port(), "/nope").await.unwrap();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
