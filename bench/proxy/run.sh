@@ -22,15 +22,21 @@ CONNS=${CONNS:-64}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 MANY=${MANY:-1000}
-ORIGIN_PORT=${ORIGIN_PORT:-18080}
-NGINX_PORT=${NGINX_PORT:-18081}
-SERIN_PORT=${SERIN_PORT:-18082}
+ORIGIN_PORT=${ORIGIN_PORT:-28480}
+NGINX_PORT=${NGINX_PORT:-28481}
+SERIN_PORT=${SERIN_PORT:-28482}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y nginx wrk || { apt-get update && apt-get install -y nginx wrk; }
 fi
+for port in $ORIGIN_PORT $NGINX_PORT $SERIN_PORT; do
+    if ss -Hltn "sport = :$port" | grep -q .; then
+        echo "port $port is in use; set ORIGIN_PORT/NGINX_PORT/SERIN_PORT" >&2
+        exit 1
+    fi
+done
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo ">>> building the proxy (release)"
@@ -106,15 +112,31 @@ to_ms() {
         printf "%.2f", n }'
 }
 
-bench() { # port conns -> "rps p50 p99 errors"
-    local out
-    out=$(wrk -t"$THREADS" -c"$2" -d"$DURATION" --latency "http://127.0.0.1:$1/")
-    local rps p50 p99 errs
+# CPU time (user + system, clock ticks) of the given processes.
+TICK=$(getconf CLK_TCK)
+cpu_ticks() {
+    local t=0 p s
+    for p in "$@"; do
+        read -r -a s < <(cut -d' ' -f14,15 "/proc/$p/stat")
+        t=$((t + s[0] + s[1]))
+    done
+    echo "$t"
+}
+
+bench() { # port conns pids... -> "rps p50 p99 cpu_us_per_request errors"
+    local out port=$1 conns=$2 before after
+    shift 2
+    before=$(cpu_ticks "$@")
+    out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+    after=$(cpu_ticks "$@")
+    local rps p50 p99 errs reqs cpu
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    echo "$rps $p50 $p99 ${errs:-none}"
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(awk -v a="$before" -v b="$after" -v r="$reqs" -v t="$TICK" 'BEGIN {printf "%.1f", (b - a) / t / r * 1e6}')
+    echo "$rps $p50 $p99 $cpu ${errs:-none}"
 }
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
@@ -129,17 +151,19 @@ nginx_rss_kib() { # sum of the proxy's master and workers
     echo "$total"
 }
 
-declare -a NGINX_RPS NGINX_P50 NGINX_P99 SERIN_RPS SERIN_P50 SERIN_P99
+NGINX_PIDS=$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')
+declare -a NGINX_RPS NGINX_P50 NGINX_P99 NGINX_CPU SERIN_RPS SERIN_P50 SERIN_P99 SERIN_CPU
 echo ">>> warm-up"
 wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$NGINX_PORT/" >/dev/null
 wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$SERIN_PORT/" >/dev/null
 for round in $(seq "$ROUNDS"); do
-    read -r rps p50 p99 errs < <(bench "$NGINX_PORT" "$CONNS")
-    echo "round $round nginx: $rps req/s p50 ${p50}ms p99 ${p99}ms errors: $errs"
-    NGINX_RPS+=("$rps"); NGINX_P50+=("$p50"); NGINX_P99+=("$p99")
-    read -r rps p50 p99 errs < <(bench "$SERIN_PORT" "$CONNS")
-    echo "round $round serin: $rps req/s p50 ${p50}ms p99 ${p99}ms errors: $errs"
-    SERIN_RPS+=("$rps"); SERIN_P50+=("$p50"); SERIN_P99+=("$p99")
+    # shellcheck disable=SC2086 # a list of pids
+    read -r rps p50 p99 cpu errs < <(bench "$NGINX_PORT" "$CONNS" $NGINX_PIDS)
+    echo "round $round nginx: $rps req/s p50 ${p50}ms p99 ${p99}ms cpu ${cpu}us/req errors: $errs"
+    NGINX_RPS+=("$rps"); NGINX_P50+=("$p50"); NGINX_P99+=("$p99"); NGINX_CPU+=("$cpu")
+    read -r rps p50 p99 cpu errs < <(bench "$SERIN_PORT" "$CONNS" "$SERIN_PID")
+    echo "round $round serin: $rps req/s p50 ${p50}ms p99 ${p99}ms cpu ${cpu}us/req errors: $errs"
+    SERIN_RPS+=("$rps"); SERIN_P50+=("$p50"); SERIN_P99+=("$p99"); SERIN_CPU+=("$cpu")
 done
 
 echo ">>> $MANY keep-alive connections"
@@ -170,10 +194,14 @@ wait "$SERIN_PID" || true
 tail -1 "$WORK/serin.log"
 
 med() { printf '%s\n' "$@" | median; }
-N_RPS=$(med "${NGINX_RPS[@]}"); N_P50=$(med "${NGINX_P50[@]}"); N_P99=$(med "${NGINX_P99[@]}")
-S_RPS=$(med "${SERIN_RPS[@]}"); S_P50=$(med "${SERIN_P50[@]}"); S_P99=$(med "${SERIN_P99[@]}")
+N_RPS=$(med "${NGINX_RPS[@]}"); N_P50=$(med "${NGINX_P50[@]}"); N_P99=$(med "${NGINX_P99[@]}"); N_CPU=$(med "${NGINX_CPU[@]}")
+S_RPS=$(med "${SERIN_RPS[@]}"); S_P50=$(med "${SERIN_P50[@]}"); S_P99=$(med "${SERIN_P99[@]}"); S_CPU=$(med "${SERIN_CPU[@]}")
 RATIO=$(awk -v s="$S_RPS" -v n="$N_RPS" 'BEGIN {printf "%.2f", s / n}')
 MIB() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+# Hand-written notes below the marker survive regeneration.
+NOTES=""
+[ -f "$OUT" ] && NOTES=$(sed -n '/^<!-- notes -->/,$p' "$OUT")
 
 cat >"$OUT" <<EOF
 # serin proxy benchmark
@@ -196,10 +224,10 @@ end: $(cut -d' ' -f1-3 /proc/loadavg)).
 
 ## Throughput and latency, $CONNS keep-alive connections
 
-| proxy | requests/s | p50 ms | p99 ms |
-|---|---:|---:|---:|
-| nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | $N_RPS | $N_P50 | $N_P99 |
-| serin | $S_RPS | $S_P50 | $S_P99 |
+| proxy | requests/s | p50 ms | p99 ms | proxy CPU per request |
+|---|---:|---:|---:|---:|
+| nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | $N_RPS | $N_P50 | $N_P99 | $N_CPU µs |
+| serin | $S_RPS | $S_P50 | $S_P99 | $S_CPU µs |
 
 serin / nginx throughput: **$RATIO**.
 
@@ -222,4 +250,5 @@ $WORKERS\` and serin $WORKERS runtime threads, the machine's core count. nginx
 with \`auto\` would pick the same number here; pinning it keeps the comparison
 fair on machines where \`auto\` differs from the thread count given to serin.
 EOF
+if [ -n "$NOTES" ]; then printf '\n%s\n' "$NOTES" >>"$OUT"; fi
 echo ">>> wrote $OUT"
