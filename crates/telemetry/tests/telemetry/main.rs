@@ -6,6 +6,7 @@
 // Test scaffolding outside #[test] functions: a failed setup should panic.
 #![allow(clippy::unwrap_used)]
 
+mod docs_templates;
 mod grafana;
 mod metrics;
 mod promql_rollout;
