@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod builtin;
 pub mod metric_http;
 pub mod metrics;
@@ -12,6 +13,7 @@ pub mod prometheus;
 pub mod web;
 pub mod webhooks;
 
+pub use alerts::{Alert, AlertSeverity, AlertTarget, Notifier, ProviderKind};
 pub use builtin::{BaseRoutes, ProxyRouter, RoutingError};
 pub use metrics::metric_queries;
 pub use prometheus::PrometheusQuery;

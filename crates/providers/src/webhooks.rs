@@ -167,6 +167,14 @@ impl HttpWebhooks {
             .is_some_and(|hooks| hooks.iter().any(|h| h.name == name && h.mute_alert))
     }
 
+    /// Whether every webhook of `kind` has `muteAlert` (false when none).
+    pub fn all_muted(&self, kind: &str) -> bool {
+        self.inner
+            .hooks
+            .get(kind)
+            .is_some_and(|hooks| hooks.iter().all(|h| h.mute_alert))
+    }
+
     /// Whether any webhook of `kind` is configured.
     pub fn has(&self, kind: &str) -> bool {
         self.inner.hooks.contains_key(kind)

@@ -7,7 +7,7 @@ use crate::{
     mapping,
 };
 use serin_analysis::{AnalysisConfig, Analyzer};
-use serin_providers::{BaseRoutes, HttpWebhooks, ProxyRouter};
+use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, Notifier, ProxyRouter};
 use serin_proxy::{Limits, Proxy, ProxyConfig, Recorder};
 use serin_rollout::{
     Phase, Plan, RolloutState,
@@ -16,6 +16,11 @@ use serin_rollout::{
 use serin_spec::{Canary, Catalog, Diagnostic};
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The environment variable with the dashboard's base URL, for alert links.
+pub const DASHBOARD_URL_VAR: &str = "SERIN_DASHBOARD_URL";
+/// How long the end of a rollout waits for its last alerts and events.
+const FLUSH_ALERTS: Duration = Duration::from_secs(10);
 
 /// Everything a rollout needs, checked before anything listens.
 #[derive(Debug)]
@@ -34,6 +39,8 @@ pub struct Prepared {
     pub target: CanaryTarget,
     /// The custom metrics (templates), one query each.
     pub metrics: CustomMetrics,
+    /// Where alerts go (`spec.analysis.alerts` with their providers).
+    pub alerts: Vec<AlertTarget>,
 }
 
 /// The custom metrics of a canary: Prometheus and JSON/HTTP queries.
@@ -122,6 +129,13 @@ impl Prepared {
         let metrics = serin_providers::metric_queries(&resolved).map_err(|problems| {
             RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
         })?;
+        let alerts = resolved
+            .alerts
+            .iter()
+            .enumerate()
+            .map(|(index, alert)| AlertTarget::from_resolved(index, alert))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| invalid(error.path(), error.reason()))?;
         let routes =
             BaseRoutes::from_canary(canary).map_err(|error| invalid("spec", error.to_string()))?;
         let listen = canary.listen_addr().ok_or_else(|| {
@@ -158,6 +172,7 @@ impl Prepared {
                 revision,
             },
             metrics: CustomMetrics(metrics),
+            alerts,
         })
     }
 }
@@ -224,6 +239,7 @@ pub async fn start(
         routes,
         target,
         metrics,
+        alerts,
     } = prepared;
     // Windows must cover the longest metric interval, plus a slot of slack.
     let recorder = Arc::new(Recorder::new(
@@ -231,13 +247,21 @@ pub async fn start(
     ));
     let bound = Proxy::bind(proxy, routes.routes.clone(), recorder.clone()).await?;
     let listen = bound.local_addr();
-    let router: Arc<dyn Router> = Arc::new(ProxyRouter::new(bound.handle(), routes)?);
+    // Alerts ride on the webhooks port and watch the router for the weight.
+    let notifier = Notifier::new(
+        HttpWebhooks::from_canary(&canary),
+        canary.name(),
+        canary.metadata.namespace.as_deref().unwrap_or("default"),
+        alerts,
+        std::env::var(DASHBOARD_URL_VAR).ok(),
+    );
+    let router: Arc<dyn Router> = notifier.tap(Arc::new(ProxyRouter::new(bound.handle(), routes)?));
     let judge = Analyzer::new(analysis).map_err(|error| {
         RunError::Invalid(vec![
             serin_spec::Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
         ])
     })?;
-    let webhooks = HttpWebhooks::from_canary(&canary);
+    let webhooks = notifier.clone();
     let clock = TokioClock::new();
     let state = RolloutState::new(clock.now());
     let driver = Driver {
@@ -262,6 +286,10 @@ pub async fn start(
     let _ = commands.try_send(Command::Start(target));
     let outcome = tokio::spawn(async move {
         let result = driver.run(receiver, true).await;
+        // The verdict's alerts and events go out before the process may exit.
+        if !notifier.flush(FLUSH_ALERTS).await {
+            tracing::warn!("alerts or event webhooks still pending after {FLUSH_ALERTS:?}");
+        }
         let _ = stop_proxy.send(());
         // The proxy drains in-flight requests before the verdict is reported.
         let _ = proxy_task.await;

@@ -1,6 +1,7 @@
 //! Every webhook type's semantics during real rollouts: the built-in proxy,
 //! real sample backends and a real receiver answering each hook.
 
+mod alerts;
 mod receiver;
 
 use receiver::Receiver;
@@ -36,7 +37,11 @@ impl Rig {
     /// A canary with short intervals, no metrics (every analysis passes)
     /// and the given webhooks (`TYPE PATH [extra yaml]`).
     fn yaml(&self, threshold: u32, webhooks: &[(&str, &str, &str)]) -> String {
-        let mut hooks = String::new();
+        let mut hooks = String::from(if webhooks.is_empty() {
+            ""
+        } else {
+            "    webhooks:\n"
+        });
         for (kind, path, extra) in webhooks {
             hooks.push_str(&format!(
                 "    - name: {kind}{}\n      type: {kind}\n      url: {}\n      timeout: 2s\n{extra}",
@@ -61,7 +66,6 @@ spec:
     interval: 250ms
     threshold: {threshold}
     stepWeights: [20, 40]
-    webhooks:
 {hooks}",
             self._stable.url(),
             self._canary.url()
