@@ -29,8 +29,8 @@ const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Loadtester(args) => runtime()?.block_on(crate::loadtester::loadtester(args)),
         Command::Serve(args) => runtime()?.block_on(crate::serve::serve(args)),
+        Command::Loadtester(args) => runtime()?.block_on(crate::loadtester::loadtester(args)),
         Command::Start(args) => runtime()?.block_on(crate::client::start(args)),
         Command::Status(args) => runtime()?.block_on(crate::client::status(args)),
         Command::Promote(args) => {
