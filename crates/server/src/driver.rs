@@ -557,7 +557,7 @@ impl<C: Clock> Driver<C> {
 
     /// Picks up where the saved state stopped: re-applies the route, re-arms
     /// the tick and asks again the question whose answer was lost
-    /// ([`Rollout::recover`]).
+    /// ([`Rollout::recover`]), at the tick when one is armed.
     async fn recover(
         &mut self,
         now: Timestamp,
@@ -576,13 +576,26 @@ impl<C: Clock> Driver<C> {
                 format!("{} could not restore routes: {error}", self.router.name()),
             );
         }
+        // The proxy's statistics start empty after a restart: the next
+        // interval waits until a window of fresh traffic was seen, and the
+        // tick asks again the question whose answer was lost (the machine
+        // re-asks what is pending on a tick). Nothing is skipped: the
+        // machine's position is the saved one.
+        let warmup = self.judge.config().longest_window().min(self.plan.interval);
+        let rearmed = self.state.phase.is_active() && self.state.next_tick_at.is_some();
         let mut answers = Vec::new();
         for action in rollout.recover() {
-            if matches!(action, Action::SetRoute(_)) {
-                continue; // applied above, with the canary upstream
-            }
-            if let Some(answer) = self.perform(now, action, next_tick).await {
-                answers.push(answer);
+            match action {
+                Action::SetRoute(_) => continue, // applied above, with the canary upstream
+                Action::ScheduleTick { at } if rearmed => {
+                    *next_tick = Some(at.max(now.saturating_add(warmup)));
+                }
+                Action::RunAnalysis | Action::CallGate(_) | Action::CallHook(_) if rearmed => {}
+                action => {
+                    if let Some(answer) = self.perform(now, action, next_tick).await {
+                        answers.push(answer);
+                    }
+                }
             }
         }
         for answer in answers {

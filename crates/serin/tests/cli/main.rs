@@ -4,5 +4,6 @@
 
 mod analyze;
 mod run;
+mod serve;
 mod support;
 mod validate;

@@ -1,0 +1,459 @@
+//! `serin serve` as a real process: killed with SIGKILL at many points of a
+//! rollout and restarted, it continues from its last recorded step with its
+//! routes restored before its proxy answers; nothing is promoted, skipped or
+//! repeated. Plus the client commands' exit codes for CI.
+
+use crate::support::*;
+use serde_json::Value;
+use serin_demo::{Backend, Behaviour, LoadSpec, load};
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+const TOKEN: &str = "s3cret-test-token";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 exchange with `Connection: close`; `None` when nothing
+/// answered (the daemon is down or starting).
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split(' ').nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn get_json(api: SocketAddr, path: &str) -> Option<Value> {
+    let (status, body) = http(api, "GET", path, None)?;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    Some(serde_json::from_str(&body).unwrap())
+}
+
+struct Serve {
+    child: Child,
+    api: SocketAddr,
+}
+
+impl Serve {
+    /// Starts `serin serve` and waits until its API answers.
+    fn start(dir: &Path, file: &Path, api: SocketAddr, run: usize) -> Serve {
+        let log = std::fs::File::create(dir.join(format!("serve-{run}.log"))).unwrap();
+        let child = serin()
+            .arg("serve")
+            .arg(file)
+            .args(["--api", &api.to_string(), "--poll", "1s", "--state-dir"])
+            .arg(dir.join("state"))
+            .env("SERIN_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let serve = Serve { child, api };
+        let started = Instant::now();
+        while http(api, "GET", "/healthz", None).is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serin serve did not answer: {}",
+                std::fs::read_to_string(dir.join(format!("serve-{run}.log"))).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        serve
+    }
+
+    fn status(&self, name: &str) -> Value {
+        get_json(self.api, &format!("/api/v1/canaries/{name}")).expect("status answers")
+    }
+
+    /// SIGKILL: no shutdown, no last save.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn canary_file(
+    dir: &Path,
+    name: &str,
+    listen: u16,
+    stable: &str,
+    canary: &str,
+    analysis: &str,
+) -> PathBuf {
+    write(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: {name}
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:{listen}
+  upstreams:
+    stable: {stable}
+    canary: {canary}
+    revision: v2
+  analysis:
+{analysis}"
+        ),
+    )
+}
+
+/// Where a rollout stands, ordered: later phases, then higher weights.
+fn progress(status: &Value) -> (u8, u64) {
+    let phase = match status["phase"].as_str().unwrap() {
+        "Initializing" | "Initialized" => 0,
+        "Waiting" => 1,
+        "Progressing" => 2,
+        "WaitingPromotion" => 3,
+        "Promoting" => 4,
+        "Finalising" => 5,
+        _ => 6,
+    };
+    let weight = if phase == 2 {
+        status["canaryWeight"].as_u64().unwrap()
+    } else {
+        0
+    };
+    (phase, weight)
+}
+
+fn messages(api: SocketAddr, name: &str) -> Vec<String> {
+    let page = get_json(api, &format!("/api/v1/canaries/{name}/history?limit=1000")).unwrap();
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "record")
+        .map(|e| e["body"]["record"]["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_many_points_neither_repeats_nor_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary v2"))
+        .await
+        .unwrap();
+    let listen = free_port();
+    let file = canary_file(
+        dir.path(),
+        "shop",
+        listen,
+        &stable.url(),
+        &canary.url(),
+        "    interval: 1s
+    threshold: 5
+    stepWeight: 10
+    maxWeight: 50
+    judge: threshold
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+      interval: 1s
+",
+    );
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // Bounded load: 80 requests per second for at most 90 seconds.
+    let mut spec = LoadSpec::new(
+        format!("http://127.0.0.1:{listen}/").parse().unwrap(),
+        Some(80.0),
+        Duration::from_secs(90),
+    );
+    spec.concurrency = 4;
+    let traffic = tokio::spawn(load::run(spec));
+
+    let kill_after_ms = [
+        250u64, 900, 1400, 60, 600, 1900, 300, 1100, 450, 1600, 150, 800,
+    ];
+    let mut serve = Serve::start(dir.path(), &file, api, 0);
+    let mut kills = 0;
+    for (run, delay) in kill_after_ms.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(*delay)).await;
+        let before = serve.status("shop");
+        if before["phase"] == "Succeeded" {
+            break;
+        }
+        serve.kill_9();
+        kills += 1;
+        serve = Serve::start(dir.path(), &file, api, run + 1);
+        let after = serve.status("shop");
+        assert!(
+            progress(&after) >= progress(&before),
+            "went back after restart {kills}: before {before}, after {after}"
+        );
+        assert_ne!(
+            after["phase"], "Failed",
+            "rolled back after restart {kills}: {after}"
+        );
+    }
+    assert!(
+        kills >= 4,
+        "the rollout ended before it could be killed enough ({kills} kills)"
+    );
+
+    // The verdict, as CI waits for it.
+    let waited = output(
+        serin()
+            .args([
+                "status",
+                "shop",
+                "--wait",
+                "--timeout",
+                "60s",
+                "--json",
+                "--server",
+            ])
+            .arg(format!("http://{api}")),
+    );
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    let status: Value = serde_json::from_str(&stdout(&waited)).unwrap();
+    assert_eq!(status["phase"], "Succeeded");
+    assert_eq!(
+        status["stable"],
+        canary.url(),
+        "the canary is the new stable"
+    );
+    traffic.abort();
+
+    let messages = messages(api, "shop");
+    let advances: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.starts_with("Advance canary weight"))
+        .collect();
+    let expected: Vec<String> = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
+        .iter()
+        .map(|(from, to)| format!("Advance canary weight {from} -> {to}"))
+        .collect();
+    assert_eq!(
+        advances.len(),
+        expected.len(),
+        "every step once: {advances:#?}"
+    );
+    for (advance, expected) in advances.iter().zip(&expected) {
+        assert!(
+            advance.starts_with(expected.as_str()),
+            "{advance} is not {expected}"
+        );
+    }
+    let once = |prefix: &str| messages.iter().filter(|m| m.starts_with(prefix)).count();
+    assert_eq!(once("New revision v2 detected"), 1, "{messages:#?}");
+    assert_eq!(once("Promotion completed"), 1, "{messages:#?}");
+    assert!(
+        !messages.iter().any(|m| m.contains("Rolling back")),
+        "{messages:#?}"
+    );
+
+    // Up and serving the promoted version to everyone.
+    let (code, body) = http(SocketAddr::from(([127, 0, 0, 1], listen)), "GET", "/", None).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("canary v2"), "{body}");
+    serve.kill_9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_gates_survive_kill_9_and_ci_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary v2"))
+        .await
+        .unwrap();
+    let listen = free_port();
+    let proxy = SocketAddr::from(([127, 0, 0, 1], listen));
+    // One step to 50 % at once, then an hour until the next interval.
+    let file = canary_file(
+        dir.path(),
+        "cart",
+        listen,
+        &stable.url(),
+        &canary.url(),
+        "    interval: 1h
+    threshold: 2
+    stepWeights: [50]
+",
+    );
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = format!("http://{api}");
+    let serve = Serve::start(dir.path(), &file, api, 0);
+    let started = Instant::now();
+    while serve.status("cart")["canaryWeight"] != 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            serve.status("cart")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A gate without the token is refused; with it, taken.
+    let refused = output(serin().args(["pause", "cart", "--server", &server]));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("Authorization: Bearer"),
+        "{}",
+        stderr(&refused)
+    );
+    let paused = output(
+        serin()
+            .args(["pause", "cart", "--server", &server])
+            .env("SERIN_TOKEN", TOKEN),
+    );
+    assert_eq!(paused.status.code(), Some(0), "{}", stderr(&paused));
+    let unknown = output(
+        serin()
+            .args(["pause", "nope", "--server", &server])
+            .env("SERIN_TOKEN", TOKEN),
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("no canary named \"nope\""),
+        "{}",
+        stderr(&unknown)
+    );
+
+    serve.kill_9();
+    // Restart and send requests the moment the proxy accepts: every one is
+    // routed by the restored 50 % split, none by a fresh all-stable table.
+    let mut restart = serin()
+        .arg("serve")
+        .arg(&file)
+        .args(["--api", &api.to_string(), "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("SERIN_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut canary_answers = 0;
+    let mut answers = 0;
+    while answers < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the proxy did not come back"
+        );
+        if let Some((200, body)) = http(proxy, "GET", "/", None) {
+            answers += 1;
+            if body.contains("canary v2") {
+                canary_answers += 1;
+            }
+        }
+    }
+    let _ = restart.kill();
+    let _ = restart.wait();
+    assert!(
+        (8..=32).contains(&canary_answers),
+        "{canary_answers} of the first 40 answers came from the canary; expected about 20 at weight 50"
+    );
+
+    let serve = Serve::start(dir.path(), &file, api, 2);
+    let status = serve.status("cart");
+    assert_eq!(status["phase"], "Progressing");
+    assert_eq!(status["canaryWeight"], 50);
+    assert_eq!(status["paused"], true, "the pause survived: {status}");
+
+    // CI: no verdict within the timeout is 124; an abort is 1.
+    let timed_out = output(serin().args([
+        "status",
+        "cart",
+        "--wait",
+        "--timeout",
+        "1s",
+        "--server",
+        &server,
+    ]));
+    assert_eq!(timed_out.status.code(), Some(124), "{}", stderr(&timed_out));
+    let aborted = output(
+        serin()
+            .args(["abort", "cart", "--server", &server])
+            .env("SERIN_TOKEN", TOKEN),
+    );
+    assert_eq!(aborted.status.code(), Some(0), "{}", stderr(&aborted));
+    let failed = output(serin().args([
+        "status",
+        "cart",
+        "--wait",
+        "--timeout",
+        "30s",
+        "--server",
+        &server,
+    ]));
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stdout(&failed).contains("Failed"), "{}", stdout(&failed));
+    // After the rollback everything goes to stable.
+    for _ in 0..10 {
+        let (_, body) = http(proxy, "GET", "/", None).unwrap();
+        assert!(body.contains("stable v1"), "{body}");
+    }
+
+    // A new revision from CI starts a new rollout; --json has Flagger's fields.
+    let start = output(
+        serin()
+            .args([
+                "start",
+                "cart",
+                "--canary",
+                &canary.url(),
+                "--revision",
+                "v3",
+                "--server",
+                &server,
+            ])
+            .env("SERIN_TOKEN", TOKEN),
+    );
+    assert_eq!(start.status.code(), Some(0), "{}", stderr(&start));
+    let listed = output(serin().args(["status", "--json", "--server", &server]));
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let cart = &listed[0];
+    for field in [
+        "name",
+        "phase",
+        "canaryWeight",
+        "failedChecks",
+        "iterations",
+    ] {
+        assert!(cart.get(field).is_some(), "{field} missing: {cart}");
+    }
+    assert_eq!(cart["revision"], "v3");
+    assert_eq!(cart["phase"], "Progressing");
+    serve.kill_9();
+}
