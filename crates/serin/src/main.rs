@@ -10,6 +10,7 @@ mod display;
 mod grafana;
 mod loadtester;
 mod metrics;
+mod observe;
 mod serve;
 
 use clap::Parser;

@@ -48,7 +48,9 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
         token,
         poll,
     };
-    let daemon = match serin_daemon::Daemon::start(config, Vec::new()).await {
+    let telemetry = serin_telemetry::Telemetry::new();
+    let extra = crate::observe::routes(&telemetry);
+    let daemon = match serin_daemon::Daemon::start(config, extra).await {
         Ok(daemon) => daemon,
         Err(serin_daemon::Error::Invalid(problems)) => {
             for problem in problems {
@@ -61,9 +63,11 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_TROUBLE));
         }
     };
+    let _follow = crate::observe::follow(&telemetry, daemon.supervisor());
     let canaries = daemon.supervisor().list();
     eprintln!(
-        "serin serve: API on http://{}, {} canar{}",
+        "serin serve: API on http://{}, dashboard on http://{}/ui/, {} canar{}",
+        daemon.api_addr(),
         daemon.api_addr(),
         canaries.len(),
         if canaries.len() == 1 { "y" } else { "ies" }
