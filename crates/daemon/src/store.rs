@@ -162,6 +162,18 @@ impl Store {
         };
         let mut connection = Connection::open(dir.join(DATABASE_FILE)).map_err(open)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
+        // Refuse a newer schema before writing anything, even the WAL switch.
+        let found = read_version(&connection).map_err(|error| match error {
+            Error::Sqlite(source) => open(source),
+            other => other,
+        })?;
+        if let Some(found) = found.filter(|found| *found > SCHEMA_VERSION) {
+            return Err(Error::TooNew {
+                path: dir.to_path_buf(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
         // WAL: readers never block the writer, and a process killed mid-write
         // leaves the last committed transaction intact. NORMAL syncs at
         // checkpoints: a killed process loses nothing (the OS has the pages);

@@ -1,0 +1,324 @@
+//! The API on a real daemon: status fields, 404s, tokens, body limits, the
+//! event stream, and the OpenAPI description against the routes.
+
+use crate::support::*;
+use serin_demo::{Backend, Behaviour};
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+const ONE_STEP: &str = "    interval: 1h
+    threshold: 2
+    stepWeights: [50]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_commands_tokens_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary v2"))
+        .await
+        .unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", free_port(), &stable.url(), None, ONE_STEP),
+    );
+    let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
+    let api = daemon.api_addr();
+
+    assert_eq!(http(api, "GET", "/healthz", None, b"").await.0, 200);
+    let list = json(api, "/api/v1/canaries").await;
+    let web = &list["canaries"][0];
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["phase"], "Initialized", "between rollouts: {web}");
+    assert_eq!(web["canaryWeight"], 0);
+    assert_eq!(web["conditions"][0]["type"], "Promoted");
+
+    let (status, body) = http(api, "GET", "/api/v1/canaries/shop", None, b"").await;
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("no canary named \\\"shop\\\"; known canaries: web"),
+        "{body}"
+    );
+    let (status, body) = http(api, "GET", "/api/v1/nothing", None, b"").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no route GET /api/v1/nothing"), "{body}");
+
+    // Changes need the token.
+    let start = format!(r#"{{"canary": "{}", "revision": "v2"}}"#, canary.url());
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        None,
+        start.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        Some("wrong"),
+        start.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, body.contains("wrong bearer token")),
+        (401, true),
+        "{body}"
+    );
+
+    // Bad bodies name the field; big ones are refused before parsing.
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        Some(TOKEN),
+        br#"{"canary": 5}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("canary"), "{body}");
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        Some(TOKEN),
+        br#"{"canary": "ftp://x"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("canary: must be an http:// URL"), "{body}");
+    let huge = format!(
+        r#"{{"canary": "{}", "revision": "{}"}}"#,
+        canary.url(),
+        "x".repeat(20_000)
+    );
+    let (status, _) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        Some(TOKEN),
+        huge.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let (status, body) = http(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
+    assert_eq!(status, 409, "nothing to pause yet: {body}");
+
+    // The event stream: a status per canary first, then changes as they come.
+    let mut events = TcpStream::connect(api).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(events, "GET /api/v1/events HTTP/1.1\r\nHost: {api}\r\n\r\n").unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut kinds = Vec::new();
+        for line in BufReader::new(events).lines() {
+            let Ok(line) = line else { break };
+            if let Some(kind) = line.strip_prefix("event: ") {
+                kinds.push(kind.to_owned());
+                if kind == "state" {
+                    break;
+                }
+            }
+        }
+        kinds
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        Some(TOKEN),
+        start.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(started["revision"], "v2");
+    assert_eq!(started["phase"], "Progressing");
+    eventually(
+        Duration::from_secs(5),
+        "the first step at once",
+        async || json(api, "/api/v1/canaries/web").await["canaryWeight"] == 50,
+    )
+    .await;
+    // Starting the same revision again is a no-op CI may retry.
+    let (status, _) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        Some(TOKEN),
+        start.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let kinds = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("status"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|k| k == "record"), "{kinds:?}");
+
+    let (status, body) = http(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""paused":true"#), "{body}");
+    let (status, body) = http(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
+    assert_eq!(
+        (status, body.contains("already paused")),
+        (409, true),
+        "{body}"
+    );
+    let (status, _) = http(api, "POST", "/api/v1/canaries/web/resume", Some(TOKEN), b"").await;
+    assert_eq!(status, 200);
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/canaries/web/promote",
+        Some(TOKEN),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""phase":"Promoting""#), "{body}");
+    let (status, body) = http(api, "POST", "/api/v1/canaries/web/abort", Some(TOKEN), b"").await;
+    assert_eq!(
+        (status, body.contains("promotion")),
+        (409, true),
+        "too late to abort: {body}"
+    );
+    let history = json(api, "/api/v1/canaries/web/history?limit=2").await;
+    assert_eq!(history["entries"].as_array().unwrap().len(), 2);
+    let next = history["next"].as_i64().unwrap();
+    let rest = json(
+        api,
+        &format!("/api/v1/canaries/web/history?after={next}&limit=1000"),
+    )
+    .await;
+    assert!(rest["entries"][0]["id"].as_i64().unwrap() > next);
+    let decisions = json(api, "/api/v1/canaries/web/decisions").await;
+    assert!(
+        decisions["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "decision")
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_token_nothing_changes_and_beyond_loopback_reads_need_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", free_port(), "http://127.0.0.1:9", None, ONE_STEP),
+    );
+    let daemon = daemon(
+        dir.path(),
+        vec![file.clone()],
+        None,
+        Duration::from_secs(60),
+    )
+    .await;
+    let (status, body) = http(
+        daemon.api_addr(),
+        "POST",
+        "/api/v1/canaries/web/abort",
+        Some("x"),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body.contains("no API token"), "{body}");
+    daemon.shutdown().await;
+
+    let open = serin_daemon::Daemon::start(
+        serin_daemon::Config {
+            files: vec![file],
+            api: SocketAddr::from(([0, 0, 0, 0], 0)),
+            state_dir: dir.path().join("state"),
+            token: Some(TOKEN.into()),
+            poll: Duration::from_secs(60),
+        },
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let api = SocketAddr::from(([127, 0, 0, 1], open.api_addr().port()));
+    assert_eq!(http(api, "GET", "/api/v1/canaries", None, b"").await.0, 401);
+    assert_eq!(
+        http(api, "GET", "/api/v1/canaries", Some(TOKEN), b"")
+            .await
+            .0,
+        200
+    );
+    open.shutdown().await;
+}
+
+/// `docs/openapi.yaml` and the code list the same routes, and every route
+/// it describes is served (not the fallback, not a wrong method).
+#[tokio::test]
+async fn openapi_matches_the_routes() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/openapi.yaml"
+    ))
+    .unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let mut described = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                described.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> = serin_daemon::api::ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    assert_eq!(
+        described, served,
+        "docs/openapi.yaml and api::ROUTES differ"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", free_port(), "http://127.0.0.1:9", None, ONE_STEP),
+    );
+    let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
+    for (method, path) in &described {
+        if path.ends_with("/events") {
+            continue; // a stream: checked above
+        }
+        let path = path.replace("{name}", "web");
+        let (status, body) = http(
+            daemon.api_addr(),
+            &method.to_uppercase(),
+            &path,
+            Some(TOKEN),
+            b"{}",
+        )
+        .await;
+        assert_ne!(status, 405, "{method} {path}");
+        assert!(!body.contains("no route"), "{method} {path}: {body}");
+    }
+    daemon.shutdown().await;
+}

@@ -1,0 +1,110 @@
+//! Following the files: a changed revision starts a rollout, a broken file
+//! changes nothing, a removed canary stops, a new one starts serving.
+
+use crate::support::*;
+use std::time::Duration;
+
+const STEPS: &str = "    interval: 1h
+    threshold: 2
+    stepWeights: [50]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_files_start_rollouts_and_broken_ones_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let stable = "http://127.0.0.1:9";
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", port, stable, None, STEPS),
+    );
+    let daemon = daemon(
+        dir.path(),
+        vec![file.clone()],
+        Some(TOKEN),
+        Duration::from_millis(100),
+    )
+    .await;
+    let api = daemon.api_addr();
+    assert_eq!(
+        json(api, "/api/v1/canaries/web").await["phase"],
+        "Initialized"
+    );
+
+    // A canary upstream appears: a rollout starts, once.
+    let v2 = canary_yaml(
+        "web",
+        port,
+        stable,
+        Some(("http://127.0.0.1:10", "v2")),
+        STEPS,
+    );
+    write(dir.path(), "web.yaml", &v2);
+    eventually(Duration::from_secs(5), "v2 started", async || {
+        json(api, "/api/v1/canaries/web").await["revision"] == "v2"
+    })
+    .await;
+
+    // A broken file is refused; what runs keeps running.
+    write(
+        dir.path(),
+        "web.yaml",
+        "apiVersion: serin.dev/v1alpha1\nkind: Canary\nspec: [",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let web = json(api, "/api/v1/canaries/web").await;
+    assert_eq!(
+        (web["revision"].as_str(), web["phase"].as_str()),
+        (Some("v2"), Some("Progressing"))
+    );
+
+    // A new revision restarts the rollout with it.
+    write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml(
+            "web",
+            port,
+            stable,
+            Some(("http://127.0.0.1:10", "v3")),
+            STEPS,
+        ),
+    );
+    eventually(Duration::from_secs(5), "v3 started", async || {
+        json(api, "/api/v1/canaries/web").await["revision"] == "v3"
+    })
+    .await;
+    let starts = json(api, "/api/v1/canaries/web/history?limit=1000").await["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["body"]["record"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("New revision v2 detected"))
+        })
+        .count();
+    assert_eq!(starts, 1, "v2 was started once");
+
+    // The canary is renamed: the old one stops, the new one serves.
+    let other_port = free_port();
+    write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("api", other_port, stable, None, STEPS),
+    );
+    eventually(Duration::from_secs(5), "api replaces web", async || {
+        let list = json(api, "/api/v1/canaries").await;
+        let names: Vec<&str> = list["canaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        names == ["api"]
+    })
+    .await;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", other_port)).is_ok());
+    daemon.shutdown().await;
+}
