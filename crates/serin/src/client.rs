@@ -416,7 +416,7 @@ fn table(statuses: &[CanaryStatus], colour: bool) -> String {
     };
     line(&header.map(String::from), None, &mut out);
     for (row, status) in rows.iter().zip(statuses) {
-        let code = colour.then(|| match status.phase {
+        let code = colour.then_some(match status.phase {
             serin_rollout::Phase::Succeeded => "32",
             serin_rollout::Phase::Failed => "31",
             serin_rollout::Phase::Initializing | serin_rollout::Phase::Initialized => "2",

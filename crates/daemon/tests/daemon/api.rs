@@ -322,3 +322,14 @@ async fn openapi_matches_the_routes() {
     }
     daemon.shutdown().await;
 }
+
+/// The CI examples are well-formed YAML.
+#[test]
+fn ci_examples_are_yaml() {
+    for file in ["github-actions.yml", "gitlab-ci.yml"] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ci/").to_owned() + file;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert!(doc.is_object(), "{file}");
+    }
+}

@@ -457,3 +457,135 @@ async fn routes_and_gates_survive_kill_9_and_ci_exit_codes() {
     assert_eq!(cart["phase"], "Progressing");
     serve.kill_9();
 }
+
+/// Every `serin` command in docs/ci is one the binary accepts.
+#[test]
+fn ci_examples_use_real_commands() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ci");
+    let mut checked = 0;
+    for file in ["github-actions.yml", "gitlab-ci.yml"] {
+        let text = std::fs::read_to_string(docs.join(file)).unwrap();
+        for line in text.lines() {
+            let Some((_, command)) = line.split_once("serin ") else {
+                continue;
+            };
+            let words: Vec<String> = command
+                .split(" |")
+                .next()
+                .unwrap()
+                .split(" >")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .map(|w| w.trim_matches('"').to_owned())
+                .map(|w| {
+                    if w.starts_with('$') {
+                        "x".to_owned()
+                    } else {
+                        w
+                    }
+                })
+                .collect();
+            if !["start", "status", "promote", "abort", "pause", "resume"]
+                .contains(&words[0].as_str())
+            {
+                continue;
+            }
+            // An unreachable daemon and a short timeout: only the arguments matter.
+            let words: Vec<String> = words
+                .iter()
+                .map(|w| {
+                    if w == "30m" {
+                        "1s".to_owned()
+                    } else {
+                        w.clone()
+                    }
+                })
+                .collect();
+            let ran = output(
+                serin()
+                    .args(&words)
+                    .args(["--server", "http://127.0.0.1:9"]),
+            );
+            let err = stderr(&ran);
+            assert!(
+                !err.contains("Usage:"),
+                "{file}: serin {}: {err}",
+                words.join(" ")
+            );
+            assert!(matches!(ran.status.code(), Some(2 | 124)), "{file}: {err}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} commands found");
+}
+
+/// SIGHUP reloads at once (the poll is an hour here); SIGTERM stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_sigterm_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let analysis = "    interval: 1h\n    threshold: 2\n    stepWeights: [50]\n";
+    let file = canary_file(
+        dir.path(),
+        "pay",
+        listen,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:10",
+        analysis,
+    );
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = serin()
+        .arg("serve")
+        .arg(&file)
+        .args(["--api", &api.to_string(), "--poll", "1h", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while get_json(api, "/api/v1/canaries/pay").is_none_or(|s| s["revision"] != "v2") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "v2 did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("revision: v2", "revision: v3"),
+    )
+    .unwrap();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-HUP");
+    let started = Instant::now();
+    while get_json(api, "/api/v1/canaries/pay").is_none_or(|s| s["revision"] != "v3") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal("-TERM");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "SIGTERM did not stop the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
