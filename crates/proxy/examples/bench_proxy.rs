@@ -19,8 +19,9 @@ fn main() -> ExitCode {
         .get(2)
         .and_then(|w| w.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // The proxy serves on its own worker threads; this runtime only waits
+    // for the signal.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
     let runtime = match runtime {
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(listen, upstream, args.get(3), args.get(4))) {
+    match runtime.block_on(run(listen, upstream, workers, args.get(3), args.get(4))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench_proxy: {e}");
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
 async fn run(
     listen: &str,
     upstream: &str,
+    workers: usize,
     canary: Option<&String>,
     weight: Option<&String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -52,7 +54,10 @@ async fn run(
     }
     let config = ProxyConfig {
         listen: listen.parse()?,
-        limits: Limits::default(),
+        limits: Limits {
+            workers: Some(workers),
+            ..Limits::default()
+        },
         access_log: None,
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(3600)));

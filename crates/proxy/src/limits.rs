@@ -48,6 +48,14 @@ pub struct Limits {
     /// On shutdown, how long in-flight requests may take to finish before
     /// their connections are dropped.
     pub shutdown_grace: Duration,
+    /// Threads serving client connections. `None` (the default) picks one
+    /// per core when the proxy is served from a multi-threaded Tokio runtime,
+    /// and the caller's runtime otherwise. `Some(0)` serves on the caller's
+    /// runtime. `Some(n)` starts `n` dedicated threads, each with its own
+    /// single-threaded runtime and upstream connection pool, all accepting
+    /// from the one listener: a request and its upstream exchange never cross
+    /// threads (nginx's worker layout).
+    pub workers: Option<usize>,
 }
 
 // === impl Limits ===
@@ -68,11 +76,26 @@ impl Default for Limits {
             mirror_timeout: Duration::from_secs(10),
             max_in_flight_mirrors: 256,
             shutdown_grace: Duration::from_secs(30),
+            workers: None,
         }
     }
 }
 
 impl Limits {
+    /// Dedicated worker threads to start; 0 serves on the caller's runtime.
+    /// Must be called within a Tokio runtime.
+    pub(crate) fn worker_threads(&self) -> usize {
+        match self.workers {
+            Some(n) => n,
+            None => match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                }
+                _ => 0,
+            },
+        }
+    }
+
     /// hyper's read buffer cap for HTTP/1: heads beyond it are answered with
     /// 431 by hyper itself. hyper refuses (panics on) caps below 8 KiB, so the
     /// exact `max_header_bytes` check happens in the proxy and this only adds

@@ -38,7 +38,12 @@ impl Drop for Slot {
 }
 
 /// Sends `copy` to `canary` in the background, unless too many are in flight.
-pub(crate) fn spawn(shared: &Arc<Shared>, canary: Arc<Upstream>, copy: Copy) {
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    client: &forward::HttpClient,
+    canary: Arc<Upstream>,
+    copy: Copy,
+) {
     let max = shared.limits.max_in_flight_mirrors;
     if shared.mirrors.0.fetch_add(1, Ordering::AcqRel) >= max {
         shared.mirrors.0.fetch_sub(1, Ordering::AcqRel);
@@ -46,6 +51,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, canary: Arc<Upstream>, copy: Copy) {
         return;
     }
     let slot = Slot(shared.clone());
+    let client = client.clone();
     Counters::incr(&shared.counters.mirrors_sent);
     tokio::spawn(async move {
         let shared = &slot.0;
@@ -60,7 +66,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, canary: Arc<Upstream>, copy: Copy) {
         req.headers_mut()
             .insert(http::header::HOST, canary.host.clone());
         let timeout = shared.limits.mirror_timeout;
-        let status = match forward::send(&shared.client, req, timeout).await {
+        let status = match forward::send(&client, req, timeout).await {
             Ok(response) => {
                 let status = response.status();
                 shared.record(canary.version, status.as_u16(), start.elapsed());

@@ -33,7 +33,9 @@ use hyper_util::{
 use std::{
     convert::Infallible,
     future::Future,
+    io,
     net::SocketAddr,
+    os::fd::AsFd,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -42,7 +44,7 @@ use std::{
 };
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch},
     time::Instant,
 };
 
@@ -71,7 +73,6 @@ pub(crate) struct Shared {
     set_lock: Mutex<()>,
     recorder: Arc<Recorder>,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) client: HttpClient,
     pub(crate) limits: Limits,
     log: Option<AccessLog>,
     pub(crate) mirrors: InFlight,
@@ -139,7 +140,6 @@ impl Proxy {
             set_lock: Mutex::new(()),
             recorder,
             counters,
-            client: forward::client(&limits),
             limits,
             log,
             mirrors: InFlight::default(),
@@ -170,6 +170,9 @@ impl Proxy {
     /// Serves until `shutdown` completes, then stops accepting, lets
     /// in-flight requests finish for up to `limits.shutdown_grace`, closes
     /// what remains and flushes the access log.
+    ///
+    /// Connections are served by `limits.workers` dedicated threads (see
+    /// [`Limits::workers`]) or, with none, on the caller's runtime.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let Proxy {
             listener,
@@ -186,42 +189,43 @@ impl Proxy {
             .limits
             .max_connections
             .map(|n| Arc::new(Semaphore::new(n.max(1))));
-        tokio::pin!(shutdown);
-        loop {
-            let permit = match &slots {
-                Some(slots) => tokio::select! {
-                    biased;
-                    () = &mut shutdown => break,
-                    permit = slots.clone().acquire_owned() => permit.ok(),
-                },
-                None => None,
+        let threads = shared.limits.worker_threads();
+        let (listener, workers) = if threads == 0 {
+            (Some(listener), None)
+        } else {
+            let start = Start {
+                shared: &shared,
+                state: &state_rx,
+                alive: &alive_tx,
+                slots: &slots,
             };
-            let accepted = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Usually out of file descriptors: back off instead of
-                    // spinning, connections in flight will free some.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+            match Workers::start(threads, listener, start).await {
+                Ok(workers) => (None, Some(workers)),
+                Err((listener, error)) => {
+                    tracing::warn!(%error, "cannot start proxy worker threads; serving on the caller's runtime");
+                    (Some(listener), None)
                 }
-            };
-            tokio::spawn(serve_connection(
-                shared.clone(),
-                stream,
-                peer,
-                state_rx.clone(),
-                alive_tx.clone(),
-                permit,
-            ));
+            }
+        };
+        match listener {
+            Some(listener) => {
+                let worker = Worker {
+                    client: forward::client(&shared.limits),
+                    shared: shared.clone(),
+                    index: 0,
+                    balance: None,
+                    _local: None,
+                };
+                accept_loop(listener, worker, shutdown, state_rx, alive_tx, slots, None).await;
+            }
+            None => {
+                drop(alive_tx);
+                shutdown.await;
+            }
         }
-        drop(listener);
-        drop(alive_tx);
+        if let Some(workers) = &workers {
+            workers.stop_accepting();
+        }
         let _ = state_tx.send(DRAINING);
         let grace = shared.limits.shutdown_grace;
         if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
@@ -232,11 +236,356 @@ impl Proxy {
             let _ = state_tx.send(CLOSING);
             let _ = tokio::time::timeout(Duration::from_secs(1), alive_rx.recv()).await;
         }
+        if let Some(workers) = workers {
+            workers.finish().await;
+        }
         log_stop.notify_one();
         if let Some(writer) = writer {
             let _ = writer.await;
         }
         Ok(())
+    }
+}
+
+/// Accepts connections until `stop` completes and serves each in its own
+/// task on the current runtime. With dedicated workers, a connection this
+/// worker accepted while it serves more than another is handed to the least
+/// loaded one, and connections handed here arrive through `inbox`.
+async fn accept_loop(
+    listener: TcpListener,
+    worker: Worker,
+    stop: impl Future<Output = ()>,
+    state_rx: watch::Receiver<u8>,
+    alive_tx: mpsc::Sender<()>,
+    slots: Option<Arc<Semaphore>>,
+    mut inbox: Option<mpsc::UnboundedReceiver<Handoff>>,
+) {
+    tokio::pin!(stop);
+    let mut permit = None;
+    loop {
+        if let (Some(slots), None) = (&slots, &permit) {
+            permit = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                permit = slots.clone().acquire_owned() => permit.ok(),
+            };
+        }
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            Some(handoff) = next_handoff(&mut inbox) => {
+                match TcpStream::from_std(handoff.stream) {
+                    Ok(stream) => {
+                        tokio::spawn(serve_connection(
+                            worker.clone(),
+                            stream,
+                            handoff.peer,
+                            state_rx.clone(),
+                            alive_tx.clone(),
+                            handoff.permit,
+                        ));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot take over a connection");
+                        if let Some(balance) = &worker.balance {
+                            balance.loads[worker.index].fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                continue;
+            }
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of
+                // spinning, connections in flight will free some.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let permit = permit.take();
+        if let Some(balance) = &worker.balance {
+            let target = balance.pick(worker.index);
+            balance.loads[target].fetch_add(1, Ordering::Relaxed);
+            if target != worker.index {
+                let handed = stream.into_std().map(|stream| Handoff {
+                    stream,
+                    peer,
+                    permit,
+                });
+                let sent = match handed {
+                    Ok(handoff) => balance.inboxes[target].send(handoff).is_ok(),
+                    Err(_) => false,
+                };
+                if !sent {
+                    // The connection is dropped: the target worker stopped.
+                    balance.loads[target].fetch_sub(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+        }
+        tokio::spawn(serve_connection(
+            worker.clone(),
+            stream,
+            peer,
+            state_rx.clone(),
+            alive_tx.clone(),
+            permit,
+        ));
+    }
+}
+
+async fn next_handoff(inbox: &mut Option<mpsc::UnboundedReceiver<Handoff>>) -> Option<Handoff> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A connection accepted by one worker and served by another.
+#[derive(Debug)]
+struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Spreads connections over dedicated workers: the kernel wakes whichever
+/// worker is idle first, which under a burst of connections is one worker
+/// taking nearly all of them.
+#[derive(Debug)]
+struct Balance {
+    /// Connections each worker serves or has been handed.
+    loads: Vec<AtomicUsize>,
+    inboxes: Vec<mpsc::UnboundedSender<Handoff>>,
+}
+
+impl Balance {
+    /// The least loaded worker, `me` on a tie.
+    fn pick(&self, me: usize) -> usize {
+        let mut best = me;
+        let mut least = self.loads.get(me).map_or(0, |l| l.load(Ordering::Relaxed));
+        for (i, load) in self.loads.iter().enumerate() {
+            let load = load.load(Ordering::Relaxed);
+            if load < least {
+                best = i;
+                least = load;
+            }
+        }
+        best
+    }
+}
+
+/// Gives a connection's share of its worker's load back when it ends.
+struct LoadGuard(Option<(Arc<Balance>, usize)>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        if let Some((balance, index)) = &self.0
+            && let Some(load) = balance.loads.get(*index)
+        {
+            load.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What connections are served with: the shared state and this thread's
+/// upstream pool.
+#[derive(Clone, Debug)]
+struct Worker {
+    shared: Arc<Shared>,
+    client: HttpClient,
+    /// This worker's place in `balance` (dedicated threads only).
+    index: usize,
+    balance: Option<Arc<Balance>>,
+    /// Held by this worker thread's connections (dedicated threads only):
+    /// the thread ends once every clone is gone.
+    _local: Option<mpsc::Sender<()>>,
+}
+
+/// What a worker thread starts from.
+struct Start<'a> {
+    shared: &'a Arc<Shared>,
+    state: &'a watch::Receiver<u8>,
+    alive: &'a mpsc::Sender<()>,
+    slots: &'a Option<Arc<Semaphore>>,
+}
+
+/// Dedicated worker threads, each running a single-threaded runtime that
+/// accepts from a duplicate of the listener and serves what it accepted.
+struct Workers {
+    stop: watch::Sender<bool>,
+    done: watch::Sender<bool>,
+    exited: Vec<oneshot::Receiver<()>>,
+}
+
+impl Workers {
+    /// Starts `n` threads; on failure, stops those started and gives the
+    /// listener back.
+    async fn start(
+        n: usize,
+        listener: TcpListener,
+        start: Start<'_>,
+    ) -> std::result::Result<Workers, (TcpListener, io::Error)> {
+        let (stop, stop_rx) = watch::channel(false);
+        let (done, done_rx) = watch::channel(false);
+        let mut workers = Workers {
+            stop,
+            done,
+            exited: Vec::with_capacity(n),
+        };
+        let mut ready = Vec::with_capacity(n);
+        let (inboxes, mut receivers): (Vec<_>, Vec<_>) =
+            (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+        let balance = Arc::new(Balance {
+            loads: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            inboxes,
+        });
+        for (i, inbox) in receivers.drain(..).enumerate() {
+            // A duplicate descriptor of the same listening socket: the
+            // kernel hands each connection to one of the accepting threads.
+            let dup = match listener.as_fd().try_clone_to_owned() {
+                Ok(fd) => std::net::TcpListener::from(fd),
+                Err(error) => return Err(workers.abort(listener, error).await),
+            };
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let (exited_tx, exited_rx) = oneshot::channel();
+            let thread = WorkerThread {
+                index: i,
+                balance: balance.clone(),
+                inbox,
+                listener: dup,
+                shared: start.shared.clone(),
+                state: start.state.clone(),
+                alive: start.alive.clone(),
+                slots: start.slots.clone(),
+                stop: stop_rx.clone(),
+                done: done_rx.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("serin-proxy-{i}"))
+                .spawn(move || {
+                    thread.run(ready_tx);
+                    let _ = exited_tx.send(());
+                });
+            if let Err(error) = spawned {
+                return Err(workers.abort(listener, error).await);
+            }
+            workers.exited.push(exited_rx);
+            ready.push(ready_rx);
+        }
+        for ready in ready {
+            let error = match ready.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => error,
+                Err(_) => io::Error::other("worker thread ended while starting"),
+            };
+            return Err(workers.abort(listener, error).await);
+        }
+        // The workers hold their own descriptors; this one would only wake
+        // the caller's runtime on every new connection.
+        drop(listener);
+        Ok(workers)
+    }
+
+    async fn abort(self, listener: TcpListener, error: io::Error) -> (TcpListener, io::Error) {
+        self.stop_accepting();
+        self.finish().await;
+        (listener, error)
+    }
+
+    fn stop_accepting(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Ends the workers (closing what connections remain) and waits for
+    /// their threads to exit.
+    async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.send(true);
+        for exited in self.exited {
+            let _ = exited.await;
+        }
+    }
+}
+
+/// One worker thread's share of the proxy.
+struct WorkerThread {
+    index: usize,
+    balance: Arc<Balance>,
+    inbox: mpsc::UnboundedReceiver<Handoff>,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    state: watch::Receiver<u8>,
+    alive: mpsc::Sender<()>,
+    slots: Option<Arc<Semaphore>>,
+    stop: watch::Receiver<bool>,
+    done: watch::Receiver<bool>,
+}
+
+impl WorkerThread {
+    fn run(self, ready: oneshot::Sender<io::Result<()>>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+        let WorkerThread {
+            index,
+            balance,
+            inbox,
+            listener,
+            shared,
+            state,
+            alive,
+            slots,
+            mut stop,
+            mut done,
+        } = self;
+        runtime.block_on(async move {
+            let listener = match listener
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(listener))
+            {
+                Ok(listener) => listener,
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            let (local, mut local_rx) = mpsc::channel::<()>(1);
+            let worker = Worker {
+                client: forward::client(&shared.limits),
+                shared,
+                index,
+                balance: Some(balance),
+                _local: Some(local),
+            };
+            let stopped = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            accept_loop(listener, worker, stopped, state, alive, slots, Some(inbox)).await;
+            // Serve what was accepted until it is done or the proxy ends it.
+            // Should the proxy's `serve` be dropped instead, connections
+            // drain on their own (the state channel closes).
+            tokio::select! {
+                _ = local_rx.recv() => {}
+                () = async {
+                    if done.wait_for(|done| *done).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {}
+            }
+        });
     }
 }
 
@@ -319,6 +668,12 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What a connection's requests are served with.
+struct Ctx {
+    worker: Worker,
+    conn: Conn,
+}
+
 /// One client connection's state, for `X-Forwarded-For` and idle tracking.
 #[derive(Debug)]
 struct Conn {
@@ -359,7 +714,7 @@ impl Drop for ActiveGuard {
 }
 
 async fn serve_connection(
-    shared: Arc<Shared>,
+    worker: Worker,
     stream: TcpStream,
     peer: SocketAddr,
     mut state: watch::Receiver<u8>,
@@ -367,6 +722,8 @@ async fn serve_connection(
     _permit: Option<OwnedSemaphorePermit>,
 ) {
     let _ = stream.set_nodelay(true);
+    let _load = LoadGuard(worker.balance.clone().map(|b| (b, worker.index)));
+    let shared = worker.shared.clone();
     Counters::incr(&shared.counters.connections_total);
     shared
         .counters
@@ -375,20 +732,22 @@ async fn serve_connection(
     let _active = ActiveGuard(shared.counters.clone());
     let client_ip = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-    let conn = Arc::new(Conn {
-        client_ip,
-        in_flight: AtomicUsize::new(0),
-        last_active_ms: AtomicU64::new(shared.mono_ms()),
+    let ctx = Arc::new(Ctx {
+        worker,
+        conn: Conn {
+            client_ip,
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(shared.mono_ms()),
+        },
     });
     let service = {
-        let shared = shared.clone();
-        let conn = conn.clone();
+        let ctx = ctx.clone();
         hyper::service::service_fn(move |req| {
-            let shared = shared.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, &conn, req).await) }
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(handle(&ctx.worker, &ctx.conn, req).await) }
         })
     };
+    let conn = &ctx.conn;
     let connection = shared
         .builder
         .serve_connection(TokioIo::new(stream), service);
@@ -435,12 +794,9 @@ async fn serve_connection(
 }
 
 /// The request path: route, rewrite, forward, record.
-async fn handle(
-    shared: &Arc<Shared>,
-    conn: &Conn,
-    req: Request<Incoming>,
-) -> Response<ResponseBody> {
+async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
     let start = Instant::now();
+    let shared = &worker.shared;
     let _in_flight = InFlightGuard::new(conn, shared);
     Counters::incr(&shared.counters.requests_total);
     let limits = &shared.limits;
@@ -493,6 +849,7 @@ async fn handle(
             Buffered::Copy(bytes) => {
                 mirror::spawn(
                     shared,
+                    &worker.client,
                     canary,
                     mirror::Copy {
                         method: parts.method.clone(),
@@ -515,7 +872,7 @@ async fn handle(
     };
 
     let result = forward::send(
-        &shared.client,
+        &worker.client,
         Request::from_parts(parts, body),
         limits.response_header_timeout,
     )

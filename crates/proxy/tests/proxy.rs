@@ -7,3 +7,4 @@ mod logging;
 mod mirroring;
 mod routing;
 mod support;
+mod workers;
