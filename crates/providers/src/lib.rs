@@ -10,6 +10,8 @@ pub mod builtin;
 pub mod metric_http;
 pub mod metrics;
 pub mod prometheus;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod web;
 pub mod webhooks;
 

@@ -92,6 +92,10 @@ pub struct MetricProvider {
     /// serin: HTTP basic authentication, the password read from a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
+    /// serin: a PEM file of the CA that signed an https provider's certificate;
+    /// Mozilla's roots (built in) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     /// serin: how long one query may take, connection included (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,

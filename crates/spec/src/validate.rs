@@ -207,6 +207,11 @@ pub fn validate_metric_template(template: &MetricTemplate) -> Vec<Problem> {
             check.push(basic_path, "set basicAuth or bearerTokenFile, not both");
         }
     }
+    if let Some(file) = &provider.ca_file
+        && file.trim().is_empty()
+    {
+        check.push(provider_path.key("caFile"), "must not be empty");
+    }
     if provider.timeout.as_ref().is_some_and(|t| t.is_zero()) {
         check.push(provider_path.key("timeout"), "must be longer than 0s");
     }

@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod prometheus;
+mod secured;
 mod support;
 mod web;

@@ -106,6 +106,16 @@ impl Prometheus {
     /// Starts Debian's `prometheus` with `scrape_configs` (YAML list items;
     /// `{self}` stands for Prometheus's own address) and waits until it is ready.
     pub async fn start(scrape_configs: &str) -> Prometheus {
+        Self::start_with_web_config(scrape_configs, None).await
+    }
+
+    /// Like [`start`](Self::start), with Prometheus's `--web.config.file`
+    /// (TLS, basic auth). With TLS the URL is https and readiness is only
+    /// "listening": the test's own queries wait for the rest.
+    pub async fn start_with_web_config(
+        scrape_configs: &str,
+        web_config: Option<&str>,
+    ) -> Prometheus {
         let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
             .into_iter()
             .map(PathBuf::from)
@@ -124,7 +134,14 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(web) = web_config {
+            let file = dir.path().join("web.yml");
+            std::fs::write(&file, web).unwrap();
+            command.arg(format!("--web.config.file={}", file.display()));
+        }
+        let tls = web_config.is_some_and(|w| w.contains("tls_server_config"));
+        let child = command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -135,7 +152,7 @@ impl Prometheus {
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus");
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
         let prometheus = Prometheus {
             url,
             child,
@@ -143,7 +160,14 @@ impl Prometheus {
         };
         // Bounded readiness loop: at most 30 s.
         for _ in 0..300 {
-            if http_get_ok(port, "/-/ready").await {
+            let ready = if web_config.is_some() {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            } else {
+                http_get_ok(port, "/-/ready").await
+            };
+            if ready {
                 return prometheus;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
