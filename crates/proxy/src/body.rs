@@ -1,6 +1,7 @@
 //! Request and response bodies as enums rather than boxed trait objects: the
 //! common case (a streamed `Incoming`) costs no allocation.
 
+use crate::forward::Checkin;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -106,10 +107,12 @@ pin_project! {
     /// What is sent back to the client.
     #[project = ResponseBodyProj]
     pub(crate) enum ResponseBody {
-        /// The upstream's body, streamed.
+        /// The upstream's body, streamed; its connection goes back to the
+        /// pool once the body has been read to the end.
         Upstream {
             #[pin]
             inner: Incoming,
+            checkin: Option<Checkin>,
         },
         /// A response the proxy made itself (errors).
         Full { data: Option<Bytes> },
@@ -119,6 +122,18 @@ pin_project! {
 // === impl ResponseBody ===
 
 impl ResponseBody {
+    /// The upstream's body; gives the connection back at once when there is
+    /// no body to read.
+    pub(crate) fn upstream(inner: Incoming, checkin: Checkin) -> Self {
+        let checkin = if inner.is_end_stream() {
+            checkin.release();
+            None
+        } else {
+            Some(checkin)
+        };
+        ResponseBody::Upstream { inner, checkin }
+    }
+
     pub(crate) fn text(s: &'static str) -> Self {
         ResponseBody::Full {
             data: Some(Bytes::from_static(s.as_bytes())),
@@ -135,21 +150,36 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx),
+            ResponseBodyProj::Upstream { mut inner, checkin } => {
+                let polled = inner.as_mut().poll_frame(cx);
+                match &polled {
+                    Poll::Pending => {}
+                    // hyper stops polling once `is_end_stream` says so.
+                    Poll::Ready(Some(Ok(_))) if !inner.is_end_stream() => {}
+                    Poll::Ready(Some(Ok(_)) | None) => {
+                        if let Some(checkin) = checkin.take() {
+                            checkin.release();
+                        }
+                    }
+                    // The connection is in an unknown state: close it.
+                    Poll::Ready(Some(Err(_))) => drop(checkin.take()),
+                }
+                polled
+            }
             ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ResponseBody::Upstream { inner } => inner.is_end_stream(),
+            ResponseBody::Upstream { inner, .. } => inner.is_end_stream(),
             ResponseBody::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResponseBody::Upstream { inner } => inner.size_hint(),
+            ResponseBody::Upstream { inner, .. } => inner.size_hint(),
             ResponseBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

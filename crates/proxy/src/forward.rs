@@ -1,5 +1,12 @@
-//! Sending a request to an upstream over the shared keep-alive pool, and
-//! naming what went wrong when it fails (the status the user sees).
+//! Sending a request to an upstream over a pool of keep-alive HTTP/1.1
+//! connections, and naming what went wrong when it fails (the status the user
+//! sees).
+//!
+//! Each worker has its own pool, so a connection is only ever used by the
+//! thread that opened it: hyper's connection task runs on the same
+//! single-threaded runtime as the requests that use it. A connection goes
+//! back to the pool when its response body has been read to the end (see
+//! [`Checkin`]).
 
 use crate::{
     Limits,
@@ -8,38 +15,221 @@ use crate::{
 };
 use http::{
     Request, Response, StatusCode, Uri,
-    uri::{PathAndQuery, Scheme},
+    uri::{Authority, PathAndQuery},
 };
-use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
+use hyper::{
+    body::Incoming,
+    client::conn::http1::{self, SendRequest},
 };
-use std::{error::Error as _, io, time::Duration};
+use hyper_util::rt::TokioIo;
+use std::{
+    error::Error as _,
+    io,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{net::TcpStream, time::Instant};
 
-pub(crate) type HttpClient = Client<HttpConnector, RequestBody>;
+/// Idle keep-alive connections to the upstreams, most recently used last.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpClient(Arc<Pool>);
 
-/// One pool for both upstreams: connections are keyed by authority, so
-/// stable and canary each keep their own idle connections.
+#[derive(Debug)]
+struct Pool {
+    /// Per upstream authority (a handful at most: stable, canary, and those
+    /// of tables just replaced), so a list beats a map.
+    idle: Mutex<Vec<(Authority, Vec<Idle>)>>,
+    builder: http1::Builder,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    /// Whether the task closing expired idle connections runs.
+    reaping: Mutex<bool>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// A connection in use: given back to the pool with [`Checkin::release`]
+/// once its response is read to the end; dropped otherwise, which closes it.
+#[derive(Debug)]
+pub(crate) struct Checkin {
+    pool: HttpClient,
+    key: Authority,
+    sender: SendRequest<RequestBody>,
+}
+
+/// A pool for this worker's upstream connections.
 pub(crate) fn client(limits: &Limits) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(limits.connect_timeout));
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(limits.upstream_idle_timeout)
-        .pool_max_idle_per_host(limits.upstream_max_idle)
-        .pool_timer(TokioTimer::new())
-        .http1_read_buf_exact_size(4096)
-        .timer(TokioTimer::new())
-        // The proxy sets Host itself (the upstream's authority).
-        .set_host(false)
-        .build(connector)
+    let mut builder = http1::Builder::new();
+    // Upstream answers are read with nginx's `proxy_buffer_size`.
+    builder.read_buf_exact_size(Some(4096));
+    HttpClient(Arc::new(Pool {
+        idle: Mutex::new(Vec::new()),
+        builder,
+        connect_timeout: limits.connect_timeout,
+        idle_timeout: limits.upstream_idle_timeout,
+        max_idle: limits.upstream_max_idle,
+        reaping: Mutex::new(false),
+    }))
+}
+
+// === impl HttpClient ===
+
+impl HttpClient {
+    /// An idle connection to `key` that is still open, if any.
+    fn pop(&self, key: &Authority) -> Option<Idle> {
+        let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() >= self.0.idle_timeout {
+                // The most recent is too old: so are the others.
+                list.clear();
+                return None;
+            }
+            if !conn.sender.is_closed() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn push(&self, key: Authority, sender: SendRequest<RequestBody>) {
+        if self.0.max_idle == 0 || sender.is_closed() {
+            return;
+        }
+        let conn = Idle {
+            sender,
+            since: Instant::now(),
+        };
+        {
+            let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+            match idle.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, list)) => {
+                    if list.len() >= self.0.max_idle {
+                        // The oldest goes: it is the likeliest to expire.
+                        list.remove(0);
+                    }
+                    list.push(conn);
+                }
+                None => idle.push((key, vec![conn])),
+            }
+        }
+        self.start_reaper();
+    }
+
+    /// Closes expired idle connections every `idle_timeout` while there are
+    /// any, as nginx's `keepalive_timeout` for upstreams does.
+    fn start_reaper(&self) {
+        {
+            let mut reaping = self.0.reaping.lock().unwrap_or_else(|p| p.into_inner());
+            if *reaping {
+                return;
+            }
+            *reaping = true;
+        }
+        let weak = Arc::downgrade(&self.0);
+        let every = self.0.idle_timeout.max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = weak.upgrade() else { return };
+                let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+                for (_, list) in idle.iter_mut() {
+                    list.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
+                }
+                idle.retain(|(_, list)| !list.is_empty());
+                if idle.is_empty() {
+                    // Restarted by the next connection given back.
+                    let mut reaping = pool.reaping.lock().unwrap_or_else(|p| p.into_inner());
+                    *reaping = false;
+                    return;
+                }
+            }
+        });
+    }
+
+    /// A connection ready for a request: a pooled one, else a new one. The
+    /// flag tells whether it was pooled.
+    async fn checkout(&self, key: &Authority) -> Result<(SendRequest<RequestBody>, bool), Failure> {
+        while let Some(mut conn) = self.pop(key) {
+            // Given back when its response ended; hyper marks it ready as
+            // soon as its task has seen that, or fails it if it closed.
+            if conn.sender.is_ready() || conn.sender.ready().await.is_ok() {
+                return Ok((conn.sender, true));
+            }
+        }
+        self.connect(key).await.map(|sender| (sender, false))
+    }
+
+    async fn connect(&self, key: &Authority) -> Result<SendRequest<RequestBody>, Failure> {
+        let host = key.host();
+        // IPv6 literals come bracketed in an authority.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = key.port_u16().unwrap_or(80);
+        let stream =
+            match tokio::time::timeout(self.0.connect_timeout, TcpStream::connect((host, port)))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, upstream = %key, "upstream connect failed");
+                    return Err(Failure::Connect);
+                }
+                Err(_elapsed) => return Err(Failure::Timeout),
+            };
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, conn) = match self.0.builder.handshake(TokioIo::new(stream)).await {
+            Ok(handshake) => handshake,
+            Err(error) => {
+                tracing::debug!(%error, upstream = %key, "upstream handshake failed");
+                return Err(Failure::Other);
+            }
+        };
+        let upstream = key.clone();
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, %upstream, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+// === impl Checkin ===
+
+impl Checkin {
+    /// Gives the connection back for the next request.
+    pub(crate) fn release(self) {
+        let Checkin { pool, key, sender } = self;
+        pool.push(key, sender);
+    }
 }
 
 /// The upstream URI for a request: the upstream's base path joined with the
 /// request's path and query. Without a base path nothing is copied.
+#[cfg(test)]
 pub(crate) fn upstream_uri(upstream: &Upstream, original: &Uri) -> Result<Uri, http::Error> {
+    let path = upstream_path(upstream, original)?;
+    Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(upstream.authority.clone())
+        .path_and_query(path.path_and_query().map_or("/", |pq| pq.as_str()))
+        .build()
+}
+
+/// The request target sent upstream (origin form): the upstream's base
+/// path joined with the request's path and query. Without a base path
+/// nothing is copied.
+pub(crate) fn upstream_path(upstream: &Upstream, original: &Uri) -> Result<Uri, http::Error> {
     let path_and_query = match (&upstream.base_path, original.path_and_query()) {
         (None, Some(pq)) => pq.clone(),
         (None, None) => PathAndQuery::from_static("/"),
@@ -61,11 +251,7 @@ pub(crate) fn upstream_uri(upstream: &Upstream, original: &Uri) -> Result<Uri, h
             PathAndQuery::try_from(joined)?
         }
     };
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+    Ok(Uri::from(path_and_query))
 }
 
 /// Why forwarding failed, and so what the client is answered.
@@ -98,7 +284,7 @@ impl Failure {
         !matches!(self, Failure::BodyTooLarge)
     }
 
-    fn classify(error: &hyper_util::client::legacy::Error) -> Failure {
+    fn classify(error: &hyper::Error) -> Failure {
         let mut source = error.source();
         while let Some(e) = source {
             if e.is::<BodyTooLarge>() {
@@ -111,27 +297,47 @@ impl Failure {
             }
             source = e.source();
         }
-        if error.is_connect() {
-            Failure::Connect
-        } else {
-            Failure::Other
-        }
+        Failure::Other
     }
 }
 
-/// Sends `req` and waits at most `header_timeout` for the response headers.
+/// Sends `req` to `upstream` and waits at most `header_timeout` (connecting
+/// included) for the response headers. A request a pooled connection
+/// refused unsent (the upstream had just closed it) is retried on another.
 pub(crate) async fn send(
     client: &HttpClient,
+    upstream: &Upstream,
     req: Request<RequestBody>,
     header_timeout: Duration,
-) -> Result<Response<Incoming>, Failure> {
-    match tokio::time::timeout(header_timeout, client.request(req)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => {
-            let failure = Failure::classify(&e);
-            tracing::debug!(error = %e, source = ?e.source(), ?failure, "upstream request failed");
-            Err(failure)
+) -> Result<(Response<Incoming>, Checkin), Failure> {
+    let key = &upstream.authority;
+    let exchange = async {
+        let mut req = req;
+        loop {
+            let (mut sender, pooled) = client.checkout(key).await?;
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    let checkin = Checkin {
+                        pool: client.clone(),
+                        key: key.clone(),
+                        sender,
+                    };
+                    return Ok((response, checkin));
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if pooled => req = unsent,
+                    _ => {
+                        let error = error.into_error();
+                        let failure = Failure::classify(&error);
+                        tracing::debug!(%error, source = ?error.source(), ?failure, "upstream request failed");
+                        return Err(failure);
+                    }
+                },
+            }
         }
+    };
+    match tokio::time::timeout(header_timeout, exchange).await {
+        Ok(result) => result,
         Err(_elapsed) => Err(Failure::Timeout),
     }
 }

@@ -56,7 +56,7 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let shared = &slot.0;
         let start = Instant::now();
-        let Ok(uri) = forward::upstream_uri(&canary, &copy.uri) else {
+        let Ok(uri) = forward::upstream_path(&canary, &copy.uri) else {
             return;
         };
         let mut req = Request::new(RequestBody::full(copy.body));
@@ -66,16 +66,26 @@ pub(crate) fn spawn(
         req.headers_mut()
             .insert(http::header::HOST, canary.host.clone());
         let timeout = shared.limits.mirror_timeout;
-        let status = match forward::send(&client, req, timeout).await {
-            Ok(response) => {
+        let status = match forward::send(&client, &canary, req, timeout).await {
+            Ok((response, checkin)) => {
                 let status = response.status();
                 shared.record(canary.version, status.as_u16(), start.elapsed());
                 // Read the answer to its end (within the deadline) so the
                 // pooled connection can be reused, then discard it.
                 let left = timeout.saturating_sub(start.elapsed());
                 let mut body = response.into_body();
-                let drain = async { while let Some(Ok(_)) = body.frame().await {} };
-                let _ = tokio::time::timeout(left, drain).await;
+                let drain = async {
+                    loop {
+                        match body.frame().await {
+                            Some(Ok(_)) => {}
+                            Some(Err(_)) => return false,
+                            None => return true,
+                        }
+                    }
+                };
+                if let Ok(true) = tokio::time::timeout(left, drain).await {
+                    checkin.release();
+                }
                 return;
             }
             Err(failure) => failure,

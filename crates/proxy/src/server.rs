@@ -829,7 +829,7 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
 
     let decision = shared.table.load().route(&parts, || fastrand::u8(0..100));
     let upstream = decision.upstream;
-    let Ok(uri) = forward::upstream_uri(&upstream, &parts.uri) else {
+    let Ok(uri) = forward::upstream_path(&upstream, &parts.uri) else {
         return error(StatusCode::BAD_REQUEST, "invalid request target\n");
     };
     headers::to_upstream(
@@ -873,20 +873,21 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
 
     let result = forward::send(
         &worker.client,
+        &upstream,
         Request::from_parts(parts, body),
         limits.response_header_timeout,
     )
     .await;
     let latency = start.elapsed();
     match result {
-        Ok(response) => {
+        Ok((response, checkin)) => {
             let (mut head, body) = response.into_parts();
             shared.record(upstream.version, head.status.as_u16(), latency);
             headers::remove_hop_by_hop(&mut head.headers);
             if let Some(cookie) = decision.set_cookie {
                 head.headers.append(SET_COOKIE, cookie);
             }
-            Response::from_parts(head, ResponseBody::Upstream { inner: body })
+            Response::from_parts(head, ResponseBody::upstream(body, checkin))
         }
         Err(failure) => {
             let failure = if tripped.is_some_and(|t: Arc<AtomicBool>| t.load(Ordering::Relaxed)) {
