@@ -78,8 +78,12 @@ impl Telemetry {
         self.rollouts.remove(canary);
     }
 
-    /// Folds one rollout update into serin's own series.
+    /// Folds one rollout update into serin's own series; traffic updates
+    /// feed the proxy series of canaries without a recorder here.
     pub fn observe(&self, canary: &str, update: &Update) {
+        if let Update::Traffic { delta, .. } = update {
+            self.traffic.fold(canary, delta);
+        }
         self.rollouts.observe(canary, update);
     }
 

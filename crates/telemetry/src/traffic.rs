@@ -6,8 +6,11 @@ use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet},
     metrics::{MetricType, counter::ConstCounter},
 };
-use serin_stats::{Recorder, Version};
-use std::sync::{Arc, Mutex};
+use serin_stats::{Pair, Recorder, Version};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 /// Prometheus's default latency buckets, in seconds: what the seed's
 /// `histogram_quantile(0.95, … http_request_duration_seconds_bucket …)`
@@ -16,11 +19,18 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The recorders of every canary, by name.
+/// The recorders of every canary, by name; and, for canaries whose recorder
+/// is out of reach (the daemon's), the traffic deltas their rollouts publish
+/// every second, summed. Those carry status classes, not codes, so their
+/// `status` label is `2xx`, `5xx`, … (the seed's `status=~"5.."` still matches).
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
     recorders: Mutex<Vec<(String, Arc<Recorder>)>>,
+    folded: Mutex<BTreeMap<String, Pair>>,
 }
+
+/// `status` label values of [`serin_stats::StatusClasses`] entries.
+const CLASS_LABELS: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 // === impl Traffic ===
 
@@ -34,13 +44,30 @@ impl Traffic {
 
     pub(crate) fn remove(&self, canary: &str) {
         lock(&self.recorders).retain(|(name, _)| name != canary);
+        lock(&self.folded).remove(canary);
+    }
+
+    /// Adds one traffic delta of `canary`, unless its recorder is exported.
+    pub(crate) fn fold(&self, canary: &str, delta: &Pair) {
+        if lock(&self.recorders).iter().any(|(name, _)| name == canary) {
+            return;
+        }
+        let mut folded = lock(&self.folded);
+        let totals = folded.entry(canary.to_owned()).or_default();
+        totals.stable.merge(&delta.stable);
+        totals.canary.merge(&delta.canary);
     }
 }
 
 impl Collector for Traffic {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        // A copy, so no lock is held while encoding.
+        // Copies, so no lock is held while encoding.
         let recorders = lock(&self.recorders).clone();
+        let folded: Vec<(String, Pair)> = lock(&self.folded)
+            .iter()
+            .filter(|(name, _)| !recorders.iter().any(|(n, _)| n == *name))
+            .map(|(name, pair)| (name.clone(), pair.clone()))
+            .collect();
         {
             let mut requests = encoder.encode_descriptor(
                 "http_requests",
@@ -60,6 +87,22 @@ impl Collector for Traffic {
                     }
                 }
             }
+            for (canary, totals) in &folded {
+                for version in Version::ALL {
+                    let classes = totals.get(version).classes;
+                    for (class, count) in CLASS_LABELS.iter().zip(classes) {
+                        if count == 0 {
+                            continue;
+                        }
+                        let labels = [
+                            ("canary", canary.clone()),
+                            ("version", version.as_str().to_owned()),
+                            ("status", (*class).to_owned()),
+                        ];
+                        ConstCounter::new(count).encode(requests.encode_family(&labels)?)?;
+                    }
+                }
+            }
         }
         let mut durations = encoder.encode_descriptor(
             "http_request_duration_seconds",
@@ -67,8 +110,11 @@ impl Collector for Traffic {
             None,
             MetricType::Histogram,
         )?;
-        for (canary, recorder) in &recorders {
-            let totals = recorder.totals();
+        let totals = recorders
+            .iter()
+            .map(|(canary, recorder)| (canary, recorder.totals()))
+            .chain(folded.iter().map(|(canary, pair)| (canary, pair.clone())));
+        for (canary, totals) in totals {
             for version in Version::ALL {
                 let counts = totals.get(version);
                 let (buckets, sum) = histogram_of(&counts.latency);

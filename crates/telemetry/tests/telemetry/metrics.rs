@@ -101,3 +101,38 @@ async fn proxy_and_rollout_series_over_http() {
     let missing = http_get(server.local_addr().port(), "/nope").await.unwrap();
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
+
+#[test]
+fn traffic_updates_feed_canaries_without_a_recorder() {
+    let telemetry = Telemetry::new();
+    for _ in 0..3 {
+        let mut delta = serin_stats::Pair::default();
+        delta.canary.record(200, Duration::from_millis(4));
+        delta.canary.record(502, Duration::from_millis(30));
+        delta.stable.record(200, Duration::from_millis(8));
+        telemetry.observe(
+            "api",
+            &Update::Traffic {
+                at: Timestamp::from_millis(0),
+                delta: Box::new(delta),
+            },
+        );
+    }
+    let body = telemetry.render();
+    for line in [
+        r#"http_requests_total{canary="api",version="canary",status="2xx"} 3"#,
+        r#"http_requests_total{canary="api",version="canary",status="5xx"} 3"#,
+        r#"http_requests_total{canary="api",version="stable",status="2xx"} 3"#,
+        r#"http_request_duration_seconds_count{canary="api",version="canary"} 6"#,
+        r#"http_request_duration_seconds_bucket{le="0.005",canary="api",version="canary"} 3"#,
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
+    }
+    // Once the recorder is known, it wins: exact codes, no double counting.
+    let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
+    recorder.record(Version::Canary, 0, 204, Duration::from_millis(1));
+    telemetry.add_traffic("api", recorder);
+    let body = telemetry.render();
+    assert!(body.contains(r#"http_requests_total{canary="api",version="canary",status="204"} 1"#));
+    assert!(!body.contains(r#"status="5xx""#), "{body}");
+}

@@ -1,0 +1,155 @@
+//! What `serin serve` adds to its API (the dashboard and `/metrics`) and
+//! `serin grafana`, as real processes.
+
+use crate::support::*;
+use serde_json::Value;
+use serin_demo::{Backend, Behaviour};
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+const TOKEN: &str = "observe-test-token";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 exchange; the whole answer (head and body), or None.
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = if method == "POST" { "{}" } else { "" };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_mounts_the_dashboard_and_metrics() {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata: {{name: web}}\nspec:\n  provider: builtin\n  service: {{listen: \"{proxy}\"}}\n  upstreams: {{stable: \"{}\"}}\n  analysis: {{interval: 1m, stepWeight: 10}}\n",
+            stable.url()
+        ),
+    );
+    let _serve = Killed(
+        serin()
+            .arg("serve")
+            .arg(&file)
+            .args(["--api", &api.to_string(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .env("SERIN_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while http(api, "GET", "/healthz", None).is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serin serve did not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Bounded traffic through the proxy: 20 requests.
+    for _ in 0..20 {
+        let answer = http(proxy, "GET", "/", None).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    let page = http(api, "GET", "/ui/", None).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<script src=\"/ui/app.js\""));
+    let root = http(api, "GET", "/", None).unwrap();
+    assert!(
+        root.starts_with("HTTP/1.1 303") && root.contains("location: /ui/"),
+        "{root}"
+    );
+
+    // The proxy's series arrive with the next traffic update (every second).
+    let started = Instant::now();
+    loop {
+        let metrics = http(api, "GET", "/metrics", None).unwrap();
+        assert!(
+            metrics
+                .to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text"),
+            "{metrics}"
+        );
+        if metrics.contains(r#"http_requests_total{canary="web",version="stable",status="2xx"} 20"#)
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn grafana_prints_an_importable_dashboard_or_refuses_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "shop.yaml",
+        "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata: {name: shop}\nspec:\n  provider: builtin\n  service: {listen: 127.0.0.1:8080}\n  upstreams: {stable: http://127.0.0.1:9001}\n  analysis:\n    interval: 1m\n    stepWeight: 10\n    metrics:\n    - name: request-success-rate\n      thresholdRange: {min: 99}\n",
+    );
+    let out = output(serin().arg("grafana").arg(&file));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dashboard: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(dashboard["title"], "Canary: shop");
+    assert!(dashboard["panels"].as_array().unwrap().len() >= 6);
+
+    let api = output(serin().arg("grafana").arg("--api").arg(&file));
+    let wrapped: Value = serde_json::from_str(&stdout(&api)).unwrap();
+    assert_eq!(wrapped["dashboard"]["uid"], "serin-shop");
+
+    let missing = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata: {name: shop}\nspec:\n  provider: builtin\n  service: {listen: 127.0.0.1:8080}\n  upstreams: {stable: http://127.0.0.1:9001}\n  analysis:\n    interval: 1m\n    stepWeight: 10\n    metrics:\n    - name: orders\n      templateRef: {name: nowhere}\n",
+    );
+    let out = output(serin().arg("grafana").arg(&missing));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("spec.analysis.metrics[0].templateRef: MetricTemplate \"nowhere\" not found"),
+        "{}",
+        stderr(&out)
+    );
+}
