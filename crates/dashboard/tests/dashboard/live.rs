@@ -175,6 +175,18 @@ spec:
     }
     eprintln!("weights seen: {first} then {second}; phase after pause: {phase}");
 
+    // The overview lists the canary with its phase, weight and revision.
+    page.eval("location.hash = '#/'").await;
+    let row = page
+        .wait_for(
+            "document.querySelector('[data-testid=row]')?.textContent ?? ''",
+            Duration::from_secs(5),
+            |v| v.as_str().is_some_and(|r| r.contains("(paused)")),
+        )
+        .await;
+    let row = row.as_str().unwrap();
+    assert!(row.starts_with("shop") && row.contains(REVISION), "{row}");
+
     load.abort();
     drop(page);
     drop(chromium);
