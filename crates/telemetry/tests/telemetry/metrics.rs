@@ -126,7 +126,10 @@ fn traffic_updates_feed_canaries_without_a_recorder() {
         r#"http_request_duration_seconds_count{canary="api",version="canary"} 6"#,
         r#"http_request_duration_seconds_bucket{le="0.005",canary="api",version="canary"} 3"#,
     ] {
-        assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in:\n{body}"
+        );
     }
     // Once the recorder is known, it wins: exact codes, no double counting.
     let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
