@@ -25,6 +25,9 @@ pub const DATABASE_FILE: &str = "serin.db";
 /// History entries kept per canary; older ones are pruned as new ones come.
 pub const HISTORY_PER_CANARY: i64 = 20_000;
 
+/// Old history is pruned about once per this many entries written.
+const PRUNE_EVERY: i64 = 256;
+
 /// How long a write waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -356,11 +359,16 @@ impl Store {
                 insert.execute(params![canary, at, kind, body])?;
             }
             drop(insert);
-            transaction.execute(
-                "DELETE FROM history WHERE canary = ?1 AND id <= (
+            // Pruning scans the canary's newest entries: do it now and then.
+            if transaction.last_insert_rowid() % PRUNE_EVERY
+                < i64::try_from(history.len()).unwrap_or(i64::MAX)
+            {
+                transaction.execute(
+                    "DELETE FROM history WHERE canary = ?1 AND id <= (
                      SELECT id FROM history WHERE canary = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                params![canary, HISTORY_PER_CANARY],
-            )?;
+                    params![canary, HISTORY_PER_CANARY],
+                )?;
+            }
         }
         transaction.commit()?;
         Ok(())

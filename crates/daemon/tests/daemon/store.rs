@@ -292,3 +292,31 @@ async fn a_full_disk_holds_the_rollout_says_so_and_loses_nothing() {
         1
     );
 }
+
+#[test]
+fn history_is_pruned_to_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let chunk: Vec<Update> = (0..300).map(|i| record(&i.to_string())).collect();
+    for _ in 0..70 {
+        store
+            .save(
+                "web",
+                Saved {
+                    state: &state(10),
+                    placement: &Placement::default(),
+                    history: &chunk,
+                },
+            )
+            .unwrap();
+    }
+    let mut count = 0;
+    let mut after = 0;
+    loop {
+        let page = store.history("web", after, 1000, None).unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        count += page.len();
+    }
+    assert_eq!(count, usize::try_from(store::HISTORY_PER_CANARY).unwrap());
+}
