@@ -333,3 +333,82 @@ fn ci_examples_are_yaml() {
         assert!(doc.is_object(), "{file}");
     }
 }
+
+/// Many API clients at once while a rollout runs against a dead canary:
+/// every read answers, the dead upstream fails the analysis and the
+/// rollout rolls back, and the proxy keeps serving stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_and_a_dead_canary() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let listen = free_port();
+    // Nothing listens on the canary's port.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml(
+            "web",
+            listen,
+            &stable.url(),
+            Some((&dead, "v2")),
+            "    interval: 1s
+    threshold: 2
+    stepWeights: [50]
+    judge: threshold
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+      interval: 1s
+",
+        ),
+    );
+    let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
+    let api = daemon.api_addr();
+    let mut spec = serin_demo::LoadSpec::new(
+        format!("http://127.0.0.1:{listen}/").parse().unwrap(),
+        Some(100.0),
+        Duration::from_secs(20),
+    );
+    spec.concurrency = 4;
+    let traffic = tokio::spawn(serin_demo::load::run(spec));
+
+    let clients: Vec<_> = (0..64)
+        .map(|i| {
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let path = if i % 2 == 0 {
+                        "/api/v1/canaries"
+                    } else {
+                        "/api/v1/canaries/web/history"
+                    };
+                    assert_eq!(http(api, "GET", path, None, b"").await.0, 200);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    eventually(Duration::from_secs(15), "rolled back", async || {
+        json(api, "/api/v1/canaries/web").await["phase"] == "Failed"
+    })
+    .await;
+    traffic.abort();
+    let web = json(api, "/api/v1/canaries/web").await;
+    assert_eq!(web["canaryWeight"], 0, "{web}");
+    assert!(web["failedChecks"].as_u64().unwrap() >= 1, "{web}");
+    let (status, body) = http(
+        SocketAddr::from(([127, 0, 0, 1], listen)),
+        "GET",
+        "/",
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!((status, body.contains("stable v1")), (200, true), "{body}");
+    daemon.shutdown().await;
+}
