@@ -151,6 +151,8 @@ pub struct Persistence {
     unsaved: Vec<Update>,
     /// When the last save failed: hold, then recover from the saved state.
     retry_at: Option<Timestamp>,
+    /// Saves refused so far.
+    failures: u64,
 }
 
 // === impl Persistence ===
@@ -164,6 +166,7 @@ impl Persistence {
             placement,
             unsaved: Vec::new(),
             retry_at: None,
+            failures: 0,
         }
     }
 
@@ -294,10 +297,31 @@ impl<C: Clock> Driver<C> {
                             );
                             continue;
                         }
-                        self.persistence.placement.canary = Some(target.address);
-                        Event::Start {
-                            revision: target.revision,
+                        let previous = self
+                            .persistence
+                            .placement
+                            .canary
+                            .replace(target.address.clone());
+                        let revision = target.revision;
+                        let failures = self.persistence.failures;
+                        self.handle(
+                            now,
+                            Event::Start {
+                                revision: revision.clone(),
+                            },
+                            &mut next_tick,
+                        )
+                        .await?;
+                        let taken = self.state.revision.as_deref() == Some(revision.as_str())
+                            || self.state.queued_revision.as_deref() == Some(revision.as_str());
+                        if !taken || self.persistence.failures != failures {
+                            // Refused, or not saved: route as the saved state says.
+                            self.persistence.placement.canary = previous;
+                            if let Err(error) = self.restore_routes().await {
+                                self.warn(now, format!("cannot restore routes: {error}"));
+                            }
                         }
+                        continue;
                     }
                     Command::Pause => Event::Pause,
                     Command::Resume => Event::Resume,
@@ -380,6 +404,7 @@ impl<C: Clock> Driver<C> {
                 self.state = saved_state;
                 self.persistence.placement = saved_placement;
                 self.persistence.retry_at = Some(now.saturating_add(STORE_RETRY));
+                self.persistence.failures += 1;
                 self.warn(
                     now,
                     format!(
