@@ -744,7 +744,10 @@ async fn serve_connection(
         let ctx = ctx.clone();
         hyper::service::service_fn(move |req| {
             let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(handle(&ctx.worker, &ctx.conn, req).await) }
+            // Boxed: hyper keeps the request's future inline in every
+            // connection, idle ones included; boxed it costs memory only
+            // while a request is in flight.
+            Box::pin(async move { Ok::<_, Infallible>(handle(&ctx.worker, &ctx.conn, req).await) })
         })
     };
     let conn = &ctx.conn;
