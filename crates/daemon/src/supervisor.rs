@@ -13,15 +13,15 @@ use crate::{
     store::{FileTarget, Store, StoredCanary},
 };
 use serde::Serialize;
-use serin_analysis::Analyzer;
-use serin_providers::{BaseRoutes, HttpWebhooks, ProxyRouter};
-use serin_proxy::{Proxy, ProxyConfig, Recorder};
+use serin_proxy::Recorder;
 use serin_rollout::{Phase, RolloutState, ports::CanaryTarget};
-use serin_server::{Clock, Command, Driver, DriverError, Persistence, TokioClock, Update, mapping};
+use serin_server::{
+    Clock, Command, Driver, DriverError, Persistence, Prepared, RunError, TokioClock, Update,
+    run::Assembled,
+};
 use serin_spec::{Canary, Catalog};
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -202,6 +202,8 @@ struct Entry {
     file_target: Option<FileTarget>,
     stop_proxy: oneshot::Sender<()>,
     tasks: Vec<JoinHandle<()>>,
+    /// What the canary's proxy records, for `/metrics`.
+    recorder: Arc<Recorder>,
 }
 
 // === impl Supervisor ===
@@ -245,6 +247,12 @@ impl Supervisor {
             Some(entry) => Ok(entry.status.borrow().clone()),
             None => Err(not_found(name, &canaries)),
         }
+    }
+
+    /// What a running canary's proxy records (exact status codes and
+    /// latencies per version), for `/metrics`.
+    pub fn recorder(&self, name: &str) -> Option<Arc<Recorder>> {
+        self.read().get(name).map(|entry| entry.recorder.clone())
     }
 
     /// The names of the running canaries.
@@ -487,27 +495,17 @@ impl Supervisor {
         let invalid = |path: &str, message: String| {
             LaunchError::Invalid(format!("{file}: {name}: {path}: {message}"))
         };
-        if !canary.is_builtin() {
-            return Err(invalid(
-                "spec.provider",
-                "serin serve drives `provider: builtin` canaries".into(),
-            ));
-        }
-        let resolved = catalog.resolve_for_run(canary).map_err(|problems| {
-            LaunchError::Invalid(serin_spec::render_problems(file, &problems))
-        })?;
-        let plan = mapping::plan_for(canary);
-        let analysis = mapping::analysis_for(&resolved, &plan).map_err(|problems| {
-            LaunchError::Invalid(serin_spec::render_problems(file, &problems))
-        })?;
-        let mut routes =
-            BaseRoutes::from_canary(canary).map_err(|e| invalid("spec", e.to_string()))?;
-        let listen = canary.listen_addr().ok_or_else(|| {
-            invalid(
-                "spec.service.listen",
-                "required by the builtin provider".into(),
-            )
-        })?;
+        let mut prepared =
+            Prepared::for_canary(catalog, canary, file).map_err(|error| match error {
+                RunError::Invalid(diagnostics) => LaunchError::Invalid(
+                    diagnostics
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                other => LaunchError::Invalid(format!("{file}: {name}: {other}")),
+            })?;
         let file_stable = canary.stable_upstream().unwrap_or_default().to_owned();
         let store_error = |source| LaunchError::Store {
             name: name.clone(),
@@ -515,6 +513,7 @@ impl Supervisor {
         };
         let clock = TokioClock::new();
         let stored = self.inner.store.load(&name).map_err(store_error)?;
+        let plan = prepared.plan.clone();
         let StoredCanary {
             state,
             placement,
@@ -533,32 +532,32 @@ impl Supervisor {
             }
         });
         if let Some(stable) = &placement.stable {
-            routes.routes.stable = stable.parse().map_err(|e| {
+            // A promoted canary is the stable version, whatever the file says.
+            prepared.routes.routes.stable = stable.parse().map_err(|e| {
                 invalid(
                     "spec.upstreams.stable",
                     format!("promoted upstream {stable:?}: {e}"),
                 )
             })?;
         }
-        let recorder = Arc::new(Recorder::new(
-            analysis.longest_window() + Duration::from_secs(1),
-        ));
-        let proxy = ProxyConfig {
-            listen,
-            limits: serin_server::run::limits_for(canary),
-            access_log: canary.spec.service.access_log.as_ref().map(PathBuf::from),
-        };
-        let bound = Proxy::bind(proxy, routes.routes.clone(), recorder.clone())
+        let Assembled {
+            plan,
+            proxy: bound,
+            recorder,
+            router,
+            judge,
+            notifier,
+            metrics,
+            ..
+        } = serin_server::run::assemble(prepared)
             .await
-            .map_err(|source| LaunchError::Proxy {
-                name: name.clone(),
-                source,
+            .map_err(|error| match error {
+                RunError::Proxy(source) => LaunchError::Proxy {
+                    name: name.clone(),
+                    source,
+                },
+                other => invalid("spec", other.to_string()),
             })?;
-        let router = Arc::new(
-            ProxyRouter::new(bound.handle(), routes)
-                .map_err(|e| invalid("spec.upstreams", e.to_string()))?,
-        );
-        let judge = Analyzer::new(analysis).map_err(|e| invalid("spec.analysis", e.to_string()))?;
         let (updates, updates_rx) = broadcast::channel(256);
         let status = CanaryStatus::new(
             &name,
@@ -574,9 +573,9 @@ impl Supervisor {
             state,
             judge,
             router,
-            traffic: recorder,
-            metrics: Vec::new(),
-            webhooks: HttpWebhooks::from_canary(canary),
+            traffic: recorder.clone(),
+            metrics,
+            webhooks: notifier.clone(),
             clock,
             updates,
             persistence: Persistence::new(self.inner.store.clone(), placement),
@@ -625,6 +624,7 @@ impl Supervisor {
             file_target,
             stop_proxy,
             tasks: vec![driver_task, forward, proxy_task],
+            recorder,
         })
     }
 

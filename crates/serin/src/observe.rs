@@ -2,7 +2,9 @@
 //! and `/metrics` with serin's own series folded from every canary's updates.
 
 use serin_daemon::Supervisor;
+use serin_proxy::Recorder;
 use serin_telemetry::Telemetry;
+use std::{collections::BTreeMap, sync::Arc};
 use tokio::sync::broadcast;
 
 /// The extra routes: the dashboard and `/metrics`.
@@ -21,11 +23,30 @@ pub fn routes(telemetry: &Telemetry) -> Vec<axum::Router> {
 /// Folds every canary's updates into `telemetry` until the daemon stops.
 pub fn follow(telemetry: &Telemetry, supervisor: &Supervisor) -> tokio::task::JoinHandle<()> {
     let telemetry = telemetry.clone();
+    let supervisor = supervisor.clone();
     let mut changes = supervisor.subscribe();
     tokio::spawn(async move {
+        // The recorder exported per canary; a relaunched canary has a new one.
+        let mut exported: BTreeMap<String, Arc<Recorder>> = BTreeMap::new();
         loop {
             match changes.recv().await {
-                Ok(change) => telemetry.observe(&change.canary, &change.update),
+                Ok(change) => {
+                    match supervisor.recorder(&change.canary) {
+                        Some(recorder) => {
+                            let known = exported.get(&change.canary);
+                            if !known.is_some_and(|known| Arc::ptr_eq(known, &recorder)) {
+                                telemetry.add_traffic(&change.canary, recorder.clone());
+                                exported.insert(change.canary.clone(), recorder);
+                            }
+                        }
+                        None => {
+                            if exported.remove(&change.canary).is_some() {
+                                telemetry.remove(&change.canary);
+                            }
+                        }
+                    }
+                    telemetry.observe(&change.canary, &change.update);
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             }

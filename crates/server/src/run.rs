@@ -35,8 +35,8 @@ pub struct Prepared {
     pub proxy: ProxyConfig,
     /// The proxy's routing without the rollout's weights.
     pub routes: BaseRoutes,
-    /// The revision to roll out.
-    pub target: CanaryTarget,
+    /// The revision to roll out, when the file names a canary upstream.
+    pub target: Option<CanaryTarget>,
     /// The custom metrics (templates), one query each.
     pub metrics: CustomMetrics,
     /// Where alerts go (`spec.analysis.alerts` with their providers).
@@ -110,11 +110,32 @@ impl Prepared {
                 }
             },
         };
+        let prepared = Prepared::for_canary(catalog, canary, file)?;
+        if prepared.target.is_none() {
+            return Err(invalid(
+                "spec.upstreams.canary",
+                "nothing to roll out: set the canary's URL".into(),
+            ));
+        }
+        Ok(prepared)
+    }
+
+    /// Resolves and maps one canary of `catalog`. Without a canary upstream
+    /// the result has no target: the daemon serves such a canary, all
+    /// traffic on stable, until a rollout is started.
+    pub fn for_canary(
+        catalog: &Catalog,
+        canary: &Canary,
+        file: &str,
+    ) -> Result<Prepared, RunError> {
+        let invalid = |path: &str, message: String| {
+            RunError::Invalid(vec![serin_spec::Problem::new(path, message).in_file(file)])
+        };
         if !canary.is_builtin() {
             return Err(invalid(
                 "spec.provider",
                 format!(
-                    "{:?} is not driven by `serin run`; use `provider: builtin` with `service.listen` and `upstreams`",
+                    "{:?} is driven by neither `serin run` nor `serin serve`; use `provider: builtin` with `service.listen` and `upstreams`",
                     canary.spec.provider.as_deref().unwrap_or("")
                 ),
             ));
@@ -144,18 +165,15 @@ impl Prepared {
                 "required by the builtin provider".into(),
             )
         })?;
-        let Some(canary_url) = canary.canary_upstream() else {
-            return Err(invalid(
-                "spec.upstreams.canary",
-                "nothing to roll out: set the canary's URL".into(),
-            ));
-        };
-        let revision = canary
-            .spec
-            .upstreams
-            .as_ref()
-            .and_then(|u| u.revision.clone())
-            .unwrap_or_else(|| canary_url.to_owned());
+        let target = canary.canary_upstream().map(|canary_url| CanaryTarget {
+            address: canary_url.to_owned(),
+            revision: canary
+                .spec
+                .upstreams
+                .as_ref()
+                .and_then(|u| u.revision.clone())
+                .unwrap_or_else(|| canary_url.to_owned()),
+        });
         let proxy = ProxyConfig {
             listen,
             limits: limits_for(canary),
@@ -167,10 +185,7 @@ impl Prepared {
             analysis,
             proxy,
             routes,
-            target: CanaryTarget {
-                address: canary_url.to_owned(),
-                revision,
-            },
+            target,
             metrics: CustomMetrics(metrics),
             alerts,
         })
@@ -226,11 +241,33 @@ impl Running {
     }
 }
 
-/// Starts the proxy and the rollout; returns once the proxy listens.
-pub async fn start(
-    prepared: Prepared,
-    updates: broadcast::Sender<Update>,
-) -> Result<Running, RunError> {
+/// A canary's runtime parts, bound and wired but not yet running: the
+/// proxy (listening, not serving), its statistics, the router, the judge,
+/// the webhooks with alerts, and the custom metric queries. `serin run` and
+/// the daemon both build rollouts from these.
+pub struct Assembled {
+    /// The canary.
+    pub canary: Canary,
+    /// The state machine's plan.
+    pub plan: Plan,
+    /// The proxy, bound; serve it once routes are set.
+    pub proxy: Proxy,
+    /// What the proxy records.
+    pub recorder: Arc<Recorder>,
+    /// The built-in proxy behind the router port, tapped for alerts.
+    pub router: Arc<dyn Router>,
+    /// The analysis.
+    pub judge: Analyzer,
+    /// Webhooks and alerts.
+    pub notifier: Arc<Notifier>,
+    /// Custom metric queries.
+    pub metrics: Vec<Arc<dyn MetricQuery>>,
+    /// The revision the file names, if any.
+    pub target: Option<CanaryTarget>,
+}
+
+/// Binds the proxy and wires the ports of a prepared canary.
+pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
     let Prepared {
         canary,
         plan,
@@ -245,8 +282,12 @@ pub async fn start(
     let recorder = Arc::new(Recorder::new(
         analysis.longest_window() + Duration::from_secs(1),
     ));
+    let judge = Analyzer::new(analysis).map_err(|error| {
+        RunError::Invalid(vec![
+            serin_spec::Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
+        ])
+    })?;
     let bound = Proxy::bind(proxy, routes.routes.clone(), recorder.clone()).await?;
-    let listen = bound.local_addr();
     // Alerts ride on the webhooks port and watch the router for the weight.
     let notifier = Notifier::new(
         HttpWebhooks::from_canary(&canary),
@@ -256,12 +297,36 @@ pub async fn start(
         std::env::var(DASHBOARD_URL_VAR).ok(),
     );
     let router: Arc<dyn Router> = notifier.tap(Arc::new(ProxyRouter::new(bound.handle(), routes)?));
-    let judge = Analyzer::new(analysis).map_err(|error| {
-        RunError::Invalid(vec![
-            serin_spec::Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
-        ])
-    })?;
-    let webhooks = notifier.clone();
+    Ok(Assembled {
+        canary,
+        plan,
+        proxy: bound,
+        recorder,
+        router,
+        judge,
+        notifier,
+        metrics: metrics.0,
+        target,
+    })
+}
+
+/// Starts the proxy and the rollout; returns once the proxy listens.
+pub async fn start(
+    prepared: Prepared,
+    updates: broadcast::Sender<Update>,
+) -> Result<Running, RunError> {
+    let Assembled {
+        canary,
+        plan,
+        proxy,
+        recorder,
+        router,
+        judge,
+        notifier,
+        metrics,
+        target,
+    } = assemble(prepared).await?;
+    let listen = proxy.local_addr();
     let clock = TokioClock::new();
     let state = RolloutState::new(clock.now());
     let driver = Driver {
@@ -271,19 +336,21 @@ pub async fn start(
         judge,
         router,
         traffic: recorder.clone(),
-        metrics: metrics.0,
-        webhooks,
+        metrics,
+        webhooks: notifier.clone(),
         clock,
         updates,
         persistence: crate::driver::Persistence::none(),
     };
     let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
-    let proxy_task = tokio::spawn(bound.serve(async move {
+    let proxy_task = tokio::spawn(proxy.serve(async move {
         let _ = proxy_stopped.await;
     }));
     let (commands, receiver) = mpsc::channel(16);
-    // The channel has room for 16 commands and is empty: this cannot fail.
-    let _ = commands.try_send(Command::Start(target));
+    if let Some(target) = target {
+        // The channel has room for 16 commands and is empty: this cannot fail.
+        let _ = commands.try_send(Command::Start(target));
+    }
     let outcome = tokio::spawn(async move {
         let result = driver.run(receiver, true).await;
         // The verdict's alerts and events go out before the process may exit.

@@ -102,7 +102,7 @@ async fn serve_mounts_the_dashboard_and_metrics() {
         "{root}"
     );
 
-    // The proxy's series arrive with the next traffic update (every second).
+    // The proxy's series are read from its recorder at scrape time.
     let started = Instant::now();
     loop {
         let metrics = http(api, "GET", "/metrics", None).unwrap();
@@ -112,7 +112,8 @@ async fn serve_mounts_the_dashboard_and_metrics() {
                 .contains("content-type: application/openmetrics-text"),
             "{metrics}"
         );
-        if metrics.contains(r#"http_requests_total{canary="web",version="stable",status="2xx"} 20"#)
+        // Exact status codes, read from the canary's own recorder.
+        if metrics.contains(r#"http_requests_total{canary="web",version="stable",status="200"} 20"#)
         {
             break;
         }
