@@ -221,7 +221,9 @@ async fn a_full_disk_holds_the_rollout_says_so_and_loses_nothing() {
     };
     let (commands, receiver) = tokio::sync::mpsc::channel(4);
     commands
-        .send(serin_server::Command::Start(prepared.target.expect("the file names a canary")))
+        .send(serin_server::Command::Start(
+            prepared.target.expect("the file names a canary"),
+        ))
         .await
         .unwrap();
     let run = tokio::spawn(driver.run(receiver, true));
