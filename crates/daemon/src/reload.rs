@@ -16,6 +16,9 @@ use tokio::sync::watch;
 /// How often the files are checked for changes by default.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
 
+/// How long a changed file must stay unchanged before it is read.
+const SETTLE: Duration = Duration::from_millis(150);
+
 /// Files larger than this are refused before they are read.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -44,6 +47,12 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
             }
         };
         match serin_spec::load_documents(&name, &text) {
+            // An empty file is almost always one caught mid-write (editors
+            // and `>` truncate first); taking it at its word would stop
+            // every canary it held.
+            Ok(documents) if documents.is_empty() => problems.push(format!(
+                "{name}: holds no documents; to remove its canaries, remove the file from the command line"
+            )),
             Ok(documents) => {
                 for document in documents {
                     if let serin_spec::Document::Canary(canary) = &document
@@ -131,6 +140,14 @@ pub async fn follow(
             return;
         }
         let now = seen(&paths);
+        if !forced && now != last {
+            // Let a write in progress finish: apply a change only once the
+            // files read the same twice in a row.
+            tokio::time::sleep(SETTLE).await;
+            if seen(&paths) != now {
+                continue;
+            }
+        }
         if forced || now != last {
             last = now;
             match load(&paths) {

@@ -72,6 +72,15 @@ pub enum Error {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// Another serin holds the directory: two daemons writing one store
+    /// would each undo the other's rollouts.
+    #[error(
+        "state directory {path} is in use by another serin (lock file {LOCK_FILE}); stop it, or give another --state-dir"
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The directory was written by a newer serin; it is left untouched.
     #[error(
         "state directory {path} was written by a newer serin (schema version {found}, this serin knows up to {known}): upgrade serin, or give another --state-dir"
@@ -148,7 +157,13 @@ pub struct HistoryEntry {
 pub struct Store {
     connection: Mutex<Connection>,
     path: PathBuf,
+    /// Held open for the store's life: the operating system releases the
+    /// lock when the process ends, however it ends (even `kill -9`).
+    _lock: std::fs::File,
 }
+
+/// The file locked by the daemon owning a state directory.
+pub const LOCK_FILE: &str = "serin.lock";
 
 // === impl Store ===
 
@@ -159,6 +174,29 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|source| Error::Directory {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Directory {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
         let open = |source| Error::Open {
             path: dir.to_path_buf(),
             source,
@@ -194,6 +232,7 @@ impl Store {
         Ok(Store {
             connection: Mutex::new(connection),
             path: dir.to_path_buf(),
+            _lock: lock,
         })
     }
 

@@ -59,6 +59,12 @@ async fn changed_files_start_rollouts_and_broken_ones_change_nothing() {
         (Some("v2"), Some("Progressing"))
     );
 
+    // An empty file (one caught mid-write) stops nothing either.
+    write(dir.path(), "web.yaml", "");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let web = json(api, "/api/v1/canaries/web").await;
+    assert_eq!(web["revision"].as_str(), Some("v2"));
+
     // A new revision restarts the rollout with it.
     write(
         dir.path(),

@@ -126,6 +126,17 @@ fn refuses_a_newer_directory_without_touching_it() {
 }
 
 #[test]
+fn one_directory_one_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).unwrap();
+    let error = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(error.contains("in use by another serin"), "{error}");
+    // The lock goes with its holder.
+    drop(first);
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
 fn refuses_a_file_that_is_not_a_database() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(store::DATABASE_FILE), vec![b'x'; 8192]).unwrap();
