@@ -9,6 +9,10 @@
 //! recorded in a [`serin_stats::Recorder`] so analysis reads both versions side
 //! by side.
 //!
+//! Like nginx, the proxy serves from worker threads (one per core by default,
+//! see [`Limits::workers`]), each with its own single-threaded runtime and
+//! upstream connection pool, so a request never crosses threads.
+//!
 //! ```no_run
 //! # async fn run() -> serin_proxy::Result<()> {
 //! use std::{sync::Arc, time::Duration};
