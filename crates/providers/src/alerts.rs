@@ -20,10 +20,6 @@
 use crate::webhooks::HttpWebhooks;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use serde::Serialize;
 use serde_json::{Value, json};
 use serin_rollout::{
@@ -251,13 +247,11 @@ impl AlertTarget {
         let address = spec.address.as_deref().unwrap_or_default();
         let address = address
             .parse::<http::Uri>()
-            .ok()
-            .filter(|uri| uri.scheme_str() == Some("http") && uri.host().is_some())
-            .ok_or_else(|| AlertError::Address {
+            .map_err(|error| error.to_string())
+            .and_then(|uri| crate::outbound::callable(&uri).map(|()| uri))
+            .map_err(|reason| AlertError::Address {
                 path: format!("{path}.providerRef: AlertProvider spec.address"),
-                message: format!(
-                    "{address:?} cannot be called: serin sends alerts over http:// (https is not supported yet; use a local relay)"
-                ),
+                message: format!("{address:?} cannot be called: {reason}"),
             })?;
         let severity_text = resolved.alert.severity.as_deref().unwrap_or("info");
         let severity = AlertSeverity::parse(severity_text).ok_or_else(|| AlertError::Severity {
@@ -378,7 +372,7 @@ struct Shared {
     muted_waiting: [bool; 2],
     /// A webhook failure the next records are about.
     hook_note: Mutex<Option<HookNote>>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Result<crate::outbound::Outbound, String>,
 }
 
 /// A failed webhook answer, remembered for the records it causes.
@@ -429,9 +423,7 @@ impl Notifier {
                 weight_before: AtomicU8::new(0),
                 muted_waiting,
                 hook_note: Mutex::new(None),
-                client: Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build_http(),
+                client: crate::outbound::client(true),
             }),
             queue: OnceLock::new(),
         })
@@ -708,10 +700,13 @@ async fn send(shared: &Shared, alert: &Alert) {
 }
 
 async fn post(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &Result<crate::outbound::Outbound, String>,
     address: &http::Uri,
     body: Bytes,
 ) -> Result<u16, String> {
+    let client = client
+        .as_ref()
+        .map_err(|error| format!("no TLS client: {error}"))?;
     let request = http::Request::post(address.clone())
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod builtin;
 pub mod metric_http;
 pub mod metrics;
+pub mod outbound;
 pub mod prometheus;
 #[cfg(feature = "tls")]
 pub mod tls;

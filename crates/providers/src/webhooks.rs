@@ -13,12 +13,9 @@
 //! background task fed through a bounded queue, so a slow receiver never
 //! holds the rollout: when the queue is full an event is dropped and logged.
 
+use crate::outbound::{self, Outbound};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use serde::Serialize;
 use serin_rollout::{
     GateKind, HookKind, Record, Severity,
@@ -59,6 +56,8 @@ struct Hook {
     timeout: Duration,
     retries: u32,
     mute_alert: bool,
+    /// Flagger's `disableTLS`: accept any certificate.
+    disable_tls: bool,
     metadata: BTreeMap<String, serde_json::Value>,
 }
 
@@ -86,7 +85,10 @@ struct Inner {
     name: String,
     namespace: String,
     hooks: BTreeMap<&'static str, Vec<Hook>>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Verifies certificates.
+    client: Result<Outbound, String>,
+    /// For webhooks with `disableTLS`.
+    insecure: Result<Outbound, String>,
 }
 
 /// Work for the event delivery task.
@@ -132,11 +134,12 @@ impl HttpWebhooks {
                     .collect();
                 hooks.entry(kind.name()).or_default().push(Hook {
                     name: webhook.name.clone(),
-                    url: check_url(&webhook.url, webhook.disable_tls),
+                    url: check_url(&webhook.url),
                     raw_url: webhook.url.clone(),
                     timeout,
                     retries,
                     mute_alert: webhook.mute_alert,
+                    disable_tls: webhook.disable_tls,
                     metadata,
                 });
             }
@@ -150,9 +153,8 @@ impl HttpWebhooks {
                     .clone()
                     .unwrap_or_else(|| "default".into()),
                 hooks,
-                client: Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build_http(),
+                client: outbound::client(true),
+                insecure: outbound::client(false),
             }),
             events: OnceLock::new(),
         })
@@ -353,7 +355,9 @@ impl Inner {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
         loop {
-            let outcome = self.attempt(url, hook.timeout, body.clone()).await;
+            let outcome = self
+                .attempt(url, hook.timeout, hook.disable_tls, body.clone())
+                .await;
             let retryable = match &outcome {
                 Attempt::Status { status, .. } => {
                     *status == 429 || (*status >= 500 && *status != 501)
@@ -375,7 +379,22 @@ impl Inner {
         }
     }
 
-    async fn attempt(&self, url: &http::Uri, timeout: Duration, body: Bytes) -> Attempt {
+    async fn attempt(
+        &self,
+        url: &http::Uri,
+        timeout: Duration,
+        disable_tls: bool,
+        body: Bytes,
+    ) -> Attempt {
+        let client = if disable_tls {
+            &self.insecure
+        } else {
+            &self.client
+        };
+        let client = match client {
+            Ok(client) => client,
+            Err(error) => return Attempt::Failed(format!("no TLS client: {error}")),
+        };
         let request = match http::Request::post(url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
@@ -384,8 +403,7 @@ impl Inner {
             Err(error) => return Attempt::Failed(error.to_string()),
         };
         let answer = tokio::time::timeout(timeout, async {
-            let response = self
-                .client
+            let response = client
                 .request(request)
                 .await
                 .map_err(|error| describe(&error))?;
@@ -411,22 +429,12 @@ impl Inner {
 }
 
 /// A URL the client can call, or why not.
-fn check_url(url: &str, disable_tls: bool) -> Result<http::Uri, String> {
+fn check_url(url: &str) -> Result<http::Uri, String> {
     let uri = url
         .parse::<http::Uri>()
         .map_err(|error| format!("url {url:?}: {error}"))?;
-    match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => Ok(uri),
-        Some("https") => Err(format!(
-            "url {url:?}: https webhooks are not supported yet{}; call the receiver over http (e.g. through a local sidecar)",
-            if disable_tls {
-                " (disableTLS has no effect)"
-            } else {
-                ""
-            }
-        )),
-        _ => Err(format!("url {url:?}: must be an absolute http:// URL")),
-    }
+    outbound::callable(&uri).map_err(|reason| format!("url {url:?}: {reason}"))?;
+    Ok(uri)
 }
 
 /// An error with its causes, which is where hyper says what actually failed.
@@ -461,14 +469,10 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        assert!(check_url("http://127.0.0.1:9/x", false).is_ok());
-        assert!(
-            check_url("https://example.com", true)
-                .unwrap_err()
-                .contains("https")
-        );
-        assert!(check_url("ftp://x", false).unwrap_err().contains("http://"));
-        assert!(check_url("not a url", false).is_err());
+        assert!(check_url("http://127.0.0.1:9/x").is_ok());
+        assert_eq!(check_url("https://example.com").is_ok(), outbound::HTTPS);
+        assert!(check_url("ftp://x").unwrap_err().contains("http://"));
+        assert!(check_url("not a url").is_err());
     }
 
     #[test]

@@ -7,4 +7,5 @@
 mod prometheus;
 mod secured;
 mod support;
+mod tls_receivers;
 mod web;

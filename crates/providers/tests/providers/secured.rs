@@ -26,7 +26,7 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it.
-fn certificates(dir: &Path) {
+pub(crate) fn certificates(dir: &Path) {
     run(
         dir,
         "openssl",
