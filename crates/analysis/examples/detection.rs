@@ -229,6 +229,8 @@ fn run(sc: &Scenario, judge: JudgeKind, seed: u64) -> RunResult {
     cfg.steps = sc.steps.to_vec();
     let mut analyzer = match Analyzer::new(cfg.clone()) {
         Ok(a) => a,
+        // The benchmark's configs are constants; an invalid one is a bug in
+        // this file, and the run must stop rather than report numbers.
         Err(e) => panic!("benchmark config is valid: {e}"),
     };
     let (mut step, mut failed) = (0usize, 0u32);
