@@ -1,6 +1,6 @@
 //! The Prometheus provider against a real Prometheus that scrapes itself.
 
-use super::support::Prometheus;
+use serin_testkit::Prometheus;
 use serin_providers::PrometheusQuery;
 use serin_rollout::{Timestamp, ports::MetricQuery};
 use serin_spec::MetricProvider;

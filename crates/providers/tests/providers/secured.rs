@@ -1,7 +1,7 @@
 //! The Prometheus provider against a real Prometheus serving https with a
 //! test CA (made by `openssl`) and basic authentication (`htpasswd`).
 
-use super::support::Prometheus;
+use serin_testkit::Prometheus;
 use serin_providers::PrometheusQuery;
 use serin_rollout::{
     Timestamp,
