@@ -1,10 +1,10 @@
 //! The Prometheus provider against a real Prometheus that scrapes itself.
 
-use serin_testkit::Prometheus;
 use serin_providers::PrometheusQuery;
 use serin_rollout::{Timestamp, ports::MetricQuery};
 use serin_spec::MetricProvider;
 use serin_stats::Version;
+use serin_testkit::Prometheus;
 use std::time::Duration;
 
 fn query(prometheus: &Prometheus, promql: &str) -> PrometheusQuery {

@@ -1,7 +1,6 @@
 //! The Prometheus provider against a real Prometheus serving https with a
 //! test CA (made by `openssl`) and basic authentication (`htpasswd`).
 
-use serin_testkit::Prometheus;
 use serin_providers::PrometheusQuery;
 use serin_rollout::{
     Timestamp,
@@ -9,6 +8,7 @@ use serin_rollout::{
 };
 use serin_spec::{BasicAuth, MetricProvider};
 use serin_stats::Version;
+use serin_testkit::Prometheus;
 use std::{path::Path, process::Command, time::Duration};
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {

@@ -10,4 +10,3 @@ mod docs_templates;
 mod grafana;
 mod metrics;
 mod promql_rollout;
-mod support;

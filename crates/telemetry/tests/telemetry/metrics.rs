@@ -1,12 +1,12 @@
 //! `/metrics` over HTTP: the brief's names and labels, OpenMetrics, and
 //! serin's own series folded from rollout updates.
 
-use super::support::http_get;
 use serin_analysis::{Decision, MetricEvidence, MetricStatus, Verdict};
 use serin_rollout::{Phase, RolloutState, Timestamp};
 use serin_server::Update;
 use serin_stats::{Recorder, Version};
 use serin_telemetry::{CONTENT_TYPE, Telemetry};
+use serin_testkit::http;
 use std::{sync::Arc, time::Duration};
 
 fn state(phase: Phase, weight: u8, at_ms: u64) -> Update {
@@ -55,7 +55,7 @@ async fn proxy_and_rollout_series_over_http() {
     let server = serin_telemetry::serve("127.0.0.1:0".parse().unwrap(), telemetry)
         .await
         .unwrap();
-    let answer = http_get(server.local_addr().port(), "/metrics")
+    let answer = http::get(server.local_addr().port(), "/metrics")
         .await
         .unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
@@ -98,7 +98,9 @@ async fn proxy_and_rollout_series_over_http() {
         "no promotion happened"
     );
 
-    let missing = http_get(server.local_addr().port(), "/nope").await.unwrap();
+    let missing = http::get(server.local_addr().port(), "/nope")
+        .await
+        .unwrap();
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
 

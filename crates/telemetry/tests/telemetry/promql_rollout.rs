@@ -2,11 +2,11 @@
 //! `/metrics` every second, and the canary's only metric is a
 //! MetricTemplate querying `http_requests_total` by version there.
 
-use super::support::{Prometheus, free_port};
 use serin_demo::{Backend, Behaviour, LoadSpec, load};
 use serin_server::{Prepared, Update};
 use serin_spec::Catalog;
 use serin_telemetry::Telemetry;
+use serin_testkit::{Prometheus, free_port};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
