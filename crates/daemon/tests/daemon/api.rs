@@ -33,7 +33,7 @@ async fn reads_commands_tokens_and_limits() {
     let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
     let api = daemon.api_addr();
 
-    assert_eq!(http(api, "GET", "/healthz", None, b"").await.0, 200);
+    assert_eq!(request(api, "GET", "/healthz", None, b"").await.0, 200);
     let list = json(api, "/api/v1/canaries").await;
     let web = &list["canaries"][0];
     assert_eq!(web["name"], "web");
@@ -41,19 +41,19 @@ async fn reads_commands_tokens_and_limits() {
     assert_eq!(web["canaryWeight"], 0);
     assert_eq!(web["conditions"][0]["type"], "Promoted");
 
-    let (status, body) = http(api, "GET", "/api/v1/canaries/shop", None, b"").await;
+    let (status, body) = request(api, "GET", "/api/v1/canaries/shop", None, b"").await;
     assert_eq!(status, 404);
     assert!(
         body.contains("no canary named \\\"shop\\\"; known canaries: web"),
         "{body}"
     );
-    let (status, body) = http(api, "GET", "/api/v1/nothing", None, b"").await;
+    let (status, body) = request(api, "GET", "/api/v1/nothing", None, b"").await;
     assert_eq!(status, 404);
     assert!(body.contains("no route GET /api/v1/nothing"), "{body}");
 
     // Changes need the token.
     let start = format!(r#"{{"canary": "{}", "revision": "v2"}}"#, canary.url());
-    let (status, body) = http(
+    let (status, body) = request(
         api,
         "POST",
         "/api/v1/canaries/web/start",
@@ -62,7 +62,7 @@ async fn reads_commands_tokens_and_limits() {
     )
     .await;
     assert_eq!(status, 401, "{body}");
-    let (status, body) = http(
+    let (status, body) = request(
         api,
         "POST",
         "/api/v1/canaries/web/start",
@@ -77,7 +77,7 @@ async fn reads_commands_tokens_and_limits() {
     );
 
     // Bad bodies name the field; big ones are refused before parsing.
-    let (status, body) = http(
+    let (status, body) = request(
         api,
         "POST",
         "/api/v1/canaries/web/start",
@@ -87,7 +87,7 @@ async fn reads_commands_tokens_and_limits() {
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("canary"), "{body}");
-    let (status, body) = http(
+    let (status, body) = request(
         api,
         "POST",
         "/api/v1/canaries/web/start",
@@ -102,7 +102,7 @@ async fn reads_commands_tokens_and_limits() {
         canary.url(),
         "x".repeat(20_000)
     );
-    let (status, _) = http(
+    let (status, _) = request(
         api,
         "POST",
         "/api/v1/canaries/web/start",
@@ -111,7 +111,7 @@ async fn reads_commands_tokens_and_limits() {
     )
     .await;
     assert_eq!(status, 413);
-    let (status, body) = http(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
+    let (status, body) = request(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
     assert_eq!(status, 409, "nothing to pause yet: {body}");
 
     // The event stream: a status per canary first, then changes as they come.
@@ -135,7 +135,7 @@ async fn reads_commands_tokens_and_limits() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let (status, body) = http(
+    let (status, body) = request(
         api,
         "POST",
         "/api/v1/canaries/web/start",
@@ -154,7 +154,7 @@ async fn reads_commands_tokens_and_limits() {
     )
     .await;
     // Starting the same revision again is a no-op CI may retry.
-    let (status, _) = http(
+    let (status, _) = request(
         api,
         "POST",
         "/api/v1/canaries/web/start",
@@ -173,18 +173,18 @@ async fn reads_commands_tokens_and_limits() {
     );
     assert!(kinds.iter().any(|k| k == "record"), "{kinds:?}");
 
-    let (status, body) = http(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
+    let (status, body) = request(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""paused":true"#), "{body}");
-    let (status, body) = http(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
+    let (status, body) = request(api, "POST", "/api/v1/canaries/web/pause", Some(TOKEN), b"").await;
     assert_eq!(
         (status, body.contains("already paused")),
         (409, true),
         "{body}"
     );
-    let (status, _) = http(api, "POST", "/api/v1/canaries/web/resume", Some(TOKEN), b"").await;
+    let (status, _) = request(api, "POST", "/api/v1/canaries/web/resume", Some(TOKEN), b"").await;
     assert_eq!(status, 200);
-    let (status, body) = http(
+    let (status, body) = request(
         api,
         "POST",
         "/api/v1/canaries/web/promote",
@@ -194,7 +194,7 @@ async fn reads_commands_tokens_and_limits() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""phase":"Promoting""#), "{body}");
-    let (status, body) = http(api, "POST", "/api/v1/canaries/web/abort", Some(TOKEN), b"").await;
+    let (status, body) = request(api, "POST", "/api/v1/canaries/web/abort", Some(TOKEN), b"").await;
     assert_eq!(
         (status, body.contains("promotion")),
         (409, true),
@@ -235,7 +235,7 @@ async fn without_a_token_nothing_changes_and_beyond_loopback_reads_need_it() {
         Duration::from_secs(60),
     )
     .await;
-    let (status, body) = http(
+    let (status, body) = request(
         daemon.api_addr(),
         "POST",
         "/api/v1/canaries/web/abort",
@@ -260,9 +260,12 @@ async fn without_a_token_nothing_changes_and_beyond_loopback_reads_need_it() {
     .await
     .unwrap();
     let api = SocketAddr::from(([127, 0, 0, 1], open.api_addr().port()));
-    assert_eq!(http(api, "GET", "/api/v1/canaries", None, b"").await.0, 401);
     assert_eq!(
-        http(api, "GET", "/api/v1/canaries", Some(TOKEN), b"")
+        request(api, "GET", "/api/v1/canaries", None, b"").await.0,
+        401
+    );
+    assert_eq!(
+        request(api, "GET", "/api/v1/canaries", Some(TOKEN), b"")
             .await
             .0,
         200
@@ -309,7 +312,7 @@ async fn openapi_matches_the_routes() {
             continue; // a stream: checked above
         }
         let path = path.replace("{name}", "web");
-        let (status, body) = http(
+        let (status, body) = request(
             daemon.api_addr(),
             &method.to_uppercase(),
             &path,
@@ -385,7 +388,7 @@ async fn many_clients_and_a_dead_canary() {
                     } else {
                         "/api/v1/canaries/web/history"
                     };
-                    assert_eq!(http(api, "GET", path, None, b"").await.0, 200);
+                    assert_eq!(request(api, "GET", path, None, b"").await.0, 200);
                 }
             })
         })
@@ -401,7 +404,7 @@ async fn many_clients_and_a_dead_canary() {
     let web = json(api, "/api/v1/canaries/web").await;
     assert_eq!(web["canaryWeight"], 0, "{web}");
     assert!(web["failedChecks"].as_u64().unwrap() >= 1, "{web}");
-    let (status, body) = http(
+    let (status, body) = request(
         SocketAddr::from(([127, 0, 0, 1], listen)),
         "GET",
         "/",
