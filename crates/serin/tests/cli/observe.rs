@@ -4,41 +4,19 @@
 use crate::support::*;
 use serde_json::Value;
 use serin_demo::{Backend, Behaviour};
+use serin_testkit::poll;
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::SocketAddr,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 const TOKEN: &str = "observe-test-token";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 exchange; the whole answer (head and body), or None.
 fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let body = if method == "POST" { "{}" } else { "" };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
+    let body: &[u8] = if method == "POST" { b"{}" } else { b"" };
+    serin_testkit::http::exchange(addr, method, path, token, body).map(|answer| answer.raw)
 }
 
 struct Killed(Child);
@@ -79,14 +57,13 @@ async fn serve_mounts_the_dashboard_and_metrics() {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
-    while http(api, "GET", "/healthz", None).is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serin serve did not answer"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answered = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || http(api, "GET", "/healthz", None).is_some(),
+    )
+    .await;
+    assert!(answered, "serin serve did not answer");
     // Bounded traffic through the proxy: 20 requests.
     for _ in 0..20 {
         let answer = http(proxy, "GET", "/", None).unwrap();

@@ -3,19 +3,12 @@
 
 use crate::support::*;
 use serin_demo::{Backend, Behaviour, LoadSpec, load};
+use serin_testkit::poll;
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     process::Stdio,
-    time::{Duration, Instant},
+    time::Duration,
 };
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn canary_file(
     dir: &std::path::Path,
@@ -90,14 +83,13 @@ async fn rollout(error_rate: f64, judge: &str) -> (Option<i32>, String, String) 
         .spawn()
         .unwrap();
     // Wait (bounded) for the proxy to listen.
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "proxy never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listening = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    )
+    .await;
+    assert!(listening, "proxy never listened");
     let mut spec = LoadSpec::new(
         format!("http://127.0.0.1:{port}/").parse().unwrap(),
         Some(150.0),

@@ -6,9 +6,9 @@
 use crate::support::*;
 use serde_json::Value;
 use serin_demo::{Backend, Behaviour, LoadSpec, load};
+use serin_testkit::poll;
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Stdio},
     time::{Duration, Instant},
@@ -16,33 +16,11 @@ use std::{
 
 const TOKEN: &str = "s3cret-test-token";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 exchange with `Connection: close`; `None` when nothing
-/// answered (the daemon is down or starting).
+/// One HTTP/1.1 exchange: status and body; `None` when nothing answered
+/// (the daemon is down or starting).
 fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let status = answer.split(' ').nth(1)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+    let answer = serin_testkit::http::exchange(addr, method, path, token, b"")?;
+    Some((answer.status, answer.body().to_owned()))
 }
 
 fn get_json(api: SocketAddr, path: &str) -> Option<Value> {
@@ -71,15 +49,14 @@ impl Serve {
             .spawn()
             .unwrap();
         let serve = Serve { child, api };
-        let started = Instant::now();
-        while http(api, "GET", "/healthz", None).is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serin serve did not answer: {}",
-                std::fs::read_to_string(dir.join(format!("serve-{run}.log"))).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let answered = poll::until(Duration::from_secs(20), Duration::from_millis(20), || {
+            http(api, "GET", "/healthz", None).is_some()
+        });
+        assert!(
+            answered,
+            "serin serve did not answer: {}",
+            std::fs::read_to_string(dir.join(format!("serve-{run}.log"))).unwrap_or_default()
+        );
         serve
     }
 
@@ -314,15 +291,10 @@ async fn routes_and_gates_survive_kill_9_and_ci_exit_codes() {
     let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let server = format!("http://{api}");
     let serve = Serve::start(dir.path(), &file, api, 0);
-    let started = Instant::now();
-    while serve.status("cart")["canaryWeight"] != 50 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{}",
-            serve.status("cart")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let at_50 = poll::until(Duration::from_secs(10), Duration::from_millis(50), || {
+        serve.status("cart")["canaryWeight"] == 50
+    });
+    assert!(at_50, "{}", serve.status("cart"));
 
     // A gate without the token is refused; with it, taken.
     let refused = output(serin().args(["pause", "cart", "--server", &server]));
@@ -544,14 +516,15 @@ async fn sighup_reloads_and_sigterm_stops() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while get_json(api, "/api/v1/canaries/pay").is_none_or(|s| s["revision"] != "v2") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "v2 did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let revision = |revision: &str| {
+        get_json(api, "/api/v1/canaries/pay").is_some_and(|s| s["revision"] == revision)
+    };
+    assert!(
+        poll::until(Duration::from_secs(20), Duration::from_millis(50), || {
+            revision("v2")
+        }),
+        "v2 did not start"
+    );
     std::fs::write(
         &file,
         std::fs::read_to_string(&file)
@@ -567,14 +540,12 @@ async fn sighup_reloads_and_sigterm_stops() {
         assert!(sent.success());
     };
     signal("-HUP");
-    let started = Instant::now();
-    while get_json(api, "/api/v1/canaries/pay").is_none_or(|s| s["revision"] != "v3") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "SIGHUP did not reload"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        poll::until(Duration::from_secs(10), Duration::from_millis(50), || {
+            revision("v3")
+        }),
+        "SIGHUP did not reload"
+    );
     signal("-TERM");
     let started = Instant::now();
     loop {

@@ -1,5 +1,6 @@
 //! Helpers shared by the command-line tests.
 
+pub use serin_testkit::{free_port, write};
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -31,11 +32,4 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Writes `text` to `name` in `dir` and returns its path.
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("temp file written");
-    path
 }
