@@ -2,6 +2,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use serin_testkit::{free_port, http};
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -57,7 +58,7 @@ impl Chromium {
     /// Connects to the first page, waiting (bounded) for the browser to listen.
     pub async fn page(&self) -> Page {
         for _ in 0..150 {
-            if let Some(list) = http_get(self.port, "/json/list").await
+            if let Some(list) = http::get(self.port, "/json/list").await
                 && let Some(body) = list.split("\r\n\r\n").nth(1)
                 && let Ok(targets) = serde_json::from_str::<Value>(body)
                 && let Some(url) = targets.as_array().and_then(|targets| {
@@ -161,28 +162,6 @@ impl Page {
             .await;
         base64_decode(result["data"].as_str().unwrap())
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A raw GET on loopback; the whole answer, or None.
-pub async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
-    Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

@@ -1,11 +1,12 @@
 //! A real rollout watched in the browser: the weight changes live, the pause
 //! button (after the token dialog) pauses it, and hostile text stays text.
 
-use super::browser::{Chromium, free_port, http_get};
+use super::browser::Chromium;
 use serde_json::Value;
 use serin_daemon::{Config, Daemon};
 use serin_demo::{Backend, Behaviour, LoadSpec, load};
 use serin_rollout::ports::CanaryTarget;
+use serin_testkit::{free_port, http};
 use std::time::Duration;
 
 const TOKEN: &str = "dashboard-test-token";
@@ -62,7 +63,7 @@ spec:
     let api = daemon.api_addr();
 
     // The page and its assets are served with a strict CSP.
-    let page = http_get(api.port(), "/ui/").await.unwrap();
+    let page = http::get(api.port(), "/ui/").await.unwrap();
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
         page.to_ascii_lowercase()
