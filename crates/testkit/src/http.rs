@@ -109,3 +109,16 @@ pub async fn get(port: u16, path: &str) -> Option<String> {
     let _ = tokio::time::timeout(GET_TIMEOUT, stream.read_to_end(&mut answer)).await;
     Some(String::from_utf8_lossy(&answer).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Answer;
+
+    #[test]
+    fn answers_parse_status_and_body() {
+        let answer = Answer::parse(b"HTTP/1.1 404 Not Found\r\nx: y\r\n\r\nnope").unwrap();
+        assert_eq!(answer.status, 404);
+        assert_eq!(answer.body(), "nope");
+        assert!(Answer::parse(b"").is_none(), "nothing read is no answer");
+    }
+}

@@ -41,3 +41,23 @@ pub async fn eventually(within: Duration, what: &str, check: impl AsyncFnMut() -
         "not within {within:?}: {what}"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::until;
+    use std::time::Duration;
+
+    #[test]
+    fn until_is_bounded() {
+        let mut calls = 0;
+        assert!(until(Duration::from_secs(1), Duration::ZERO, || {
+            calls += 1;
+            calls == 3
+        }));
+        assert!(!until(
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+            || false
+        ));
+    }
+}
