@@ -24,7 +24,17 @@ use crate::{
 };
 use serde::{Deserialize, Serialize};
 use serin_stats::{Pair, Version, Window};
-use std::{borrow::Cow, collections::VecDeque, io::BufRead, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::VecDeque,
+    io::{BufRead, Read},
+    time::Duration,
+};
+
+/// The longest line a request log may have. A record is under 200 bytes; the
+/// limit keeps a log without newlines (or a hostile one) from being read
+/// into memory whole.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +49,12 @@ pub enum ReplayError {
         line: u64,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// A line is longer than [`MAX_LINE_BYTES`].
+    #[error("line {line}: longer than {MAX_LINE_BYTES} bytes; not a request record")]
+    LineTooLong {
+        /// 1-based line number.
+        line: u64,
     },
     /// A line is not a request record.
     #[error("line {line}: {message}")]
@@ -101,10 +117,12 @@ pub fn replay<R: BufRead>(reader: R, config: &AnalysisConfig) -> Replay<R> {
         .retain(|m| matches!(m.kind, MetricKind::Builtin(_)));
     let analyzer = Analyzer::new(config.clone());
     let span = config.longest_window();
+    // A configuration error is the only item: the log is not read.
     let (analyzer, pending) = match analyzer {
         Ok(a) => (Some(a), VecDeque::new()),
         Err(e) => (None, VecDeque::from([Err(ReplayError::Config(e))])),
     };
+    let done = analyzer.is_none();
     let interval_ms = u64::try_from(config.interval.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
@@ -120,8 +138,9 @@ pub fn replay<R: BufRead>(reader: R, config: &AnalysisConfig) -> Replay<R> {
         next_tick: 0,
         step: 0,
         failed: 0,
-        done: false,
+        done,
         pending,
+        held: None,
         config,
     }
 }
@@ -146,6 +165,8 @@ pub struct Replay<R> {
     failed: u32,
     done: bool,
     pending: VecDeque<Result<TickReport, ReplayError>>,
+    /// A record past the current second, applied once the seconds before it are closed.
+    held: Option<Held>,
 }
 
 // === impl Replay ===
@@ -215,10 +236,11 @@ impl<R: BufRead> Replay<R> {
             }
             Verdict::Rollback => Outcome::Rollback,
         };
+        let passed = d.verdict == Verdict::Pass;
         let r = self.report(at, outcome, d);
         self.pending.push_back(Ok(r));
         match outcome {
-            Outcome::Continue if r_is_pass(&self.pending) => {
+            Outcome::Continue if passed => {
                 self.step += 1;
                 let w = self.weight();
                 if let Some(a) = self.analyzer.as_mut() {
@@ -235,11 +257,23 @@ impl<R: BufRead> Replay<R> {
         self.done = true;
     }
 
-    /// Reads and applies one line; false at the end of the log.
+    /// Applies the held record or reads and applies one line; false at the
+    /// end of the log.
     fn step_line(&mut self) -> bool {
+        if let Some(record) = self.held.take() {
+            return self.apply(record);
+        }
         self.buf.clear();
         self.line += 1;
-        match self.reader.read_line(&mut self.buf) {
+        // One byte over the limit tells a line that is too long from one that fits.
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        let read = (&mut self.reader).take(limit).read_line(&mut self.buf);
+        if matches!(read, Ok(n) if n > MAX_LINE_BYTES) {
+            let line = self.line;
+            self.fail(ReplayError::LineTooLong { line });
+            return false;
+        }
+        match read {
             Ok(0) => {
                 if let Some(s) = self.second.take() {
                     self.close_second(s);
@@ -264,29 +298,51 @@ impl<R: BufRead> Replay<R> {
             }
         };
         let ts_ms = (ts * 1000.0) as u64;
-        let sec = ts_ms - ts_ms % 1000;
+        let latency = Duration::from_micros((latency_ms * 1000.0) as u64);
+        self.apply(Held {
+            second: ts_ms - ts_ms % 1000,
+            version,
+            status,
+            latency,
+        })
+    }
+
+    /// Applies one record, or closes the next second before it and holds it
+    /// back: a gap in the log yields its ticks as they are read, instead of
+    /// queueing a report per interval of the gap.
+    fn apply(&mut self, record: Held) -> bool {
         let current = match self.second {
             None => {
-                self.next_tick = sec.saturating_add(self.interval_ms);
-                sec
+                self.next_tick = record.second.saturating_add(self.interval_ms);
+                record.second
             }
             Some(cur) => cur,
         };
         // Late records (clock skew in the log) count in the current second.
-        let mut current = current;
-        while sec > current && !self.done {
+        if record.second > current {
             self.close_second(current);
-            current += 1000;
+            self.second = Some(current.saturating_add(1000));
+            if !self.done {
+                self.held = Some(record);
+            }
+            return !self.done;
         }
         self.second = Some(current);
-        if self.done {
-            return false;
-        }
-        let latency = Duration::from_micros((latency_ms * 1000.0) as u64);
-        self.delta.get_mut(version).record(status, latency);
-        self.windows[version.index()].record(current, status, latency);
+        self.delta
+            .get_mut(record.version)
+            .record(record.status, record.latency);
+        self.windows[record.version.index()].record(current, record.status, record.latency);
         true
     }
+}
+
+/// A parsed record: the start (ms) of its second, version, status, latency.
+#[derive(Debug)]
+struct Held {
+    second: u64,
+    version: Version,
+    status: u16,
+    latency: Duration,
 }
 
 /// One line: `None` when blank, else (ts, version, status, latency_ms).
@@ -314,11 +370,6 @@ fn parse(text: &str, line: u64) -> Result<Option<(f64, Version, u16, f64)>, Repl
         )));
     }
     Ok(Some((record.ts, version, record.status, record.latency_ms)))
-}
-
-/// Whether the report just pushed was a passing check (the step advances).
-fn r_is_pass(pending: &VecDeque<Result<TickReport, ReplayError>>) -> bool {
-    matches!(pending.back(), Some(Ok(r)) if r.verdict == Verdict::Pass)
 }
 
 impl<R: BufRead> Iterator for Replay<R> {
@@ -439,5 +490,33 @@ mod tests {
         cfg.steps.clear();
         let out: Vec<_> = replay("".as_bytes(), &cfg).collect();
         assert!(matches!(out[0], Err(ReplayError::Config(_))));
+        // The configuration error is the only item: the log is not read.
+        let out: Vec<_> = replay("not json\n".as_bytes(), &cfg).collect();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(matches!(out[0], Err(ReplayError::Config(_))));
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_without_reading_it_whole() {
+        let mut text = log(2, 5, 5, 0);
+        text.push_str(&" ".repeat(MAX_LINE_BYTES + 10));
+        text.push('\n');
+        let out: Vec<_> = replay(text.as_bytes(), &AnalysisConfig::default()).collect();
+        let err = out.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(err.starts_with("line 11: longer than"), "{err}");
+        // A line right at the limit is still read.
+        let line = r#"{"ts": 1, "version": "stable", "status": 200, "latency_ms": 1}"#;
+        let padded = format!("{line}{}\n", " ".repeat(MAX_LINE_BYTES - line.len() - 1));
+        assert!(replay(padded.as_bytes(), &AnalysisConfig::default()).all(|r| r.is_ok()));
+    }
+
+    #[test]
+    fn a_gap_in_the_log_yields_ticks_as_it_goes_rather_than_queueing_them() {
+        let text = "{\"ts\": 1000, \"version\": \"stable\", \"status\": 200, \"latency_ms\": 1}\n\
+                    {\"ts\": 1000000, \"version\": \"stable\", \"status\": 200, \"latency_ms\": 1}\n";
+        let cfg = AnalysisConfig::flagger_defaults().with_judge(JudgeKind::Threshold);
+        let mut replay = replay(text.as_bytes(), &cfg);
+        assert!(replay.next().is_some());
+        assert!(replay.pending.len() <= 1, "{} queued", replay.pending.len());
     }
 }
