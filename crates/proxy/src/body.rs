@@ -22,6 +22,13 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("request body larger than {0} bytes")]
 pub(crate) struct BodyTooLarge(pub u64);
 
+/// The client's own body failed (it hung up mid-upload, or sent a malformed
+/// chunk). Wrapped so the forwarder can tell it from an upstream failure:
+/// it is answered 400 and never recorded as the version's error.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub(crate) struct ClientBodyError(#[source] pub hyper::Error);
+
 pin_project! {
     /// What is sent upstream.
     #[project = RequestBodyProj]
@@ -68,7 +75,9 @@ impl Body for RequestBody {
             RequestBodyProj::Stream { inner, limit } => {
                 let frame = match inner.poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => frame,
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Some(Err(ClientBodyError(e).into())));
+                    }
                     Poll::Ready(None) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,
                 };

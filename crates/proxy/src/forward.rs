@@ -10,7 +10,7 @@
 
 use crate::{
     Limits,
-    body::{BodyTooLarge, RequestBody},
+    body::{BodyTooLarge, ClientBodyError, RequestBody},
     routes::Upstream,
 };
 use http::{
@@ -265,6 +265,9 @@ pub(crate) enum Failure {
     BodyTooLarge,
     /// Anything else (reset, malformed response): 502.
     Other,
+    /// The client's body failed mid-request (it hung up): 400, and not the
+    /// upstream's doing.
+    Client,
 }
 
 // === impl Failure ===
@@ -275,13 +278,14 @@ impl Failure {
             Failure::Connect | Failure::Other => StatusCode::BAD_GATEWAY,
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::Client => StatusCode::BAD_REQUEST,
         }
     }
 
     /// Whether the failure is the upstream's (recorded as that version's
     /// error) rather than the client's.
     pub(crate) fn is_upstream(self) -> bool {
-        !matches!(self, Failure::BodyTooLarge)
+        !matches!(self, Failure::BodyTooLarge | Failure::Client)
     }
 
     fn classify(error: &hyper::Error) -> Failure {
@@ -289,6 +293,10 @@ impl Failure {
         while let Some(e) = source {
             if e.is::<BodyTooLarge>() {
                 return Failure::BodyTooLarge;
+            }
+            // Before the I/O check: the client's own errors wrap I/O errors.
+            if e.is::<ClientBodyError>() {
+                return Failure::Client;
             }
             if let Some(io) = e.downcast_ref::<io::Error>()
                 && io.kind() == io::ErrorKind::TimedOut

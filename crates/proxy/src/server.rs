@@ -652,6 +652,8 @@ impl Shared {
             Failure::Timeout => &c.upstream_timeouts,
             Failure::Other => &c.upstream_other_errors,
             Failure::BodyTooLarge => &c.rejected_body_too_large,
+            // The client hung up: nothing of the proxy's or an upstream's to count.
+            Failure::Client => return,
         });
     }
 
@@ -906,6 +908,7 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
                 Failure::Connect | Failure::Other => "upstream unavailable\n",
                 Failure::Timeout => "upstream timed out\n",
                 Failure::BodyTooLarge => "request body too large\n",
+                Failure::Client => "request body could not be read\n",
             };
             error(failure.status(), text)
         }

@@ -163,3 +163,27 @@ async fn idle_connections_are_closed() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(proxy.handle.counters().active_connections, 0);
 }
+
+#[tokio::test]
+async fn a_client_abandoning_its_upload_is_not_the_versions_error() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = named("stable").await;
+    let proxy = TestProxy::start(Routes::stable_only(upstream.uri())).await;
+    let mut stream = must(tokio::net::TcpStream::connect(proxy.addr).await);
+    must(
+        stream
+            .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\n0123456789")
+            .await,
+    );
+    // Give the proxy time to start forwarding, then hang up mid-body.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while proxy.handle.counters().active_connections > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let totals = proxy.recorder.totals();
+    assert_eq!(totals.stable.errors, 0, "{totals:?}");
+    assert_eq!(proxy.handle.counters().upstream_other_errors, 0);
+}
