@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serin_rollout::RolloutState;
 use serin_server::{Placement, Saved, StateStore, Update};
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
     time::Duration,
@@ -25,8 +26,9 @@ pub const DATABASE_FILE: &str = "serin.db";
 /// History entries kept per canary; older ones are pruned as new ones come.
 pub const HISTORY_PER_CANARY: i64 = 20_000;
 
-/// Old history is pruned about once per this many entries written.
-const PRUNE_EVERY: i64 = 256;
+/// Old history of a canary is pruned once per this many of its entries
+/// written (and at its first save after the store is opened).
+const PRUNE_EVERY: usize = 256;
 
 /// How long a write waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,6 +158,11 @@ pub struct HistoryEntry {
 #[derive(Debug)]
 pub struct Store {
     connection: Mutex<Connection>,
+    /// History entries written per canary since its last pruning. Counted
+    /// per canary, not from the store-wide row id: ids interleave between
+    /// canaries, so a canary whose ids never land on a multiple would never
+    /// be pruned. Locked only while `connection` is held.
+    unpruned: Mutex<HashMap<String, usize>>,
     path: PathBuf,
     /// Held open for the store's life: the operating system releases the
     /// lock when the process ends, however it ends (even `kill -9`).
@@ -231,6 +238,7 @@ impl Store {
         migrate(&mut connection, dir)?;
         Ok(Store {
             connection: Mutex::new(connection),
+            unpruned: Mutex::new(HashMap::new()),
             path: dir.to_path_buf(),
             _lock: lock,
         })
@@ -383,6 +391,15 @@ impl Store {
             history.push((update_at(update), kind, body.to_string()));
         }
         let mut connection = self.lock();
+        let mut unpruned = self
+            .unpruned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let written = unpruned
+            .get(canary)
+            .map(|count| count.saturating_add(history.len()));
+        // Pruning scans the canary's newest entries: do it now and then.
+        let prune = !history.is_empty() && written.is_none_or(|count| count >= PRUNE_EVERY);
         let transaction = connection.transaction()?;
         transaction.execute(
             "INSERT INTO canaries (name, state, placement, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -398,10 +415,7 @@ impl Store {
                 insert.execute(params![canary, at, kind, body])?;
             }
             drop(insert);
-            // Pruning scans the canary's newest entries: do it now and then.
-            if transaction.last_insert_rowid() % PRUNE_EVERY
-                < i64::try_from(history.len()).unwrap_or(i64::MAX)
-            {
+            if prune {
                 transaction.execute(
                     "DELETE FROM history WHERE canary = ?1 AND id <= (
                      SELECT id FROM history WHERE canary = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
@@ -410,6 +424,11 @@ impl Store {
             }
         }
         transaction.commit()?;
+        if prune {
+            unpruned.insert(canary.to_owned(), 0);
+        } else if let Some(count) = written {
+            unpruned.insert(canary.to_owned(), count);
+        }
         Ok(())
     }
 }

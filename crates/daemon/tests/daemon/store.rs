@@ -333,3 +333,55 @@ fn history_is_pruned_to_its_cap() {
     }
     assert_eq!(count, usize::try_from(store::HISTORY_PER_CANARY).unwrap());
 }
+
+/// Row ids are shared by every canary: a canary whose single-entry saves
+/// interleave with another's must be pruned all the same.
+#[test]
+fn history_of_interleaved_canaries_is_pruned_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let save = |name: &str, history: &[Update]| {
+        store
+            .save(
+                name,
+                Saved {
+                    state: &state(10),
+                    placement: &Placement::default(),
+                    history,
+                },
+            )
+            .unwrap();
+    };
+    let chunk: Vec<Update> = (0..400).map(|i| record(&i.to_string())).collect();
+    for _ in 0..50 {
+        save("web", &chunk);
+    }
+    let cap = usize::try_from(store::HISTORY_PER_CANARY).unwrap();
+    let count = |name: &str| {
+        let (mut count, mut after, mut last_id) = (0, 0, 0);
+        loop {
+            let page = store.history(name, after, 1000, None).unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            last_id = last.id;
+            count += page.len();
+        }
+        (count, last_id)
+    };
+    let (filled, last_id) = count("web");
+    assert_eq!(filled, cap);
+    // Give `web` the odd ids from here on: none is a multiple of anything even.
+    let web_first = (last_id + 1) % 2 == 1;
+    let one = [record("one")];
+    for _ in 0..600 {
+        if web_first {
+            save("web", &one);
+            save("api", &one);
+        } else {
+            save("api", &one);
+            save("web", &one);
+        }
+    }
+    let (web, _) = count("web");
+    assert!(web < cap + 256, "web kept {web} entries, cap {cap}");
+}
