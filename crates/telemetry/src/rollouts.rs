@@ -6,11 +6,11 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use serin_analysis::{Decision, MetricStatus};
+use serin_analysis::{Decision, MetricStatus, Verdict};
 use serin_rollout::{Phase, RolloutState, Timestamp};
 use serin_server::Update;
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Mutex, atomic::AtomicU64},
 };
 
@@ -30,6 +30,14 @@ const PHASES: [Phase; 9] = [
     Phase::Finalising,
     Phase::Succeeded,
     Phase::Failed,
+];
+
+/// Every verdict, for removing a canary's `serin_canary_decisions`.
+const VERDICTS: [Verdict; 4] = [
+    Verdict::Pass,
+    Verdict::Hold,
+    Verdict::Fail,
+    Verdict::Rollback,
 ];
 
 /// Every metric status, for the `serin_canary_metric_status` state set.
@@ -94,6 +102,8 @@ pub(crate) struct Rollouts {
     metric_status: Family<MetricStatusLabels, Gauge>,
     /// The last phase seen per canary, to count each promotion and rollback once.
     last_phase: Mutex<BTreeMap<String, Phase>>,
+    /// The analysis metrics seen per canary, so removing it removes their series.
+    metrics: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl Default for Rollouts {
@@ -111,6 +121,7 @@ impl Default for Rollouts {
             metric_value: Family::default(),
             metric_status: Family::default(),
             last_phase: Mutex::new(BTreeMap::new()),
+            metrics: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -212,13 +223,7 @@ impl Rollouts {
                 .get_or_create(&labels)
                 .set(i64::from(phase == state.phase));
         }
-        let previous = {
-            let mut last = self
-                .last_phase
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            last.insert(canary.to_owned(), state.phase)
-        };
+        let previous = lock(&self.last_phase).insert(canary.to_owned(), state.phase);
         let finished = state.phase.is_terminal() && previous.is_some_and(|p| !p.is_terminal());
         if finished {
             match state.phase {
@@ -239,6 +244,15 @@ impl Rollouts {
                 verdict: decision.verdict.as_str().to_owned(),
             })
             .inc();
+        {
+            let mut metrics = lock(&self.metrics);
+            let seen = metrics.entry(canary.to_owned()).or_default();
+            for evidence in &decision.metrics {
+                if !seen.contains(&evidence.name) {
+                    seen.insert(evidence.name.clone());
+                }
+            }
+        }
         for evidence in &decision.metrics {
             for (version, value) in [("canary", evidence.canary), ("stable", evidence.stable)] {
                 let labels = MetricValueLabels {
@@ -290,11 +304,37 @@ impl Rollouts {
                 phase: phase.as_str().to_owned(),
             });
         }
-        self.last_phase
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(canary);
-        // Decisions and metric series are keyed by names the canary alone
-        // knows; they are few and stop changing once it is gone.
+        lock(&self.last_phase).remove(canary);
+        for verdict in VERDICTS {
+            self.decisions.remove(&VerdictLabels {
+                canary: canary.to_owned(),
+                verdict: verdict.as_str().to_owned(),
+            });
+        }
+        let metrics = lock(&self.metrics).remove(canary).unwrap_or_default();
+        for metric in metrics {
+            for version in ["canary", "stable"] {
+                self.metric_value.remove(&MetricValueLabels {
+                    canary: canary.to_owned(),
+                    metric: metric.clone(),
+                    version: version.to_owned(),
+                });
+            }
+            for (_, status) in STATUSES {
+                self.metric_status.remove(&MetricStatusLabels {
+                    canary: canary.to_owned(),
+                    metric: metric.clone(),
+                    status: status.to_owned(),
+                });
+            }
+        }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere mid-update; each map is
+    // still consistent (every update is one insert or remove).
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

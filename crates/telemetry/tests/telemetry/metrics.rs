@@ -141,3 +141,39 @@ fn traffic_updates_feed_canaries_without_a_recorder() {
     assert!(body.contains(r#"http_requests_total{canary="api",version="canary",status="204"} 1"#));
     assert!(!body.contains(r#"status="5xx""#), "{body}");
 }
+
+#[test]
+fn removing_a_canary_removes_every_series_of_it() {
+    let telemetry = Telemetry::new();
+    for canary in ["shop", "cart"] {
+        telemetry.observe(canary, &state(Phase::Progressing, 20, 2_000));
+        let mut evidence = MetricEvidence::new("conversion", MetricStatus::Pass, "ok".into());
+        evidence.canary = Some(2.5);
+        evidence.stable = Some(3.0);
+        telemetry.observe(
+            canary,
+            &Update::Decision {
+                at: Timestamp::from_millis(3_000),
+                decision: Decision {
+                    verdict: Verdict::Pass,
+                    at_ms: 3_000,
+                    metrics: vec![evidence],
+                    reasons: vec![],
+                },
+            },
+        );
+    }
+    telemetry.remove("shop");
+    let body = telemetry.render();
+    assert!(!body.contains(r#"canary="shop""#), "{body}");
+    for series in [
+        r#"serin_canary_decisions_total{canary="cart",verdict="pass"} 1"#,
+        r#"serin_canary_metric_value{canary="cart",metric="conversion",version="canary"} 2.5"#,
+        r#"serin_canary_metric_status{canary="cart",metric="conversion",status="pass"} 1"#,
+    ] {
+        assert!(
+            body.lines().any(|l| l == series),
+            "missing {series:?} in:\n{body}"
+        );
+    }
+}
