@@ -188,9 +188,12 @@ pub fn bucket_index(micros: u64) -> usize {
     ((shift as u64 + 1) * SUB_COUNT + sub) as usize
 }
 
-/// The inclusive range of microsecond values a bucket holds.
+/// The inclusive range of microsecond values a bucket holds. Indices past
+/// the last bucket (a histogram deserialized from elsewhere may carry more
+/// counts than [`BUCKETS`]) get the last bucket's range: shifting by them
+/// would overflow.
 pub fn bucket_bounds(index: usize) -> (u64, u64) {
-    let index = index as u64;
+    let index = index.min(BUCKETS - 1) as u64;
     if index < SUB_COUNT {
         return (index, index);
     }
@@ -221,6 +224,14 @@ mod tests {
             expected_low = high + 1;
         }
         assert_eq!(expected_low, 1u64 << MAX_BITS);
+    }
+
+    #[test]
+    fn indices_past_the_last_bucket_do_not_overflow() {
+        let last = bucket_bounds(BUCKETS - 1);
+        assert_eq!(bucket_bounds(BUCKETS), last);
+        assert_eq!(bucket_bounds(1_100), last);
+        assert_eq!(bucket_bounds(usize::MAX), last);
     }
 
     #[test]
