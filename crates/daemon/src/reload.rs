@@ -8,6 +8,7 @@ use crate::supervisor::Supervisor;
 use serin_spec::Catalog;
 use std::{
     collections::BTreeMap,
+    io::Read as _,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -79,12 +80,30 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
 fn read(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "file is {} bytes; the limit is {MAX_FILE_BYTES}",
-            meta.len()
-        ));
+        return Err(too_large(meta.len()));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+    let bytes = read_bounded(path)?;
+    String::from_utf8(bytes).map_err(|_| "cannot read: not UTF-8 text".to_owned())
+}
+
+/// The file's bytes, at most [`MAX_FILE_BYTES`] of them: the read itself is
+/// bounded, so a file that grows after its size was checked (or a device
+/// that reports none) cannot exhaust memory.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    Ok(bytes)
+}
+
+fn too_large(len: u64) -> String {
+    format!("file is {len} bytes or more; the limit is {MAX_FILE_BYTES}")
 }
 
 /// What a file looked like: changes in size, time or content trigger a reload.
@@ -101,12 +120,18 @@ fn seen(paths: &[PathBuf]) -> Vec<Option<Seen>> {
         .map(|path| {
             let meta = std::fs::metadata(path).ok()?;
             // Hash the content too: an edit within the same second and size
-            // (a revision string changed in place) must not be missed.
-            let bytes = std::fs::read(path).ok()?;
+            // (a revision string changed in place) must not be missed. A file
+            // over the limit is not read every poll; its size and time still
+            // show a change, and loading it says why it is refused.
+            let hash = if meta.len() > MAX_FILE_BYTES {
+                0
+            } else {
+                fnv1a(&read_bounded(path).ok()?)
+            };
             Some(Seen {
                 modified: meta.modified().ok(),
                 len: meta.len(),
-                hash: fnv1a(&bytes),
+                hash,
             })
         })
         .collect()
@@ -208,4 +233,26 @@ async fn next_hangup(hangup: &mut Hangup) {
 #[cfg(not(unix))]
 async fn next_hangup(_hangup: &mut Hangup) {
     std::future::pending::<()>().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_over_the_limit_are_refused_and_not_read_when_polled() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("huge.yaml");
+        let file = std::fs::File::create(&path).expect("a file");
+        file.set_len(MAX_FILE_BYTES + 1).expect("a sparse file");
+        let problem = read(&path).expect_err("refused");
+        assert!(problem.contains("the limit is"), "{problem}");
+        let seen = seen(std::slice::from_ref(&path));
+        let Some(Some(seen)) = seen.first() else {
+            panic!("the file is seen: {seen:?}");
+        };
+        assert_eq!(seen.len, MAX_FILE_BYTES + 1);
+        assert_eq!(seen.hash, 0, "an oversized file is not hashed");
+        assert!(read_bounded(&path).is_err());
+    }
 }
