@@ -37,7 +37,9 @@ impl Behaviour {
     /// The latency of one request.
     fn draw_latency(&self) -> Duration {
         let jitter_us = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
-        self.latency + Duration::from_micros(fastrand::u64(0..=jitter_us))
+        // Saturating: a caller's `Duration::MAX` means "never answer", not a panic.
+        self.latency
+            .saturating_add(Duration::from_micros(fastrand::u64(0..=jitter_us)))
     }
 }
 
@@ -123,4 +125,19 @@ async fn answer(
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_latencies_saturate() {
+        let behaviour = Behaviour {
+            latency: Duration::MAX,
+            jitter: Duration::from_millis(10),
+            ..Behaviour::healthy("slow")
+        };
+        assert_eq!(behaviour.draw_latency(), Duration::MAX);
+    }
 }
