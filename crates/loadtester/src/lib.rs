@@ -50,6 +50,10 @@ pub struct Config {
     pub max_duration: Duration,
     /// The largest webhook payload read.
     pub max_body_bytes: usize,
+    /// How long a client may take to send a payload once its headers came:
+    /// without it a client trickling a body would hold a connection slot
+    /// for ever, and a few hundred of them would shut the service out.
+    pub body_timeout: Duration,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             max_concurrent: 8,
             max_duration: Duration::from_secs(3600),
             max_body_bytes: 64 * 1024,
+            body_timeout: Duration::from_secs(10),
         }
     }
 }

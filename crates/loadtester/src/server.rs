@@ -73,15 +73,22 @@ impl Service {
             (&Method::POST, _) => {}
             _ => return answer(StatusCode::METHOD_NOT_ALLOWED, "POST a webhook payload\n"),
         }
-        let body = match Limited::new(request.into_body(), self.config.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(_) => {
+        let read = Limited::new(request.into_body(), self.config.max_body_bytes).collect();
+        let body = match tokio::time::timeout(self.config.body_timeout, read).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(_)) => {
                 return answer(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("payload larger than {} bytes\n", self.config.max_body_bytes),
+                );
+            }
+            Err(_) => {
+                return answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "payload not received within {:?}\n",
+                        self.config.body_timeout
+                    ),
                 );
             }
         };

@@ -215,3 +215,23 @@ async fn the_built_in_load_generator_needs_nothing_installed() {
     assert_eq!(status, 400);
     assert!(body.contains("metadata.duration"), "{body}");
 }
+
+#[tokio::test]
+async fn a_payload_trickled_too_slowly_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tester = start(Config {
+        body_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(tester.addr).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"na")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "still waiting for the body: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
