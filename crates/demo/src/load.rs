@@ -223,8 +223,15 @@ async fn work(
         let outcome = tokio::time::timeout(spec.timeout, async {
             let response = client.request(request).await?;
             let status = response.status().as_u16();
-            // Read the body so the connection returns to the pool.
-            let _ = response.into_body().collect().await;
+            // Read the body to its end so the connection returns to the
+            // pool, frame by frame: the loadtester points this at any URL,
+            // and buffering whole answers would hold `concurrency` of them.
+            let mut body = response.into_body();
+            while let Some(frame) = body.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
             Ok::<u16, hyper_util::client::legacy::Error>(status)
         })
         .await;
