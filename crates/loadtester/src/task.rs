@@ -327,9 +327,9 @@ pub fn hey_results(output: &str) -> Option<LoadResults> {
                         .next()
                         .and_then(|n| n.parse().ok())
                         .unwrap_or(0);
-                    results.requests += count;
+                    results.requests = results.requests.saturating_add(count);
                     if code.starts_with('5') {
-                        results.errors += count;
+                        results.errors = results.errors.saturating_add(count);
                     }
                     seen = true;
                 }
@@ -341,8 +341,8 @@ pub fn hey_results(output: &str) -> Option<LoadResults> {
                     .and_then(|t| t.split_once(']'))
                     .and_then(|(n, _)| n.parse::<u64>().ok())
                 {
-                    results.requests += count;
-                    results.errors += count;
+                    results.requests = results.requests.saturating_add(count);
+                    results.errors = results.errors.saturating_add(count);
                     seen = true;
                 }
             }
@@ -401,5 +401,16 @@ Error distribution:
         assert_eq!(results.p50_ms, Some(2.0));
         assert_eq!(results.p99_ms, Some(10.0));
         assert_eq!(hey_results("nothing"), None);
+    }
+
+    #[test]
+    fn absurd_counts_in_a_summary_saturate_instead_of_overflowing() {
+        let huge = u64::MAX;
+        let output = format!(
+            "Status code distribution:\n  [500]\t{huge} responses\n  [502]\t{huge} responses\n\n\
+             Error distribution:\n  [{huge}]\tGet: dial tcp: refused\n"
+        );
+        let results = hey_results(&output).unwrap();
+        assert_eq!((results.requests, results.errors), (huge, huge));
     }
 }
