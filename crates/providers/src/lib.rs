@@ -1,7 +1,8 @@
 //! Edge adapters: the implementations of the core's ports. The built-in proxy
-//! as a router, webhooks over HTTP; later Prometheus, HAProxy, nginx, ALB,
-//! Istio and the Gateway API, each one more implementation, never a branch in
-//! the runtime.
+//! as a router; webhooks over HTTP(S) and alerts (Slack, Teams, Discord,
+//! Rocket.Chat, Google Chat, JSON); the `prometheus` and `web` (JSON/HTTP)
+//! metric providers. Later HAProxy, nginx, ALB, Istio and the Gateway API,
+//! each one more implementation, never a branch in the runtime.
 
 #![forbid(unsafe_code)]
 
