@@ -22,6 +22,9 @@ pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait before retrying a router that failed to apply a route.
 const ROUTER_RETRY: Duration = Duration::from_secs(2);
 
+/// How many times a route is tried before the rollout goes on without it.
+const ROUTER_ATTEMPTS: u32 = 3;
+
 /// How long a rollout holds after its state could not be saved before it
 /// tries again (from its last saved state, as after a restart).
 pub const STORE_RETRY: Duration = Duration::from_secs(5);
@@ -631,20 +634,23 @@ impl<C: Clock> Driver<C> {
 
     /// Applies a route, retrying a few times: a route is desired state and
     /// the rollout must not run its analysis on a split that was never set.
+    /// Waits between attempts only: after the last one the loop goes on.
     async fn apply_route(&mut self, now: Timestamp, route: Route) {
-        for attempt in 1..=3u32 {
+        for attempt in 1..=ROUTER_ATTEMPTS {
             match self.router.set_route(route).await {
                 Ok(()) => return,
                 Err(error) => {
                     self.warn(
                         now,
                         format!(
-                            "{} could not set canary weight {} (attempt {attempt}/3): {error}",
+                            "{} could not set canary weight {} (attempt {attempt}/{ROUTER_ATTEMPTS}): {error}",
                             self.router.name(),
                             route.canary_weight
                         ),
                     );
-                    tokio::time::sleep(ROUTER_RETRY).await;
+                    if attempt < ROUTER_ATTEMPTS {
+                        tokio::time::sleep(ROUTER_RETRY).await;
+                    }
                 }
             }
         }
@@ -706,5 +712,75 @@ pub fn verdict_for_machine(decision: &Decision) -> serin_rollout::Verdict {
         serin_analysis::Verdict::Hold => serin_rollout::Verdict::Hold { reasons },
         serin_analysis::Verdict::Fail => serin_rollout::Verdict::Fail { reasons },
         serin_analysis::Verdict::Rollback => serin_rollout::Verdict::Rollback { reasons },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::TokioClock;
+    use serin_analysis::AnalysisConfig;
+    use serin_rollout::{
+        Strategy,
+        ports::{BoxFuture, NoWebhooks},
+    };
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A router that refuses every route.
+    #[derive(Default)]
+    struct Refusing {
+        tries: AtomicU32,
+    }
+
+    impl Router for Refusing {
+        fn name(&self) -> &str {
+            "refusing"
+        }
+        fn set_canary(&self, _canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn set_route(&self, _route: Route) -> BoxFuture<'_, Result<(), PortError>> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                Err(PortError::Unavailable {
+                    system: "test".into(),
+                    message: "down".into(),
+                })
+            })
+        }
+        fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_route_is_retried_without_a_wait_after_the_last_try() {
+        let clock = TokioClock::new();
+        let router = Arc::new(Refusing::default());
+        let (updates, _) = broadcast::channel(16);
+        let mut driver = Driver {
+            name: "shop".into(),
+            plan: Plan::new(
+                Strategy::Canary { steps: vec![50] },
+                Duration::from_secs(60),
+                5,
+            ),
+            state: RolloutState::new(clock.now()),
+            judge: Analyzer::new(AnalysisConfig::flagger_defaults()).expect("default analysis"),
+            router: router.clone(),
+            traffic: Arc::new(serin_stats::Recorder::new(Duration::from_secs(60))),
+            metrics: Vec::new(),
+            webhooks: Arc::new(NoWebhooks),
+            clock: clock.clone(),
+            updates,
+            persistence: Persistence::none(),
+        };
+        let started = tokio::time::Instant::now();
+        driver.apply_route(clock.now(), Route::default()).await;
+        assert_eq!(router.tries.load(Ordering::SeqCst), ROUTER_ATTEMPTS);
+        assert_eq!(started.elapsed(), ROUTER_RETRY * (ROUTER_ATTEMPTS - 1));
     }
 }
