@@ -80,6 +80,14 @@ pub enum SetupError {
         /// What went wrong, naming the field.
         reason: String,
     },
+    /// `spec.provider.jsonPath` cannot be parsed.
+    #[error("spec.provider.jsonPath: {path:?}: {reason}")]
+    JsonPath {
+        /// The path as written.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The address is not an http URL serin can dial.
     #[error("spec.provider.address: {address:?} {reason}")]
     Address {

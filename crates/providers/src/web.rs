@@ -52,9 +52,9 @@ impl WebQuery {
             .map(|q| QueryTemplate::compile(q, vars, "spec.query"))
             .transpose()?;
         let path_text = provider.json_path.clone().unwrap_or_default();
-        let path = parse_json_path(&path_text).map_err(|reason| SetupError::Address {
-            address: path_text.clone(),
-            reason: format!("spec.provider.jsonPath: {reason}"),
+        let path = parse_json_path(&path_text).map_err(|reason| SetupError::JsonPath {
+            path: path_text.clone(),
+            reason,
         })?;
         let source = HttpSource::new(format!("web metric at {}", address.trim()), provider)?;
         Ok(WebQuery {
@@ -192,6 +192,23 @@ mod tests {
         assert_eq!(at(j.clone(), "$.data.ok"), Ok(Some(1.0)));
         assert_eq!(at(j.clone(), "$.data.none"), Ok(None));
         assert_eq!(at(json!(12), ""), Ok(Some(12.0)));
+    }
+
+    #[test]
+    fn a_bad_json_path_names_its_field() {
+        let provider = MetricProvider {
+            provider_type: "web".into(),
+            address: Some("http://127.0.0.1:9/metric".into()),
+            json_path: Some("$.data[".into()),
+            ..MetricProvider::default()
+        };
+        let error = WebQuery::new("m", &provider, None, &TemplateVars::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("spec.provider.jsonPath: \"$.data[\": "),
+            "{error}"
+        );
     }
 
     #[test]
