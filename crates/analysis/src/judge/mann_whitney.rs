@@ -274,6 +274,10 @@ impl MannWhitneyJudge {
             .filter(|v| v.is_finite())
             .collect();
         let mut stable: Vec<f64> = recent.map(|p| p.2).filter(|v| v.is_finite()).collect();
+        // Hodges-Lehmann lists every pairwise difference: keep it bounded
+        // for long windows (an hour of seconds would be 13 million pairs).
+        coarsen(&mut canary, MAX_POINTS);
+        coarsen(&mut stable, MAX_POINTS);
         remove_outliers(&mut canary, 3.0);
         remove_outliers(&mut stable, 3.0);
         let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
@@ -360,6 +364,24 @@ impl MannWhitneyJudge {
         );
         ev
     }
+}
+
+/// The most time points per sample a test looks at; longer windows are
+/// averaged down to this many consecutive groups.
+pub const MAX_POINTS: usize = 600;
+
+/// Replaces `values` by the means of consecutive groups so at most `max`
+/// remain (order kept). Kayenta samples once a minute; serin's per-second
+/// points carry more than the test needs over long windows.
+fn coarsen(values: &mut Vec<f64>, max: usize) {
+    if values.len() <= max || max == 0 {
+        return;
+    }
+    let group = values.len().div_ceil(max);
+    *values = values
+        .chunks(group)
+        .map(|chunk| chunk.iter().sum::<f64>() / chunk.len() as f64)
+        .collect();
 }
 
 impl Judge for MannWhitneyJudge {
@@ -557,6 +579,17 @@ mod tests {
                 1.0, 1.0, 2.0, 3.0, 4.0, 4.0, 5.0, 4.0, 4.0, 3.0, 2.0, 1.0, 1.0
             ]
         );
+    }
+
+    #[test]
+    fn long_windows_are_coarsened_to_a_bounded_sample() {
+        let mut values: Vec<f64> = (0..3600).map(f64::from).collect();
+        coarsen(&mut values, MAX_POINTS);
+        assert_eq!(values.len(), MAX_POINTS);
+        assert_eq!(values[0], 2.5, "means of consecutive groups of 6");
+        let mut short = vec![1.0, 2.0];
+        coarsen(&mut short, MAX_POINTS);
+        assert_eq!(short, vec![1.0, 2.0]);
     }
 
     #[test]
