@@ -413,15 +413,9 @@ impl Supervisor {
     /// names is started when it differs from the one last recorded, or when
     /// its start was never taken (the daemon stopped in between).
     async fn follow_file(&self, name: &str, canary: &Canary) -> Result<(), CommandError> {
-        let Some(address) = canary.canary_upstream() else {
+        let Some(CanaryTarget { address, revision }) = serin_server::run::target_of(canary) else {
             return Ok(());
         };
-        let revision = canary
-            .spec
-            .upstreams
-            .as_ref()
-            .and_then(|u| u.revision.clone())
-            .unwrap_or_else(|| address.to_owned());
         let (recorded, state_revision, phase) = {
             let canaries = self.read();
             let Some(entry) = canaries.get(name) else {
@@ -445,7 +439,7 @@ impl Supervisor {
             return Ok(());
         }
         let mut target = FileTarget {
-            address: address.to_owned(),
+            address: address.clone(),
             revision: revision.clone(),
             started: false,
         };
@@ -458,14 +452,7 @@ impl Supervisor {
         }
         self.record_target(name, &target)?;
         tracing::info!(canary = %name, %revision, "canary file names a new revision: starting a rollout");
-        self.start(
-            name,
-            CanaryTarget {
-                address: address.to_owned(),
-                revision,
-            },
-        )
-        .await?;
+        self.start(name, CanaryTarget { address, revision }).await?;
         target.started = true;
         self.record_target(name, &target)
     }

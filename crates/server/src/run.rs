@@ -165,15 +165,7 @@ impl Prepared {
                 "required by the builtin provider".into(),
             )
         })?;
-        let target = canary.canary_upstream().map(|canary_url| CanaryTarget {
-            address: canary_url.to_owned(),
-            revision: canary
-                .spec
-                .upstreams
-                .as_ref()
-                .and_then(|u| u.revision.clone())
-                .unwrap_or_else(|| canary_url.to_owned()),
-        });
+        let target = target_of(canary);
         let proxy = ProxyConfig {
             listen,
             limits: limits_for(canary),
@@ -190,6 +182,23 @@ impl Prepared {
             alerts,
         })
     }
+}
+
+/// The revision a canary file asks to roll out: `upstreams.canary`, named by
+/// `upstreams.revision` or else by its URL. `serin run` starts it and the
+/// daemon compares it with the one last started, so both read it here.
+pub fn target_of(canary: &Canary) -> Option<CanaryTarget> {
+    let address = canary.canary_upstream()?;
+    let revision = canary
+        .spec
+        .upstreams
+        .as_ref()
+        .and_then(|u| u.revision.clone())
+        .unwrap_or_else(|| address.to_owned());
+    Some(CanaryTarget {
+        address: address.to_owned(),
+        revision,
+    })
 }
 
 /// The proxy's limits: serin's defaults, overridden by `spec.service.limits`.
