@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use serin_analysis::{AnalysisConfig, JudgeKind};
 use serin_spec::Catalog;
 use std::{
+    collections::BTreeMap,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::ExitCode,
@@ -105,27 +106,68 @@ fn read_files(files: &[PathBuf]) -> (Vec<(String, String)>, Vec<String>) {
 
 /// Parses and validates files into one catalog, or prints every problem.
 pub(crate) fn load(files: &[PathBuf]) -> Result<Catalog, ExitCode> {
+    load_with_files(files).map(|loaded| loaded.catalog)
+}
+
+/// Canary files as read: every document, and the file each canary came from.
+pub(crate) struct Loaded {
+    /// Every document of every file.
+    pub catalog: Catalog,
+    /// The file each canary came from, by name.
+    files: BTreeMap<String, String>,
+}
+
+impl Loaded {
+    /// The file that holds the canary `name` (the only canary when `None`),
+    /// for diagnostics; the first file when there is no such canary, since
+    /// a problem must name some file.
+    pub fn file_of(&self, name: Option<&str>, files: &[PathBuf]) -> String {
+        let name = match (name, self.catalog.canaries()) {
+            (Some(name), _) => Some(name),
+            (None, [one]) => Some(one.name()),
+            (None, _) => None,
+        };
+        name.and_then(|name| self.files.get(name).cloned())
+            .or_else(|| files.first().map(|f| f.display().to_string()))
+            .unwrap_or_default()
+    }
+}
+
+/// As [`load`], remembering which file each canary came from: problems found
+/// later (resolving, mapping) must name that file, not the first one given.
+pub(crate) fn load_with_files(files: &[PathBuf]) -> Result<Loaded, ExitCode> {
     let (texts, mut problems) = read_files(files);
-    let loaded = serin_spec::load_files(
-        texts
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str())),
-    );
-    let catalog = match loaded {
-        Ok(catalog) => Some(catalog),
-        Err(error) => {
-            problems.extend(error.to_string().lines().map(str::to_owned));
-            None
-        }
-    };
-    match catalog {
-        Some(catalog) if problems.is_empty() => Ok(catalog),
-        _ => {
-            for problem in problems {
-                eprintln!("{problem}");
+    let mut catalog = Catalog::new();
+    let mut sources = BTreeMap::new();
+    for (name, text) in &texts {
+        match serin_spec::load_documents(name, text) {
+            Ok(documents) => {
+                for document in documents {
+                    if let serin_spec::Document::Canary(canary) = &document {
+                        sources
+                            .entry(canary.name().to_owned())
+                            .or_insert_with(|| name.clone());
+                    }
+                    catalog.add(document);
+                }
             }
-            Err(ExitCode::from(EXIT_TROUBLE))
+            Err(found) => problems.extend(
+                found
+                    .into_iter()
+                    .map(|problem| problem.in_file(name.as_str()).to_string()),
+            ),
         }
+    }
+    if problems.is_empty() {
+        Ok(Loaded {
+            catalog,
+            files: sources,
+        })
+    } else {
+        for problem in problems {
+            eprintln!("{problem}");
+        }
+        Err(ExitCode::from(EXIT_TROUBLE))
     }
 }
 
@@ -159,15 +201,12 @@ async fn run(
     output: Output,
     metrics: Option<std::net::SocketAddr>,
 ) -> Result<ExitCode> {
-    let catalog = match load(files) {
-        Ok(catalog) => catalog,
+    let loaded = match load_with_files(files) {
+        Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let file = files
-        .first()
-        .map(|f| f.display().to_string())
-        .unwrap_or_default();
-    let prepared = match serin_server::Prepared::from_catalog(&catalog, None, &file) {
+    let file = loaded.file_of(None, files);
+    let prepared = match serin_server::Prepared::from_catalog(&loaded.catalog, None, &file) {
         Ok(prepared) => prepared,
         Err(serin_server::RunError::Invalid(diagnostics)) => {
             for diagnostic in diagnostics {

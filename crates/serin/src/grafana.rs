@@ -7,14 +7,12 @@ use std::{path::PathBuf, process::ExitCode};
 /// Prints the dashboard of the canary in `files` (its templates may sit in
 /// the other files), or the problems that keep it from being generated.
 pub fn grafana(files: &[PathBuf], name: Option<&str>, api: bool) -> Result<ExitCode> {
-    let catalog = match crate::commands::load(files) {
-        Ok(catalog) => catalog,
+    let loaded = match crate::commands::load_with_files(files) {
+        Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let file = files
-        .first()
-        .map(|f| f.display().to_string())
-        .unwrap_or_default();
+    let file = loaded.file_of(name, files);
+    let catalog = loaded.catalog;
     let canary = match (name, catalog.canaries()) {
         (Some(name), _) => catalog.canary(name),
         (None, [one]) => Some(one),

@@ -156,3 +156,28 @@ fn a_canary_for_another_provider_is_refused_with_the_field() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("spec.provider"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_problem_with_the_canary_names_the_file_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = write(
+        dir.path(),
+        "template.yaml",
+        "apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: errors
+spec:
+  provider:
+    type: prometheus
+    address: http://127.0.0.1:9090
+  query: sum(rate(errors[1m]))
+",
+    );
+    let canary = testdata()
+        .join("compat/flagger/docs_gitbook_tutorials_istio-progressive-delivery-034-canary.yaml");
+    let out = output(serin().arg("run").arg(&template).arg(&canary));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let line = format!("{}: spec.provider", canary.display());
+    assert!(stderr(&out).contains(&line), "{}", stderr(&out));
+}
