@@ -4,7 +4,7 @@
 use serin_daemon::Supervisor;
 use serin_proxy::Recorder;
 use serin_telemetry::Telemetry;
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use tokio::sync::broadcast;
 
 /// The extra routes: the dashboard and `/metrics`.
@@ -20,7 +20,12 @@ pub fn routes(telemetry: &Telemetry) -> Vec<axum::Router> {
     vec![serin_dashboard::routes(), metrics]
 }
 
-/// Folds every canary's updates into `telemetry` until the daemon stops.
+/// How often canaries that are gone are looked for: a removed canary sends
+/// no more changes, so only a timer can notice it.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// Folds every canary's updates into `telemetry` until the daemon stops,
+/// and stops exporting canaries the daemon no longer runs.
 pub fn follow(telemetry: &Telemetry, supervisor: &Supervisor) -> tokio::task::JoinHandle<()> {
     let telemetry = telemetry.clone();
     let supervisor = supervisor.clone();
@@ -28,8 +33,23 @@ pub fn follow(telemetry: &Telemetry, supervisor: &Supervisor) -> tokio::task::Jo
     tokio::spawn(async move {
         // The recorder exported per canary; a relaunched canary has a new one.
         let mut exported: BTreeMap<String, Arc<Recorder>> = BTreeMap::new();
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match changes.recv().await {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                _ = sweep.tick() => {
+                    exported.retain(|name, _| {
+                        let running = supervisor.recorder(name).is_some();
+                        if !running {
+                            telemetry.remove(name);
+                        }
+                        running
+                    });
+                    continue;
+                }
+            };
+            match change {
                 Ok(change) => {
                     match supervisor.recorder(&change.canary) {
                         Some(recorder) => {

@@ -560,3 +560,59 @@ async fn sighup_reloads_and_sigterm_stops() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A canary removed from its file leaves `/metrics` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_canary_leaves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let analysis = "    interval: 1h\n    threshold: 2\n    stepWeights: [50]\n";
+    let text = |name: &str| {
+        let file = canary_file(
+            dir.path(),
+            name,
+            free_port(),
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:10",
+            analysis,
+        );
+        std::fs::read_to_string(file).unwrap()
+    };
+    let (kept, gone) = (text("kept"), text("gone"));
+    let file = write(dir.path(), "both.yaml", &format!("{kept}---\n{gone}"));
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = serin()
+        .arg("serve")
+        .arg(&file)
+        .args(["--api", &api.to_string(), "--poll", "1h", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let metrics = || {
+        http(api, "GET", "/metrics", None)
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    assert!(
+        poll::until(Duration::from_secs(20), Duration::from_millis(50), || {
+            let body = metrics();
+            body.contains("canary=\"kept\"") && body.contains("canary=\"gone\"")
+        }),
+        "both canaries on /metrics: {}",
+        metrics()
+    );
+    std::fs::write(&file, &kept).unwrap();
+    let hangup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    let left = poll::until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let body = metrics();
+        body.contains("canary=\"kept\"") && !body.contains("canary=\"gone\"")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(left, "the removed canary is still exported: {}", metrics());
+}
