@@ -1,5 +1,7 @@
 //! Request and response bodies as enums rather than boxed trait objects: the
-//! common case (a streamed `Incoming`) costs no allocation.
+//! common case (a streamed `Incoming`) is not boxed; a request body that is
+//! not empty adds one shared [`Progress`], which times the client apart from
+//! the upstream.
 
 use crate::forward::Checkin;
 use bytes::Bytes;
@@ -7,12 +9,18 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use std::{
+    future::Future,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
+    time::Duration,
+};
+use tokio::{
+    sync::{Notify, futures::Notified},
+    time::{Instant, Sleep},
 };
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,15 +37,25 @@ pub(crate) struct BodyTooLarge(pub u64);
 #[error("client request body: {0}")]
 pub(crate) struct ClientBodyError(#[source] pub hyper::Error);
 
+/// The client sent no chunk of its body for `client_body_timeout` while the
+/// proxy waited for one: answered 408 and never recorded as the version's
+/// error.
+#[derive(Debug, thiserror::Error)]
+#[error("client sent no request body for {0:?}")]
+pub(crate) struct ClientBodyTimeout(pub Duration);
+
 pin_project! {
     /// What is sent upstream.
     #[project = RequestBodyProj]
     pub(crate) enum RequestBody {
-        /// The client's body, streamed; `limit` counts down what may still come.
+        /// The client's body, streamed; `limit` counts down what may still
+        /// come, `watch` times the client and tells the forwarder how far
+        /// the body has got.
         Stream {
             #[pin]
             inner: Incoming,
             limit: Option<Limit>,
+            watch: Option<Watch>,
         },
         /// A buffered body (mirrored requests and their stable original).
         Full { data: Option<Bytes> },
@@ -51,6 +69,134 @@ pub(crate) struct Limit {
     pub max: u64,
     pub remaining: u64,
     pub tripped: Arc<AtomicBool>,
+}
+
+/// How far a streamed request body has got, shared by the body (polled by
+/// the upstream connection as it writes) and the forwarder waiting for the
+/// answer: it tells waiting on the client (timed by `client_body_timeout`)
+/// from waiting on the upstream (timed by `response_header_timeout`).
+#[derive(Debug)]
+pub(crate) struct Progress {
+    clock: Mutex<Clock>,
+    /// Woken when the proxy stops waiting on the client or the body ends.
+    wake: Notify,
+    client_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Clock {
+    /// When the upstream last took a chunk (at first: when the request
+    /// started).
+    last_taken: Instant,
+    /// Since when the proxy has been waiting for the client's next chunk.
+    waiting_since: Option<Instant>,
+    /// When the whole body had been handed to the upstream connection.
+    done_at: Option<Instant>,
+    /// The client let `client_timeout` pass without sending.
+    timed_out: bool,
+}
+
+/// The body's side of a [`Progress`]: the timer on the client.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    progress: Arc<Progress>,
+    /// Made the first time the client keeps the proxy waiting.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+// === impl Progress ===
+
+impl Progress {
+    /// A body starting now; the client may pause `client_timeout` between
+    /// chunks.
+    pub(crate) fn start(client_timeout: Duration) -> (Arc<Progress>, Watch) {
+        let progress = Arc::new(Progress {
+            clock: Mutex::new(Clock {
+                last_taken: Instant::now(),
+                waiting_since: None,
+                done_at: None,
+                timed_out: false,
+            }),
+            wake: Notify::new(),
+            client_timeout,
+        });
+        let watch = Watch {
+            progress: progress.clone(),
+            timer: None,
+        };
+        (progress, watch)
+    }
+
+    fn clock(&self) -> MutexGuard<'_, Clock> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the upstream has kept the proxy waiting too long, given
+    /// `header_timeout`: that long after the body was sent in full, or,
+    /// while it is being sent, that long after the upstream last took a
+    /// chunk. `None` while the proxy waits on the client instead.
+    pub(crate) fn upstream_deadline(&self, header_timeout: Duration) -> Option<Instant> {
+        let clock = self.clock();
+        match (clock.done_at, clock.waiting_since) {
+            _ if clock.timed_out => None,
+            (Some(done), _) => Some(done + header_timeout),
+            (None, Some(_)) => None,
+            (None, None) => Some(clock.last_taken + header_timeout),
+        }
+    }
+
+    /// Completes when the proxy stops waiting on the client or the body
+    /// ends (or did since the last call).
+    pub(crate) fn changed(&self) -> Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Whether the client let `client_body_timeout` pass without sending.
+    pub(crate) fn client_timed_out(&self) -> bool {
+        self.clock().timed_out
+    }
+
+    /// The upstream connection took a chunk (`ended`: the last one).
+    fn took(&self, ended: bool) {
+        let now = Instant::now();
+        let was_waiting = {
+            let mut clock = self.clock();
+            clock.last_taken = now;
+            if ended {
+                clock.done_at = Some(now);
+            }
+            clock.waiting_since.take().is_some()
+        };
+        if was_waiting || ended {
+            self.wake.notify_one();
+        }
+    }
+}
+
+// === impl Watch ===
+
+impl Watch {
+    /// The client has no chunk ready: starts or checks the timer on it.
+    /// True when the client has kept the proxy waiting too long.
+    fn client_pending(&mut self, cx: &mut Context<'_>) -> bool {
+        let progress = &self.progress;
+        let deadline = {
+            let mut clock = progress.clock();
+            let since = *clock.waiting_since.get_or_insert_with(Instant::now);
+            since + progress.client_timeout
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            progress.clock().timed_out = true;
+            return true;
+        }
+        false
+    }
 }
 
 // === impl RequestBody ===
@@ -72,8 +218,26 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            RequestBodyProj::Stream { inner, limit } => {
-                let frame = match inner.poll_frame(cx) {
+            RequestBodyProj::Stream {
+                mut inner,
+                limit,
+                watch,
+            } => {
+                let polled = inner.as_mut().poll_frame(cx);
+                if let Some(watch) = watch {
+                    match &polled {
+                        Poll::Pending => {
+                            if watch.client_pending(cx) {
+                                let timeout = watch.progress.client_timeout;
+                                return Poll::Ready(Some(Err(ClientBodyTimeout(timeout).into())));
+                            }
+                        }
+                        Poll::Ready(Some(Ok(_))) => watch.progress.took(inner.is_end_stream()),
+                        Poll::Ready(None) => watch.progress.took(true),
+                        Poll::Ready(Some(Err(_))) => {}
+                    }
+                }
+                let frame = match polled {
                     Poll::Ready(Some(Ok(frame))) => frame,
                     Poll::Ready(Some(Err(e))) => {
                         return Poll::Ready(Some(Err(ClientBodyError(e).into())));

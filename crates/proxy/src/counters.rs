@@ -14,6 +14,7 @@ pub(crate) struct Counters {
     pub upstream_other_errors: AtomicU64,
     pub rejected_header_too_large: AtomicU64,
     pub rejected_body_too_large: AtomicU64,
+    pub client_body_timeouts: AtomicU64,
     pub mirrors_sent: AtomicU64,
     pub mirrors_dropped: AtomicU64,
     pub mirrors_skipped_body: AtomicU64,
@@ -41,6 +42,9 @@ pub struct CountersSnapshot {
     pub rejected_header_too_large: u64,
     /// Requests refused with 413 because their body was too large.
     pub rejected_body_too_large: u64,
+    /// Requests answered 408 because the client paused sending its body for
+    /// longer than `client_body_timeout` (recorded against neither version).
+    pub client_body_timeouts: u64,
     /// Mirrored copies sent to the canary.
     pub mirrors_sent: u64,
     /// Mirrored copies dropped because too many were in flight.
@@ -71,6 +75,7 @@ impl Counters {
             upstream_other_errors: self.upstream_other_errors.load(Relaxed),
             rejected_header_too_large: self.rejected_header_too_large.load(Relaxed),
             rejected_body_too_large: self.rejected_body_too_large.load(Relaxed),
+            client_body_timeouts: self.client_body_timeouts.load(Relaxed),
             mirrors_sent: self.mirrors_sent.load(Relaxed),
             mirrors_dropped: self.mirrors_dropped.load(Relaxed),
             mirrors_skipped_body: self.mirrors_skipped_body.load(Relaxed),

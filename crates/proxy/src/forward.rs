@@ -10,7 +10,7 @@
 
 use crate::{
     Limits,
-    body::{BodyTooLarge, ClientBodyError, RequestBody},
+    body::{BodyTooLarge, ClientBodyError, ClientBodyTimeout, Progress, RequestBody},
     routes::Upstream,
 };
 use http::{
@@ -268,6 +268,9 @@ pub(crate) enum Failure {
     /// The client's body failed mid-request (it hung up): 400, and not the
     /// upstream's doing.
     Client,
+    /// The client sent no body for `client_body_timeout`: 408, and not the
+    /// upstream's doing.
+    ClientTimeout,
 }
 
 // === impl Failure ===
@@ -279,13 +282,17 @@ impl Failure {
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::Client => StatusCode::BAD_REQUEST,
+            Failure::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     /// Whether the failure is the upstream's (recorded as that version's
     /// error) rather than the client's.
     pub(crate) fn is_upstream(self) -> bool {
-        !matches!(self, Failure::BodyTooLarge | Failure::Client)
+        !matches!(
+            self,
+            Failure::BodyTooLarge | Failure::Client | Failure::ClientTimeout
+        )
     }
 
     fn classify(error: &hyper::Error) -> Failure {
@@ -293,6 +300,9 @@ impl Failure {
         while let Some(e) = source {
             if e.is::<BodyTooLarge>() {
                 return Failure::BodyTooLarge;
+            }
+            if e.is::<ClientBodyTimeout>() {
+                return Failure::ClientTimeout;
             }
             // Before the I/O check: the client's own errors wrap I/O errors.
             if e.is::<ClientBodyError>() {
@@ -309,14 +319,24 @@ impl Failure {
     }
 }
 
-/// Sends `req` to `upstream` and waits at most `header_timeout` (connecting
-/// included) for the response headers. A request a pooled connection
-/// refused unsent (the upstream had just closed it) is retried on another.
+/// Sends `req` to `upstream` and waits for the response headers.
+///
+/// Without `progress` (a body already in memory, or none), the whole
+/// exchange, connecting included, may take at most `header_timeout`. With
+/// the `progress` of a streamed body, the time spent waiting for the client
+/// is not the upstream's: `header_timeout` runs from when the body was sent
+/// in full, and while it is being sent it bounds each wait for the upstream
+/// to take the next chunk; the client is timed by the body itself, whose
+/// timeout ends the exchange as [`Failure::ClientTimeout`].
+///
+/// A request a pooled connection refused unsent (the upstream had just
+/// closed it) is retried on another.
 pub(crate) async fn send(
     client: &HttpClient,
     upstream: &Upstream,
     req: Request<RequestBody>,
     header_timeout: Duration,
+    progress: Option<&Progress>,
 ) -> Result<(Response<Incoming>, Checkin), Failure> {
     let key = &upstream.authority;
     let exchange = async {
@@ -344,9 +364,36 @@ pub(crate) async fn send(
             }
         }
     };
-    match tokio::time::timeout(header_timeout, exchange).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(Failure::Timeout),
+    let Some(progress) = progress else {
+        return match tokio::time::timeout(header_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(Failure::Timeout),
+        };
+    };
+    tokio::pin!(exchange);
+    let timer = tokio::time::sleep(header_timeout);
+    tokio::pin!(timer);
+    let result = loop {
+        let deadline = progress.upstream_deadline(header_timeout);
+        if let Some(deadline) = deadline {
+            if deadline <= Instant::now() {
+                break Err(Failure::Timeout);
+            }
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+        }
+        tokio::select! {
+            biased;
+            result = &mut exchange => break result,
+            () = progress.changed() => {}
+            () = &mut timer, if deadline.is_some() => {}
+        }
+    };
+    match result {
+        // However hyper reports the failed body, the client's silence caused it.
+        Err(_) if progress.client_timed_out() => Err(Failure::ClientTimeout),
+        result => result,
     }
 }
 

@@ -11,12 +11,28 @@ pub struct Limits {
     /// with 504 when exceeded, 502 when refused).
     pub connect_timeout: Duration,
     /// How long an upstream may take to send its response headers once the
-    /// request is sent (504 when exceeded). Body streaming is not bounded.
+    /// request, body included, has been sent (504 when exceeded, recorded
+    /// against the version). While a streamed body is being sent it also
+    /// bounds each wait for the upstream to take the next chunk (nginx's
+    /// `proxy_send_timeout`); time spent waiting for the client's body is
+    /// never counted here (see `client_body_timeout`). A body buffered for
+    /// mirroring is already in memory: then the whole exchange, connecting
+    /// included, is bounded. Response body streaming is not bounded.
     pub response_header_timeout: Duration,
     /// How long a client may take to send a complete request head; hyper
     /// closes the connection when exceeded (also bounds an idle HTTP/1
     /// connection waiting for its next request).
     pub client_header_timeout: Duration,
+    /// How long the proxy waits for the next chunk of a request body from
+    /// the client (408 when exceeded, counted in `client_body_timeouts` and
+    /// recorded against neither version: a slow client says nothing about
+    /// stable or canary). Measured between chunks, as nginx's
+    /// `client_body_timeout` (same 60 s default), not for the whole body: a
+    /// large upload that keeps arriving at any pace is never cut, while a
+    /// stalled one is caught after this long whatever its size. A body
+    /// buffered for mirroring (at most `mirror_max_body_bytes`) must arrive
+    /// whole within it.
+    pub client_body_timeout: Duration,
     /// A client connection without a request in flight for this long is
     /// closed gracefully (HTTP/1 and HTTP/2).
     pub idle_timeout: Duration,
@@ -66,6 +82,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             response_header_timeout: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(75),
             max_header_bytes: 32 * 1024,
             max_request_body_bytes: None,

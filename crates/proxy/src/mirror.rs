@@ -66,7 +66,7 @@ pub(crate) fn spawn(
         req.headers_mut()
             .insert(http::header::HOST, canary.host.clone());
         let timeout = shared.limits.mirror_timeout;
-        let status = match forward::send(&client, &canary, req, timeout).await {
+        let status = match forward::send(&client, &canary, req, timeout, None).await {
             Ok((response, checkin)) => {
                 let status = response.status();
                 shared.record(canary.version, status.as_u16(), start.elapsed());

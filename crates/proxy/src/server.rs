@@ -9,7 +9,7 @@
 use crate::{
     Limits, ProxyConfig, Recorder, Result, Routes, Version,
     access_log::{self, AccessLog},
-    body::{Limit, RequestBody, ResponseBody},
+    body::{Limit, Progress, RequestBody, ResponseBody},
     counters::{Counters, CountersSnapshot},
     forward::{self, Failure, HttpClient},
     headers,
@@ -652,6 +652,7 @@ impl Shared {
             Failure::Timeout => &c.upstream_timeouts,
             Failure::Other => &c.upstream_other_errors,
             Failure::BodyTooLarge => &c.rejected_body_too_large,
+            Failure::ClientTimeout => &c.client_body_timeouts,
             // The client hung up: nothing of the proxy's or an upstream's to count.
             Failure::Client => return,
         });
@@ -847,6 +848,7 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
     parts.version = http::Version::HTTP_11;
 
     let mut tripped = None;
+    let mut progress = None;
     let body = match decision.mirror {
         // Boxed: the buffering future is rare and would otherwise enlarge
         // every request's future, which hyper keeps per connection.
@@ -867,13 +869,17 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
             }
             Buffered::Skipped(body) => {
                 Counters::incr(&shared.counters.mirrors_skipped_body);
-                stream_body(body, content_length, limits, &mut tripped)
+                stream_body(body, content_length, limits, &mut tripped, &mut progress)
             }
             Buffered::ClientError => {
                 return error(StatusCode::BAD_REQUEST, "request body could not be read\n");
             }
+            Buffered::TimedOut => {
+                shared.count_failure(Failure::ClientTimeout);
+                return error(Failure::ClientTimeout.status(), CLIENT_TIMEOUT_TEXT);
+            }
         },
-        None => stream_body(body, content_length, limits, &mut tripped),
+        None => stream_body(body, content_length, limits, &mut tripped, &mut progress),
     };
 
     let result = forward::send(
@@ -881,6 +887,7 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
         &upstream,
         Request::from_parts(parts, body),
         limits.response_header_timeout,
+        progress.as_deref(),
     )
     .await;
     let latency = start.elapsed();
@@ -909,11 +916,15 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
                 Failure::Timeout => "upstream timed out\n",
                 Failure::BodyTooLarge => "request body too large\n",
                 Failure::Client => "request body could not be read\n",
+                Failure::ClientTimeout => CLIENT_TIMEOUT_TEXT,
             };
             error(failure.status(), text)
         }
     }
 }
+
+/// What a client too slow to send its body is answered (with 408).
+const CLIENT_TIMEOUT_TEXT: &str = "request body timed out\n";
 
 /// Size of the request head as it came: request line and header lines.
 fn head_bytes<B>(req: &Request<B>) -> usize {
@@ -930,11 +941,19 @@ fn stream_body(
     content_length: Option<u64>,
     limits: &Limits,
     tripped: &mut Option<Arc<AtomicBool>>,
+    progress: &mut Option<Arc<Progress>>,
 ) -> RequestBody {
+    if body.is_end_stream() {
+        return RequestBody::Stream {
+            inner: body,
+            limit: None,
+            watch: None,
+        };
+    }
     // A declared length was checked already and hyper enforces it; only
     // bodies of unknown length need counting.
     let limit = match (limits.max_request_body_bytes, content_length) {
-        (Some(max), None) if !body.is_end_stream() => {
+        (Some(max), None) => {
             let flag = Arc::new(AtomicBool::new(false));
             *tripped = Some(flag.clone());
             Some(Limit {
@@ -945,16 +964,25 @@ fn stream_body(
         }
         _ => None,
     };
-    RequestBody::Stream { inner: body, limit }
+    let (shared, watch) = Progress::start(limits.client_body_timeout);
+    *progress = Some(shared);
+    RequestBody::Stream {
+        inner: body,
+        limit,
+        watch: Some(watch),
+    }
 }
 
 enum Buffered {
     Copy(Bytes),
     Skipped(Incoming),
     ClientError,
+    /// The client did not send the whole body within `client_body_timeout`.
+    TimedOut,
 }
 
-/// Buffers a body for mirroring when it is empty or of known, small length.
+/// Buffers a body for mirroring when it is empty or of known, small length;
+/// the client has `client_body_timeout` to send it whole.
 async fn buffer_for_mirror(
     body: Incoming,
     content_length: Option<u64>,
@@ -964,10 +992,13 @@ async fn buffer_for_mirror(
         return Buffered::Copy(Bytes::new());
     }
     match content_length {
-        Some(len) if len <= limits.mirror_max_body_bytes as u64 => match body.collect().await {
-            Ok(collected) => Buffered::Copy(collected.to_bytes()),
-            Err(_) => Buffered::ClientError,
-        },
+        Some(len) if len <= limits.mirror_max_body_bytes as u64 => {
+            match tokio::time::timeout(limits.client_body_timeout, body.collect()).await {
+                Ok(Ok(collected)) => Buffered::Copy(collected.to_bytes()),
+                Ok(Err(_)) => Buffered::ClientError,
+                Err(_elapsed) => Buffered::TimedOut,
+            }
+        }
         _ => Buffered::Skipped(body),
     }
 }

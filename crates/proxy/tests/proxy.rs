@@ -7,4 +7,5 @@ mod logging;
 mod mirroring;
 mod routing;
 mod support;
+mod timeouts;
 mod workers;
