@@ -236,9 +236,16 @@ fn failed(error: String) -> Outcome {
 }
 
 /// Runs a process with no environment but `PATH`, no stdin, bounded output,
-/// killed at `limit`.
+/// killed at `limit`, in a fresh empty directory: relative paths in its
+/// arguments (`hey -D etc/shadow` from a loadtester started in `/`) find
+/// nothing of the loadtester's.
 async fn run_process(mut command: tokio::process::Command, limit: Duration) -> Outcome {
+    let workdir = match tempfile::Builder::new().prefix("serin-loadtest-").tempdir() {
+        Ok(dir) => dir,
+        Err(error) => return failed(format!("cannot create a working directory: {error}")),
+    };
     command
+        .current_dir(workdir.path())
         .env_clear()
         .env(
             "PATH",

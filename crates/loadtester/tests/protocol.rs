@@ -96,6 +96,37 @@ async fn smuggled_commands_are_refused_and_nothing_runs() {
 }
 
 #[tokio::test]
+async fn commands_run_in_an_empty_directory_of_their_own() {
+    let tester = start(Config {
+        allow_shell: true,
+        ..Config::default()
+    })
+    .await;
+    let (status, body) = tester
+        .post(
+            "/",
+            &payload(
+                json!({"type": "bash", "cmd": "pwd; ls -A | wc -l", "returnCmdOutput": "true"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let output = answer["output"].as_str().unwrap();
+    let mut lines = output.lines();
+    let dir = lines.next().unwrap();
+    assert_ne!(
+        std::path::Path::new(dir),
+        std::env::current_dir().unwrap(),
+        "not the loadtester's own directory"
+    );
+    assert!(dir.contains("serin-loadtest-"), "{output}");
+    assert_eq!(lines.next().map(str::trim), Some("0"), "empty: {output}");
+    // The directory goes with the run.
+    assert!(!std::path::Path::new(dir).exists());
+}
+
+#[tokio::test]
 async fn bash_runs_only_when_the_operator_allows_shells() {
     let tester = start(Config {
         allow_shell: true,
