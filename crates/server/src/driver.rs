@@ -19,11 +19,13 @@ use tokio::sync::{broadcast, mpsc};
 /// How often the judge is fed the requests served since the last look.
 pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
-/// How long to wait before retrying a router that failed to apply a route.
-const ROUTER_RETRY: Duration = Duration::from_secs(2);
+/// How long after a refused route it is first tried again; each further
+/// refusal doubles the wait, up to [`ROUTE_RETRY_MAX`]. Retries happen on
+/// observation ticks, so the loop never sleeps on a router.
+const ROUTE_RETRY_FIRST: Duration = Duration::from_secs(1);
 
-/// How many times a route is tried before the rollout goes on without it.
-const ROUTER_ATTEMPTS: u32 = 3;
+/// The longest wait between two tries of a refused route.
+const ROUTE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How long a rollout holds after its state could not be saved before it
 /// tries again (from its last saved state, as after a restart).
@@ -147,7 +149,9 @@ impl StateStore for NoStore {
 }
 
 /// A driver's link to its store: the store, the placement saved with the
-/// state, and history not saved yet.
+/// state, history not saved yet, and the route the router has not applied
+/// yet (the saved state carries the desired route; this is how far the
+/// router is behind it).
 pub struct Persistence {
     store: Arc<dyn StateStore>,
     placement: Placement,
@@ -156,6 +160,28 @@ pub struct Persistence {
     retry_at: Option<Timestamp>,
     /// Saves refused so far.
     failures: u64,
+    /// The desired route while the router refuses it.
+    pending: Option<PendingRoute>,
+}
+
+/// A route the router refused: desired state, retried until applied.
+#[derive(Clone, Debug)]
+struct PendingRoute {
+    /// The newest desired route (a later one replaces it).
+    route: Route,
+    /// When the router first refused (this route or one it replaced).
+    since: Timestamp,
+    /// When this route was first refused (a finished rollout waits for it
+    /// at most the progress deadline from here).
+    desired_at: Timestamp,
+    /// When to try again.
+    retry_at: Timestamp,
+    /// The wait after the next refusal (doubling up to `ROUTE_RETRY_MAX`).
+    backoff: Duration,
+    /// Tries refused so far.
+    refusals: u64,
+    /// The router's last error.
+    error: String,
 }
 
 // === impl Persistence ===
@@ -170,6 +196,7 @@ impl Persistence {
             unsaved: Vec::new(),
             retry_at: None,
             failures: 0,
+            pending: None,
         }
     }
 
@@ -257,7 +284,10 @@ impl<C: Clock> Driver<C> {
         // routes everything to stable.
         self.recover(self.clock.now(), &mut next_tick).await?;
         loop {
-            if stop_when_done && matches!(self.state.phase, Phase::Succeeded | Phase::Failed) {
+            if stop_when_done
+                && matches!(self.state.phase, Phase::Succeeded | Phase::Failed)
+                && self.final_route_settled(self.clock.now())
+            {
                 return Ok(self.state);
             }
             let mut wake = match next_tick {
@@ -320,9 +350,7 @@ impl<C: Clock> Driver<C> {
                         if !taken || self.persistence.failures != failures {
                             // Refused, or not saved: route as the saved state says.
                             self.persistence.placement.canary = previous;
-                            if let Err(error) = self.restore_routes().await {
-                                self.warn(now, format!("cannot restore routes: {error}"));
-                            }
+                            self.reroute(now).await;
                         }
                         continue;
                     }
@@ -336,6 +364,7 @@ impl<C: Clock> Driver<C> {
             }
             if now >= next_observe {
                 next_observe = now.saturating_add(OBSERVE_EVERY);
+                self.retry_route(now).await;
                 let totals = self.traffic.totals();
                 let delta = totals.since(&last_totals);
                 last_totals = totals;
@@ -444,10 +473,25 @@ impl<C: Clock> Driver<C> {
     ) -> Option<Event> {
         match action {
             Action::SetRoute(route) => {
-                self.apply_route(now, route).await;
+                // A refusal is remembered and retried on observation ticks.
+                let _ = self.apply_route(now, route).await;
                 None
             }
             Action::RunAnalysis => {
+                if let Some(pending) = &self.persistence.pending {
+                    // Nothing is judged on a split that was never set: hold
+                    // (no failed check); the progress deadline bounds this.
+                    let reason = format!(
+                        "{} has not applied canary weight {} yet (refused for {}s: {})",
+                        self.router.name(),
+                        pending.route.canary_weight,
+                        now.saturating_since(pending.since).as_secs(),
+                        pending.error
+                    );
+                    return Some(Event::Analysis(serin_rollout::Verdict::Hold {
+                        reasons: vec![reason],
+                    }));
+                }
                 let traffic = self.traffic.clone();
                 let mut input =
                     TickInput::builtin(self.judge.config(), |span| traffic.last(now, span));
@@ -568,8 +612,16 @@ impl<C: Clock> Driver<C> {
 
     /// Routes as the saved state says: the canary upstream of a rollout in
     /// progress and its weights. The daemon calls this before its proxy
-    /// accepts a request; it is idempotent.
+    /// accepts a request; it is idempotent. A refused route stays pending
+    /// (warned once) and the loop retries it, as any desired route.
     pub async fn restore_routes(&mut self) -> Result<(), PortError> {
+        self.restore_canary().await?;
+        let now = self.clock.now();
+        self.apply_route(now, self.state.route()).await
+    }
+
+    /// Points the router at the canary upstream of a rollout in progress.
+    async fn restore_canary(&mut self) -> Result<(), PortError> {
         if self.state.phase.is_active()
             && let (Some(address), Some(revision)) = (
                 self.persistence.placement.canary.clone(),
@@ -580,7 +632,22 @@ impl<C: Clock> Driver<C> {
                 .set_canary(&CanaryTarget { address, revision })
                 .await?;
         }
-        self.router.set_route(self.state.route()).await
+        Ok(())
+    }
+
+    /// [`Self::restore_routes`] from inside the loop: a canary upstream the
+    /// router refuses is warned about; a refused route is pending (and
+    /// warned about once by [`Self::apply_route`]).
+    async fn reroute(&mut self, now: Timestamp) {
+        match self.restore_canary().await {
+            Ok(()) => {
+                let _ = self.apply_route(now, self.state.route()).await;
+            }
+            Err(error) => self.warn(
+                now,
+                format!("{} could not restore routes: {error}", self.router.name()),
+            ),
+        }
     }
 
     /// Picks up where the saved state stopped: re-applies the route, re-arms
@@ -598,12 +665,7 @@ impl<C: Clock> Driver<C> {
                     source,
                 }
             })?;
-        if let Err(error) = self.restore_routes().await {
-            self.warn(
-                now,
-                format!("{} could not restore routes: {error}", self.router.name()),
-            );
-        }
+        self.reroute(now).await;
         // The proxy's statistics start empty after a restart: the next
         // interval waits until a window of fresh traffic was seen, and the
         // tick asks again the question whose answer was lost (the machine
@@ -632,28 +694,107 @@ impl<C: Clock> Driver<C> {
         Ok(())
     }
 
-    /// Applies a route, retrying a few times: a route is desired state and
-    /// the rollout must not run its analysis on a split that was never set.
-    /// Waits between attempts only: after the last one the loop goes on.
-    async fn apply_route(&mut self, now: Timestamp, route: Route) {
-        for attempt in 1..=ROUTER_ATTEMPTS {
-            match self.router.set_route(route).await {
-                Ok(()) => return,
-                Err(error) => {
-                    self.warn(
+    /// Tries a route once: a route is desired state, so a refusal is
+    /// remembered as pending (replacing any older pending route: the newest
+    /// wins) and retried by [`Self::retry_route`] on observation ticks with a
+    /// bounded backoff, while analyses hold. Never waits. One warning when the
+    /// router first refuses, one record when a route is finally applied.
+    async fn apply_route(&mut self, now: Timestamp, route: Route) -> Result<(), PortError> {
+        match self.router.set_route(route).await {
+            Ok(()) => {
+                if let Some(pending) = self.persistence.pending.take() {
+                    self.note(
                         now,
                         format!(
-                            "{} could not set canary weight {} (attempt {attempt}/{ROUTER_ATTEMPTS}): {error}",
+                            "{} applied canary weight {} after {}s ({} refused {})",
                             self.router.name(),
-                            route.canary_weight
+                            route.canary_weight,
+                            now.saturating_since(pending.since).as_secs(),
+                            pending.refusals,
+                            if pending.refusals == 1 {
+                                "try"
+                            } else {
+                                "tries"
+                            },
                         ),
                     );
-                    if attempt < ROUTER_ATTEMPTS {
-                        tokio::time::sleep(ROUTER_RETRY).await;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                match &mut self.persistence.pending {
+                    Some(pending) => {
+                        if pending.route != route {
+                            // A newer desired route starts a fresh backoff.
+                            pending.route = route;
+                            pending.desired_at = now;
+                            pending.backoff = ROUTE_RETRY_FIRST;
+                        }
+                        pending.retry_at = now.saturating_add(pending.backoff);
+                        pending.backoff = pending.backoff.saturating_mul(2).min(ROUTE_RETRY_MAX);
+                        pending.refusals += 1;
+                        pending.error = error.to_string();
+                    }
+                    None => {
+                        self.persistence.pending = Some(PendingRoute {
+                            route,
+                            since: now,
+                            desired_at: now,
+                            retry_at: now.saturating_add(ROUTE_RETRY_FIRST),
+                            backoff: ROUTE_RETRY_FIRST.saturating_mul(2),
+                            refusals: 1,
+                            error: error.to_string(),
+                        });
+                        self.warn(
+                            now,
+                            format!(
+                                "{} could not set canary weight {}: {error}; analysis holds and the route is retried (every {}s up to {}s) until applied",
+                                self.router.name(),
+                                route.canary_weight,
+                                ROUTE_RETRY_FIRST.as_secs(),
+                                ROUTE_RETRY_MAX.as_secs()
+                            ),
+                        );
                     }
                 }
+                Err(error)
             }
         }
+    }
+
+    /// Tries the pending route again when its backoff has passed.
+    async fn retry_route(&mut self, now: Timestamp) {
+        let due = self
+            .persistence
+            .pending
+            .as_ref()
+            .filter(|pending| now >= pending.retry_at)
+            .map(|pending| pending.route);
+        if let Some(route) = due {
+            let _ = self.apply_route(now, route).await;
+        }
+    }
+
+    /// Whether a finished rollout's last route is applied, or the router has
+    /// refused it for longer than the progress deadline (then the loop stops
+    /// waiting for it, saying so).
+    fn final_route_settled(&mut self, now: Timestamp) -> bool {
+        let Some(pending) = &self.persistence.pending else {
+            return true;
+        };
+        let waited = now.saturating_since(pending.desired_at);
+        if waited < self.plan.effective_deadline() {
+            return false;
+        }
+        let message = format!(
+            "{} still refuses canary weight {} after {}s ({}): giving up",
+            self.router.name(),
+            pending.route.canary_weight,
+            waited.as_secs(),
+            pending.error
+        );
+        self.warn(now, message);
+        true
     }
 
     /// What webhooks are told about the rollout.
@@ -679,6 +820,15 @@ impl<C: Clock> Driver<C> {
                 None
             }
         }
+    }
+
+    fn note(&mut self, at: Timestamp, message: String) {
+        let record = Record {
+            severity: Severity::Normal,
+            message,
+        };
+        self.log(at, &record);
+        self.publish(Update::Record { at, record });
     }
 
     fn warn(&mut self, at: Timestamp, message: String) {
@@ -757,10 +907,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_refused_route_is_retried_without_a_wait_after_the_last_try() {
+    async fn a_refused_route_is_tried_once_without_a_wait_and_stays_pending() {
         let clock = TokioClock::new();
         let router = Arc::new(Refusing::default());
-        let (updates, _) = broadcast::channel(16);
+        let (updates, mut watch) = broadcast::channel(16);
         let mut driver = Driver {
             name: "shop".into(),
             plan: Plan::new(
@@ -779,8 +929,60 @@ mod tests {
             persistence: Persistence::none(),
         };
         let started = tokio::time::Instant::now();
-        driver.apply_route(clock.now(), Route::default()).await;
-        assert_eq!(router.tries.load(Ordering::SeqCst), ROUTER_ATTEMPTS);
-        assert_eq!(started.elapsed(), ROUTER_RETRY * (ROUTER_ATTEMPTS - 1));
+        let first = Route {
+            canary_weight: 10,
+            ..Route::default()
+        };
+        assert!(driver.apply_route(clock.now(), first).await.is_err());
+        assert!(
+            driver
+                .apply_route(clock.now(), Route::default())
+                .await
+                .is_err()
+        );
+        assert_eq!(router.tries.load(Ordering::SeqCst), 2);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // The newest desired route is the pending one.
+        let pending = driver.persistence.pending.clone().expect("pending route");
+        assert_eq!(pending.route, Route::default());
+        assert_eq!(pending.refusals, 2);
+        // Not retried before its backoff, retried after it.
+        driver.retry_route(clock.now()).await;
+        assert_eq!(router.tries.load(Ordering::SeqCst), 2);
+        driver
+            .retry_route(clock.now().saturating_add(ROUTE_RETRY_FIRST))
+            .await;
+        assert_eq!(router.tries.load(Ordering::SeqCst), 3);
+        // The analysis holds while the route is pending.
+        let answer = driver
+            .perform(clock.now(), Action::RunAnalysis, &mut None)
+            .await;
+        match answer {
+            Some(Event::Analysis(serin_rollout::Verdict::Hold { reasons })) => {
+                assert!(reasons[0].contains("refusing"), "{reasons:?}");
+                assert!(reasons[0].contains("down"), "{reasons:?}");
+            }
+            other => panic!("expected a hold, got {other:?}"),
+        }
+        // One warning for the whole outage.
+        let mut warnings = 0;
+        while let Ok(update) = watch.try_recv() {
+            if let Update::Record { record, .. } = update {
+                assert_eq!(record.severity, Severity::Warning);
+                warnings += 1;
+            }
+        }
+        assert_eq!(warnings, 1);
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_bound() {
+        let mut backoff = ROUTE_RETRY_FIRST;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            waits.push(backoff.as_secs());
+            backoff = backoff.saturating_mul(2).min(ROUTE_RETRY_MAX);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }

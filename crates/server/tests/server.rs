@@ -20,11 +20,39 @@ use std::{
 };
 use tokio::sync::{broadcast, mpsc};
 
-/// Remembers every route and lifecycle call, in order.
+/// Whether the router refuses a route, given it and the calls so far.
+type Refuse = Box<dyn FnMut(Route, &[String]) -> bool + Send>;
+
+/// Remembers every route and lifecycle call, in order; refuses the routes
+/// `refuse` says (recorded as `refused weight N`).
 #[derive(Default)]
 struct RecordingRouter {
     calls: Mutex<Vec<String>>,
     weight: Mutex<u8>,
+    refuse: Mutex<Option<Refuse>>,
+}
+
+impl RecordingRouter {
+    /// Refuses `times` calls for `weight` once `after` was applied (any
+    /// time when `after` is `None`), then accepts.
+    fn refusing(weight: u8, times: u32, after: Option<&str>) -> Self {
+        let after = after.map(str::to_owned);
+        let mut left = times;
+        let refuse: Refuse = Box::new(move |route, calls| {
+            let armed = after
+                .as_deref()
+                .is_none_or(|after| calls.iter().any(|c| c == after));
+            if route.canary_weight == weight && armed && left > 0 {
+                left -= 1;
+                return true;
+            }
+            false
+        });
+        RecordingRouter {
+            refuse: Mutex::new(Some(refuse)),
+            ..RecordingRouter::default()
+        }
+    }
 }
 
 impl Router for RecordingRouter {
@@ -39,6 +67,19 @@ impl Router for RecordingRouter {
         Box::pin(async { Ok(()) })
     }
     fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>> {
+        let mut calls = self.calls.lock().unwrap();
+        if let Some(refuse) = self.refuse.lock().unwrap().as_mut()
+            && refuse(route, &calls)
+        {
+            calls.push(format!("refused weight {}", route.canary_weight));
+            return Box::pin(async {
+                Err(PortError::Unavailable {
+                    system: "balancer".into(),
+                    message: "connection refused".into(),
+                })
+            });
+        }
+        drop(calls);
         *self.weight.lock().unwrap() = route.canary_weight;
         self.calls
             .lock()
@@ -122,8 +163,22 @@ impl TrafficSource for SyntheticTraffic {
 }
 
 async fn rollout(canary_errors: f64, judge: JudgeKind) -> (RolloutState, Vec<String>, Vec<Update>) {
+    rollout_through(RecordingRouter::default(), canary_errors, judge).await
+}
+
+/// A rollout to its verdict; also returns the running driver's command sender.
+fn spawn_rollout(
+    router: RecordingRouter,
+    canary_errors: f64,
+    judge: JudgeKind,
+) -> (
+    Arc<RecordingRouter>,
+    mpsc::Sender<Command>,
+    broadcast::Receiver<Update>,
+    tokio::task::JoinHandle<RolloutState>,
+) {
     let clock = TokioClock::starting_at(Timestamp::from_millis(1_764_150_000_000));
-    let router = Arc::new(RecordingRouter::default());
+    let router = Arc::new(router);
     let traffic = Arc::new(SyntheticTraffic {
         router: router.clone(),
         clock: clock.clone(),
@@ -141,7 +196,7 @@ async fn rollout(canary_errors: f64, judge: JudgeKind) -> (RolloutState, Vec<Str
     );
     let mut config = AnalysisConfig::flagger_defaults().with_judge(judge);
     config.metrics = vec![MetricCheck::named("request-success-rate").range(Some(99.0), None)];
-    let (updates, mut watch) = broadcast::channel(4096);
+    let (updates, watch) = broadcast::channel(4096);
     let driver = Driver {
         name: "shop".into(),
         plan,
@@ -157,13 +212,22 @@ async fn rollout(canary_errors: f64, judge: JudgeKind) -> (RolloutState, Vec<Str
     };
     let (commands, receiver) = mpsc::channel(4);
     commands
-        .send(Command::Start(CanaryTarget {
+        .try_send(Command::Start(CanaryTarget {
             address: "http://canary".into(),
             revision: "v2".into(),
         }))
-        .await
         .unwrap();
-    let state = driver.run(receiver, true).await.unwrap();
+    let task = tokio::spawn(async move { driver.run(receiver, true).await.unwrap() });
+    (router, commands, watch, task)
+}
+
+async fn rollout_through(
+    router: RecordingRouter,
+    canary_errors: f64,
+    judge: JudgeKind,
+) -> (RolloutState, Vec<String>, Vec<Update>) {
+    let (router, _commands, mut watch, task) = spawn_rollout(router, canary_errors, judge);
+    let state = task.await.unwrap();
     let mut seen = Vec::new();
     while let Ok(update) = watch.try_recv() {
         seen.push(update);
@@ -239,4 +303,135 @@ async fn the_threshold_judge_waits_for_five_failed_checks() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The records the rollout published, as (warning?, message).
+fn records(updates: &[Update]) -> Vec<(bool, String)> {
+    updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Record { record, .. } => Some((
+                record.severity == serin_rollout::Severity::Warning,
+                record.message.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_step_holds_until_the_router_accepts_then_the_rollout_promotes() {
+    let started = tokio::time::Instant::now();
+    // Refused at the step to 20 for ~2 minutes of backoff (1+2+4+8+16+30+30 s).
+    let router = RecordingRouter::refusing(20, 8, None);
+    let (state, calls, updates) = rollout_through(router, 0.0, JudgeKind::Sequential).await;
+    assert_eq!(state.phase, Phase::Succeeded);
+    assert_eq!(state.failed_checks, 0);
+    let refused = calls.iter().filter(|c| *c == "refused weight 20").count();
+    assert_eq!(refused, 8, "{calls:?}");
+    // Nothing advanced on the unapplied split: 30 only after 20 was applied.
+    let last_refusal = calls
+        .iter()
+        .rposition(|c| c == "refused weight 20")
+        .unwrap();
+    let applied = calls.iter().position(|c| c == "weight 20").unwrap();
+    let next = calls.iter().position(|c| c == "weight 30").unwrap();
+    assert!(last_refusal < applied && applied < next, "{calls:?}");
+    let weights: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.starts_with("weight") && *c != "weight 0")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            "weight 10",
+            "weight 20",
+            "weight 30",
+            "weight 40",
+            "weight 50"
+        ]
+    );
+    assert_eq!(calls.last().map(String::as_str), Some("finalise"));
+    let records = records(&updates);
+    let holds: Vec<&String> = records
+        .iter()
+        .filter(|(_, m)| m.starts_with("Hold"))
+        .map(|(_, m)| m)
+        .collect();
+    assert!(!holds.is_empty(), "{records:?}");
+    assert!(
+        holds
+            .iter()
+            .all(|m| m.contains("recording") && m.contains("connection refused")),
+        "{holds:?}"
+    );
+    let warnings: Vec<&String> = records.iter().filter(|(w, _)| *w).map(|(_, m)| m).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("canary weight 20"), "{warnings:?}");
+    let recovered: Vec<&String> = records
+        .iter()
+        .filter(|(w, m)| !w && m.starts_with("recording applied canary weight"))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(recovered[0].contains("after 121s"), "{recovered:?}");
+    // The hold cost time: five steps plus the refused two minutes.
+    assert!(started.elapsed() >= Duration::from_secs(7 * 60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_rollback_still_ends_at_weight_zero_once_accepted() {
+    // Harm at weight 10; the rollback's route to stable is refused 3 times.
+    let router = RecordingRouter::refusing(0, 3, Some("weight 10"));
+    let (state, calls, updates) = rollout_through(router, 0.2, JudgeKind::Sequential).await;
+    assert_eq!(state.phase, Phase::Failed);
+    assert_eq!(state.canary_weight, 0);
+    assert_eq!(
+        calls.iter().filter(|c| *c == "refused weight 0").count(),
+        3,
+        "{calls:?}"
+    );
+    // The loop stops only once stable has all traffic.
+    let last_refusal = calls.iter().rposition(|c| c == "refused weight 0").unwrap();
+    assert!(
+        calls[last_refusal..].iter().any(|c| c == "weight 0"),
+        "{calls:?}"
+    );
+    let records = records(&updates);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|(w, m)| *w && m.contains("could not set"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|(w, m)| !w && m.starts_with("recording applied canary weight 0"))
+            .count(),
+        1,
+        "{records:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_is_handled_at_once_while_a_route_is_pending() {
+    // The first step is refused for good (far past the test's horizon).
+    let router = RecordingRouter::refusing(10, u32::MAX, None);
+    let (router, commands, _watch, task) = spawn_rollout(router, 0.0, JudgeKind::Threshold);
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    {
+        let calls = router.calls.lock().unwrap();
+        assert!(calls.iter().any(|c| c == "refused weight 10"), "{calls:?}");
+        assert!(!calls.iter().any(|c| c == "weight 10" || c == "weight 20"));
+    }
+    let asked = tokio::time::Instant::now();
+    commands.send(Command::Abort).await.unwrap();
+    let state = task.await.unwrap();
+    assert_eq!(asked.elapsed(), Duration::ZERO);
+    assert_eq!(state.phase, Phase::Failed);
+    assert_eq!(state.failed_checks, 0);
+    assert_eq!(*router.weight.lock().unwrap(), 0);
 }
