@@ -121,11 +121,9 @@ impl ProxyRouter {
         if !route.match_active || !canary_on {
             table.matches.clear();
         }
-        // Sticky cookies only pin users while the canary takes live traffic;
-        // after a rollback nobody may be held on it.
-        if !canary_on || (route.canary_weight == 0 && !route.match_active) {
-            table.sticky = None;
-        }
+        // Sticky sessions stay configured at weight 0 and between rollouts:
+        // the proxy then pins nobody to the canary and deletes the canary
+        // cookie of users who still carry one (Flagger's behaviour).
         self.proxy
             .set_routes(table)
             .map_err(|error| PortError::Refused {

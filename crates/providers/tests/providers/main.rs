@@ -4,6 +4,7 @@
 // Test scaffolding outside #[test] functions: a failed setup should panic.
 #![allow(clippy::unwrap_used)]
 
+mod builtin_router;
 mod prometheus;
 mod secured;
 mod support;
