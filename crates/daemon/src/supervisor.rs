@@ -13,7 +13,7 @@ use crate::{
     store::{FileTarget, Store, StoredCanary},
 };
 use serde::Serialize;
-use serin_proxy::Recorder;
+use serin_proxy::{ProxyHandle, Recorder};
 use serin_rollout::{Phase, RolloutState, ports::CanaryTarget};
 use serin_server::{
     Clock, Command, Driver, DriverError, Persistence, Prepared, RunError, TokioClock, Update,
@@ -204,6 +204,8 @@ struct Entry {
     tasks: Vec<JoinHandle<()>>,
     /// What the canary's proxy records, for `/metrics`.
     recorder: Arc<Recorder>,
+    /// The canary's proxy, for its own counters on `/metrics`.
+    proxy: ProxyHandle,
 }
 
 // === impl Supervisor ===
@@ -253,6 +255,12 @@ impl Supervisor {
     /// latencies per version), for `/metrics`.
     pub fn recorder(&self, name: &str) -> Option<Arc<Recorder>> {
         self.read().get(name).map(|entry| entry.recorder.clone())
+    }
+
+    /// A running canary's proxy (its own counters: connections, upstream
+    /// errors, rejections, mirrors), for `/metrics`.
+    pub fn proxy(&self, name: &str) -> Option<ProxyHandle> {
+        self.read().get(name).map(|entry| entry.proxy.clone())
     }
 
     /// The names of the running canaries.
@@ -571,6 +579,7 @@ impl Supervisor {
         if let Err(error) = driver.restore_routes().await {
             tracing::warn!(canary = %name, %error, "could not restore routes");
         }
+        let proxy = bound.handle();
         let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
         let proxy_name = name.clone();
         let proxy_task = tokio::spawn(async move {
@@ -612,6 +621,7 @@ impl Supervisor {
             stop_proxy,
             tasks: vec![driver_task, forward, proxy_task],
             recorder,
+            proxy,
         })
     }
 

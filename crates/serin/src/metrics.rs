@@ -21,6 +21,7 @@ pub async fn serve_run(
     };
     let telemetry = Telemetry::new();
     telemetry.add_traffic(name, running.recorder.clone());
+    telemetry.add_proxy(name, running.proxy.clone());
     telemetry.watch(name.to_owned(), updates);
     let server = serin_telemetry::serve(addr, telemetry).await?;
     eprintln!(

@@ -56,6 +56,10 @@ pub fn follow(telemetry: &Telemetry, supervisor: &Supervisor) -> tokio::task::Jo
                             let known = exported.get(&change.canary);
                             if !known.is_some_and(|known| Arc::ptr_eq(known, &recorder)) {
                                 telemetry.add_traffic(&change.canary, recorder.clone());
+                                // The proxy relaunched with the recorder.
+                                if let Some(proxy) = supervisor.proxy(&change.canary) {
+                                    telemetry.add_proxy(&change.canary, proxy);
+                                }
                                 exported.insert(change.canary.clone(), recorder);
                             }
                         }

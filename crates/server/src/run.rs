@@ -8,7 +8,7 @@ use crate::{
 };
 use serin_analysis::{AnalysisConfig, Analyzer};
 use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, Notifier, ProxyRouter};
-use serin_proxy::{Limits, Proxy, ProxyConfig, Recorder};
+use serin_proxy::{Limits, Proxy, ProxyConfig, ProxyHandle, Recorder};
 use serin_rollout::{
     Phase, Plan, RolloutState,
     ports::{CanaryTarget, MetricQuery, Router},
@@ -233,6 +233,8 @@ pub struct Running {
     pub commands: mpsc::Sender<Command>,
     /// The statistics the proxy records.
     pub recorder: Arc<Recorder>,
+    /// The proxy, for its own counters.
+    pub proxy: ProxyHandle,
     outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
 }
 
@@ -336,6 +338,7 @@ pub async fn start(
         target,
     } = assemble(prepared).await?;
     let listen = proxy.local_addr();
+    let handle = proxy.handle();
     let clock = TokioClock::new();
     let state = RolloutState::new(clock.now());
     let driver = Driver {
@@ -375,6 +378,7 @@ pub async fn start(
         listen,
         commands,
         recorder,
+        proxy: handle,
         outcome,
     })
 }

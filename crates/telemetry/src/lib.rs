@@ -5,7 +5,9 @@
 //! - the proxy's, per version, with the names and labels the seed's Grafana
 //!   queries use (`http_requests_total{version,status}`,
 //!   `http_request_duration_seconds_bucket{version,le}`), read from the
-//!   proxy's [`Recorder`](serin_stats::Recorder) at scrape time;
+//!   proxy's [`Recorder`](serin_stats::Recorder) at scrape time, and the
+//!   proxy's own counters (`serin_proxy_*`, per canary) read from its
+//!   [`ProxyHandle`];
 //! - serin's own, as Flagger's controller exports its own
 //!   (`serin_canary_weight`, `serin_canary_status`, phases, rollout
 //!   durations, promotions and rollbacks, per-metric values and verdicts),
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod grafana;
+mod proxy;
 mod rollouts;
 mod serve;
 mod traffic;
@@ -25,6 +28,7 @@ mod traffic;
 pub use serve::{MetricsServer, ServeError, serve};
 
 use prometheus_client::registry::Registry;
+use serin_proxy::ProxyHandle;
 use serin_server::Update;
 use serin_stats::Recorder;
 use std::sync::Arc;
@@ -38,6 +42,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub struct Telemetry {
     registry: Arc<Registry>,
     traffic: Arc<traffic::Traffic>,
+    proxies: Arc<proxy::Proxies>,
     rollouts: Arc<rollouts::Rollouts>,
 }
 
@@ -53,13 +58,16 @@ impl Telemetry {
     /// Empty telemetry: no canaries yet.
     pub fn new() -> Self {
         let traffic = Arc::new(traffic::Traffic::default());
+        let proxies = Arc::new(proxy::Proxies::default());
         let rollouts = Arc::new(rollouts::Rollouts::default());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(traffic.clone()));
+        registry.register_collector(Box::new(proxies.clone()));
         rollouts.register(&mut registry);
         Telemetry {
             registry: Arc::new(registry),
             traffic,
+            proxies,
             rollouts,
         }
     }
@@ -72,9 +80,19 @@ impl Telemetry {
         self.traffic.add(canary, recorder);
     }
 
-    /// Stops exporting `canary`'s requests and rollout series.
+    /// Exports the counters of `canary`'s proxy (`serin_proxy_*`: connections,
+    /// requests, upstream errors, rejections, mirrors, access-log losses),
+    /// labelled `canary="NAME"`, read at scrape time. Adding a canary again
+    /// replaces its proxy.
+    pub fn add_proxy(&self, canary: &str, proxy: ProxyHandle) {
+        self.proxies.add(canary, proxy);
+    }
+
+    /// Stops exporting `canary`'s requests, proxy counters and rollout
+    /// series.
     pub fn remove(&self, canary: &str) {
         self.traffic.remove(canary);
+        self.proxies.remove(canary);
         self.rollouts.remove(canary);
     }
 

@@ -2,6 +2,8 @@
 //! serin's own series folded from rollout updates.
 
 use serin_analysis::{Decision, MetricEvidence, MetricStatus, Verdict};
+use serin_demo::{Backend, Behaviour};
+use serin_proxy::{Limits, Proxy, ProxyConfig, Routes};
 use serin_rollout::{Phase, RolloutState, Timestamp};
 use serin_server::Update;
 use serin_stats::{Recorder, Version};
@@ -176,4 +178,99 @@ fn removing_a_canary_removes_every_series_of_it() {
             "missing {series:?} in:\n{body}"
         );
     }
+}
+
+#[tokio::test]
+async fn proxy_counters_over_http() {
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let upstream = Backend::start(local, Behaviour::healthy("stable"))
+        .await
+        .unwrap();
+    // A port nothing listens on: bound, then released.
+    let dead = std::net::TcpListener::bind(local)
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = ProxyConfig {
+        listen: local,
+        limits: Limits {
+            workers: Some(1),
+            ..Limits::default()
+        },
+        access_log: None,
+    };
+    let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
+    let proxy = Proxy::bind(
+        config,
+        Routes::stable_only(upstream.url().parse().unwrap()),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let handle = proxy.handle();
+    let port = handle.local_addr().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(proxy.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    let telemetry = Telemetry::new();
+    telemetry.add_traffic("web", recorder);
+    telemetry.add_proxy("web", handle.clone());
+    for _ in 0..3 {
+        let answer = http::get(port, "/").await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    handle
+        .set_routes(Routes::stable_only(
+            format!("http://{dead}").parse().unwrap(),
+        ))
+        .unwrap();
+    let answer = http::get(port, "/").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    // The last connection is counted closed once its task ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while handle.counters().active_connections > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let server = serin_telemetry::serve(local, telemetry.clone())
+        .await
+        .unwrap();
+    let answer = http::get(server.local_addr().port(), "/metrics")
+        .await
+        .unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    for line in [
+        "# TYPE serin_proxy_active_connections gauge",
+        r#"serin_proxy_active_connections{canary="web"} 0"#,
+        "# TYPE serin_proxy_connections counter",
+        r#"serin_proxy_connections_total{canary="web"} 4"#,
+        r#"serin_proxy_requests_total{canary="web"} 4"#,
+        r#"serin_proxy_upstream_connect_errors_total{canary="web"} 1"#,
+        r#"serin_proxy_upstream_timeouts_total{canary="web"} 0"#,
+        r#"serin_proxy_upstream_other_errors_total{canary="web"} 0"#,
+        r#"serin_proxy_rejected_header_too_large_total{canary="web"} 0"#,
+        r#"serin_proxy_rejected_body_too_large_total{canary="web"} 0"#,
+        r#"serin_proxy_client_body_timeouts_total{canary="web"} 0"#,
+        r#"serin_proxy_mirrors_sent_total{canary="web"} 0"#,
+        r#"serin_proxy_mirrors_dropped_total{canary="web"} 0"#,
+        r#"serin_proxy_mirrors_skipped_body_total{canary="web"} 0"#,
+        r#"serin_proxy_log_lines_dropped_total{canary="web"} 0"#,
+        r#"serin_proxy_log_write_errors_total{canary="web"} 0"#,
+        r#"http_requests_total{canary="web",version="stable",status="200"} 3"#,
+        r#"http_requests_total{canary="web",version="stable",status="502"} 1"#,
+        "# EOF",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in:\n{body}"
+        );
+    }
+
+    // Removing the canary removes its proxy series too.
+    telemetry.remove("web");
+    assert!(!telemetry.render().contains("serin_proxy_"));
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
 }
