@@ -91,6 +91,7 @@ async fn serve_mounts_the_dashboard_and_metrics() {
         );
         // Exact status codes, read from the canary's own recorder.
         if metrics.contains(r#"http_requests_total{canary="web",version="stable",status="200"} 20"#)
+            && metrics.contains(r#"serin_proxy_requests_total{canary="web"} 20"#)
         {
             break;
         }
