@@ -16,8 +16,7 @@ use serde::Serialize;
 use serin_proxy::{ProxyHandle, Recorder};
 use serin_rollout::{Phase, RolloutState, ports::CanaryTarget};
 use serin_server::{
-    Clock, Command, Driver, DriverError, Persistence, Prepared, RunError, TokioClock, Update,
-    run::Assembled,
+    Clock, Command, DriverError, Persistence, Prepared, RunError, TokioClock, Update, run::Parts,
 };
 use serin_spec::{Canary, Catalog};
 use std::{
@@ -535,46 +534,35 @@ impl Supervisor {
                 )
             })?;
         }
-        let Assembled {
-            plan,
-            proxy: bound,
-            recorder,
-            router,
-            judge,
-            notifier,
-            metrics,
-            ..
-        } = serin_server::run::assemble(prepared)
-            .await
-            .map_err(|error| match error {
-                RunError::Proxy(source) => LaunchError::Proxy {
-                    name: name.clone(),
-                    source,
-                },
-                other => invalid("spec", other.to_string()),
-            })?;
+        let assembled =
+            serin_server::run::assemble(prepared)
+                .await
+                .map_err(|error| match error {
+                    RunError::Proxy(source) => LaunchError::Proxy {
+                        name: name.clone(),
+                        source,
+                    },
+                    other => invalid("spec", other.to_string()),
+                })?;
         let (updates, updates_rx) = broadcast::channel(256);
         let status = CanaryStatus::new(
             &name,
             file,
-            bound.local_addr().to_string(),
+            assembled.proxy.local_addr().to_string(),
             &file_stable,
             &state,
             &placement,
         );
-        let mut driver = Driver {
-            name: name.clone(),
-            plan,
+        let (mut driver, parts) = assembled.into_driver(
             state,
-            judge,
-            router,
-            traffic: recorder.clone(),
-            metrics,
-            webhooks: notifier.clone(),
-            clock,
             updates,
-            persistence: Persistence::new(self.inner.store.clone(), placement),
-        };
+            Persistence::new(self.inner.store.clone(), placement),
+        );
+        let Parts {
+            proxy: bound,
+            recorder,
+            ..
+        } = parts;
         // Routes as saved before a single request is accepted.
         if let Err(error) = driver.restore_routes().await {
             tracing::warn!(canary = %name, %error, "could not restore routes");

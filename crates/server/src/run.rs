@@ -277,6 +277,53 @@ pub struct Assembled {
     pub target: Option<CanaryTarget>,
 }
 
+/// What is left of [`Assembled`] once its rollout loop is built: the proxy
+/// to serve, and what the caller still needs beside the loop.
+pub struct Parts {
+    /// The proxy, bound; serve it once routes are set.
+    pub proxy: Proxy,
+    /// What the proxy records.
+    pub recorder: Arc<Recorder>,
+    /// Webhooks and alerts (flush them before exiting).
+    pub notifier: Arc<Notifier>,
+    /// The revision the file names, if any.
+    pub target: Option<CanaryTarget>,
+}
+
+// === impl Assembled ===
+
+impl Assembled {
+    /// The rollout loop over these parts, starting from `state` and saving
+    /// through `persistence`; `serin run` and the daemon differ only there.
+    pub fn into_driver(
+        self,
+        state: RolloutState,
+        updates: broadcast::Sender<Update>,
+        persistence: crate::driver::Persistence,
+    ) -> (Driver<TokioClock>, Parts) {
+        let driver = Driver {
+            name: self.canary.name().to_owned(),
+            plan: self.plan,
+            state,
+            judge: self.judge,
+            router: self.router,
+            traffic: self.recorder.clone(),
+            metrics: self.metrics,
+            webhooks: self.notifier.clone(),
+            clock: TokioClock::new(),
+            updates,
+            persistence,
+        };
+        let parts = Parts {
+            proxy: self.proxy,
+            recorder: self.recorder,
+            notifier: self.notifier,
+            target: self.target,
+        };
+        (driver, parts)
+    }
+}
+
 /// Binds the proxy and wires the ports of a prepared canary.
 pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
     let Prepared {
@@ -326,34 +373,19 @@ pub async fn start(
     prepared: Prepared,
     updates: broadcast::Sender<Update>,
 ) -> Result<Running, RunError> {
-    let Assembled {
-        canary,
-        plan,
+    let (driver, parts) = assemble(prepared).await?.into_driver(
+        RolloutState::new(TokioClock::new().now()),
+        updates,
+        crate::driver::Persistence::none(),
+    );
+    let Parts {
         proxy,
         recorder,
-        router,
-        judge,
         notifier,
-        metrics,
         target,
-    } = assemble(prepared).await?;
+    } = parts;
     let listen = proxy.local_addr();
     let handle = proxy.handle();
-    let clock = TokioClock::new();
-    let state = RolloutState::new(clock.now());
-    let driver = Driver {
-        name: canary.name().to_owned(),
-        plan,
-        state,
-        judge,
-        router,
-        traffic: recorder.clone(),
-        metrics,
-        webhooks: notifier.clone(),
-        clock,
-        updates,
-        persistence: crate::driver::Persistence::none(),
-    };
     let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
     let proxy_task = tokio::spawn(proxy.serve(async move {
         let _ = proxy_stopped.await;
