@@ -14,6 +14,7 @@ use crate::{
 };
 use serin_stats::Pair;
 
+pub(crate) mod checks;
 pub mod mann_whitney;
 pub mod sequential;
 pub mod threshold;
@@ -78,10 +79,91 @@ impl Analyzer {
         self.judge.early(at_ms).map(Decision::sanitize)
     }
 
-    /// See [`Judge::evaluate`].
+    /// See [`Judge::evaluate`]. Every judge but the threshold judge (which
+    /// *is* Flagger's check) is held to Flagger's per-metric check in its
+    /// guarded reading ([`checks`]): the verdict is the worse of the two, so
+    /// statistics can make a verdict stricter, never more lenient.
     pub fn evaluate(&mut self, at_ms: u64, input: &TickInput) -> Decision {
-        self.judge.evaluate(at_ms, input).sanitize()
+        let decision = self.judge.evaluate(at_ms, input);
+        let decision = match self.config.judge {
+            JudgeKind::Threshold => decision,
+            JudgeKind::Sequential | JudgeKind::MannWhitney => {
+                let checks =
+                    checks::check_all(&self.config.metrics, input, checks::Reading::Guarded);
+                held_to_checks(decision, &checks)
+            }
+        };
+        decision.sanitize()
     }
+}
+
+/// `decision` held to the metrics' checks: its verdict becomes the worse of
+/// its own and the checks', each metric's reason starts with its check, and
+/// the reasons are the judge's notes followed by one line per metric.
+fn held_to_checks(mut decision: Decision, checks: &[checks::Check]) -> Decision {
+    use crate::decision::{MetricEvidence, MetricStatus, Verdict};
+    if decision.verdict == Verdict::Rollback {
+        return decision;
+    }
+    let worst = checks::worst(checks);
+    for check in checks {
+        let evidence = match decision.metrics.iter_mut().find(|e| e.name == check.name) {
+            Some(e) => e,
+            None => {
+                decision.metrics.push(MetricEvidence::new(
+                    &check.name,
+                    check.status,
+                    String::new(),
+                ));
+                let last = decision.metrics.len() - 1;
+                &mut decision.metrics[last]
+            }
+        };
+        evidence.status = match (check.verdict, evidence.status) {
+            (_, MetricStatus::Harm) => MetricStatus::Harm,
+            (Verdict::Fail, _) => check.status,
+            (Verdict::Hold, MetricStatus::Pass) => MetricStatus::Inconclusive,
+            (_, status) => status,
+        };
+        if evidence.canary.is_none() {
+            evidence.canary = check.point.canary;
+        }
+        if evidence.stable.is_none() {
+            evidence.stable = check.point.stable;
+        }
+        evidence.reason = if evidence.reason.is_empty() {
+            check.reason.clone()
+        } else {
+            format!("{}; {}", check.reason, evidence.reason)
+        };
+    }
+    let mut reasons = Vec::with_capacity(decision.reasons.len() + decision.metrics.len() + 1);
+    if worst > decision.verdict {
+        let (what, names): (&str, Vec<&str>) = match worst {
+            Verdict::Fail => (
+                "failed check",
+                checks
+                    .iter()
+                    .filter(|c| c.verdict == Verdict::Fail)
+                    .map(|c| c.name.as_str())
+                    .collect(),
+            ),
+            _ => (
+                "holding: cannot be judged yet",
+                checks
+                    .iter()
+                    .filter(|c| c.verdict == Verdict::Hold)
+                    .map(|c| c.name.as_str())
+                    .collect(),
+            ),
+        };
+        reasons.push(format!("{what}: {}", names.join(", ")));
+        decision.verdict = worst;
+    }
+    reasons.append(&mut decision.reasons);
+    reasons.extend(decision.metrics.iter().map(|m| m.reason.clone()));
+    decision.reasons = reasons;
+    decision
 }
 
 /// A metric's point values over its window.

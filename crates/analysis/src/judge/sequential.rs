@@ -152,8 +152,6 @@ pub struct SequentialJudge {
     canary: Counts,
     /// Canary requests at the current step.
     step_canary: u64,
-    /// Ticks at the current step where every custom metric had a value.
-    step_custom_ticks: u32,
     /// The rollback, once decided: the judge's answer from then on.
     rolled_back: Option<Decision>,
 }
@@ -220,6 +218,55 @@ fn evidence_target(alpha: f64, log_weight: f64) -> f64 {
     let z = DETECT_POWER_Z;
     let root = (z * std::f64::consts::SQRT_2 + (2.0 * z * z + 4.0 * a).sqrt()) / 2.0;
     root * root
+}
+
+/// The highest error rate the comparison's null allows the canary when
+/// stable's rate is `p_s`: `min(R·p_s, p_s + D)`, or `p_s` without margins.
+fn null_boundary(p_s: f64, max_ratio: Option<f64>, max_delta: Option<f64>) -> f64 {
+    let mut boundary = f64::INFINITY;
+    if let Some(r) = max_ratio {
+        boundary = boundary.min(p_s * r.max(1.0));
+    }
+    if let Some(d) = max_delta {
+        boundary = boundary.min(p_s + d.max(0.0));
+    }
+    if boundary.is_finite() { boundary } else { p_s }
+}
+
+/// The fewest trials, at the rate `events / trials` seen so far, after which
+/// the upper end of the rate's confidence sequence is at most `limit`; `None`
+/// when the rate seen is already at or above it (or the answer is absurdly
+/// far: more than a billion trials).
+fn requests_to_bound(trials: u64, events: u64, limit: f64, alpha: f64) -> Option<u64> {
+    let rate = if trials > 0 {
+        events.min(trials) as f64 / trials as f64
+    } else {
+        0.0
+    };
+    if rate >= limit {
+        return None;
+    }
+    let fits = |n: u64| {
+        let e = (rate * n as f64).round() as u64;
+        confseq::bernoulli(n, e, alpha).1 <= limit
+    };
+    let mut high = trials.max(16);
+    while !fits(high) {
+        high = high.checked_mul(2)?;
+        if high > 1_000_000_000 {
+            return None;
+        }
+    }
+    let mut low = trials;
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if fits(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Some(high)
 }
 
 /// Stable requests needed before its q-quantile is used as a threshold.
@@ -356,7 +403,6 @@ impl SequentialJudge {
             stable: Counts::default(),
             canary: Counts::default(),
             step_canary: 0,
-            step_custom_ticks: 0,
             rolled_back: None,
         }
     }
@@ -382,54 +428,102 @@ impl SequentialJudge {
     }
 
     /// Why promotion must wait for more evidence: one reason per comparison
-    /// that could not yet have seen a regression of the planning size with
-    /// 95 % probability. Empty when the gate is off or satisfied.
+    /// that could neither have caught a regression of the planning size
+    /// with 95 % probability yet, nor rule it out. Empty when the gate is off
+    /// or satisfied.
+    ///
+    /// Two routes, whichever comes first:
+    /// - *power*: the split test's information under the planning
+    ///   alternative reached its target ([`evidence_target`]);
+    /// - *bound*: the confidence sequence of the canary's own rate (errors,
+    ///   or requests above stable's running quantile) lies wholly below the
+    ///   comparison's null boundary plus the planning size, at level 1 − α.
+    ///   The split test alone cannot get there when stable shows no errors
+    ///   under an additive margin (every error is the canary's under null
+    ///   and alternative alike); clean canary traffic narrows the bound, so
+    ///   the requirement shrinks as clean data arrive.
+    ///
+    /// The gate only delays a pass: it never makes a rollback more likely.
     fn evidence_missing(&self) -> Vec<String> {
         if !self.evidence_gate {
             return Vec::new();
         }
         let mut out = Vec::new();
         for m in &self.metrics {
-            let (cmp, range, what) = match &m.test {
-                SeqTest::Errors { cmp, range, .. } => (
-                    cmp,
-                    range.is_some(),
-                    format!("+{} point of errors", num(DETECT_ERROR_POINTS)),
-                ),
-                SeqTest::Latency { cmp, range, q, .. } => (
-                    cmp,
-                    range.is_some(),
-                    format!(
-                        "{}× as many requests above stable's p{}",
-                        num(DETECT_TAIL_RATIO),
-                        (q * 100.0).round()
-                    ),
-                ),
-                _ => continue,
-            };
             if !m.log_weight.is_finite() {
                 continue;
             }
+            let (cmp, range, what, trials, events, limit) = match &m.test {
+                SeqTest::Errors {
+                    cmp,
+                    range,
+                    max_ratio,
+                    max_delta,
+                } => {
+                    let p_s = self.stable.error_ratio().unwrap_or(0.0);
+                    let boundary = null_boundary(p_s, *max_ratio, *max_delta);
+                    (
+                        cmp,
+                        range.is_some(),
+                        format!("+{} point of errors", num(DETECT_ERROR_POINTS)),
+                        self.canary.requests,
+                        self.canary.errors,
+                        boundary + DETECT_ERROR_POINTS / 100.0,
+                    )
+                }
+                SeqTest::Latency {
+                    cmp,
+                    range,
+                    q,
+                    exceed,
+                    ..
+                } => {
+                    let stable_share = if exceed[3] > 0 {
+                        exceed[2] as f64 / exceed[3] as f64
+                    } else {
+                        0.0
+                    };
+                    (
+                        cmp,
+                        range.is_some(),
+                        format!(
+                            "{}× as many requests above stable's p{}",
+                            num(DETECT_TAIL_RATIO),
+                            (q * 100.0).round()
+                        ),
+                        exceed[1],
+                        exceed[0],
+                        DETECT_TAIL_RATIO * stable_share.max(1.0 - q),
+                    )
+                }
+                _ => continue,
+            };
             let part = if range { std::f64::consts::LN_2 } else { 0.0 };
             let target = evidence_target(self.alpha, m.log_weight - part);
             let info = cmp.info();
             if info >= target {
                 continue;
             }
+            let (_, high) = confseq::bernoulli(trials, events, self.alpha);
+            if trials > 0 && high <= limit {
+                continue;
+            }
+            // Requests still needed by each route, if the rates stay as seen.
             let rate = cmp.info_per_canary_request();
-            let more = if rate > 0.0 {
-                format!(
-                    "about {} more canary requests",
-                    num(((target - info) / rate).ceil())
-                )
-            } else {
-                "more canary requests".to_owned()
+            let by_power = (rate > 0.0).then(|| ((target - info) / rate).ceil());
+            let by_bound = requests_to_bound(trials, events, limit, self.alpha)
+                .map(|n| n.saturating_sub(trials) as f64);
+            let more = match (by_power, by_bound) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
+            let more = more.map_or_else(
+                || "more canary requests".to_owned(),
+                |n| format!("about {} more canary requests", num(n.max(1.0))),
+            );
             out.push(format!(
-                "{}: holding promotion for evidence: a regression of {what} would be caught with 95 % probability only after {more} (evidence {} of {})",
+                "{}: holding promotion for evidence: {more} before a regression of {what} would be caught (95 %) or ruled out",
                 m.check.name,
-                num(info),
-                num(target)
             ));
         }
         out
@@ -439,12 +533,6 @@ impl SequentialJudge {
         self.metrics
             .iter()
             .any(|m| matches!(m.test, SeqTest::Errors { .. } | SeqTest::Latency { .. }))
-    }
-
-    fn has_custom(&self) -> bool {
-        self.metrics
-            .iter()
-            .any(|m| matches!(m.test, SeqTest::Custom { .. }))
     }
 
     /// Per-metric evidence and the verdict-relevant facts.
@@ -467,13 +555,7 @@ impl SequentialJudge {
             if m.log_weight.is_finite() {
                 ev.e_value = Some(e);
             }
-            let bound_txt = format!(
-                "e-value {} (alone needs {}; rollout {} vs 1/α = {})",
-                num(e),
-                num(alone),
-                num(self.e_value()),
-                num(threshold)
-            );
+            let bound_txt = format!("e-value {} (rolls back at {})", num(e), num(alone));
             match &m.test {
                 SeqTest::Errors {
                     max_ratio,
@@ -494,41 +576,20 @@ impl SequentialJudge {
                     });
                     let ce = c.map(|c| 100.0 - c);
                     let se = s.map(|s| 100.0 - s);
-                    let pts = |v: Option<f64>| v.map_or("-".to_owned(), num);
-                    let mut margin =
-                        format!("margin +{} points", num(max_delta.unwrap_or(0.0) * 100.0));
+                    let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{}%", num(v)));
+                    let mut margin = match max_delta {
+                        Some(d) if *d > 0.0 => format!(", margin +{} points", num(d * 100.0)),
+                        _ => String::new(),
+                    };
                     if let Some(r) = max_ratio {
-                        margin.push_str(&format!(" or ×{}", num(*r)));
+                        margin.push_str(&format!(", margin ×{}", num(*r)));
                     }
                     let mut reason = format!(
-                        "{}: canary error rate {}% (success {}% in [{}, {}]) vs stable {}% ({} points, {margin}) over {} canary requests, {bound_txt}",
-                        m.check.name,
-                        pts(ce),
-                        pts(c),
-                        num(100.0 * (1.0 - hi)),
-                        num(100.0 * (1.0 - lo)),
-                        pts(se),
-                        match (ce, se) {
-                            (Some(ce), Some(se)) =>
-                                format!("{}{}", if ce >= se { "+" } else { "" }, num(ce - se)),
-                            _ => "-".to_owned(),
-                        },
+                        "errors {} of {} canary requests vs {} of stable's{margin}: {bound_txt}",
+                        pct(ce),
                         self.canary.requests,
+                        pct(se),
                     );
-                    if let (Some(min), Some(_)) = (m.check.threshold_range.0, c)
-                        && 100.0 * (1.0 - lo) < min
-                    {
-                        {
-                            if s.is_some_and(|s| s < min) {
-                                reason.push_str(&format!(
-                                    "; below min {} but so is stable: not the canary's doing",
-                                    num(min)
-                                ));
-                            } else {
-                                reason.push_str(&format!("; bound wholly below min {}", num(min)));
-                            }
-                        }
-                    }
                     if range.is_some() {
                         reason.push_str(" (range tested jointly with stable)");
                     }
@@ -547,7 +608,10 @@ impl SequentialJudge {
                     ev.interval = confseq::quantile(&self.canary.latency, *q, self.alpha)
                         .map(|(low, high)| Bounds { low, high });
                     let p = (q * 100.0).round();
-                    let mut margin = format!("margin ×{}", num(*ratio));
+                    let mut margin = String::new();
+                    if *ratio > 1.0 {
+                        margin.push_str(&format!(" ×{}", num(*ratio)));
+                    }
                     if let Some(d) = delta_ms {
                         margin.push_str(&format!(" or +{} ms", num(*d)));
                     }
@@ -555,44 +619,26 @@ impl SequentialJudge {
                     let need = min_reference(*q);
                     let tail = if self.stable.latency.count() < need && exceed[1] == 0 {
                         format!(
-                            "no tail comparison yet: stable's p{p} reference needs {need} stable requests, has {}",
+                            "no tail comparison yet (stable's p{p} needs {need} stable requests, has {})",
                             self.stable.latency.count()
                         )
                     } else if exceed[1] == 0 || exceed[3] == 0 {
-                        format!(
-                            "no tail comparison yet: no second with requests to both versions since stable's p{p} reference was ready"
-                        )
+                        "no tail comparison yet (no second with requests to both versions)"
+                            .to_owned()
                     } else {
                         format!(
-                            "{}% of {} canary requests above stable's running p{p} ({margin}) vs {}% of {} stable requests",
+                            "{}% of {} canary requests above stable's running p{p}{margin} vs {}% of stable's",
                             pct(exceed[0], exceed[1]),
                             exceed[1],
                             pct(exceed[2], exceed[3]),
-                            exceed[3],
                         )
                     };
-                    ev.reason = format!(
-                        "{}: canary p{p} {} ms vs stable {} ms; {tail}, {bound_txt}",
-                        m.check.name,
-                        ev.canary.map_or("-".into(), num),
-                        ev.stable.map_or("-".into(), num),
-                    );
+                    ev.reason = format!("{tail}: {bound_txt}");
                 }
                 SeqTest::Rate => {
                     let p = point(&m.check, input.and_then(|i| i.get(&m.check.name)));
                     ev.canary = p.canary;
                     ev.stable = p.stable;
-                    ev.reason = match p.canary {
-                        None => format!("{}: no data", m.check.name),
-                        Some(v) => match range_violation(m.check.threshold_range, v) {
-                            Some(side) => format!(
-                                "{} {} req/s {side}: waiting for load",
-                                m.check.name,
-                                num(v)
-                            ),
-                            None => format!("{} {} req/s within range", m.check.name, num(v)),
-                        },
-                    };
                     ev.status = match p
                         .canary
                         .map(|v| range_violation(m.check.threshold_range, v))
@@ -608,17 +654,11 @@ impl SequentialJudge {
                     ev.canary = last.0;
                     ev.stable = last.1;
                     ev.margin = m.check.compare.and_then(|c| c.max_delta);
-                    ev.reason = format!(
-                        "{}: canary {} vs stable {} (sign test over {ticks} ticks), {}",
-                        m.check.name,
-                        last.0.map_or("-".into(), num),
-                        last.1.map_or("-".into(), num),
-                        if m.log_weight.is_finite() {
-                            bound_txt.clone()
-                        } else {
-                            "not tested (no range, no compare)".into()
-                        }
-                    );
+                    ev.reason = if m.log_weight.is_finite() {
+                        format!("sign test over {ticks} ticks: {bound_txt}")
+                    } else {
+                        String::new()
+                    };
                 }
             }
             ev.status = if harm {
@@ -632,7 +672,22 @@ impl SequentialJudge {
     }
 
     fn rollback_decision(&self, at_ms: u64, input: Option<&TickInput>) -> Decision {
-        let metrics = self.evidence(input, true);
+        let mut metrics = self.evidence(input, true);
+        for ev in &mut metrics {
+            let unit = self
+                .metrics
+                .iter()
+                .find(|m| m.check.name == ev.name)
+                .map_or("", |m| m.check.unit());
+            let value = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{}{unit}", num(v)));
+            ev.reason = format!(
+                "{}: canary {} vs stable {}; {}",
+                ev.name,
+                value(ev.canary),
+                value(ev.stable),
+                ev.reason
+            );
+        }
         let mut reasons: Vec<String> = metrics
             .iter()
             .filter(|m| m.status == MetricStatus::Harm)
@@ -739,7 +794,6 @@ impl Judge for SequentialJudge {
 
     fn step_advanced(&mut self, _at_ms: u64, _new_weight: u8) {
         self.step_canary = 0;
-        self.step_custom_ticks = 0;
     }
 
     fn early(&mut self, at_ms: u64) -> Option<Decision> {
@@ -754,7 +808,6 @@ impl Judge for SequentialJudge {
             return d.clone();
         }
         // Custom metrics: one observation per tick.
-        let mut all_custom = true;
         for m in &mut self.metrics {
             let SeqTest::Custom {
                 cmp,
@@ -768,7 +821,6 @@ impl Judge for SequentialJudge {
             let p = point(&m.check, input.get(&m.check.name));
             *last = (p.canary, p.stable);
             let Some(cv) = p.canary else {
-                all_custom = false;
                 continue;
             };
             *ticks += 1;
@@ -811,14 +863,15 @@ impl Judge for SequentialJudge {
                 }
             }
         }
-        if all_custom {
-            self.step_custom_ticks = self.step_custom_ticks.saturating_add(1);
-        }
         if self.crossed() {
             let d = self.rollback_decision(at_ms, Some(input));
             self.rolled_back = Some(d.clone());
             return d;
         }
+        // Each metric's own check (range, compare, data present) is held
+        // against this decision by the `Analyzer`; here only what the
+        // sequential evidence adds: enough requests at this step, and at the
+        // last step enough evidence to promote.
         let mut metrics = self.evidence(Some(input), false);
         let mut reasons = Vec::new();
         let mut hold = false;
@@ -834,36 +887,19 @@ impl Judge for SequentialJudge {
             hold |= !missing.is_empty();
             reasons.extend(missing);
         }
-        if self.has_custom() && !all_custom {
-            hold = true;
-            reasons.push("a custom metric has no value at this tick: holding".to_owned());
-        } else if self.has_custom() && self.step_custom_ticks == 0 {
-            hold = true;
-        }
         for ev in &mut metrics {
-            let rate_waiting = self
-                .metrics
-                .iter()
-                .any(|m| m.check.name == ev.name && matches!(m.test, SeqTest::Rate))
-                && ev.status != MetricStatus::Pass;
-            if rate_waiting {
-                hold = true;
-                reasons.push(ev.reason.clone());
-            } else if ev.status == MetricStatus::Inconclusive && !hold {
+            if ev.status == MetricStatus::Inconclusive && !hold {
                 ev.status = MetricStatus::Pass;
             }
         }
         let verdict = if hold { Verdict::Hold } else { Verdict::Pass };
-        reasons.push(format!(
-            "no evidence of harm: rollout e-value {} < 1/α = {}",
-            num(self.e_value()),
-            num(1.0 / self.alpha)
-        ));
-        reasons.extend(
-            metrics
-                .iter()
-                .filter(|m| m.e_value.is_some())
-                .map(|m| m.reason.clone()),
+        reasons.insert(
+            0,
+            format!(
+                "no evidence of harm: rollout e-value {} < 1/α = {}",
+                num(self.e_value()),
+                num(1.0 / self.alpha)
+            ),
         );
         Decision {
             verdict,
@@ -1030,7 +1066,9 @@ mod tests {
         assert!(d.reasons[0].contains("≥ 1/α = 100"), "{:?}", d.reasons);
         assert_eq!(d.metrics[0].status, MetricStatus::Harm);
         assert!(
-            d.metrics[0].reason.contains("canary error rate"),
+            d.metrics[0]
+                .reason
+                .contains("errors 4.11% of 73 canary requests"),
             "{}",
             d.metrics[0].reason
         );
@@ -1082,7 +1120,9 @@ mod tests {
         let d = j.evaluate(60_000, &TickInput::default());
         assert_eq!(d.verdict, Verdict::Hold, "{:?}", d.reasons);
         assert!(
-            d.reasons[0].contains("requests this step needs"),
+            d.reasons
+                .iter()
+                .any(|r| r.contains("requests this step needs")),
             "{:?}",
             d.reasons
         );
@@ -1191,10 +1231,15 @@ mod tests {
                 .direction(Direction::HigherIsBetter)
                 .compare(Some(0.0), None),
         ];
-        let mut j = SequentialJudge::new(&c);
+        // No canary value is a failed check, as in Flagger, whatever the
+        // sequential evidence says.
         let mut input = TickInput::default();
         input.push_scalar("conversion-rate", None, Some(3.0));
-        assert_eq!(j.evaluate(0, &input).verdict, Verdict::Hold);
+        let mut analyzer = crate::Analyzer::new(c.clone()).unwrap();
+        let d = analyzer.evaluate(0, &input);
+        assert_eq!(d.verdict, Verdict::Fail, "{:?}", d.reasons);
+        assert!(d.reasons[0].contains("failed check"), "{:?}", d.reasons);
+        let mut j = SequentialJudge::new(&c);
         let mut rolled = None;
         for tick in 1..40u64 {
             let mut input = TickInput::default();

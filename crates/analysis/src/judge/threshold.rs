@@ -10,9 +10,12 @@
 
 use crate::{
     config::AnalysisConfig,
-    decision::{Decision, MetricEvidence, MetricStatus, Verdict, num},
+    decision::{Decision, MetricEvidence, Verdict},
     input::TickInput,
-    judge::{Judge, compare_violation, point, range_violation},
+    judge::{
+        Judge,
+        checks::{Reading, check_all},
+    },
 };
 
 /// Point checks against fixed bounds, per interval.
@@ -34,71 +37,28 @@ impl ThresholdJudge {
 
 impl Judge for ThresholdJudge {
     fn evaluate(&mut self, at_ms: u64, input: &TickInput) -> Decision {
-        let mut metrics = Vec::with_capacity(self.config.metrics.len());
-        let mut reasons = Vec::new();
-        for m in &self.config.metrics {
-            let p = point(m, input.get(&m.name));
-            let unit = m.unit();
-            let (status, reason) = match p.canary {
-                None => (
-                    MetricStatus::NoData,
-                    format!(
-                        "{}: no values found (canary received {} requests in {}s): failed check",
-                        m.name,
-                        p.canary_requests,
-                        m.interval.as_secs()
-                    ),
-                ),
-                Some(v) => {
-                    if let Some(side) = range_violation(m.threshold_range, v) {
-                        (
-                            MetricStatus::Fail,
-                            format!("{} {}{unit} {side}: failed check", m.name, num(v)),
-                        )
-                    } else if m.compare.is_some() {
-                        match p.stable {
-                            None => (
-                                MetricStatus::NoData,
-                                format!(
-                                    "{}: no stable value to compare with: failed check",
-                                    m.name
-                                ),
-                            ),
-                            Some(s) => match compare_violation(m, v, s) {
-                                Some(problem) => {
-                                    (MetricStatus::Fail, format!("{problem}: failed check"))
-                                }
-                                None => (
-                                    MetricStatus::Pass,
-                                    format!(
-                                        "{} {}{unit} within range, stable {}{unit}",
-                                        m.name,
-                                        num(v),
-                                        num(s)
-                                    ),
-                                ),
-                            },
-                        }
-                    } else {
-                        (
-                            MetricStatus::Pass,
-                            format!("{} {}{unit} within range", m.name, num(v)),
-                        )
-                    }
-                }
-            };
-            if status != MetricStatus::Pass {
-                reasons.push(reason.clone());
-            }
-            let mut e = MetricEvidence::new(&m.name, status, reason);
-            e.canary = p.canary;
-            e.stable = p.stable;
-            e.canary_requests = p.canary_requests;
-            e.stable_requests = p.stable_requests;
-            e.range = m.threshold_range;
-            e.margin = m.compare.and_then(|c| c.max_delta);
-            metrics.push(e);
-        }
+        let checks = check_all(&self.config.metrics, input, Reading::Exact);
+        let mut reasons: Vec<String> = checks
+            .iter()
+            .filter(|c| c.verdict != Verdict::Pass)
+            .map(|c| c.reason.clone())
+            .collect();
+        let metrics = self
+            .config
+            .metrics
+            .iter()
+            .zip(checks)
+            .map(|(m, c)| {
+                let mut e = MetricEvidence::new(&m.name, c.status, c.reason);
+                e.canary = c.point.canary;
+                e.stable = c.point.stable;
+                e.canary_requests = c.point.canary_requests;
+                e.stable_requests = c.point.stable_requests;
+                e.range = m.threshold_range;
+                e.margin = m.compare.and_then(|c| c.max_delta);
+                e
+            })
+            .collect();
         let verdict = if reasons.is_empty() {
             reasons.push("all metrics within their threshold ranges".to_owned());
             Verdict::Pass
@@ -117,7 +77,7 @@ impl Judge for ThresholdJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MetricCheck, MetricValue};
+    use crate::{MetricCheck, MetricValue, decision::MetricStatus};
     use serin_stats::Pair;
     use std::time::Duration;
 
