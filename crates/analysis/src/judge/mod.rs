@@ -103,6 +103,14 @@ impl Analyzer {
 fn held_to_checks(mut decision: Decision, checks: &[checks::Check]) -> Decision {
     use crate::decision::{MetricEvidence, MetricStatus, Verdict};
     if decision.verdict == Verdict::Rollback {
+        // The rollback stands on its own evidence; failing checks are
+        // named too, so the record says everything that was wrong.
+        decision.reasons.extend(
+            checks
+                .iter()
+                .filter(|c| c.verdict == Verdict::Fail)
+                .map(|c| c.reason.clone()),
+        );
         return decision;
     }
     let worst = checks::worst(checks);
