@@ -26,17 +26,16 @@
 //!   If the canary's latency is no worse than `R×` (or `+D` ms of) stable's in
 //!   the tail, a canary request exceeds its threshold at most as often as a
 //!   stable request exceeds `Q`: the same null `r ≤ 1`. Default margin: R = 1.
-//! - **`thresholdRange`**: a fixed bound says nothing about the canary when
-//!   stable breaks it too (a shared incident, or a service whose normal error
-//!   rate is 1.2 % under a 99 % bound). serin therefore treats a range
-//!   violation as harm only when the canary is also worse than stable: the
-//!   null is the union "canary within range OR canary no worse than stable",
-//!   tested by the minimum of a [`RateTest`](crate::eprocess::RateTest)
-//!   against the bound and a margin-0 comparison (the minimum of two
-//!   e-processes is an e-process under either null). When the comparison
-//!   margin is already 0 this is implied by the comparison, so only the
-//!   comparison runs and the range is reported through a confidence sequence
-//!   ([`crate::confseq`]).
+//! - **`thresholdRange`** is first of all Flagger's point check, which the
+//!   [`Analyzer`](crate::Analyzer) applies to every judge. Here it also
+//!   feeds the evidence of harm, but only where the canary is also worse
+//!   than stable (a bound breached by both versions is a shared incident,
+//!   which holds rather than rolls back): the null is the union "canary
+//!   within range OR canary no worse than stable", tested by the minimum of
+//!   a [`RateTest`](crate::eprocess::RateTest) against the bound and a
+//!   margin-0 comparison (the minimum of two e-processes is an e-process
+//!   under either null). When the comparison margin is already 0 this is
+//!   implied by the comparison, so only the comparison runs.
 //! - **Custom and business metrics** (one scalar per version per tick): a
 //!   sequential sign test. Each tick is "harm" when the canary is worse than
 //!   stable by more than the margin (or outside the range), "fine"
@@ -62,14 +61,20 @@
 //! Rollback as soon as the combined e-value reaches 1/α, at a tick or between
 //! ticks ([`Judge::early`]). Otherwise a step passes once the canary has
 //! served `min_requests` requests at that step (default
-//! [`DEFAULT_MIN_REQUESTS`](crate::DEFAULT_MIN_REQUESTS)) and every custom
-//! metric has reported; before that the judge holds. It never answers `Fail`.
+//! [`DEFAULT_MIN_REQUESTS`](crate::DEFAULT_MIN_REQUESTS)); before that the
+//! judge holds. The judge itself never answers `Fail`: the
+//! [`Analyzer`](crate::Analyzer) holds its verdict to every metric's
+//! Flagger check ([`super::checks`]), so a metric outside its
+//! `thresholdRange` or beyond its `compare` margin is a failed check here
+//! too, and the e-processes can only add a rollback (sooner) or a hold (for
+//! evidence), never a pass.
 //!
 //! **Evidence gate (default).** Counting requests alone promotes blind at
 //! low traffic: 200 requests show a +5 point regression, not a +1 point one
 //! on a 0.1 % base. So when the spec leaves `minRequests` unset, the *last*
 //! step (the one whose pass promotes) also waits until each comparison could
-//! have caught a regression of a planning size with about 95 % probability:
+//! have caught a regression of a planning size with about 95 % probability,
+//! or rules it out:
 //! - errors: [`DETECT_ERROR_POINTS`] (+1 point, the seed's own tolerance
 //!   "stable + 1 point") above the comparison's null boundary;
 //! - latency: [`DETECT_TAIL_RATIO`] (3× as many canary requests above
@@ -80,21 +85,20 @@
 //! gathered (Kullback-Leibler divergence of the attribution of events under
 //! that alternative, summed over buckets, [`SplitTest::info`]): it depends
 //! on request counts, the split of each second and stable's observed rate,
-//! never on the outcomes, so it grows as fast on a bad canary as on a good
-//! one, and scales itself with the base rate (a 1.2 % service needs far more
-//! requests than a 0.1 % one to see +1 point) and with the weight (a request
-//! at 10 % weight tells more than one at 50 %). Sizing follows the usual
-//! sequential-design rule (Wald 1947, expected sample size ≈ boundary / KL;
-//! here with a normal margin for 95 % power, see `evidence_target`).
-//! The gate never makes a rollback more likely: it only delays a pass, and
-//! the e-processes are valid at every time, however long the rollout
-//! (Ville's inequality is over all times). What it costs is time for a
-//! healthy canary (detection benchmark, default steps 10–50 %): 8 minutes
-//! instead of 5 at 20 req/s, 23 minutes on a 1.2 % error baseline, close
-//! to two hours at 1.5 req/s; holding at the last step can then outlast
-//! Flagger's default progress deadline of 10 minutes (set `progressDeadlineSeconds` to match,
-//! or set `minRequests` to trade the power for time: an explicit
-//! `minRequests` turns the gate off).
+//! never on the outcomes. "Rules it out" is the confidence sequence of the
+//! canary's own rate ([`confseq::bernoulli`]) lying wholly below the null
+//! boundary plus the planning size. The second route matters where the
+//! split test is blind: with an additive margin (`maxDelta`) and a stable
+//! version without errors, every error is the canary's under the null and
+//! the alternative alike; clean canary traffic still narrows the bound, so
+//! the requirement shrinks as clean data arrive instead of growing.
+//! Sizing follows the usual sequential-design rule (Wald 1947, expected
+//! sample size ≈ boundary / KL; here with a normal margin for 95 % power,
+//! see `evidence_target`). The gate never makes a rollback more likely: it
+//! only delays a pass, and the e-processes are valid at every time, however
+//! long the rollout (Ville's inequality is over all times). An evidence hold
+//! is not "no progress" for the progress deadline: data are arriving. An
+//! explicit `minRequests` turns the gate off.
 //!
 //! *What counts as a "real" regression.* The harm tests use the spec's
 //! margin (default 0: any excess over stable can roll back, given enough
