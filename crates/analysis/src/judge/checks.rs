@@ -267,42 +267,58 @@ fn one_fewer(b: BuiltinMetric, c: &Counts) -> Option<f64> {
     }
 }
 
-/// For a range violation: `Some(why)` when stable's own point value breaks
-/// the range on the same side and the canary is no worse than stable beyond
-/// its `compare` margin and sampling noise.
+/// For a range violation: `Some(why)` when stable's own value breaks the
+/// range on the same side (or, for the success rate, is within two standard
+/// errors of breaking it: a service whose normal error rate sits at the
+/// bound) and the canary is no worse than stable beyond its `compare`
+/// margin and four standard errors of the difference. Four, not two: the
+/// check runs at every tick and failed checks add up over a rollout, so the
+/// tolerance must almost never be exceeded by two healthy versions; a
+/// canary worse than that is caught by the comparison with stable.
 fn shared_with_stable(m: &MetricCheck, p: &Point, value: Option<&MetricValue>) -> Option<String> {
     let (canary, stable) = (p.canary?, p.stable?);
-    let side = range_violation(m.threshold_range, stable)?;
-    if range_violation(m.threshold_range, canary).as_deref() != Some(side.as_str()) {
-        return None;
-    }
+    let canary_side = range_violation(m.threshold_range, canary)?;
     let compare = m.compare.unwrap_or_default();
     let worse = super::worse_by(m.direction, canary, stable);
     let unit = m.unit();
-    let tolerance = match (m.builtin(), value) {
+    let var = |c: &Counts| {
+        let n = c.requests as f64;
+        c.error_ratio().map_or(0.0, |r| r * (1.0 - r) / n.max(1.0))
+    };
+    let (stable_breaks, tolerance) = match (m.builtin(), value) {
         (Some(BuiltinMetric::RequestSuccessRate), Some(MetricValue::Window(pair))) => {
-            // Two standard errors of the difference of the two error
-            // rates, in points: what two healthy versions differ by.
-            let var = |c: &Counts| {
-                let n = c.requests as f64;
-                c.error_ratio().map_or(0.0, |r| r * (1.0 - r) / n.max(1.0))
-            };
-            let noise = 200.0 * (var(&pair.canary) + var(&pair.stable)).sqrt();
-            compare.max_delta.unwrap_or(0.0).max(0.0) + noise
+            // Standard errors in points.
+            let stable_se = 100.0 * var(&pair.stable).sqrt();
+            let near = [-2.0 * stable_se, 2.0 * stable_se]
+                .into_iter()
+                .any(|shift| {
+                    range_violation(m.threshold_range, stable + shift).as_deref()
+                        == Some(canary_side.as_str())
+                });
+            let noise = 400.0 * (var(&pair.canary) + var(&pair.stable)).sqrt();
+            (near, compare.max_delta.unwrap_or(0.0).max(0.0) + noise)
         }
         _ => {
             // Other metrics: the delta margin, or 10 % of stable's value
             // (or the ratio margin) for noise.
             let relative = compare.max_ratio.unwrap_or(1.1).max(1.1) - 1.0;
-            compare
-                .max_delta
-                .unwrap_or(0.0)
-                .max(relative * stable.abs())
+            let breaks =
+                range_violation(m.threshold_range, stable).as_deref() == Some(canary_side.as_str());
+            (
+                breaks,
+                compare
+                    .max_delta
+                    .unwrap_or(0.0)
+                    .max(relative * stable.abs()),
+            )
         }
     };
+    if !stable_breaks {
+        return None;
+    }
     (worse <= tolerance).then(|| {
         format!(
-            "but so is stable ({}{unit}): an incident shared by both versions, not the canary's doing",
+            "but so is stable ({}{unit}): shared by both versions, not the canary's doing",
             num(stable)
         )
     })
