@@ -594,9 +594,6 @@ impl SequentialJudge {
                         self.canary.requests,
                         pct(se),
                     );
-                    if range.is_some() {
-                        reason.push_str(" (range tested jointly with stable)");
-                    }
                     ev.reason = reason;
                 }
                 SeqTest::Latency {
