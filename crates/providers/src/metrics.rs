@@ -42,9 +42,10 @@ pub fn metric_queries(
                         query.unwrap_or_default(),
                         &vars,
                     )
-                    .map(|q| Arc::new(q) as Arc<dyn MetricQuery>),
-                    "web" => WebQuery::new(&metric.name, provider, query, &vars)
-                        .map(|q| Arc::new(q) as Arc<dyn MetricQuery>),
+                    .map(|q| Arc::new(q.with_template(template.name())) as Arc<dyn MetricQuery>),
+                    "web" => WebQuery::new(&metric.name, provider, query, &vars).map(|q| {
+                        Arc::new(q.with_template(template.name())) as Arc<dyn MetricQuery>
+                    }),
                     other => {
                         problems.push(Problem::new(
                                 format!("{path}.templateRef"),

@@ -6,7 +6,11 @@
 //! versions). Without `spec.query` serin sends a GET; with one, a POST whose
 //! body is the rendered query (`application/json` when it is JSON).
 //! `spec.provider.jsonPath` finds the value; the value may be a number, a
-//! numeric string, or a boolean (1 or 0); `null` is no data.
+//! numeric string, or a boolean (1 or 0). When the path finds nothing (a
+//! missing field or element, `null`) there is no value, explained
+//! ([`PortError::NoValue`]): the metric, the template, the version, and the
+//! fix (have the endpoint answer 0 when there is nothing to count). A path
+//! that leads to something other than one number is an error.
 
 use crate::metric_http::{
     HttpSource, QueryTemplate, SetupError, TemplateVars, check_address, excerpt,
@@ -25,6 +29,8 @@ use serin_stats::Version;
 #[derive(Debug)]
 pub struct WebQuery {
     name: String,
+    /// The `MetricTemplate` it comes from, for messages.
+    template: Option<String>,
     url: QueryTemplate,
     body: Option<QueryTemplate>,
     path: Vec<JsonPathStep>,
@@ -59,12 +65,20 @@ impl WebQuery {
         let source = HttpSource::new(format!("web metric at {}", address.trim()), provider)?;
         Ok(WebQuery {
             name: name.to_owned(),
+            template: None,
             url,
             body,
             path,
             path_text,
             source,
         })
+    }
+
+    /// Names the `MetricTemplate` the metric comes from, for messages.
+    #[must_use]
+    pub fn with_template(mut self, template: &str) -> Self {
+        self.template = Some(template.to_owned());
+        self
     }
 
     fn per_version(&self) -> bool {
@@ -101,10 +115,24 @@ impl WebQuery {
             self.source
                 .refused(format!("answer is not JSON ({e}): {}", excerpt(&answer)))
         })?;
-        value_at(&json, &self.path).map_err(|m| {
-            self.source
-                .refused(format!("jsonPath {:?}: {m}", self.path_text))
-        })
+        match value_at(&json, &self.path) {
+            Ok(value) => Ok(Some(value)),
+            Err(PathError::Nothing(why)) => Err(PortError::NoValue(format!(
+                "{} ({}, {version}): jsonPath {:?} found nothing: {why} — the endpoint has no \
+                 value there for {version}; have it answer 0 when there is nothing to count \
+                 (or fix jsonPath); answer from {url}: {}",
+                self.name,
+                match &self.template {
+                    Some(template) => format!("template {template}"),
+                    None => "web metric".to_owned(),
+                },
+                self.path_text,
+                excerpt(&answer)
+            ))),
+            Err(PathError::Unusable(why)) => Err(self
+                .source
+                .refused(format!("jsonPath {:?}: {why}", self.path_text))),
+        }
     }
 }
 
@@ -122,8 +150,19 @@ impl MetricQuery for WebQuery {
     }
 }
 
+/// Why `jsonPath` gave no number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// The path leads nowhere in this answer (a missing field or element,
+    /// `null`, a non-finite number): no value for now.
+    Nothing(String),
+    /// The path leads to something that is not one number (an object, a
+    /// word), or through something that cannot hold its next step.
+    Unusable(String),
+}
+
 /// The number at `path` in `json`.
-pub fn value_at(json: &Value, path: &[JsonPathStep]) -> Result<Option<f64>, String> {
+pub fn value_at(json: &Value, path: &[JsonPathStep]) -> Result<f64, PathError> {
     let mut here = json;
     for (depth, step) in path.iter().enumerate() {
         let next = match (step, here) {
@@ -134,32 +173,46 @@ pub fn value_at(json: &Value, path: &[JsonPathStep]) -> Result<Option<f64>, Stri
             _ => None,
         };
         here = next.ok_or_else(|| {
-            let step = match step {
+            let step_text = match step {
                 JsonPathStep::Key(key) => format!("field {key:?}"),
                 JsonPathStep::Index(index) => format!("element {index}"),
             };
-            format!("no {step} at step {} (found {})", depth + 1, kind_of(here))
+            let message = format!("no {step_text} at step {}", depth + 1);
+            match (step, here) {
+                (_, Value::Null) => PathError::Nothing(format!("{message} (found null)")),
+                (JsonPathStep::Index(_), Value::Array(items)) => PathError::Nothing(format!(
+                    "{message} (the array has {} element{})",
+                    items.len(),
+                    if items.len() == 1 { "" } else { "s" }
+                )),
+                (_, Value::Object(_)) => PathError::Nothing(message),
+                (_, other) => PathError::Unusable(format!("{message} (found {})", kind_of(other))),
+            }
         })?;
     }
     let value = match here {
-        Value::Null => return Ok(None),
-        Value::Number(n) => n.as_f64().ok_or("the number does not fit in a float")?,
+        Value::Null => return Err(PathError::Nothing("it leads to null".into())),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| PathError::Unusable("the number does not fit in a float".into()))?,
         Value::String(s) => s
             .trim()
             .parse::<f64>()
-            .map_err(|_| format!("leads to the string {s:?}, not a number"))?,
+            .map_err(|_| PathError::Unusable(format!("leads to the string {s:?}, not a number")))?,
         Value::Bool(b) => f64::from(u8::from(*b)),
         other => {
-            return Err(format!(
+            return Err(PathError::Unusable(format!(
                 "leads to {}; point it at one number",
                 kind_of(other)
-            ));
+            )));
         }
     };
     if value.is_finite() {
-        Ok(Some(value))
+        Ok(value)
     } else {
-        Err(format!("the value is {value}; counted as no data"))
+        Err(PathError::Nothing(format!(
+            "the value is {value} (NaN is often 0/0: no traffic in the window)"
+        )))
     }
 }
 
@@ -179,19 +232,31 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn at(json: Value, path: &str) -> Result<Option<f64>, String> {
+    fn at(json: Value, path: &str) -> Result<f64, PathError> {
         value_at(&json, &parse_json_path(path).unwrap())
+    }
+
+    fn nothing(text: &str) -> Result<f64, PathError> {
+        Err(PathError::Nothing(text.into()))
     }
 
     #[test]
     fn numbers_strings_booleans_and_null() {
         let j =
             json!({"data": {"items": [{"value": 4.5}, {"value": "7"}], "ok": true, "none": null}});
-        assert_eq!(at(j.clone(), "{$.data.items[0].value}"), Ok(Some(4.5)));
-        assert_eq!(at(j.clone(), "data.items.1.value"), Ok(Some(7.0)));
-        assert_eq!(at(j.clone(), "$.data.ok"), Ok(Some(1.0)));
-        assert_eq!(at(j.clone(), "$.data.none"), Ok(None));
-        assert_eq!(at(json!(12), ""), Ok(Some(12.0)));
+        assert_eq!(at(j.clone(), "{$.data.items[0].value}"), Ok(4.5));
+        assert_eq!(at(j.clone(), "data.items.1.value"), Ok(7.0));
+        assert_eq!(at(j.clone(), "$.data.ok"), Ok(1.0));
+        assert_eq!(at(j.clone(), "$.data.none"), nothing("it leads to null"));
+        assert_eq!(
+            at(j.clone(), "$.data.none.x"),
+            nothing("no field \"x\" at step 3 (found null)")
+        );
+        assert_eq!(at(json!(12), ""), Ok(12.0));
+        assert_eq!(
+            at(json!({"v": "NaN"}), "v"),
+            nothing("the value is NaN (NaN is often 0/0: no traffic in the window)")
+        );
     }
 
     #[test]
@@ -213,24 +278,25 @@ mod tests {
 
     #[test]
     fn wrong_paths_say_where() {
-        let j = json!({"data": {"items": []}});
+        let j = json!({"data": {"items": [], "name": "x"}});
         assert_eq!(
-            at(j.clone(), "data.items[0]").unwrap_err(),
-            "no element 0 at step 3 (found an array)"
+            at(j.clone(), "data.items[0]"),
+            nothing("no element 0 at step 3 (the array has 0 elements)")
         );
+        assert_eq!(at(j.clone(), "data.x"), nothing("no field \"x\" at step 2"));
         assert_eq!(
-            at(j.clone(), "data.x").unwrap_err(),
-            "no field \"x\" at step 2 (found an object)"
+            at(j.clone(), "data.name.x"),
+            Err(PathError::Unusable(
+                "no field \"x\" at step 3 (found a string)".into()
+            ))
         );
-        assert!(
-            at(j.clone(), "data")
-                .unwrap_err()
-                .contains("point it at one number")
-        );
-        assert!(
-            at(json!({"v": "n/a"}), "v")
-                .unwrap_err()
-                .contains("not a number")
-        );
+        let Err(PathError::Unusable(e)) = at(j.clone(), "data") else {
+            panic!("an object is not a number")
+        };
+        assert!(e.contains("point it at one number"), "{e}");
+        let Err(PathError::Unusable(e)) = at(json!({"v": "n/a"}), "v") else {
+            panic!("a word is not a number")
+        };
+        assert!(e.contains("not a number"), "{e}");
     }
 }

@@ -44,6 +44,12 @@ pub enum PortError {
     /// What the canary asks for is not supported by this adapter.
     #[error("{0}")]
     Unsupported(String),
+    /// The system answered, but with no value for the metric (a query
+    /// matching no series, a ratio that is 0/0, a JSON path that finds
+    /// nothing). The message names the metric, the version and the likely
+    /// fix; judges see the value as missing, as with `Ok(None)`.
+    #[error("{0}")]
+    NoValue(String),
 }
 
 /// Moves traffic between the stable version and the canary.
@@ -160,9 +166,11 @@ pub trait MetricQuery: Send + Sync {
     /// The metric's name, as in the canary's `analysis.metrics[].name`.
     fn name(&self) -> &str;
 
-    /// The metric's value for one version at `now`; `Ok(None)` when the
-    /// provider has no data (an empty result), which judges treat by their
-    /// own rules.
+    /// The metric's value for one version at `now`; `Ok(None)` when there
+    /// is deliberately no value (a template that cannot tell the versions
+    /// apart has no stable side), `Err(PortError::NoValue)` when the provider
+    /// answered without one and can say why. Judges treat both as missing,
+    /// by their own rules.
     fn query(
         &self,
         version: serin_stats::Version,

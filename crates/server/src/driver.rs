@@ -816,7 +816,12 @@ impl<C: Clock> Driver<C> {
         match result {
             Ok(value) => value,
             Err(error) => {
-                self.warn(at, format!("metric {name} ({version}): {error}"));
+                let message = match error {
+                    // Already names the metric, the version and the fix.
+                    PortError::NoValue(message) => message,
+                    other => format!("metric {name} ({version}): {other}"),
+                };
+                self.warn(at, message);
                 None
             }
         }

@@ -30,26 +30,27 @@ pub fn dashboard(resolved: &ResolvedCanary<'_>) -> Value {
 
     let success_min = builtin_bound(resolved, BuiltinMetric::RequestSuccessRate, |r| r.0);
     let error_threshold = success_min.map(|min| 100.0 - min);
+    // PromQL returns nothing, not 0, while there is no 5xx series: the
+    // numerator falls back to 0 so a healthy version draws a 0 line rather
+    // than "No data". The denominator does not: without requests there is
+    // no error rate to draw.
     panels.push(timeseries(
         layout.next(),
         "Error Rate",
         "percent",
-        vec![
-            target(
-                &format!(
-                    "sum(rate(http_requests_total{{{sel}, status=~\"5..\", version=\"stable\"}}[$__rate_interval])) / sum(rate(http_requests_total{{{sel}, version=\"stable\"}}[$__rate_interval])) * 100"
-                ),
-                "Stable",
-                "A",
-            ),
-            target(
-                &format!(
-                    "sum(rate(http_requests_total{{{sel}, status=~\"5..\", version=\"canary\"}}[$__rate_interval])) / sum(rate(http_requests_total{{{sel}, version=\"canary\"}}[$__rate_interval])) * 100"
-                ),
-                "Canary",
-                "B",
-            ),
-        ],
+        ["stable", "canary"]
+            .iter()
+            .zip(["A", "B"])
+            .map(|(version, id)| {
+                target(
+                    &format!(
+                        "(sum(rate(http_requests_total{{{sel}, status=~\"5..\", version=\"{version}\"}}[$__rate_interval])) or vector(0)) / sum(rate(http_requests_total{{{sel}, version=\"{version}\"}}[$__rate_interval])) * 100"
+                    ),
+                    &capitalized(version),
+                    id,
+                )
+            })
+            .collect(),
         error_threshold,
     ));
     let duration_max = builtin_bound(resolved, BuiltinMetric::RequestDurationP95, |r| r.1);
@@ -65,9 +66,10 @@ pub fn dashboard(resolved: &ResolvedCanary<'_>) -> Value {
             .iter()
             .zip(["A", "B"])
             .map(|(version, id)| {
+                // A version without requests has no series: draw 0.
                 target(
                     &format!(
-                        "sum(rate(http_requests_total{{{sel}, version=\"{version}\"}}[$__rate_interval]))"
+                        "sum(rate(http_requests_total{{{sel}, version=\"{version}\"}}[$__rate_interval])) or vector(0)"
                     ),
                     &capitalized(version),
                     id,

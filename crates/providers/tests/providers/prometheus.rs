@@ -1,7 +1,10 @@
 //! The Prometheus provider against a real Prometheus that scrapes itself.
 
 use serin_providers::PrometheusQuery;
-use serin_rollout::{Timestamp, ports::MetricQuery};
+use serin_rollout::{
+    Timestamp,
+    ports::{MetricQuery, PortError},
+};
 use serin_spec::MetricProvider;
 use serin_stats::Version;
 use serin_testkit::Prometheus;
@@ -56,19 +59,24 @@ async fn instant_queries_and_their_edge_cases() {
     let s = query(&prometheus, "scalar(sum(up))");
     assert_eq!(s.query(Version::Canary, now).await.unwrap(), Some(1.0));
 
-    // Nothing matches: no data.
-    let none = query(&prometheus, "up{job=\"nothing-here\"}");
-    assert_eq!(none.query(Version::Canary, now).await.unwrap(), None);
+    // Nothing matches: no value, and the message says why and what to do.
+    let none = query(&prometheus, "up{job=\"nothing-here\"}").with_template("up-check");
+    let e = none.query(Version::Canary, now).await.unwrap_err();
+    assert!(matches!(e, PortError::NoValue(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "q (template up-check, canary): the query returned no series — Prometheus returns nothing rather than 0 when no series match (e.g. no 5xx yet); append \"or vector(0)\" to the query to read 0 (in a ratio, to its numerator: (sum(...) or vector(0)) / sum(...)); if a value was expected, check that the selectors match what Prometheus holds for canary; query: up{job=\"nothing-here\"}"
+    );
 
-    // 0/0.
+    // 0/0: no traffic in the window.
     let nan = query(&prometheus, "sum(up) * 0 / 0");
-    let e = nan
-        .query(Version::Canary, now)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = nan.query(Version::Canary, now).await.unwrap_err();
+    assert!(matches!(e, PortError::NoValue(_)), "{e:?}");
+    let e = e.to_string();
     assert!(
-        e.contains("NaN") && e.contains("prometheus at http://127.0.0.1:"),
+        e.starts_with(
+            "q (inline query, canary): the query returned NaN — no traffic in the window"
+        ),
         "{e}"
     );
 
@@ -104,4 +112,68 @@ async fn instant_queries_and_their_edge_cases() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("range vector"), "{e}");
+}
+
+/// An error rate over Prometheus's own HTTP requests, which has no 5xx: the
+/// numerator matches no series at all. Without `or vector(0)` there is no
+/// value, explained; with it, 0. A ratio over requests that never happened
+/// is NaN, explained as no traffic, never 0.
+#[tokio::test]
+async fn an_error_rate_without_errors_reads_0_with_or_vector_0() {
+    let prometheus =
+        Prometheus::start("- job_name: prometheus\n  static_configs:\n  - targets: ['{self}']\n")
+            .await;
+    scraped(&prometheus).await;
+    let now = Timestamp::from_millis(0);
+    let errors = "sum(rate(prometheus_http_requests_total{job=\"{{ target }}\", code=~\"5..\"}[{{ interval }}]))";
+    let all = "sum(rate(prometheus_http_requests_total{job=\"{{ target }}\"}[{{ interval }}]))";
+
+    let bare = query(&prometheus, &format!("{errors} / {all} * 100")).with_template("error-rate");
+    let e = bare
+        .query(Version::Canary, now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("q (template error-rate, canary): the query returned no series")
+            && e.contains("append \"or vector(0)\" to the query to read 0"),
+        "{e}"
+    );
+
+    let zero = query(
+        &prometheus,
+        &format!("({errors} or vector(0)) / {all} * 100"),
+    );
+    assert_eq!(zero.query(Version::Canary, now).await.unwrap(), Some(0.0));
+
+    // Nothing at all in the window: the fallback on both sides gives 0/0.
+    let idle = |promql: &str| promql.replace("{{ target }}", "idle");
+    let nan = query(
+        &prometheus,
+        &format!(
+            "({} or vector(0)) / ({} or vector(0)) * 100",
+            idle(errors),
+            idle(all)
+        ),
+    );
+    let e = nan
+        .query(Version::Canary, now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NaN — no traffic in the window"), "{e}");
+    // The fallback on the numerator only: the empty denominator is named.
+    let empty = query(
+        &prometheus,
+        &format!("({} or vector(0)) / {}", idle(errors), idle(all)),
+    );
+    let e = empty
+        .query(Version::Canary, now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("although it has an \"or vector(0)\" fallback"),
+        "{e}"
+    );
 }

@@ -27,6 +27,8 @@ fn answer(path: &str) -> (u16, String, Duration) {
             r#"{"data": {"items": [{"value": null}]}}"#.into(),
             Duration::ZERO,
         ),
+        "/no-items" => (200, r#"{"data": {"items": []}}"#.into(), Duration::ZERO),
+        "/words" => (200, r#"{"data": {"items": "none"}}"#.into(), Duration::ZERO),
         "/slow" => (200, "{}".into(), Duration::from_secs(5)),
         "/huge" => (
             200,
@@ -72,17 +74,24 @@ async fn one_url_answers_for_both_versions_with_headers_and_token() {
 }
 
 #[tokio::test]
-async fn a_query_is_posted_and_null_is_no_data() {
+async fn a_query_is_posted_and_null_is_no_value_explained() {
     let server = JsonServer::start(answer).await;
     let q = query(
         &provider(format!("{}/empty", server.url())),
         Some(r#"{"metric": "orders", "version": "{{ version }}"}"#),
-    );
+    )
+    .with_template("orders-per-minute");
+    let e = q
+        .query(Version::Canary, Timestamp::from_millis(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PortError::NoValue(_)), "{e:?}");
     assert_eq!(
-        q.query(Version::Canary, Timestamp::from_millis(0))
-            .await
-            .unwrap(),
-        None
+        e.to_string(),
+        format!(
+            "orders (template orders-per-minute, canary): jsonPath \"{{$.data.items[0].value}}\" found nothing: it leads to null — the endpoint has no value there for canary; have it answer 0 when there is nothing to count (or fix jsonPath); answer from {}/empty: {{\"data\": {{\"items\": [{{\"value\": null}}]}}}}",
+            server.url()
+        )
     );
     let seen = server.seen.lock().unwrap().clone();
     assert_eq!(seen[0].method, "POST");
@@ -125,6 +134,22 @@ async fn failures_are_clear_errors() {
         .unwrap_err();
     assert!(matches!(e, PortError::Timeout { .. }), "{e}");
     assert!(started.elapsed() < Duration::from_secs(3));
+
+    // The path finds nothing: no value, explained.
+    let empty = query(&provider(format!("{}/no-items", server.url())), None);
+    let e = empty.query(Version::Canary, now).await.unwrap_err();
+    assert!(matches!(e, PortError::NoValue(_)), "{e:?}");
+    let e = e.to_string();
+    assert!(
+        e.starts_with("orders (web metric, canary): jsonPath \"{$.data.items[0].value}\" found nothing: no element 0 at step 3 (the array has 0 elements) — ")
+            && e.contains("have it answer 0"),
+        "{e}"
+    );
+    // The path runs into something that cannot hold it: an error.
+    let words = query(&provider(format!("{}/words", server.url())), None);
+    let e = words.query(Version::Canary, now).await.unwrap_err();
+    assert!(matches!(e, PortError::Refused { .. }), "{e:?}");
+    assert!(e.to_string().contains("(found a string)"), "{e}");
 
     let huge = query(&provider(format!("{}/huge", server.url())), None);
     let e = huge

@@ -132,3 +132,49 @@ fn grafana_prints_an_importable_dashboard_or_refuses_with_status_2() {
         stderr(&out)
     );
 }
+
+/// The dashboard of the documented canary: the error-rate panels read 0
+/// rather than nothing while there is no 5xx, and each template panel runs
+/// the shipped template's own query, fallback included.
+#[test]
+fn grafana_for_the_documented_canary_reads_0_where_nothing_was_counted() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/templates");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    let out = output(serin().arg("grafana").args(&files).args(["--name", "shop"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dashboard: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let panel = |title: &str| {
+        panels
+            .iter()
+            .find(|p| p["title"].as_str().unwrap().starts_with(title))
+            .unwrap_or_else(|| panic!("{title}"))
+    };
+    let exprs = |title: &str| -> Vec<String> {
+        panel(title)["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for expr in exprs("Error Rate") {
+        assert!(
+            expr.starts_with("(sum(rate(http_requests_total{canary=\"shop\", status=~\"5..\"")
+                && expr.contains("[$__rate_interval])) or vector(0)) / "),
+            "{expr}"
+        );
+    }
+    let conversion = exprs("Metric: conversion-rate");
+    assert_eq!(conversion.len(), 3, "{conversion:?}");
+    for expr in &conversion[1..] {
+        assert!(
+            expr.contains("shop_checkouts_total{app=\"shop\"") && expr.contains("or vector(0)"),
+            "{expr}"
+        );
+    }
+}

@@ -88,3 +88,45 @@ fn hostile_input_is_refused_without_a_panic() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+/// Every MetricTemplate serin ships: the files of docs/templates (as
+/// docs/metrics.md tells users to check them) and the YAML examples of the
+/// Markdown docs that hold a whole document.
+#[test]
+fn the_shipped_templates_and_doc_examples_validate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files: Vec<_> = std::fs::read_dir(root.join("docs/templates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(files.len() >= 10, "{files:?}");
+    let out = output(serin().arg("validate").args(&files));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut markdown = vec![root.join("README.md")];
+    markdown.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    files.clear();
+    for doc in markdown {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for (index, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let block = block.split("```").next().unwrap();
+            if block.starts_with("apiVersion:") && block.contains("kind: MetricTemplate") {
+                let name = format!(
+                    "{}-{index}.yaml",
+                    doc.file_stem().unwrap().to_string_lossy()
+                );
+                files.push(write(dir.path(), &name, block));
+            }
+        }
+    }
+    assert!(!files.is_empty(), "docs/metrics.md shows a MetricTemplate");
+    let out = output(serin().arg("validate").args(&files));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

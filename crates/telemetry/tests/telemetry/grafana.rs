@@ -89,13 +89,31 @@ fn importable_structure() {
     ] {
         assert!(titles.contains(&wanted), "{wanted} in {titles:?}");
     }
-    // The seed's queries, filtered to this canary.
+    // The seed's queries, filtered to this canary; the 5xx side reads 0
+    // rather than nothing while there is no 5xx series, so a healthy
+    // version draws a 0 line instead of "No data".
     let error = &panels[0]["targets"];
     assert_eq!(
         error[1]["expr"],
-        "sum(rate(http_requests_total{canary=\"shop\", status=~\"5..\", version=\"canary\"}[$__rate_interval])) / sum(rate(http_requests_total{canary=\"shop\", version=\"canary\"}[$__rate_interval])) * 100"
+        "(sum(rate(http_requests_total{canary=\"shop\", status=~\"5..\", version=\"canary\"}[$__rate_interval])) or vector(0)) / sum(rate(http_requests_total{canary=\"shop\", version=\"canary\"}[$__rate_interval])) * 100"
     );
     assert_eq!(error[0]["legendFormat"], "Stable");
+    for (target, version) in error.as_array().unwrap().iter().zip(["stable", "canary"]) {
+        let expr = target["expr"].as_str().unwrap();
+        let (numerator, _) = expr.split_once(" / ").unwrap();
+        assert!(
+            numerator.contains(&format!("status=~\"5..\", version=\"{version}\""))
+                && numerator.ends_with(" or vector(0))"),
+            "{expr}"
+        );
+    }
+    let throughput = panels.iter().find(|p| p["title"] == "Throughput").unwrap();
+    for target in throughput["targets"].as_array().unwrap() {
+        assert!(
+            target["expr"].as_str().unwrap().ends_with(" or vector(0)"),
+            "{target}"
+        );
+    }
     let p95 = panels.iter().find(|p| p["title"] == "Latency P95").unwrap();
     assert!(p95["targets"][1]["expr"]
         .as_str()

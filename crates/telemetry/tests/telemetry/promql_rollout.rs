@@ -24,12 +24,17 @@ spec:
     threshold: 3
     stepWeights: [50]
     metrics:
-    - name: success-by-promql
+{metrics}
+---
+{template}
+"#;
+
+const SUCCESS_RATE: (&str, &str) = (
+    r#"    - name: success-by-promql
       templateRef: {name: success-rate}
       interval: 10s
-      thresholdRange: {min: 95}
----
-apiVersion: serin.dev/v1alpha1
+      thresholdRange: {min: 95}"#,
+    r#"apiVersion: serin.dev/v1alpha1
 kind: MetricTemplate
 metadata: {name: success-rate}
 spec:
@@ -40,8 +45,33 @@ spec:
     sum(rate(http_requests_total{canary="{{ name }}", version="{{ version }}", status!~"5.."}[{{ interval }}]))
     /
     sum(rate(http_requests_total{canary="{{ name }}", version="{{ version }}"}[{{ interval }}]))
-    * 100
-"#;
+    * 100"#,
+);
+
+/// The docs' error-rate metric (docs/templates/error-rate.yaml), at most 1 %.
+const ERROR_RATE_METRIC: &str = r#"    - name: error-rate
+      templateRef: {name: error-rate}
+      interval: 10s
+      thresholdRange: {max: 1}"#;
+
+fn error_rate_template(with_fallback: bool) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/templates/error-rate.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    // The document without its leading comment.
+    let text =
+        text[text.find("apiVersion:").unwrap()..].replace("http://127.0.0.1:9090", "{prometheus}");
+    if with_fallback {
+        text
+    } else {
+        let bare = text
+            .replace(" or vector(0)", "")
+            .replace("(sum(", "sum(")
+            .replace("])))", "]))");
+        assert!(!bare.contains("vector("), "{bare}");
+        bare
+    }
+}
 
 struct Outcome {
     promoted: bool,
@@ -50,9 +80,15 @@ struct Outcome {
     canary_values: Vec<f64>,
     /// Canary weights Prometheus recorded from serin's `/metrics`.
     weights_scraped: Vec<f64>,
+    /// The rollout's warnings, as published.
+    warnings: Vec<String>,
 }
 
 async fn rollout(canary_error_rate: f64) -> Outcome {
+    rollout_with(canary_error_rate, SUCCESS_RATE.0, SUCCESS_RATE.1).await
+}
+
+async fn rollout_with(canary_error_rate: f64, metrics: &str, template: &str) -> Outcome {
     let started = std::time::Instant::now();
     let metrics_port = free_port();
     let prometheus = Prometheus::start(&format!(
@@ -74,6 +110,8 @@ async fn rollout(canary_error_rate: f64) -> Outcome {
     .unwrap();
     let proxy_port = free_port();
     let yaml = CANARY
+        .replace("{metrics}", metrics)
+        .replace("{template}", template)
         .replace("{proxy_port}", &proxy_port.to_string())
         .replace("{stable}", &stable.url())
         .replace("{canary}", &canary.url())
@@ -106,19 +144,28 @@ async fn rollout(canary_error_rate: f64) -> Outcome {
 
     let collect = tokio::spawn(async move {
         let mut values = Vec::new();
+        let mut warnings = Vec::new();
         while let Ok(update) = watch.recv().await {
-            if let Update::Decision { decision, .. } = update {
-                values.extend(decision.metrics.iter().filter_map(|m| m.canary));
+            match update {
+                Update::Decision { decision, .. } => {
+                    values.extend(decision.metrics.iter().filter_map(|m| m.canary));
+                }
+                Update::Record { record, .. }
+                    if record.severity == serin_rollout::Severity::Warning =>
+                {
+                    warnings.push(record.message);
+                }
+                _ => {}
             }
         }
-        values
+        (values, warnings)
     });
     let state = tokio::time::timeout(Duration::from_secs(90), running.outcome())
         .await
         .expect("rollout within 90 s")
         .unwrap();
     load.abort();
-    let canary_values = collect.await.unwrap();
+    let (canary_values, warnings) = collect.await.unwrap();
 
     // What Prometheus scraped from serin while the rollout ran.
     let weights = serin_providers::PrometheusQuery::new(
@@ -150,6 +197,7 @@ async fn rollout(canary_error_rate: f64) -> Outcome {
         message: state.message.clone(),
         canary_values,
         weights_scraped: max_weight.into_iter().collect(),
+        warnings,
     }
 }
 
@@ -181,4 +229,55 @@ async fn a_failing_canary_is_rolled_back_by_promql() {
         "the judge saw Prometheus's low success rate: {:?}",
         outcome.canary_values
     );
+}
+
+/// The docs' error-rate template on a healthy canary: no 5xx series at all,
+/// yet the judge reads 0 % and promotes, instead of counting "no values" as
+/// failed checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_error_rate_template_promotes_a_canary_without_5xx() {
+    let outcome = rollout_with(0.0, ERROR_RATE_METRIC, &error_rate_template(true)).await;
+    assert!(
+        outcome.promoted,
+        "{}: {:?}",
+        outcome.message, outcome.warnings
+    );
+    assert!(
+        outcome.canary_values.contains(&0.0),
+        "the judge saw 0 %: {:?}",
+        outcome.canary_values
+    );
+    assert!(
+        !outcome
+            .warnings
+            .iter()
+            .any(|w| w.contains("returned no series")),
+        "{:?}",
+        outcome.warnings
+    );
+}
+
+/// The same query without "or vector(0)": what Flagger users see, a healthy
+/// canary failing its checks, but with every warning saying why and how to
+/// fix it, once (the runtime adds no second metric name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_or_vector_0_the_warnings_explain_the_failed_checks() {
+    let outcome = rollout_with(0.0, ERROR_RATE_METRIC, &error_rate_template(false)).await;
+    assert!(!outcome.promoted, "{}", outcome.message);
+    let explained: Vec<_> = outcome
+        .warnings
+        .iter()
+        .filter(|w| w.contains("returned no series"))
+        .collect();
+    assert!(!explained.is_empty(), "{:?}", outcome.warnings);
+    for warning in explained {
+        assert!(
+            (warning.starts_with(
+                "error-rate (template error-rate, canary): the query returned no series — "
+            ) || warning.starts_with(
+                "error-rate (template error-rate, stable): the query returned no series — "
+            )) && warning.contains("append \"or vector(0)\" to the query to read 0"),
+            "{warning}"
+        );
+    }
 }
