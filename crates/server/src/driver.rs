@@ -488,9 +488,9 @@ impl<C: Clock> Driver<C> {
                         now.saturating_since(pending.since).as_secs(),
                         pending.error
                     );
-                    return Some(Event::Analysis(serin_rollout::Verdict::Hold {
-                        reasons: vec![reason],
-                    }));
+                    return Some(Event::Analysis(serin_rollout::Verdict::system_hold(vec![
+                        reason,
+                    ])));
                 }
                 let traffic = self.traffic.clone();
                 let mut input =
@@ -854,12 +854,21 @@ impl<C: Clock> Driver<C> {
     }
 }
 
-/// The state machine's verdict for an analysis decision.
+/// The state machine's verdict for an analysis decision. A hold the judge
+/// says waits for evidence is an evidence hold (not counted against the
+/// progress deadline); any other hold is the system's.
 pub fn verdict_for_machine(decision: &Decision) -> serin_rollout::Verdict {
     let reasons = decision.reasons.clone();
     match decision.verdict {
         serin_analysis::Verdict::Pass => serin_rollout::Verdict::Pass,
-        serin_analysis::Verdict::Hold => serin_rollout::Verdict::Hold { reasons },
+        serin_analysis::Verdict::Hold => match decision.hold {
+            Some(serin_analysis::HoldReason::Evidence) => {
+                serin_rollout::Verdict::evidence_hold(reasons)
+            }
+            Some(serin_analysis::HoldReason::System) | None => {
+                serin_rollout::Verdict::system_hold(reasons)
+            }
+        },
         serin_analysis::Verdict::Fail => serin_rollout::Verdict::Fail { reasons },
         serin_analysis::Verdict::Rollback => serin_rollout::Verdict::Rollback { reasons },
     }
@@ -958,7 +967,10 @@ mod tests {
             .perform(clock.now(), Action::RunAnalysis, &mut None)
             .await;
         match answer {
-            Some(Event::Analysis(serin_rollout::Verdict::Hold { reasons })) => {
+            Some(Event::Analysis(serin_rollout::Verdict::Hold {
+                reasons,
+                kind: serin_rollout::HoldKind::System,
+            })) => {
                 assert!(reasons[0].contains("refusing"), "{reasons:?}");
                 assert!(reasons[0].contains("down"), "{reasons:?}");
             }
@@ -973,6 +985,30 @@ mod tests {
             }
         }
         assert_eq!(warnings, 1);
+    }
+
+    #[test]
+    fn holds_map_to_the_machine_with_their_kind() {
+        let decision = |hold| Decision {
+            verdict: serin_analysis::Verdict::Hold,
+            at_ms: 0,
+            metrics: Vec::new(),
+            reasons: vec!["why".into()],
+            hold,
+        };
+        let why = vec!["why".to_owned()];
+        assert_eq!(
+            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::Evidence))),
+            serin_rollout::Verdict::evidence_hold(why.clone())
+        );
+        assert_eq!(
+            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::System))),
+            serin_rollout::Verdict::system_hold(why.clone())
+        );
+        assert_eq!(
+            verdict_for_machine(&decision(None)),
+            serin_rollout::Verdict::system_hold(why)
+        );
     }
 
     #[test]

@@ -651,6 +651,7 @@ impl SequentialJudge {
             at_ms,
             metrics,
             reasons,
+            hold: None,
         }
     }
 }
@@ -870,6 +871,7 @@ impl Judge for SequentialJudge {
             at_ms,
             metrics,
             reasons,
+            hold: None,
         }
     }
 }

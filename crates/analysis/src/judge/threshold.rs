@@ -110,6 +110,7 @@ impl Judge for ThresholdJudge {
             at_ms,
             metrics,
             reasons,
+            hold: None,
         }
     }
 }
