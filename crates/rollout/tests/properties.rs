@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serin_rollout::{
-    Action, Event, GateKind, HookKind, HookSet, HoldKind, Pending, Phase, Plan, Rollout, Route,
+    Action, Event, GateKind, HoldKind, HookKind, HookSet, Pending, Phase, Plan, Rollout, Route,
     Strategy as Traffic, Timestamp, Verdict,
 };
 use std::time::Duration;
@@ -273,9 +273,9 @@ impl World {
 
         // The progress deadline never fires within a deadline of an evidence hold:
         // waiting for evidence is not "no progress".
-        let deadline_rollback = actions.iter().any(|a| {
-            matches!(a, Action::Emit(r) if r.message.contains("progress deadline exceeded"))
-        });
+        let deadline_rollback = actions.iter().any(
+            |a| matches!(a, Action::Emit(r) if r.message.contains("progress deadline exceeded")),
+        );
         if deadline_rollback && let Some(held) = self.evidence_hold_at {
             let since = s.last_event_at.saturating_since(held);
             prop_assert!(

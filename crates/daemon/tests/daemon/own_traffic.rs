@@ -20,7 +20,10 @@ fn load(listen: u16) -> tokio::task::JoinHandle<()> {
 }
 
 async fn start(api: SocketAddr, backend: &Backend, revision: &str) {
-    let body = format!(r#"{{"canary": "{}", "revision": "{revision}"}}"#, backend.url());
+    let body = format!(
+        r#"{{"canary": "{}", "revision": "{revision}"}}"#,
+        backend.url()
+    );
     let (status, answer) = request(
         api,
         "POST",

@@ -230,9 +230,7 @@ impl Rig {
                             return *state;
                         }
                     }
-                    Update::Decision { decision, .. }
-                        if current.as_deref() == Some(revision) =>
-                    {
+                    Update::Decision { decision, .. } if current.as_deref() == Some(revision) => {
                         decisions.push(decision);
                     }
                     _ => {}
@@ -384,8 +382,5 @@ async fn a_restart_with_a_new_revision_is_judged_by_a_fresh_judge() {
     assert_eq!(rollbacks(&decisions), 0, "{decisions:?}");
     // Its first analysis, a minute at 10 %, counts v3's requests only.
     let first = &decisions[0].metrics[0];
-    assert!(
-        (550..=650).contains(&first.canary_requests),
-        "{first:?}"
-    );
+    assert!((550..=650).contains(&first.canary_requests), "{first:?}");
 }
