@@ -42,6 +42,22 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// Why a judge holds ([`Verdict::Hold`]): the state machine bounds a hold the
+/// system causes with the progress deadline, not one that waits for evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HoldReason {
+    /// The judge has the data, sees no harm, and waits for evidence to
+    /// accumulate (e.g. the sequential judge's evidence gate before
+    /// promotion): traffic flows and evidence grows, so the progress deadline
+    /// does not count it.
+    Evidence,
+    /// The system is behind: too little traffic (fewer requests than the
+    /// step needs), a custom metric without a value. Counts against the
+    /// progress deadline.
+    System,
+}
+
 /// How one metric came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -153,6 +169,11 @@ pub struct Decision {
     pub metrics: Vec<MetricEvidence>,
     /// Human-readable reasons, most important first.
     pub reasons: Vec<String>,
+    /// With [`Verdict::Hold`]: what the hold waits for. `None` (also in
+    /// decisions stored before the field existed) reads as
+    /// [`HoldReason::System`], as every hold counted before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldReason>,
 }
 
 // === impl Decision ===
@@ -210,12 +231,27 @@ mod tests {
                 "x".into(),
             )],
             reasons: vec!["x".into()],
+            hold: None,
         };
         let json = serde_json::to_string(&d).unwrap();
         assert!(json.contains("\"verdict\":\"rollback\""), "{json}");
         assert!(json.contains("\"status\":\"harm\""), "{json}");
         let back: Decision = serde_json::from_str(&json).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn hold_reasons_are_optional_in_stored_decisions() {
+        let old = r#"{"verdict":"hold","at_ms":5,"metrics":[],"reasons":["waiting"]}"#;
+        let d: Decision = serde_json::from_str(old).unwrap();
+        assert_eq!(d.hold, None);
+        let held = Decision {
+            hold: Some(HoldReason::Evidence),
+            ..d
+        };
+        let json = serde_json::to_string(&held).unwrap();
+        assert!(json.contains(r#""hold":"evidence""#), "{json}");
+        assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), held);
     }
 
     #[test]

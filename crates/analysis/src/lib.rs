@@ -22,7 +22,7 @@ pub use config::{
     AnalysisConfig, BuiltinMetric, Compare, ConfigError, DEFAULT_MIN_REQUESTS, Direction,
     JudgeKind, MannWhitneyConfig, MetricCheck, MetricKind,
 };
-pub use decision::{Bounds, Decision, MetricEvidence, MetricStatus, Verdict};
+pub use decision::{Bounds, Decision, HoldReason, MetricEvidence, MetricStatus, Verdict};
 pub use input::{MetricInput, MetricValue, TickInput};
 pub use judge::{Analyzer, Judge};
 pub use replay::{Outcome, ReplayError, TickReport, replay};

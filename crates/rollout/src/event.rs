@@ -70,16 +70,58 @@ pub enum Verdict {
         reasons: Vec<String>,
     },
     /// Inconclusive (for instance too few canary requests yet): stay at this weight
-    /// without counting a failure. The progress deadline bounds how long this lasts.
+    /// without counting a failure. What bounds how long this lasts depends on
+    /// [`HoldKind`]: the progress deadline for a [`HoldKind::System`] hold; the
+    /// judge's own evidence requirement for a [`HoldKind::Evidence`] hold.
     Hold {
         /// Why the evidence is not enough yet.
         reasons: Vec<String>,
+        /// What the hold waits for. Absent in events recorded before serin knew
+        /// the difference: those read as [`HoldKind::System`], as they counted then.
+        #[serde(default)]
+        kind: HoldKind,
     },
     /// Decisive evidence of harm: roll back now, without waiting for the threshold.
     Rollback {
         /// The evidence.
         reasons: Vec<String>,
     },
+}
+
+/// What a [`Verdict::Hold`] waits for, which decides whether it counts as "no
+/// progress" for the progress deadline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HoldKind {
+    /// The system is behind: no traffic or fewer requests than the step needs, a
+    /// route the router has not applied, a gate not approved, a custom metric
+    /// without a value. Counts against the progress deadline, as in Flagger.
+    #[default]
+    System,
+    /// The judge has the data, sees no harm, and waits for evidence to
+    /// accumulate (traffic flows and evidence grows). Not counted against the
+    /// progress deadline.
+    Evidence,
+}
+
+// === impl Verdict ===
+
+impl Verdict {
+    /// A hold caused by the system ([`HoldKind::System`]).
+    pub fn system_hold(reasons: Vec<String>) -> Self {
+        Verdict::Hold {
+            reasons,
+            kind: HoldKind::System,
+        }
+    }
+
+    /// A hold while evidence accumulates ([`HoldKind::Evidence`]).
+    pub fn evidence_hold(reasons: Vec<String>) -> Self {
+        Verdict::Hold {
+            reasons,
+            kind: HoldKind::Evidence,
+        }
+    }
 }
 
 // === impl Event ===

@@ -77,8 +77,10 @@
 //!   besides pass and fail, for serin's sequential analysis;
 //! - the progress deadline measures advancement (a step, an iteration or a phase),
 //!   since serin has no pod readiness to watch; it is held while a person decides
-//!   (pause, `Waiting`, `WaitingPromotion`, a declined traffic-increase gate) and is
-//!   never shorter than three intervals ([`Plan::effective_deadline`]);
+//!   (pause, `Waiting`, `WaitingPromotion`, a declined traffic-increase gate), an
+//!   analysis holding for evidence ([`HoldKind::Evidence`]: traffic flows, no harm,
+//!   evidence grows) restarts it, and it is never shorter than three intervals
+//!   ([`Plan::effective_deadline`]);
 //! - a new revision starts at once rather than on the next timer tick;
 //! - blue/green asks confirm-promotion once, before switching all traffic;
 //! - `stepWeight`/`maxWeight` never overshoot `maxWeight` ([`steps_from_step_weight`]);
@@ -105,7 +107,7 @@ mod time;
 pub use crate::{
     action::{Action, Record, Route, Severity},
     error::{Error, Result},
-    event::{Event, Verdict},
+    event::{Event, HoldKind, Verdict},
     machine::step,
     plan::{
         DEFAULT_PROGRESS_DEADLINE, GateKind, HookKind, HookSet, Plan, PlanError, Strategy,

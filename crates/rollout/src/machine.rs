@@ -10,7 +10,7 @@
 use crate::{
     action::{Action, Record, Route, Severity},
     error::{Error, Result},
-    event::{Event, Verdict},
+    event::{Event, HoldKind, Verdict},
     plan::{GateKind, HookKind, Plan, Strategy},
     state::{Condition, ConditionStatus, Pending, Phase, RolloutState},
     time::{Timestamp, human},
@@ -317,7 +317,8 @@ impl Turn<'_> {
 
     /// The deadline bounds waiting on the system (low traffic, failing checks, a hung
     /// provider), never waiting on a person: a pause, the confirm-rollout and
-    /// confirm-promotion phases and a declined traffic-increase gate hold it.
+    /// confirm-promotion phases and a declined traffic-increase gate hold it. (Nor
+    /// waiting on evidence: an evidence hold restarts it, see `on_analysis`.)
     fn deadline_held(&self) -> bool {
         self.state.paused
             || self.state.declined_gate.is_some()
@@ -365,12 +366,29 @@ impl Turn<'_> {
                 self.normal(format!("Analysis passed at {position}"));
                 self.advance();
             }
-            Verdict::Hold { reasons } => {
+            Verdict::Hold {
+                reasons,
+                kind: HoldKind::System,
+            } => {
                 let reasons = join(&reasons);
                 self.normal(format!(
                     "Hold at {position}: analysis inconclusive, not counted as a failed check: {reasons}"
                 ));
                 self.state.stall_reason = Some(format!("held: {reasons}"));
+            }
+            Verdict::Hold {
+                reasons,
+                kind: HoldKind::Evidence,
+            } => {
+                // Traffic flows and the judge sees no harm: the rollout is not
+                // stuck, it is gathering evidence, so the deadline restarts
+                // here. Holds caused by the system still count from here on.
+                let reasons = join(&reasons);
+                self.normal(format!(
+                    "Hold at {position}: holding for evidence (not counted against the progress deadline), not counted as a failed check: {reasons}"
+                ));
+                self.state.progressed_at = self.now;
+                self.state.stall_reason = Some(format!("held for evidence: {reasons}"));
             }
             Verdict::Fail { reasons } => {
                 self.failed_check(format!("analysis failed: {}", join(&reasons)));

@@ -87,8 +87,16 @@ pub trait TrafficSource: Send + Sync {
     /// diffs every second to feed the sequential judge.
     fn totals(&self) -> Pair;
 
-    /// Both versions over the last `span` before `now`.
+    /// Both versions over the last `span` before `now`, counting only
+    /// requests recorded since the last [`reset_windows`](Self::reset_windows).
     fn last(&self, now: Timestamp, span: Duration) -> Pair;
+
+    /// Forgets the windows: later [`last`](Self::last) answers count only
+    /// requests recorded from now on; [`totals`](Self::totals) stay monotonic.
+    /// The runtime calls it whenever a rollout starts, restarts with a new
+    /// revision, is promoted or rolled back, so each rollout is judged on the
+    /// traffic it served and never on the previous canary's.
+    fn reset_windows(&self);
 }
 
 impl TrafficSource for serin_stats::Recorder {
@@ -98,6 +106,10 @@ impl TrafficSource for serin_stats::Recorder {
 
     fn last(&self, now: Timestamp, span: Duration) -> Pair {
         serin_stats::Recorder::last(self, now.as_millis(), span)
+    }
+
+    fn reset_windows(&self) {
+        serin_stats::Recorder::reset_windows(self);
     }
 }
 

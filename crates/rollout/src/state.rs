@@ -107,8 +107,10 @@ pub struct RolloutState {
     pub next_tick_at: Option<Timestamp>,
     /// When this revision's rollout started.
     pub started_at: Option<Timestamp>,
-    /// When the rollout last advanced (step, iteration or phase), or when a pause or
-    /// declined gate last held it: the progress deadline counts from here.
+    /// When the rollout last advanced (step, iteration or phase), when a pause or
+    /// declined gate last held it, or when the analysis last held for evidence
+    /// ([`HoldKind::Evidence`](crate::HoldKind::Evidence)): the progress deadline
+    /// counts from here.
     pub progressed_at: Timestamp,
     /// When the phase last changed.
     pub last_transition_time: Timestamp,

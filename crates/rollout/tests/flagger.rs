@@ -362,6 +362,103 @@ fn progress_deadline_never_shorter_than_three_intervals() {
     assert_eq!(h.phase(), Phase::Succeeded);
 }
 
+#[test]
+fn evidence_holds_past_the_deadline_do_not_fail_the_rollout() {
+    // deadline 600s, interval 60s: 30 evidence holds at the last step are 30m.
+    let mut h = Harness::started(canary(&[10, 20]));
+    let mut world = World::default();
+    h.interval(&mut world); // 0 -> 10
+    h.interval(&mut world); // 10 -> 20
+    assert_eq!(h.weight(), 20);
+    world.default_verdict = evidence_hold("evidence 3.1 of 9.2");
+    let mut all = Vec::new();
+    for _ in 0..30 {
+        all.extend(h.interval(&mut world));
+    }
+    assert_eq!(h.phase(), Phase::Progressing, "{:?}", warnings(&all));
+    assert_eq!((h.weight(), h.state().failed_checks), (20, 0));
+    assert!(!has_message(&all, "progress deadline exceeded"));
+    assert!(has_message(
+        &all,
+        "Hold at canary weight 20: holding for evidence (not counted against the progress deadline)"
+    ));
+    assert_eq!(
+        h.state().stall_reason.as_deref(),
+        Some("held for evidence: evidence 3.1 of 9.2")
+    );
+    // Once the evidence is in, the canary is promoted.
+    world.default_verdict = Verdict::Pass;
+    h.run(&mut world, 10);
+    assert_eq!(h.phase(), Phase::Succeeded);
+}
+
+#[test]
+fn system_holds_past_the_deadline_fail_the_rollout() {
+    // The same place as above, but the holds are the system's (few requests).
+    let mut h = Harness::started(canary(&[10, 20]));
+    let mut world = World::default();
+    h.interval(&mut world);
+    h.interval(&mut world);
+    assert_eq!(h.weight(), 20);
+    world.default_verdict = hold("12 of the 200 requests this step needs");
+    let all = h.run(&mut world, 30);
+    assert_eq!(h.phase(), Phase::Failed);
+    let last = warnings(&all).pop().unwrap();
+    assert!(
+        last.contains("progress deadline exceeded: no advancement for 11m (deadline 10m) at canary weight 20; last interval: held: 12 of the 200"),
+        "{last}"
+    );
+    assert!(!has_message(&all, "holding for evidence"));
+}
+
+#[test]
+fn an_evidence_hold_restarts_the_deadline_and_system_holds_count_from_it() {
+    let mut h = Harness::started(canary(&[10, 20]));
+    let mut world = World::default();
+    h.interval(&mut world); // 0 -> 10 at T0
+    // Nine minutes of system holds, then an evidence hold at T0 + 10m: the
+    // deadline (10m, exceeded at 11m) restarts there.
+    world.verdicts.extend(vec![hold("few requests"); 9]);
+    world.verdicts.push_back(evidence_hold("evidence 1 of 9"));
+    for _ in 0..10 {
+        h.interval(&mut world);
+    }
+    assert_eq!(h.phase(), Phase::Progressing);
+    let held_at = h.now;
+    assert_eq!(h.state().progressed_at, held_at);
+    // System holds again: they count from the evidence hold, so ten more
+    // intervals are within the deadline and the eleventh exceeds it.
+    world.default_verdict = hold("few requests");
+    for minute in 1..=10 {
+        h.interval(&mut world);
+        assert_eq!(h.phase(), Phase::Progressing, "minute {minute}");
+    }
+    let out = h.interval(&mut world);
+    assert_eq!(h.phase(), Phase::Failed);
+    assert_eq!(h.now.saturating_since(held_at), Duration::from_secs(660));
+    assert!(
+        warnings(&out).iter().any(|w| w.contains(
+            "progress deadline exceeded: no advancement for 11m (deadline 10m) at canary weight 10; last interval: held: few requests"
+        )),
+        "{:?}",
+        warnings(&out)
+    );
+    assert_eq!(h.state().failed_checks, 0);
+}
+
+#[test]
+fn holds_recorded_before_their_kind_existed_read_as_system_holds() {
+    let old = r#"{"Analysis":{"Hold":{"reasons":["few requests"]}}}"#;
+    let event: Event = serde_json::from_str(old).unwrap();
+    assert_eq!(event, Event::Analysis(hold("few requests")));
+    let new = serde_json::to_string(&Event::Analysis(evidence_hold("x"))).unwrap();
+    assert!(new.contains(r#""kind":"evidence""#), "{new}");
+    assert_eq!(
+        serde_json::from_str::<Event>(&new).unwrap(),
+        Event::Analysis(evidence_hold("x"))
+    );
+}
+
 // === A/B testing and blue/green ===
 
 #[test]

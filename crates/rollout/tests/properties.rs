@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serin_rollout::{
-    Action, Event, GateKind, HookKind, HookSet, Pending, Phase, Plan, Rollout, Route,
+    Action, Event, GateKind, HoldKind, HookKind, HookSet, Pending, Phase, Plan, Rollout, Route,
     Strategy as Traffic, Timestamp, Verdict,
 };
 use std::time::Duration;
@@ -61,7 +61,8 @@ fn plan() -> impl Strategy<Value = Plan> {
 fn verdict() -> impl Strategy<Value = Verdict> {
     prop_oneof![
         12 => Just(Verdict::Pass),
-        3 => Just(Verdict::Hold { reasons: vec!["few requests".into()] }),
+        3 => Just(Verdict::system_hold(vec!["few requests".into()])),
+        2 => Just(Verdict::evidence_hold(vec!["evidence 2 of 9".into()])),
         3 => Just(Verdict::Fail { reasons: vec!["error rate".into()] }),
         1 => Just(Verdict::Rollback { reasons: vec!["harm".into()] }),
     ]
@@ -141,6 +142,8 @@ struct World {
     rollout: Rollout,
     now: Timestamp,
     evidence: Evidence,
+    /// When the analysis last held for evidence (accepted by the machine).
+    evidence_hold_at: Option<Timestamp>,
 }
 
 impl World {
@@ -150,6 +153,7 @@ impl World {
             rollout: Rollout::new(plan, now).unwrap(),
             now,
             evidence: Evidence::default(),
+            evidence_hold_at: None,
         }
     }
 
@@ -265,6 +269,26 @@ impl World {
         }
         if !s.phase.is_active() && !s.phase.is_terminal() {
             prop_assert_eq!(s.next_tick_at, None);
+        }
+
+        // The progress deadline never fires within a deadline of an evidence hold:
+        // waiting for evidence is not "no progress".
+        let deadline_rollback = actions.iter().any(
+            |a| matches!(a, Action::Emit(r) if r.message.contains("progress deadline exceeded")),
+        );
+        if deadline_rollback && let Some(held) = self.evidence_hold_at {
+            let since = s.last_event_at.saturating_since(held);
+            prop_assert!(
+                since > plan.effective_deadline(),
+                "deadline rollback {since:?} after an evidence hold"
+            );
+        }
+        if let Event::Analysis(Verdict::Hold {
+            kind: HoldKind::Evidence,
+            ..
+        }) = event
+        {
+            self.evidence_hold_at = Some(s.last_event_at);
         }
 
         // Evidence for the revision that was in progress when the event came: a pass

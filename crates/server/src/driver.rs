@@ -278,12 +278,26 @@ impl<C: Clock> Driver<C> {
     ) -> Result<RolloutState, DriverError> {
         let mut next_tick: Option<Timestamp> = None;
         let mut last_totals = self.traffic.totals();
+        // Where the judge's next observation starts when a rollout began
+        // since the last one (the traffic stream still counts everything).
+        let mut judged_from: Option<Pair> = None;
         let mut next_observe = self.clock.now().saturating_add(OBSERVE_EVERY);
         let mut commands_open = true;
         // A restored rollout picks up where it stopped; a new one only
         // routes everything to stable.
         self.recover(self.clock.now(), &mut next_tick).await?;
+        // After a restart the judge and the windows are new already.
+        let mut epoch = Epoch::of(&self.state);
         loop {
+            // Every event is handled before the loop comes back here, with
+            // its actions carried out (the route switched): a start, a
+            // restart, a promotion or a rollback since the last pass begins
+            // a new rollout of evidence.
+            let now_epoch = Epoch::of(&self.state);
+            if now_epoch != epoch {
+                epoch = now_epoch;
+                judged_from = Some(self.fresh_evidence(self.clock.now()));
+            }
             if stop_when_done
                 && matches!(self.state.phase, Phase::Succeeded | Phase::Failed)
                 && self.final_route_settled(self.clock.now())
@@ -367,10 +381,15 @@ impl<C: Clock> Driver<C> {
                 self.retry_route(now).await;
                 let totals = self.traffic.totals();
                 let delta = totals.since(&last_totals);
+                // Requests served before the rollout began are not its own.
+                let judged = match judged_from.take() {
+                    Some(from) => totals.since(&from),
+                    None => delta.clone(),
+                };
                 last_totals = totals;
                 if self.state.phase.is_active() {
                     self.judge
-                        .observe(now.as_millis(), self.state.canary_weight, &delta);
+                        .observe(now.as_millis(), self.state.canary_weight, &judged);
                     if let Some(decision) = self.judge.early(now.as_millis()) {
                         self.publish(Update::Decision {
                             at: now,
@@ -398,6 +417,25 @@ impl<C: Clock> Driver<C> {
                 self.handle(now, Event::Tick, &mut next_tick).await?;
             }
         }
+    }
+
+    /// Starts the evidence of a new rollout (a start, a restart with a new
+    /// revision, a promotion, a rollback or an abort): a new judge with empty
+    /// e-processes, empty metric windows. Returns the traffic totals the
+    /// judge's next observation starts from, so the requests the previous
+    /// canary served before the switch are not counted for this one.
+    fn fresh_evidence(&mut self, now: Timestamp) -> Pair {
+        match Analyzer::new(self.judge.config().clone()) {
+            Ok(judge) => self.judge = judge,
+            // Not expected: the configuration was accepted when the first
+            // judge was built from it. Keep judging rather than stop.
+            Err(error) => self.warn(
+                now,
+                format!("cannot start a fresh analysis ({error}): the previous one continues"),
+            ),
+        }
+        self.traffic.reset_windows();
+        self.traffic.totals()
     }
 
     /// Applies one event and carries out every action it causes, feeding the
@@ -488,9 +526,9 @@ impl<C: Clock> Driver<C> {
                         now.saturating_since(pending.since).as_secs(),
                         pending.error
                     );
-                    return Some(Event::Analysis(serin_rollout::Verdict::Hold {
-                        reasons: vec![reason],
-                    }));
+                    return Some(Event::Analysis(serin_rollout::Verdict::system_hold(vec![
+                        reason,
+                    ])));
                 }
                 let traffic = self.traffic.clone();
                 let mut input =
@@ -859,12 +897,62 @@ impl<C: Clock> Driver<C> {
     }
 }
 
-/// The state machine's verdict for an analysis decision.
+/// Which rollout the judge's evidence and the metric windows belong to: a new
+/// one begins at every start or restart (a new revision, or the same one
+/// started again), at promotion and at rollback (an abort included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Epoch {
+    revision: Option<String>,
+    started_at: Option<Timestamp>,
+    stage: Stage,
+}
+
+/// Where a rollout is, as far as its evidence goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// No rollout yet.
+    Idle,
+    /// Judged: waiting for approval or progressing.
+    Judged,
+    /// Promoted (promoting, finalising or done).
+    Promoted,
+    /// Rolled back or aborted.
+    RolledBack,
+}
+
+// === impl Epoch ===
+
+impl Epoch {
+    fn of(state: &RolloutState) -> Self {
+        let stage = match state.phase {
+            Phase::Initializing | Phase::Initialized => Stage::Idle,
+            Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion => Stage::Judged,
+            Phase::Promoting | Phase::Finalising | Phase::Succeeded => Stage::Promoted,
+            Phase::Failed => Stage::RolledBack,
+        };
+        Epoch {
+            revision: state.revision.clone(),
+            started_at: state.started_at,
+            stage,
+        }
+    }
+}
+
+/// The state machine's verdict for an analysis decision. A hold the judge
+/// says waits for evidence is an evidence hold (not counted against the
+/// progress deadline); any other hold is the system's.
 pub fn verdict_for_machine(decision: &Decision) -> serin_rollout::Verdict {
     let reasons = decision.reasons.clone();
     match decision.verdict {
         serin_analysis::Verdict::Pass => serin_rollout::Verdict::Pass,
-        serin_analysis::Verdict::Hold => serin_rollout::Verdict::Hold { reasons },
+        serin_analysis::Verdict::Hold => match decision.hold {
+            Some(serin_analysis::HoldReason::Evidence) => {
+                serin_rollout::Verdict::evidence_hold(reasons)
+            }
+            Some(serin_analysis::HoldReason::System) | None => {
+                serin_rollout::Verdict::system_hold(reasons)
+            }
+        },
         serin_analysis::Verdict::Fail => serin_rollout::Verdict::Fail { reasons },
         serin_analysis::Verdict::Rollback => serin_rollout::Verdict::Rollback { reasons },
     }
@@ -963,7 +1051,10 @@ mod tests {
             .perform(clock.now(), Action::RunAnalysis, &mut None)
             .await;
         match answer {
-            Some(Event::Analysis(serin_rollout::Verdict::Hold { reasons })) => {
+            Some(Event::Analysis(serin_rollout::Verdict::Hold {
+                reasons,
+                kind: serin_rollout::HoldKind::System,
+            })) => {
                 assert!(reasons[0].contains("refusing"), "{reasons:?}");
                 assert!(reasons[0].contains("down"), "{reasons:?}");
             }
@@ -978,6 +1069,30 @@ mod tests {
             }
         }
         assert_eq!(warnings, 1);
+    }
+
+    #[test]
+    fn holds_map_to_the_machine_with_their_kind() {
+        let decision = |hold| Decision {
+            verdict: serin_analysis::Verdict::Hold,
+            at_ms: 0,
+            metrics: Vec::new(),
+            reasons: vec!["why".into()],
+            hold,
+        };
+        let why = vec!["why".to_owned()];
+        assert_eq!(
+            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::Evidence))),
+            serin_rollout::Verdict::evidence_hold(why.clone())
+        );
+        assert_eq!(
+            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::System))),
+            serin_rollout::Verdict::system_hold(why.clone())
+        );
+        assert_eq!(
+            verdict_for_machine(&decision(None)),
+            serin_rollout::Verdict::system_hold(why)
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 /// Every webhook type during real rollouts over loopback.
 mod hooks;
+/// Each rollout judged on its own traffic, whatever came before it.
+mod own_traffic;
 
 use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck};
 use serin_rollout::{
@@ -159,6 +161,9 @@ impl TrafficSource for SyntheticTraffic {
         );
         record(&mut pair.stable, (100 - weight) * secs, 0);
         pair
+    }
+    fn reset_windows(&self) {
+        // Steady traffic at the current weight: nothing to forget.
     }
 }
 

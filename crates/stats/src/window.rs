@@ -69,6 +69,16 @@ impl Window {
         *code = code.saturating_add(1);
     }
 
+    /// Forgets every slot: later [`last`](Self::last) answers count only
+    /// requests recorded from now on. The totals and status codes since the
+    /// window was created stay (they are monotonic counters).
+    pub fn forget(&mut self) {
+        for (number, counts) in &mut self.ring {
+            *number = u64::MAX;
+            counts.clear();
+        }
+    }
+
     /// Requests by exact status code since the window was created, low to high.
     pub fn status_codes(&self) -> &BTreeMap<u16, u64> {
         &self.status_codes
@@ -140,6 +150,17 @@ impl Recorder {
         Pair {
             stable: self.with(Version::Stable, |w| w.last(now_ms, span)),
             canary: self.with(Version::Canary, |w| w.last(now_ms, span)),
+        }
+    }
+
+    /// Forgets both versions' windows ([`Window::forget`]): later
+    /// [`last`](Self::last) answers count only requests recorded from now on,
+    /// while [`totals`](Self::totals) stay monotonic. The runtime calls it when
+    /// a rollout starts, restarts, is promoted or rolled back, so each
+    /// revision is judged on its own traffic.
+    pub fn reset_windows(&self) {
+        for version in Version::ALL {
+            self.with(version, Window::forget);
         }
     }
 
@@ -218,6 +239,25 @@ mod tests {
         assert_eq!(pair.canary.errors, 1);
         assert_eq!(pair.stable.requests, 2);
         assert_eq!(r.totals().canary.requests, 1);
+    }
+
+    #[test]
+    fn reset_windows_forgets_the_windows_not_the_totals() {
+        let r = Recorder::new(Duration::from_secs(60));
+        r.record(Version::Canary, 1_000, 503, MS);
+        r.record(Version::Canary, 1_400, 503, MS);
+        r.record(Version::Stable, 1_400, 200, MS);
+        r.reset_windows();
+        // Within the same slot as the forgotten requests, and later.
+        r.record(Version::Canary, 1_600, 200, MS);
+        r.record(Version::Canary, 30_000, 200, MS);
+        let pair = r.last(30_000, Duration::from_secs(60));
+        assert_eq!((pair.canary.requests, pair.canary.errors), (2, 0));
+        assert_eq!(pair.stable.requests, 0);
+        let totals = r.totals();
+        assert_eq!((totals.canary.requests, totals.canary.errors), (4, 2));
+        assert_eq!(totals.stable.requests, 1);
+        assert_eq!(r.status_codes(Version::Canary), vec![(200, 2), (503, 2)]);
     }
 
     #[test]

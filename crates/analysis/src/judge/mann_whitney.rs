@@ -494,6 +494,7 @@ impl Judge for MannWhitneyJudge {
             at_ms,
             metrics,
             reasons,
+            hold: None,
         }
     }
 }

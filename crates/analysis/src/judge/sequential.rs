@@ -707,6 +707,7 @@ impl SequentialJudge {
             at_ms,
             metrics,
             reasons,
+            hold: None,
         }
     }
 }
@@ -907,6 +908,7 @@ impl Judge for SequentialJudge {
             at_ms,
             metrics,
             reasons,
+            hold: None,
         }
     }
 }

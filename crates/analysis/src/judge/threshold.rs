@@ -70,6 +70,7 @@ impl Judge for ThresholdJudge {
             at_ms,
             metrics,
             reasons,
+            hold: None,
         }
     }
 }

@@ -47,9 +47,7 @@ impl Runtime<'_> {
             2 => Verdict::Fail {
                 reasons: vec!["5xx".into()],
             },
-            _ => Verdict::Hold {
-                reasons: vec!["few requests".into()],
-            },
+            _ => Verdict::system_hold(vec!["few requests".into()]),
         }
     }
 

@@ -98,10 +98,15 @@ pub fn fail(reason: &str) -> Verdict {
     }
 }
 
+/// A hold caused by the system (too few requests, a route not applied):
+/// counts against the progress deadline.
 pub fn hold(reason: &str) -> Verdict {
-    Verdict::Hold {
-        reasons: vec![reason.to_string()],
-    }
+    Verdict::system_hold(vec![reason.to_string()])
+}
+
+/// A hold while evidence accumulates: not counted against the progress deadline.
+pub fn evidence_hold(reason: &str) -> Verdict {
+    Verdict::evidence_hold(vec![reason.to_string()])
 }
 
 /// A rollout with a clock.

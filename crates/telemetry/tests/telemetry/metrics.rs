@@ -48,6 +48,7 @@ async fn proxy_and_rollout_series_over_http() {
                 at_ms: 3_000,
                 metrics: vec![evidence],
                 reasons: vec!["low".into()],
+                hold: None,
             },
         },
     );
@@ -161,6 +162,7 @@ fn removing_a_canary_removes_every_series_of_it() {
                     at_ms: 3_000,
                     metrics: vec![evidence],
                     reasons: vec![],
+                    hold: None,
                 },
             },
         );
