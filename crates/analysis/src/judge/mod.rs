@@ -168,6 +168,16 @@ fn held_to_checks(mut decision: Decision, checks: &[checks::Check]) -> Decision 
         reasons.push(format!("{what}: {}", names.join(", ")));
         decision.verdict = worst;
     }
+    // A hold waits for evidence only when nothing else holds it: a check
+    // that cannot be judged yet waits for traffic, which the progress
+    // deadline bounds.
+    decision.hold = match decision.verdict {
+        Verdict::Hold if checks.iter().any(|c| c.verdict == Verdict::Hold) => {
+            Some(crate::decision::HoldReason::System)
+        }
+        Verdict::Hold => decision.hold.or(Some(crate::decision::HoldReason::System)),
+        _ => None,
+    };
     reasons.append(&mut decision.reasons);
     reasons.extend(decision.metrics.iter().map(|m| m.reason.clone()));
     decision.reasons = reasons;

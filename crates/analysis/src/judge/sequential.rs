@@ -128,7 +128,7 @@
 use crate::{
     config::{AnalysisConfig, BuiltinMetric, Direction, MetricCheck, MetricKind},
     confseq,
-    decision::{Bounds, Decision, MetricEvidence, MetricStatus, Verdict, num},
+    decision::{Bounds, Decision, HoldReason, MetricEvidence, MetricStatus, Verdict, num},
     eprocess::{LogitMixture, RateTest, SplitTest, log_sum_exp},
     input::TickInput,
     judge::{Judge, point, range_violation, worse_by},
@@ -564,7 +564,6 @@ impl SequentialJudge {
                 SeqTest::Errors {
                     max_ratio,
                     max_delta,
-                    range,
                     ..
                 } => {
                     let c = self.canary.success_rate();
@@ -588,13 +587,12 @@ impl SequentialJudge {
                     if let Some(r) = max_ratio {
                         margin.push_str(&format!(", margin ×{}", num(*r)));
                     }
-                    let mut reason = format!(
+                    ev.reason = format!(
                         "errors {} of {} canary requests vs {} of stable's{margin}: {bound_txt}",
                         pct(ce),
                         self.canary.requests,
                         pct(se),
                     );
-                    ev.reason = reason;
                 }
                 SeqTest::Latency {
                     q,
@@ -877,8 +875,10 @@ impl Judge for SequentialJudge {
         let mut metrics = self.evidence(Some(input), false);
         let mut reasons = Vec::new();
         let mut hold = false;
+        let mut hold_kind = HoldReason::Evidence;
         if self.has_builtin_tests() && self.step_canary < self.min_requests {
             hold = true;
+            hold_kind = HoldReason::System;
             reasons.push(format!(
                 "canary served {} of the {} requests this step needs: holding",
                 self.step_canary, self.min_requests
@@ -908,7 +908,7 @@ impl Judge for SequentialJudge {
             at_ms,
             metrics,
             reasons,
-            hold: None,
+            hold: hold.then_some(hold_kind),
         }
     }
 }
