@@ -184,6 +184,53 @@ impl Decision {
         self.verdict == Verdict::Rollback
     }
 
+    /// The reasons that explain the verdict, for a record read by people:
+    /// the metrics that failed their check (`Fail`), what the hold waits for
+    /// (`Hold`), the evidence of harm (`Rollback`); nothing for a pass. The
+    /// full reasons and every metric's numbers stay in the decision.
+    pub fn why(&self) -> Vec<String> {
+        let is_metric_line = |r: &String| self.metrics.iter().any(|m| &m.reason == r);
+        match self.verdict {
+            Verdict::Pass => Vec::new(),
+            Verdict::Fail => {
+                let failed: Vec<String> = self
+                    .metrics
+                    .iter()
+                    .filter(|m| matches!(m.status, MetricStatus::Fail | MetricStatus::NoData))
+                    .map(|m| m.reason.clone())
+                    .collect();
+                if failed.is_empty() {
+                    self.reasons.clone()
+                } else {
+                    failed
+                }
+            }
+            Verdict::Hold => {
+                let mut why: Vec<String> = self
+                    .reasons
+                    .iter()
+                    .filter(|r| !is_metric_line(r) && !r.starts_with(NO_HARM))
+                    .cloned()
+                    .collect();
+                why.extend(
+                    self.metrics
+                        .iter()
+                        .filter(|m| {
+                            matches!(m.status, MetricStatus::Inconclusive | MetricStatus::NoData)
+                                && m.reason.contains("holding")
+                        })
+                        .map(|m| m.reason.clone()),
+                );
+                if why.is_empty() {
+                    self.reasons.clone()
+                } else {
+                    why
+                }
+            }
+            Verdict::Rollback => self.reasons.clone(),
+        }
+    }
+
     /// [`MetricEvidence::sanitize`] on every metric.
     pub fn sanitize(mut self) -> Self {
         for m in &mut self.metrics {
@@ -192,6 +239,10 @@ impl Decision {
         self
     }
 }
+
+/// How the sequential judge's "no harm found" note starts (a note, not a
+/// reason to hold).
+pub(crate) const NO_HARM: &str = "no evidence of harm";
 
 /// Formats a number for reasons: few digits, no noise. Never prints `NaN`
 /// or `inf`: a value that is not a number reads "n/a", an unbounded one "∞".

@@ -942,7 +942,9 @@ impl Epoch {
 /// says waits for evidence is an evidence hold (not counted against the
 /// progress deadline); any other hold is the system's.
 pub fn verdict_for_machine(decision: &Decision) -> serin_rollout::Verdict {
-    let reasons = decision.reasons.clone();
+    // The machine's records are read by people: only what explains the
+    // verdict; the whole decision is published alongside.
+    let reasons = decision.why();
     match decision.verdict {
         serin_analysis::Verdict::Pass => serin_rollout::Verdict::Pass,
         serin_analysis::Verdict::Hold => match decision.hold {

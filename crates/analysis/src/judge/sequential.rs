@@ -898,7 +898,8 @@ impl Judge for SequentialJudge {
         reasons.insert(
             0,
             format!(
-                "no evidence of harm: rollout e-value {} < 1/α = {}",
+                "{}: rollout e-value {} < 1/α = {}",
+                crate::decision::NO_HARM,
                 num(self.e_value()),
                 num(1.0 / self.alpha)
             ),
