@@ -3,6 +3,7 @@
 
 use crate::cli::Output;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serin_analysis::{MetricStatus, Verdict};
 use serin_daemon::revisions::{Tracker, metric_words};
 use serin_server::Update;
 use std::{io::IsTerminal, time::Duration};
@@ -155,15 +156,24 @@ impl View {
                 }
                 self.quoted_reasons =
                     (!decision.reasons.is_empty()).then(|| decision.reasons.join("; "));
-                // A rollback's reason is the run's last line; other verdicts
-                // get the judge's summary.
-                let reasons = match decision.verdict {
-                    serin_analysis::Verdict::Rollback => String::new(),
-                    _ => decision
-                        .reasons
-                        .first()
-                        .map(|r| format!(": {}", r.split("; ").next().unwrap_or(r)))
-                        .unwrap_or_default(),
+                // The metric lines above say what passed and failed, and a
+                // rollback's reason is the run's last line: the judge's
+                // summary only when they cannot (a hold waits for something,
+                // or no metric failed).
+                let metric_failed = decision
+                    .metrics
+                    .iter()
+                    .any(|m| matches!(m.status, MetricStatus::Fail | MetricStatus::Harm));
+                let say_why = match decision.verdict {
+                    Verdict::Pass => false,
+                    Verdict::Hold => true,
+                    Verdict::Fail | Verdict::Rollback => !metric_failed,
+                };
+                let reasons = match decision.reasons.first() {
+                    Some(first) if say_why => {
+                        format!(": {}", first.split("; ").next().unwrap_or(first))
+                    }
+                    _ => String::new(),
                 };
                 self.line(&format!(
                     "{} {} decision {}{reasons}",
