@@ -631,7 +631,12 @@ mod tests {
     fn pass() -> Decision {
         decision(
             Verdict::Pass,
-            vec![metric("request-success-rate", MetricStatus::Pass, 100.0, 100.0)],
+            vec![metric(
+                "request-success-rate",
+                MetricStatus::Pass,
+                100.0,
+                100.0,
+            )],
         )
     }
 
@@ -665,7 +670,8 @@ mod tests {
         assert_eq!((current.steps, current.canary_weight), (3, 50));
         let sentence = current.sentence("myapp");
         assert!(
-            sentence.starts_with("myapp: revision v13 promoted after 3 steps (canary weight 50 %) in "),
+            sentence
+                .starts_with("myapp: revision v13 promoted after 3 steps (canary weight 50 %) in "),
             "{sentence}"
         );
     }

@@ -408,11 +408,13 @@ impl Store {
         let rows = statement.query_map(params![name, limit], |row| row.get::<_, String>(0))?;
         let mut revisions = Vec::new();
         for row in rows {
-            revisions.push(serde_json::from_str(&row?).map_err(|source| Error::Corrupt {
-                canary: name.to_owned(),
-                what: "revision",
-                source,
-            })?);
+            revisions.push(
+                serde_json::from_str(&row?).map_err(|source| Error::Corrupt {
+                    canary: name.to_owned(),
+                    what: "revision",
+                    source,
+                })?,
+            );
         }
         Ok(revisions)
     }
@@ -515,7 +517,9 @@ fn follow_revisions(
         return Ok(());
     }
     let latest: Option<(i64, String)> = transaction
-        .prepare_cached("SELECT id, body FROM revisions WHERE canary = ?1 ORDER BY id DESC LIMIT 1")?
+        .prepare_cached(
+            "SELECT id, body FROM revisions WHERE canary = ?1 ORDER BY id DESC LIMIT 1",
+        )?
         .query_row([canary], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let (id, before) = match latest {

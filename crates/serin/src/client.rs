@@ -496,7 +496,10 @@ impl Wait {
             None if self.seen_current => {
                 // A daemon without revision records: the revision left
                 // before a verdict was seen.
-                let by = status.revision.clone().unwrap_or_else(|| "another revision".into());
+                let by = status
+                    .revision
+                    .clone()
+                    .unwrap_or_else(|| "another revision".into());
                 self.verdict = Some(Verdict::superseded(status, &revision, &by));
             }
             None => {
@@ -653,7 +656,9 @@ impl Verdict {
             object.insert("reason".into(), self.reason.clone().into());
             object.insert(
                 "supersededBy".into(),
-                self.superseded_by.clone().map_or(serde_json::Value::Null, Into::into),
+                self.superseded_by
+                    .clone()
+                    .map_or(serde_json::Value::Null, Into::into),
             );
             object.insert("verdict".into(), self.sentence.clone().into());
             object.insert("rollout".into(), serde_json::to_value(&self.record)?);

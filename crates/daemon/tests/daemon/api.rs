@@ -437,7 +437,10 @@ async fn every_revision_keeps_its_own_verdict() {
     let api = daemon.api_addr();
     let start = |revision: Option<&str>| {
         let body = match revision {
-            Some(revision) => format!(r#"{{"canary": "{}", "revision": "{revision}"}}"#, canary.url()),
+            Some(revision) => format!(
+                r#"{{"canary": "{}", "revision": "{revision}"}}"#,
+                canary.url()
+            ),
             None => format!(r#"{{"canary": "{}"}}"#, canary.url()),
         };
         async move {
@@ -456,9 +459,11 @@ async fn every_revision_keeps_its_own_verdict() {
     let v2 = json(api, "/api/v1/canaries/web/revisions/v2").await;
     assert_eq!(v2["outcome"], "in-progress", "{v2}");
     start(Some("v3")).await;
-    eventually(Duration::from_secs(10), "v3 at canary weight 50", async || {
-        json(api, "/api/v1/canaries/web").await["canaryWeight"] == 50
-    })
+    eventually(
+        Duration::from_secs(10),
+        "v3 at canary weight 50",
+        async || json(api, "/api/v1/canaries/web").await["canaryWeight"] == 50,
+    )
     .await;
     let (status, body) = request(api, "POST", "/api/v1/canaries/web/abort", Some(TOKEN), b"").await;
     assert_eq!(status, 200, "{body}");
@@ -488,10 +493,7 @@ async fn every_revision_keeps_its_own_verdict() {
 
     // A revision named by its URL, escaped as one path segment.
     start(None).await;
-    let escaped: String = canary
-        .url()
-        .replace(':', "%3A")
-        .replace('/', "%2F");
+    let escaped: String = canary.url().replace(':', "%3A").replace('/', "%2F");
     let by_url = json(api, &format!("/api/v1/canaries/web/revisions/{escaped}")).await;
     assert_eq!(by_url["revision"], canary.url(), "{by_url}");
 

@@ -160,8 +160,10 @@ async fn the_threshold_judge_rolls_back_too() {
     let (code, out, _) = rollout(0.3, "threshold").await;
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.lines().any(|l| l.starts_with("shop: revision v2 rolled back at canary weight ")
-            && l.ends_with("(2 failed checks of 2)")),
+        out.lines().any(
+            |l| l.starts_with("shop: revision v2 rolled back at canary weight ")
+                && l.ends_with("(2 failed checks of 2)")
+        ),
         "{out}"
     );
 }

@@ -752,10 +752,24 @@ spec:
     // Two pipelines wait on v13: one names it, one waits on the revision
     // current when it began.
     let named = Waiting::start(&[
-        "status", "shop", "--wait", "--revision", "v13", "--timeout", "60s", "--server", &server,
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v13",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
     ]);
     let current = Waiting::start(&[
-        "status", "shop", "--wait", "--timeout", "60s", "--server", &server,
+        "status",
+        "shop",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
     ]);
     assert!(named.said("revision v13"), "{:?}", named.stderr);
     assert!(current.said("revision v13"), "{:?}", current.stderr);
@@ -771,16 +785,34 @@ spec:
             "shop: revision v13 was superseded by v14 before its verdict",
             "{out}\n{err}"
         );
-        assert!(!out.contains("rolled back"), "v14's failure is not v13's: {out}");
+        assert!(
+            !out.contains("rolled back"),
+            "v14's failure is not v13's: {out}"
+        );
     }
     let v14_wait = output(serin().args([
-        "status", "shop", "--wait", "--revision", "v14", "--timeout", "60s", "--server", &server,
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v14",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
     ]));
     let out = stdout(&v14_wait);
-    assert_eq!(v14_wait.status.code(), Some(1), "{out}{}", stderr(&v14_wait));
+    assert_eq!(
+        v14_wait.status.code(),
+        Some(1),
+        "{out}{}",
+        stderr(&v14_wait)
+    );
     let line = last_line(&out);
     assert!(
-        line.starts_with("shop: revision v14 rolled back at canary weight 20 %: request-success-rate canary "),
+        line.starts_with(
+            "shop: revision v14 rolled back at canary weight 20 %: request-success-rate canary "
+        ),
         "{out}"
     );
     assert!(line.contains("< min 99"), "{line}");
@@ -791,10 +823,22 @@ spec:
     assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
     let began = Instant::now();
     let finished = output(serin().args([
-        "status", "shop", "--wait", "--revision", "v14", "--timeout", "60s", "--json", "--server",
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v14",
+        "--timeout",
+        "60s",
+        "--json",
+        "--server",
         &server,
     ]));
-    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
     assert_eq!(finished.status.code(), Some(1), "{}", stderr(&finished));
     let verdict: Value = serde_json::from_str(&stdout(&finished)).unwrap();
     assert_eq!(verdict["name"], "shop", "{verdict}");
@@ -817,7 +861,15 @@ spec:
         stderr(&finished)
     );
     let superseded = output(serin().args([
-        "status", "shop", "--wait", "--revision", "v13", "--timeout", "60s", "--server", &server,
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v13",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
     ]));
     assert_eq!(superseded.status.code(), Some(1), "{}", stderr(&superseded));
     assert_eq!(
@@ -827,11 +879,21 @@ spec:
 
     // A revision the daemon never saw: waited for, said once, then 124.
     let unknown = output(serin().args([
-        "status", "shop", "--wait", "--revision", "v99", "--timeout", "2s", "--server", &server,
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v99",
+        "--timeout",
+        "2s",
+        "--server",
+        &server,
     ]));
     assert_eq!(unknown.status.code(), Some(124), "{}", stderr(&unknown));
     assert_eq!(
-        stderr(&unknown).matches("revision v99 is not known").count(),
+        stderr(&unknown)
+            .matches("revision v99 is not known")
+            .count(),
         1,
         "{}",
         stderr(&unknown)
@@ -841,7 +903,13 @@ spec:
     let listed = output(serin().args(["status", "shop", "--json", "--server", &server]));
     let shop: Value = serde_json::from_str(&stdout(&listed)).unwrap();
     assert_eq!(shop["revision"], "v15", "{shop}");
-    for field in ["name", "phase", "canaryWeight", "failedChecks", "iterations"] {
+    for field in [
+        "name",
+        "phase",
+        "canaryWeight",
+        "failedChecks",
+        "iterations",
+    ] {
         assert!(shop.get(field).is_some(), "{field} missing: {shop}");
     }
     traffic.abort();
