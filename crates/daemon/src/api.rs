@@ -1,5 +1,6 @@
 //! The daemon's JSON API (axum): canaries with Flagger's status fields,
-//! their history and decisions, rollout starts and manual gates, a
+//! their history and decisions, what became of each revision, rollout
+//! starts and manual gates, a
 //! server-sent-events stream of changes, and `/healthz`.
 //!
 //! Every call that changes something needs `Authorization: Bearer TOKEN`,
@@ -9,6 +10,7 @@
 //! routes with [`router_with`] and read [`ApiState::supervisor`].
 
 use crate::{
+    revisions::RevisionOutcome,
     status::CanaryStatus,
     store::HistoryEntry,
     supervisor::{Change, CommandError, Gate, Supervisor},
@@ -42,12 +44,14 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_HISTORY_LIMIT: u32 = 1_000;
 
 /// Every route, as `docs/openapi.yaml` lists it (checked by a test).
-pub const ROUTES: [(&str, &str); 11] = [
+pub const ROUTES: [(&str, &str); 13] = [
     ("get", HEALTHZ),
     ("get", CANARIES),
     ("get", CANARY),
     ("get", HISTORY),
     ("get", DECISIONS),
+    ("get", REVISIONS),
+    ("get", REVISION),
     ("post", START),
     ("post", PROMOTE),
     ("post", ABORT),
@@ -61,6 +65,8 @@ const CANARIES: &str = "/api/v1/canaries";
 const CANARY: &str = "/api/v1/canaries/{name}";
 const HISTORY: &str = "/api/v1/canaries/{name}/history";
 const DECISIONS: &str = "/api/v1/canaries/{name}/decisions";
+const REVISIONS: &str = "/api/v1/canaries/{name}/revisions";
+const REVISION: &str = "/api/v1/canaries/{name}/revisions/{revision}";
 const START: &str = "/api/v1/canaries/{name}/start";
 const PROMOTE: &str = "/api/v1/canaries/{name}/promote";
 const ABORT: &str = "/api/v1/canaries/{name}/abort";
@@ -209,6 +215,19 @@ pub struct HistoryPage {
     pub next: Option<i64>,
 }
 
+/// `GET .../revisions`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RevisionList {
+    /// The canary's rollouts, newest first.
+    pub revisions: Vec<RevisionOutcome>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RevisionsQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 struct HistoryQuery {
     #[serde(default)]
@@ -238,6 +257,8 @@ pub fn router_with(state: ApiState, extra: Vec<Router>) -> Router {
         .route(CANARY, get(one))
         .route(HISTORY, get(history))
         .route(DECISIONS, get(decisions))
+        .route(REVISIONS, get(revisions))
+        .route(REVISION, get(revision))
         .route_layer(middleware::from_fn_with_state(state.clone(), reads_guard));
     let writes = Router::new()
         .route(START, post(start))
@@ -360,6 +381,44 @@ async fn read_history(
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
     let next = entries.last().map(|entry| entry.id);
     Ok(Json(HistoryPage { entries, next }))
+}
+
+async fn revisions(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(query): Query<RevisionsQuery>,
+) -> Result<Json<RevisionList>, ApiError> {
+    state.supervisor.get(&name)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_HISTORY_LIMIT);
+    let store = state.supervisor.store().clone();
+    let revisions = tokio::task::spawn_blocking(move || store.revisions(&name, limit))
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    Ok(Json(RevisionList { revisions }))
+}
+
+/// The latest rollout of one revision; 404 when the canary never started it.
+async fn revision(
+    State(state): State<ApiState>,
+    Path((name, revision)): Path<(String, String)>,
+) -> Result<Json<RevisionOutcome>, ApiError> {
+    let status = state.supervisor.get(&name)?;
+    let store = state.supervisor.store().clone();
+    let (canary, wanted) = (name.clone(), revision.clone());
+    let found = tokio::task::spawn_blocking(move || store.revision(&canary, &wanted))
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    found.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "canary {name} has no revision {revision:?} (its current revision is {})",
+                status.revision.as_deref().unwrap_or("none")
+            ),
+        )
+    })
 }
 
 async fn start(

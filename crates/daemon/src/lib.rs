@@ -4,6 +4,8 @@
 //! - [`store`]: SQLite (WAL) under `--state-dir`: every canary's state and
 //!   the history of every rollout, saved after each event before its actions
 //!   run; versioned schema, migrated forward, newer versions refused.
+//! - [`revisions`]: what became of each revision (promoted, rolled back,
+//!   superseded), kept by the store with each state.
 //! - [`supervisor`]: launches, restores, stops and commands the canaries.
 //! - [`api`]: the axum router; [`api::router_with`] mounts extra routes.
 //! - [`reload`]: SIGHUP and polling of the canary files.
@@ -14,6 +16,7 @@
 
 pub mod api;
 pub mod reload;
+pub mod revisions;
 pub mod status;
 pub mod store;
 pub mod supervisor;

@@ -6,7 +6,8 @@
 //! from the last decision it acted on. The schema carries a version; older
 //! state directories are migrated in one transaction, newer ones refused.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::revisions::{RevisionOutcome, Tracker};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serin_rollout::RolloutState;
 use serin_server::{Placement, Saved, StateStore, Update};
@@ -18,13 +19,16 @@ use std::{
 };
 
 /// The schema this serin writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "serin.db";
 
 /// History entries kept per canary; older ones are pruned as new ones come.
 pub const HISTORY_PER_CANARY: i64 = 20_000;
+
+/// Revision records kept per canary; older ones are pruned as new ones come.
+pub const REVISIONS_PER_CANARY: i64 = 1_000;
 
 /// Old history of a canary is pruned once per this many of its entries
 /// written (and at its first save after the store is opened).
@@ -35,7 +39,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` (index `n - 1`) moves the schema from version `n - 1` to
 /// `n`. Append only: a released migration never changes.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1: state and history.
     "CREATE TABLE canaries (
          name TEXT PRIMARY KEY,
@@ -53,6 +57,15 @@ const MIGRATIONS: [&str; 2] = [
     // 2: the canary file's last seen revision; history looked up per canary.
     "ALTER TABLE canaries ADD COLUMN file_target TEXT;
      CREATE INDEX history_by_canary ON history (canary, id);",
+    // 3: what became of each revision (one row per rollout of a revision).
+    "CREATE TABLE revisions (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         canary TEXT NOT NULL,
+         revision TEXT NOT NULL,
+         body TEXT NOT NULL
+     );
+     CREATE INDEX revisions_by_canary ON revisions (canary, id);
+     CREATE INDEX revisions_by_revision ON revisions (canary, revision, id);",
 ];
 
 /// Why the state directory cannot be used.
@@ -365,6 +378,47 @@ impl Store {
         Ok(entries)
     }
 
+    /// The latest rollout of `revision` of a canary, if it was ever started
+    /// (since this store recorded revisions).
+    pub fn revision(&self, name: &str, revision: &str) -> Result<Option<RevisionOutcome>> {
+        let connection = self.lock();
+        let body: Option<String> = connection
+            .query_row(
+                "SELECT body FROM revisions WHERE canary = ?1 AND revision = ?2
+                 ORDER BY id DESC LIMIT 1",
+                params![name, revision],
+                |row| row.get(0),
+            )
+            .optional()?;
+        body.map(|body| {
+            serde_json::from_str(&body).map_err(|source| Error::Corrupt {
+                canary: name.to_owned(),
+                what: "revision",
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    /// A canary's rollouts, newest first, at most `limit`.
+    pub fn revisions(&self, name: &str, limit: u32) -> Result<Vec<RevisionOutcome>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT body FROM revisions WHERE canary = ?1 ORDER BY id DESC LIMIT ?2")?;
+        let rows = statement.query_map(params![name, limit], |row| row.get::<_, String>(0))?;
+        let mut revisions = Vec::new();
+        for row in rows {
+            revisions.push(
+                serde_json::from_str(&row?).map_err(|source| Error::Corrupt {
+                    canary: name.to_owned(),
+                    what: "revision",
+                    source,
+                })?,
+            );
+        }
+        Ok(revisions)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite
         // rolls back the open transaction when the `Transaction` drops.
@@ -373,7 +427,14 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn save_rows(&self, canary: &str, saved: Saved<'_>) -> Result<()> {
+    /// Saves a state and its history, and follows the canary's revision
+    /// records (`threshold`: the plan's, when known), in one transaction.
+    pub(crate) fn save_rows(
+        &self,
+        canary: &str,
+        saved: Saved<'_>,
+        threshold: Option<u32>,
+    ) -> Result<()> {
         let state = encode(canary, "state", saved.state)?;
         let placement = encode(canary, "placement", saved.placement)?;
         let mut history = Vec::with_capacity(saved.history.len());
@@ -407,6 +468,7 @@ impl Store {
                  placement = excluded.placement, updated_at = excluded.updated_at",
             params![canary, state, placement, now_millis()],
         )?;
+        follow_revisions(&transaction, canary, saved, threshold)?;
         if !history.is_empty() {
             let mut insert = transaction.prepare_cached(
                 "INSERT INTO history (canary, at, kind, body) VALUES (?1, ?2, ?3, ?4)",
@@ -435,11 +497,76 @@ impl Store {
 
 impl StateStore for Store {
     fn save(&self, canary: &str, saved: Saved<'_>) -> Result<(), serin_server::StoreError> {
-        self.save_rows(canary, saved)
+        self.save_rows(canary, saved, None)
             .map_err(|error| serin_server::StoreError {
                 message: format!("{}: {error}", self.path.display()),
             })
     }
+}
+
+/// Follows a saved state in the canary's revision records: the latest
+/// record goes on, ends (superseded, or promoted as a queued revision
+/// starts), or a new one begins.
+fn follow_revisions(
+    transaction: &Transaction<'_>,
+    canary: &str,
+    saved: Saved<'_>,
+    threshold: Option<u32>,
+) -> Result<()> {
+    if saved.state.revision.is_none() {
+        return Ok(());
+    }
+    let latest: Option<(i64, String)> = transaction
+        .prepare_cached(
+            "SELECT id, body FROM revisions WHERE canary = ?1 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([canary], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let (id, before) = match latest {
+        Some((id, body)) => match serde_json::from_str::<RevisionOutcome>(&body) {
+            Ok(record) => (Some(id), Some(record)),
+            Err(error) => {
+                // An unreadable record must not stop the rollout: start afresh.
+                tracing::warn!(canary, %error, "revision record unreadable; starting a new one");
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
+    let mut tracker = Tracker::new(threshold, before.clone());
+    for update in saved.history {
+        if let Update::Decision { decision, .. } = update {
+            tracker.decision(decision);
+        }
+    }
+    let step = tracker.state(saved.state);
+    let encode_record = |record: &RevisionOutcome| encode(canary, "revision", record);
+    if let (Some(ended), Some(id)) = (&step.ended, id) {
+        transaction
+            .prepare_cached("UPDATE revisions SET body = ?1 WHERE id = ?2")?
+            .execute(params![encode_record(ended)?, id])?;
+    }
+    let Some(current) = tracker.current() else {
+        return Ok(());
+    };
+    if step.began || id.is_none() {
+        transaction
+            .prepare_cached("INSERT INTO revisions (canary, revision, body) VALUES (?1, ?2, ?3)")?
+            .execute(params![canary, current.revision, encode_record(current)?])?;
+        transaction
+            .prepare_cached(
+                "DELETE FROM revisions WHERE canary = ?1 AND id <= (
+                 SELECT id FROM revisions WHERE canary = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![canary, REVISIONS_PER_CANARY])?;
+    } else if let Some(id) = id
+        && before.as_ref() != Some(current)
+    {
+        transaction
+            .prepare_cached("UPDATE revisions SET body = ?1 WHERE id = ?2")?
+            .execute(params![encode_record(current)?, id])?;
+    }
+    Ok(())
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`] in one transaction, or refuses a

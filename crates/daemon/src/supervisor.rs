@@ -553,11 +553,12 @@ impl Supervisor {
             &state,
             &placement,
         );
-        let (mut driver, parts) = assembled.into_driver(
-            state,
-            updates,
-            Persistence::new(self.inner.store.clone(), placement),
-        );
+        let store = CanaryStore {
+            store: self.inner.store.clone(),
+            threshold: plan.threshold,
+        };
+        let (mut driver, parts) =
+            assembled.into_driver(state, updates, Persistence::new(Arc::new(store), placement));
         let Parts {
             proxy: bound,
             recorder,
@@ -662,6 +663,27 @@ impl Entry {
                 tracing::warn!(%file, %error, "canary task ended abnormally");
             }
         }
+    }
+}
+
+/// The store as one canary's rollout saves to it: with what the revision
+/// records need to know of its plan.
+struct CanaryStore {
+    store: Arc<Store>,
+    threshold: u32,
+}
+
+impl serin_server::StateStore for CanaryStore {
+    fn save(
+        &self,
+        canary: &str,
+        saved: serin_server::Saved<'_>,
+    ) -> Result<(), serin_server::StoreError> {
+        self.store
+            .save_rows(canary, saved, Some(self.threshold))
+            .map_err(|error| serin_server::StoreError {
+                message: format!("{}: {error}", self.store.dir().display()),
+            })
     }
 }
 

@@ -121,8 +121,11 @@ pub enum Command {
 
     /// Show rollouts; --wait blocks until the verdict.
     ///
-    /// With --wait exits 0 when promoted, 1 when rolled back, 124 when
-    /// --timeout passed first.
+    /// --wait waits on the revision current when it begins, or on --revision
+    /// REV: exits 0 when that revision is promoted, 1 when it is rolled back
+    /// or another revision is started before its verdict, 124 when
+    /// --timeout passed first. The last line says which revision ended how
+    /// and why.
     Status(crate::client::StatusArgs),
 
     /// Promote now, skipping the remaining steps.

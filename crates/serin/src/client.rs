@@ -11,7 +11,11 @@ use hyper_util::{
     client::legacy::{Client as HyperClient, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use serin_daemon::{CanaryStatus, api::CanaryList};
+use serin_daemon::{
+    CanaryStatus,
+    api::CanaryList,
+    revisions::{Outcome, RevisionOutcome},
+};
 use std::{
     io::IsTerminal,
     process::ExitCode,
@@ -58,9 +62,14 @@ pub struct StartArgs {
 pub struct StatusArgs {
     /// One canary; all when absent.
     pub name: Option<String>,
-    /// Block until the rollout ends: exit 0 promoted, 1 rolled back.
+    /// Block until the verdict on the revision current now (or on --revision):
+    /// exit 0 promoted, 1 rolled back or superseded by a later start.
     #[arg(long)]
     pub wait: bool,
+    /// The revision whose verdict to wait for (or to show without --wait),
+    /// as `serin start --revision` named it. Needs NAME.
+    #[arg(long, value_name = "REV", requires = "name")]
+    pub revision: Option<String>,
     /// With --wait: give up after this long (30s, 10m, 1h30m) and exit 124.
     #[arg(long, value_name = "DUR")]
     pub timeout: Option<String>,
@@ -200,13 +209,22 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
         .await
     {
         Ok(status) => {
-            println!(
-                "{}: rollout of {} accepted ({}, canary weight {}%)",
-                status.name,
-                status.revision.as_deref().unwrap_or("?"),
-                status.phase,
-                status.canary_weight
-            );
+            let revision = status
+                .revision
+                .clone()
+                .or_else(|| args.revision.clone())
+                .unwrap_or_else(|| args.canary.clone());
+            if args.revision.is_some() {
+                println!(
+                    "{}: started revision {revision} ({})",
+                    status.name, args.canary
+                );
+            } else {
+                println!(
+                    "{}: started revision {revision} (no --revision given: the canary URL names it)",
+                    status.name
+                );
+            }
             Ok(ExitCode::from(EXIT_OK))
         }
         Err(error) => refused(error),
@@ -257,37 +275,62 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
         bail!("--timeout: only with --wait");
     }
     if !args.wait {
-        return match fetch(&api, args.name.as_deref()).await {
-            Ok(statuses) => {
-                show(&statuses, args.name.is_some(), args.json)?;
-                Ok(ExitCode::from(EXIT_OK))
-            }
-            Err(error) => refused(error),
+        return match (&args.name, &args.revision) {
+            (Some(name), Some(revision)) => show_revision(&api, name, revision, args.json).await,
+            _ => match fetch(&api, args.name.as_deref()).await {
+                Ok(statuses) => {
+                    show(&statuses, args.name.is_some(), args.json)?;
+                    Ok(ExitCode::from(EXIT_OK))
+                }
+                Err(error) => refused(error),
+            },
         };
     }
     let deadline = timeout.map(|t| Instant::now() + t);
+    let mut waits: Option<Vec<Wait>> = None;
     let mut last: Option<Vec<CanaryStatus>> = None;
     let mut last_line = String::new();
     loop {
-        match fetch(&api, args.name.as_deref()).await {
+        let answer = match fetch(&api, args.name.as_deref()).await {
             Ok(statuses) => {
-                let line = progress_line(&statuses);
-                if line != last_line && !args.json {
-                    eprintln!("{line}");
-                    last_line = line;
-                }
-                if !statuses.is_empty() && statuses.iter().all(CanaryStatus::is_done) {
-                    show(&statuses, args.name.is_some(), args.json)?;
-                    let failed = statuses
+                let waits = waits.get_or_insert_with(|| {
+                    statuses
                         .iter()
-                        .any(|s| s.phase != serin_rollout::Phase::Succeeded);
-                    return Ok(ExitCode::from(if failed {
-                        EXIT_ROLLED_BACK
-                    } else {
-                        EXIT_OK
-                    }));
+                        .map(|s| Wait::new(&s.name, args.revision.clone()))
+                        .collect()
+                });
+                let mut checked = Ok(());
+                for wait in waits.iter_mut() {
+                    checked = wait.check(&api, &statuses).await;
+                    if checked.is_err() {
+                        break;
+                    }
                 }
                 last = Some(statuses);
+                checked
+            }
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok(()) => {
+                if let (Some(waits), Some(statuses)) = (&waits, &last) {
+                    let line = progress_line(waits, statuses);
+                    if line != last_line && !args.json {
+                        eprintln!("{line}");
+                        last_line = line;
+                    }
+                    if !waits.is_empty() && waits.iter().all(|w| w.verdict.is_some()) {
+                        let verdicts: Vec<&Verdict> =
+                            waits.iter().filter_map(|w| w.verdict.as_ref()).collect();
+                        show_verdicts(&verdicts, args.name.is_some(), args.json)?;
+                        let failed = verdicts.iter().any(|v| v.outcome != Outcome::Promoted);
+                        return Ok(ExitCode::from(if failed {
+                            EXIT_ROLLED_BACK
+                        } else {
+                            EXIT_OK
+                        }));
+                    }
+                }
             }
             // 404 and 401 will not get better; anything else (the daemon
             // restarting) is retried until the timeout.
@@ -306,21 +349,369 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
             }
         }
         if deadline.is_some_and(|d| Instant::now() + WAIT_POLL > d) {
-            let now = last
-                .as_deref()
-                .map(progress_line)
-                .unwrap_or_else(|| "no answer from the daemon".into());
-            eprintln!(
-                "serin: timed out after {} waiting for the verdict: {now}",
-                args.timeout.as_deref().unwrap_or("")
-            );
-            if let Some(statuses) = &last {
-                show(statuses, args.name.is_some(), args.json)?;
+            let waited = args.timeout.as_deref().unwrap_or("");
+            let now = match (&waits, &last) {
+                (Some(waits), Some(statuses)) => progress_line(waits, statuses),
+                _ => "no answer from the daemon".into(),
+            };
+            eprintln!("serin: timed out after {waited} waiting for the verdict: {now}");
+            if let (Some(waits), Some(statuses)) = (&waits, &last) {
+                let verdicts: Vec<Verdict> = waits
+                    .iter()
+                    .map(|w| match &w.verdict {
+                        Some(verdict) => verdict.clone(),
+                        None => Verdict::timed_out(w, statuses, waited),
+                    })
+                    .collect();
+                show_verdicts(
+                    &verdicts.iter().collect::<Vec<_>>(),
+                    args.name.is_some(),
+                    args.json,
+                )?;
             }
             return Ok(ExitCode::from(EXIT_TIMED_OUT));
         }
         tokio::time::sleep(WAIT_POLL).await;
     }
+}
+
+/// `status NAME --revision REV` without `--wait`: that revision's latest
+/// rollout, as far as it went.
+async fn show_revision(api: &Api, name: &str, revision: &str, json: bool) -> Result<ExitCode> {
+    let status = match fetch(api, Some(name)).await {
+        Ok(mut statuses) => match statuses.pop() {
+            Some(status) => status,
+            None => bail!("{name}: the daemon answered no status"),
+        },
+        Err(error) => return refused(error),
+    };
+    let current = status.revision.as_deref() == Some(revision);
+    let verdict = match fetch_revision(api, name, revision).await {
+        Ok(Some(record)) => Verdict::from_record(&status, record, current),
+        Ok(None) if current => Verdict::from_status(&status),
+        Ok(None) => {
+            eprintln!(
+                "serin: {name}: the daemon knows no revision {revision:?} (its current revision is {})",
+                status.revision.as_deref().unwrap_or("none")
+            );
+            return Ok(ExitCode::from(EXIT_TROUBLE));
+        }
+        Err(error) => return refused(error),
+    };
+    show_verdicts(&[&verdict], true, json)?;
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+/// The latest rollout of `revision`; `None` when the daemon never started it
+/// (or predates revision records).
+async fn fetch_revision(api: &Api, name: &str, revision: &str) -> Result<Option<RevisionOutcome>> {
+    let path = format!(
+        "/api/v1/canaries/{}/revisions/{}",
+        segment(name),
+        segment(revision)
+    );
+    match api.call(http::Method::GET, &path, None).await {
+        Ok(record) => Ok(Some(record)),
+        Err(error)
+            if error
+                .downcast_ref::<Refused>()
+                .is_some_and(|r| r.status == 404) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// One canary's wait: the revision waited on and, once in, its verdict.
+struct Wait {
+    name: String,
+    /// `--revision`, else the canary's revision when the wait began (or the
+    /// first one started after, when none was).
+    revision: Option<String>,
+    /// The revision was the canary's current one at some answer.
+    seen_current: bool,
+    /// "not known yet" was said.
+    told_unknown: bool,
+    verdict: Option<Verdict>,
+}
+
+/// How a wait ended.
+#[derive(Clone, Debug)]
+struct Verdict {
+    /// The canary's status with the waited revision's phase and counts.
+    status: CanaryStatus,
+    /// `false`: timed out.
+    outcome_known: bool,
+    outcome: Outcome,
+    reason: String,
+    superseded_by: Option<String>,
+    /// One sentence: which revision ended how and why.
+    sentence: String,
+    record: Option<RevisionOutcome>,
+}
+
+// === impl Wait ===
+
+impl Wait {
+    fn new(name: &str, revision: Option<String>) -> Self {
+        Wait {
+            name: name.to_owned(),
+            revision,
+            seen_current: false,
+            told_unknown: false,
+            verdict: None,
+        }
+    }
+
+    /// Looks at the canary's status and its revision's record; sets the
+    /// verdict once there is one.
+    async fn check(&mut self, api: &Api, statuses: &[CanaryStatus]) -> Result<()> {
+        if self.verdict.is_some() {
+            return Ok(());
+        }
+        let Some(status) = statuses.iter().find(|s| s.name == self.name) else {
+            bail!("{}: the daemon no longer serves this canary", self.name);
+        };
+        let revision = match (&self.revision, &status.revision) {
+            (Some(revision), _) => revision.clone(),
+            (None, Some(current)) => {
+                self.revision = Some(current.clone());
+                current.clone()
+            }
+            // Nothing rolled out yet: the first revision started is the one.
+            (None, None) => return Ok(()),
+        };
+        let current = status.revision.as_deref() == Some(revision.as_str());
+        self.seen_current |= current;
+        match fetch_revision(api, &self.name, &revision).await? {
+            Some(record) if record.is_done() => {
+                self.verdict = Some(Verdict::from_record(status, record, current));
+            }
+            Some(_) => {}
+            None if current && status.is_done() => {
+                self.verdict = Some(Verdict::from_status(status));
+            }
+            None if current => {}
+            None if self.seen_current => {
+                // A daemon without revision records: the revision left
+                // before a verdict was seen.
+                let by = status
+                    .revision
+                    .clone()
+                    .unwrap_or_else(|| "another revision".into());
+                self.verdict = Some(Verdict::superseded(status, &revision, &by));
+            }
+            None => {
+                if !self.told_unknown {
+                    eprintln!(
+                        "{}: revision {revision} is not known to the daemon yet (its current revision is {}); waiting for it to start",
+                        self.name,
+                        status.revision.as_deref().unwrap_or("none")
+                    );
+                    self.told_unknown = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// === impl Verdict ===
+
+impl Verdict {
+    /// From the revision's record; `current`: the canary's status is of
+    /// this revision's rollout.
+    fn from_record(status: &CanaryStatus, record: RevisionOutcome, current: bool) -> Self {
+        let mut shown = status.clone();
+        shown.revision = Some(record.revision.clone());
+        shown.phase = record.phase;
+        shown.failed_checks = record.failed_checks;
+        shown.iterations = record.iterations;
+        if record.is_done() {
+            // After a verdict (or once superseded) the revision holds no traffic.
+            shown.canary_weight = 0;
+        }
+        if !current {
+            shown.paused = false;
+            shown.message.clone_from(&record.message);
+        }
+        Verdict {
+            sentence: record.sentence(&status.name),
+            outcome_known: true,
+            outcome: record.outcome,
+            reason: record.reason.clone(),
+            superseded_by: record.superseded_by.clone(),
+            status: shown,
+            record: Some(record),
+        }
+    }
+
+    /// From the status alone (a daemon without revision records).
+    fn from_status(status: &CanaryStatus) -> Self {
+        let revision = status.revision.as_deref().unwrap_or("?");
+        let (outcome, reason, sentence) = match status.phase {
+            serin_rollout::Phase::Succeeded => (
+                Outcome::Promoted,
+                status.message.clone(),
+                format!("{}: revision {revision} promoted", status.name),
+            ),
+            serin_rollout::Phase::Failed => {
+                let reason = status
+                    .message
+                    .strip_prefix("Rolling back: ")
+                    .unwrap_or(&status.message);
+                let reason = reason.split(". Canary failed!").next().unwrap_or(reason);
+                (
+                    Outcome::RolledBack,
+                    reason.to_owned(),
+                    format!("{}: revision {revision} rolled back: {reason}", status.name),
+                )
+            }
+            phase => (
+                Outcome::InProgress,
+                String::new(),
+                format!(
+                    "{}: revision {revision} has no verdict yet ({phase}, canary weight {} %)",
+                    status.name, status.canary_weight
+                ),
+            ),
+        };
+        Verdict {
+            status: status.clone(),
+            outcome_known: true,
+            outcome,
+            reason,
+            superseded_by: None,
+            sentence,
+            record: None,
+        }
+    }
+
+    /// `revision` left before its verdict, for `by` (seen without a record).
+    fn superseded(status: &CanaryStatus, revision: &str, by: &str) -> Self {
+        let mut shown = status.clone();
+        shown.revision = Some(revision.to_owned());
+        shown.canary_weight = 0;
+        Verdict {
+            status: shown,
+            outcome_known: true,
+            outcome: Outcome::Superseded,
+            reason: format!("superseded by {by} before its verdict"),
+            superseded_by: Some(by.to_owned()),
+            sentence: format!(
+                "{}: revision {revision} was superseded by {by} before its verdict",
+                status.name
+            ),
+            record: None,
+        }
+    }
+
+    /// No verdict within `--timeout`.
+    fn timed_out(wait: &Wait, statuses: &[CanaryStatus], waited: &str) -> Self {
+        let status = statuses
+            .iter()
+            .find(|s| s.name == wait.name)
+            .cloned()
+            .unwrap_or_else(|| placeholder(&wait.name));
+        let revision = wait
+            .revision
+            .clone()
+            .or_else(|| status.revision.clone())
+            .unwrap_or_else(|| "(none)".into());
+        let reason = format!("no verdict within {waited}");
+        let sentence = if status.revision.as_deref() == Some(revision.as_str()) {
+            format!(
+                "{}: no verdict on revision {revision} within {waited} ({}, canary weight {} %, failed checks {})",
+                wait.name, status.phase, status.canary_weight, status.failed_checks
+            )
+        } else {
+            format!(
+                "{}: no verdict on revision {revision} within {waited} (it has not started; the current revision is {})",
+                wait.name,
+                status.revision.as_deref().unwrap_or("none")
+            )
+        };
+        Verdict {
+            status,
+            outcome_known: false,
+            outcome: Outcome::InProgress,
+            reason,
+            superseded_by: None,
+            sentence,
+            record: None,
+        }
+    }
+
+    /// The status object with the verdict's fields.
+    fn json(&self) -> Result<serde_json::Value> {
+        let mut value = serde_json::to_value(&self.status)?;
+        if let Some(object) = value.as_object_mut() {
+            let outcome = if self.outcome_known {
+                self.outcome.as_str()
+            } else {
+                "timed-out"
+            };
+            object.insert("outcome".into(), outcome.into());
+            object.insert("reason".into(), self.reason.clone().into());
+            object.insert(
+                "supersededBy".into(),
+                self.superseded_by
+                    .clone()
+                    .map_or(serde_json::Value::Null, Into::into),
+            );
+            object.insert("verdict".into(), self.sentence.clone().into());
+            object.insert("rollout".into(), serde_json::to_value(&self.record)?);
+        }
+        Ok(value)
+    }
+}
+
+/// A status for a canary the daemon stopped answering about.
+fn placeholder(name: &str) -> CanaryStatus {
+    CanaryStatus {
+        name: name.to_owned(),
+        phase: serin_rollout::Phase::Initialized,
+        canary_weight: 0,
+        failed_checks: 0,
+        iterations: 0,
+        revision: None,
+        paused: false,
+        message: String::new(),
+        last_transition_time: serin_rollout::Timestamp::default(),
+        conditions: Vec::new(),
+        listen: String::new(),
+        stable: String::new(),
+        canary: None,
+        next_tick_at: None,
+        file: String::new(),
+    }
+}
+
+/// The verdicts: the table (or JSON) on stdout, then one sentence each as
+/// the last lines (on stderr with `--json`, keeping stdout JSON).
+fn show_verdicts(verdicts: &[&Verdict], one: bool, json: bool) -> Result<()> {
+    if json {
+        let values = verdicts
+            .iter()
+            .map(|v| v.json())
+            .collect::<Result<Vec<_>>>()?;
+        let text = match values.as_slice() {
+            [value] if one => serde_json::to_string_pretty(value)?,
+            _ => serde_json::to_string_pretty(&values)?,
+        };
+        println!("{text}");
+        for verdict in verdicts {
+            eprintln!("{}", verdict.sentence);
+        }
+        return Ok(());
+    }
+    let statuses: Vec<CanaryStatus> = verdicts.iter().map(|v| v.status.clone()).collect();
+    print!("{}", table(&statuses, std::io::stdout().is_terminal()));
+    for verdict in verdicts {
+        println!("{}", verdict.sentence);
+    }
+    Ok(())
 }
 
 async fn fetch(api: &Api, name: Option<&str>) -> Result<Vec<CanaryStatus>> {
@@ -341,18 +732,38 @@ fn refused(error: anyhow::Error) -> Result<ExitCode> {
     Ok(ExitCode::from(EXIT_TROUBLE))
 }
 
-fn progress_line(statuses: &[CanaryStatus]) -> String {
-    statuses
+fn progress_line(waits: &[Wait], statuses: &[CanaryStatus]) -> String {
+    waits
         .iter()
-        .map(|s| {
-            format!(
-                "{}: {} weight {}% failed checks {}{}",
-                s.name,
-                s.phase,
-                s.canary_weight,
-                s.failed_checks,
-                if s.paused { " (paused)" } else { "" }
-            )
+        .map(|wait| {
+            let Some(s) = statuses.iter().find(|s| s.name == wait.name) else {
+                return format!("{}: not served", wait.name);
+            };
+            match (&wait.verdict, &wait.revision) {
+                (Some(verdict), _) => format!(
+                    "{}: revision {} {}",
+                    s.name,
+                    verdict.status.revision.as_deref().unwrap_or("?"),
+                    verdict.outcome.as_str()
+                ),
+                (None, None) => format!("{}: {}, no revision started yet", s.name, s.phase),
+                (None, Some(revision)) if s.revision.as_deref() == Some(revision.as_str()) => {
+                    format!(
+                        "{}: revision {revision} {} weight {}% failed checks {}{}",
+                        s.name,
+                        s.phase,
+                        s.canary_weight,
+                        s.failed_checks,
+                        if s.paused { " (paused)" } else { "" }
+                    )
+                }
+                (None, Some(revision)) => format!(
+                    "{}: waiting for revision {revision} (now {} {})",
+                    s.name,
+                    s.revision.as_deref().unwrap_or("no revision"),
+                    s.phase
+                ),
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")

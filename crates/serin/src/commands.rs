@@ -217,6 +217,7 @@ async fn run(
         Err(other) => return Err(other.into()),
     };
     let name = prepared.canary.name().to_owned();
+    let threshold = prepared.plan.threshold;
     let (updates, watch) = broadcast::channel(1024);
     let metrics_watch = updates.subscribe();
     let running = serin_server::start(prepared, updates).await?;
@@ -225,7 +226,7 @@ async fn run(
         running.listen
     );
     let _metrics = crate::metrics::serve_run(metrics, &name, &running, metrics_watch).await?;
-    let shown = tokio::spawn(display::show(watch, output, name.clone()));
+    let shown = tokio::spawn(display::show(watch, output, name.clone(), threshold));
     let commands = running.commands.clone();
     let outcome = tokio::select! {
         outcome = running.outcome() => outcome?,
@@ -236,19 +237,54 @@ async fn run(
         }
     };
     drop(commands);
-    let _ = shown.await;
-    Ok(verdict(&name, &outcome))
+    let tracker = shown.await.unwrap_or_default();
+    Ok(verdict(&name, &outcome, tracker, threshold, output))
 }
 
-fn verdict(name: &str, state: &serin_rollout::RolloutState) -> ExitCode {
+/// The last line: which revision ended how and why (a JSON object with
+/// `--output json`); the exit status.
+fn verdict(
+    name: &str,
+    state: &serin_rollout::RolloutState,
+    mut tracker: serin_daemon::revisions::Tracker,
+    threshold: u32,
+    output: Output,
+) -> ExitCode {
+    if tracker.current().is_none() {
+        // The display saw nothing (it could not keep up): judge from the end.
+        tracker = serin_daemon::revisions::Tracker::new(Some(threshold), None);
+    }
+    // The final state, in case the display missed it; a no-op otherwise.
+    tracker.state(state);
+    let sentence = match tracker.current() {
+        Some(record) if record.is_done() => record.sentence(name),
+        _ => format!(
+            "{name}: revision {} ended {}: {}",
+            state.revision.as_deref().unwrap_or("?"),
+            state.phase,
+            state.message
+        ),
+    };
+    if output == Output::Json {
+        let mut line = serde_json::json!({
+            "update": "verdict",
+            "name": name,
+            "revision": state.revision,
+            "phase": state.phase,
+            "verdict": sentence,
+        });
+        if let (Some(object), Some(record)) = (line.as_object_mut(), tracker.current()) {
+            object.insert("outcome".into(), record.outcome.as_str().into());
+            object.insert("reason".into(), record.reason.clone().into());
+            object.insert("rollout".into(), serde_json::json!(record));
+        }
+        println!("{line}");
+    } else {
+        println!("{sentence}");
+    }
     if serin_server::promoted(state) {
-        println!(
-            "{name}: promoted (revision {})",
-            state.revision.as_deref().unwrap_or("?")
-        );
         ExitCode::from(EXIT_OK)
     } else {
-        println!("{name}: rolled back: {}", state.message);
         ExitCode::from(EXIT_ROLLED_BACK)
     }
 }
@@ -301,6 +337,7 @@ async fn demo(
     let catalog = Catalog::from_documents(documents);
     let prepared = serin_server::Prepared::from_catalog(&catalog, None, "demo.yaml")?;
     let name = prepared.canary.name().to_owned();
+    let threshold = prepared.plan.threshold;
     let (updates, watch) = broadcast::channel(1024);
     let running = serin_server::start(prepared, updates).await?;
     eprintln!(
@@ -315,7 +352,7 @@ async fn demo(
         running.listen,
         judge.as_str()
     );
-    let shown = tokio::spawn(display::show(watch, output, name.clone()));
+    let shown = tokio::spawn(display::show(watch, output, name.clone(), threshold));
     let mut spec = LoadSpec::new(
         format!("http://{}/", running.listen).parse()?,
         Some(rate),
@@ -325,8 +362,8 @@ async fn demo(
     let load = tokio::spawn(load::run(spec));
     let outcome = running.outcome().await?;
     load.abort();
-    let _ = shown.await;
-    Ok(verdict(&name, &outcome))
+    let tracker = shown.await.unwrap_or_default();
+    Ok(verdict(&name, &outcome, tracker, threshold, output))
 }
 
 fn parse_judge(name: &str) -> Result<JudgeKind> {

@@ -3,13 +3,22 @@
 
 use crate::cli::Output;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serin_analysis::{MetricStatus, Verdict};
+use serin_daemon::revisions::{Tracker, metric_words};
 use serin_server::Update;
 use std::{io::IsTerminal, time::Duration};
 use tokio::sync::broadcast;
 
-/// Prints updates until the channel closes.
-pub async fn show(mut updates: broadcast::Receiver<Update>, output: Output, name: String) {
-    let mut view = View::new(output, name);
+/// Prints updates until the channel closes; returns what became of the
+/// revisions seen (for the last line). `threshold`: the plan's failed checks
+/// that roll back.
+pub async fn show(
+    mut updates: broadcast::Receiver<Update>,
+    output: Output,
+    name: String,
+    threshold: u32,
+) -> Tracker {
+    let mut view = View::new(output, name, threshold);
     loop {
         match updates.recv().await {
             Ok(update) => view.update(&update),
@@ -19,7 +28,7 @@ pub async fn show(mut updates: broadcast::Receiver<Update>, output: Output, name
             Err(broadcast::error::RecvError::Closed) => break,
         }
     }
-    view.finish();
+    view.finish()
 }
 
 struct View {
@@ -34,7 +43,12 @@ struct View {
     last_decision: String,
     /// Each metric, canary vs stable, from the last decision.
     metrics: String,
+    /// The last decision's reasons as the state machine quotes them in its
+    /// records: printed with the decision, left out of the records.
+    quoted_reasons: Option<String>,
     step: u32,
+    /// What became of each revision.
+    tracker: Tracker,
 }
 
 enum Mode {
@@ -44,7 +58,7 @@ enum Mode {
 }
 
 impl View {
-    fn new(output: Output, name: String) -> Self {
+    fn new(output: Output, name: String, threshold: u32) -> Self {
         let terminal = std::io::stderr().is_terminal();
         let mode = match output {
             Output::Json => Mode::Json,
@@ -74,11 +88,20 @@ impl View {
             stable_rps: 0.0,
             last_decision: String::new(),
             metrics: String::new(),
+            quoted_reasons: None,
             step: 0,
+            tracker: Tracker::new(Some(threshold), None),
         }
     }
 
     fn update(&mut self, update: &Update) {
+        match update {
+            Update::Decision { decision, .. } => self.tracker.decision(decision),
+            Update::State { state, .. } => {
+                self.tracker.state(state);
+            }
+            _ => {}
+        }
         if let Mode::Json = self.mode {
             if let Ok(line) = serde_json::to_string(update) {
                 println!("{line}");
@@ -91,11 +114,19 @@ impl View {
                     serin_rollout::Severity::Normal => "",
                     serin_rollout::Severity::Warning => "warning: ",
                 };
+                // The evidence was printed with the decision: the record
+                // says what the machine did with it, without quoting it again.
+                let message = match &self.quoted_reasons {
+                    Some(quoted) if record.message.contains(quoted.as_str()) => record
+                        .message
+                        .replace(&format!(": {quoted}"), "")
+                        .replace(quoted.as_str(), ""),
+                    _ => record.message.clone(),
+                };
                 self.line(&format!(
-                    "{} {} {kind}{}",
+                    "{} {} {kind}{message}",
                     clock(at.as_millis()),
                     self.name,
-                    record.message
                 ));
             }
             Update::Decision { at, decision } => {
@@ -113,20 +144,37 @@ impl View {
                     })
                     .collect::<Vec<_>>()
                     .join("  ");
+                // One line per metric in plain words; the judge's full
+                // statistics stay in --output json, the API and the dashboard.
                 for metric in &decision.metrics {
                     self.line(&format!(
                         "{} {}   {}",
                         clock(at.as_millis()),
                         self.name,
-                        metric.reason
+                        metric_words(metric)
                     ));
                 }
-                // Per-metric reasons were printed above; the first reason is the summary.
-                let reasons = decision
-                    .reasons
-                    .first()
-                    .map(|r| format!(": {}", r.split("; ").next().unwrap_or(r)))
-                    .unwrap_or_default();
+                self.quoted_reasons =
+                    (!decision.reasons.is_empty()).then(|| decision.reasons.join("; "));
+                // The metric lines above say what passed and failed, and a
+                // rollback's reason is the run's last line: the judge's
+                // summary only when they cannot (a hold waits for something,
+                // or no metric failed).
+                let metric_failed = decision
+                    .metrics
+                    .iter()
+                    .any(|m| matches!(m.status, MetricStatus::Fail | MetricStatus::Harm));
+                let say_why = match decision.verdict {
+                    Verdict::Pass => false,
+                    Verdict::Hold => true,
+                    Verdict::Fail | Verdict::Rollback => !metric_failed,
+                };
+                let reasons = match decision.reasons.first() {
+                    Some(first) if say_why => {
+                        format!(": {}", first.split("; ").next().unwrap_or(first))
+                    }
+                    _ => String::new(),
+                };
                 self.line(&format!(
                     "{} {} decision {}{reasons}",
                     clock(at.as_millis()),
@@ -184,10 +232,11 @@ impl View {
         }
     }
 
-    fn finish(self) {
+    fn finish(self) -> Tracker {
         if let Mode::Live(bar) = self.mode {
             bar.finish_and_clear();
         }
+        self.tracker
     }
 }
 

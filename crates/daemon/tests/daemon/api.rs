@@ -415,3 +415,90 @@ async fn many_clients_and_a_dead_canary() {
     assert_eq!((status, body.contains("stable v1")), (200, true), "{body}");
     daemon.shutdown().await;
 }
+
+/// Each revision keeps its own verdict: one superseded by a later start,
+/// one aborted, one named by its URL; an unknown one is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_revision_keeps_its_own_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary v2"))
+        .await
+        .unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", free_port(), &stable.url(), None, ONE_STEP),
+    );
+    let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
+    let api = daemon.api_addr();
+    let start = |revision: Option<&str>| {
+        let body = match revision {
+            Some(revision) => format!(
+                r#"{{"canary": "{}", "revision": "{revision}"}}"#,
+                canary.url()
+            ),
+            None => format!(r#"{{"canary": "{}"}}"#, canary.url()),
+        };
+        async move {
+            let (status, body) = request(
+                api,
+                "POST",
+                "/api/v1/canaries/web/start",
+                Some(TOKEN),
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(status, 202, "{body}");
+        }
+    };
+    start(Some("v2")).await;
+    let v2 = json(api, "/api/v1/canaries/web/revisions/v2").await;
+    assert_eq!(v2["outcome"], "in-progress", "{v2}");
+    start(Some("v3")).await;
+    eventually(
+        Duration::from_secs(10),
+        "v3 at canary weight 50",
+        async || json(api, "/api/v1/canaries/web").await["canaryWeight"] == 50,
+    )
+    .await;
+    let (status, body) = request(api, "POST", "/api/v1/canaries/web/abort", Some(TOKEN), b"").await;
+    assert_eq!(status, 200, "{body}");
+
+    let v2 = json(api, "/api/v1/canaries/web/revisions/v2").await;
+    assert_eq!(v2["outcome"], "superseded", "{v2}");
+    assert_eq!(v2["supersededBy"], "v3", "{v2}");
+    let v3 = json(api, "/api/v1/canaries/web/revisions/v3").await;
+    assert_eq!(v3["outcome"], "rolled-back", "{v3}");
+    assert_eq!(v3["phase"], "Failed", "{v3}");
+    assert_eq!(v3["canaryWeight"], 50, "rolled back at 50: {v3}");
+    assert!(
+        v3["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("aborted by operator"),
+        "{v3}"
+    );
+    let listed = json(api, "/api/v1/canaries/web/revisions").await;
+    let names: Vec<&str> = listed["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["v3", "v2"], "newest first: {listed}");
+
+    // A revision named by its URL, escaped as one path segment.
+    start(None).await;
+    let escaped: String = canary.url().replace(':', "%3A").replace('/', "%2F");
+    let by_url = json(api, &format!("/api/v1/canaries/web/revisions/{escaped}")).await;
+    assert_eq!(by_url["revision"], canary.url(), "{by_url}");
+
+    let (status, body) = request(api, "GET", "/api/v1/canaries/web/revisions/v9", None, b"").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no revision \\\"v9\\\""), "{body}");
+    daemon.shutdown().await;
+}

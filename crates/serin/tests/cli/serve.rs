@@ -616,3 +616,302 @@ async fn a_removed_canary_leaves_metrics() {
     let _ = child.wait();
     assert!(left, "the removed canary is still exported: {}", metrics());
 }
+
+/// A `serin status --wait` running in the background; its stderr lines are
+/// collected as they come.
+struct Waiting {
+    child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Waiting {
+    fn start(args: &[&str]) -> Waiting {
+        use std::io::BufRead;
+        let mut child = serin()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Waiting {
+            child,
+            stderr,
+            reader,
+        }
+    }
+
+    /// Waits (bounded) until a stderr line contains `text`.
+    fn said(&self, text: &str) -> bool {
+        poll::until(Duration::from_secs(20), Duration::from_millis(20), || {
+            self.stderr.lock().unwrap().iter().any(|l| l.contains(text))
+        })
+    }
+
+    /// Exit code, stdout, stderr.
+    fn finish(self) -> (Option<i32>, String, String) {
+        let output = self.child.wait_with_output().unwrap();
+        self.reader.join().unwrap();
+        let stderr = self.stderr.lock().unwrap().join("\n");
+        (output.status.code(), stdout(&output), stderr)
+    }
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or("")
+}
+
+/// CI waits on the revision it started: a later revision that fails is
+/// never reported as its failure; each revision's verdict stays readable
+/// after later ones started; every wait ends with one sentence saying which
+/// revision ended how and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_wait_is_on_its_own_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v12"))
+        .await
+        .unwrap();
+    let v13 = Backend::start(local, Behaviour::healthy("canary v13"))
+        .await
+        .unwrap();
+    let v14 = Backend::start(
+        local,
+        Behaviour {
+            error_rate: 0.5,
+            ..Behaviour::healthy("canary v14 (faulty)")
+        },
+    )
+    .await
+    .unwrap();
+    let listen = free_port();
+    // No canary in the file: rollouts start from CI. An hour per step, so
+    // only the judge's decisive evidence of harm ends a rollout here.
+    let file = write(
+        dir.path(),
+        "shop.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: shop
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:{listen}
+  upstreams:
+    stable: {stable}
+  analysis:
+    interval: 1h
+    threshold: 2
+    stepWeights: [20, 50]
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {{min: 99}}
+      compare: {{maxDelta: 1}}
+      interval: 30s
+",
+            stable = stable.url()
+        ),
+    );
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = format!("http://{api}");
+    let serve = Serve::start(dir.path(), &file, api, 0);
+    let mut spec = LoadSpec::new(
+        format!("http://127.0.0.1:{listen}/").parse().unwrap(),
+        Some(100.0),
+        Duration::from_secs(90),
+    );
+    spec.concurrency = 4;
+    let traffic = tokio::spawn(load::run(spec));
+    let start = |url: &str, revision: &str| {
+        output(
+            serin()
+                .args(["start", "shop", "--canary", url, "--revision", revision])
+                .args(["--server", &server])
+                .env("SERIN_TOKEN", TOKEN),
+        )
+    };
+
+    // `start` says which revision it started.
+    let started = start(&v13.url(), "v13");
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    assert_eq!(
+        stdout(&started).trim(),
+        format!("shop: started revision v13 ({})", v13.url())
+    );
+
+    // Two pipelines wait on v13: one names it, one waits on the revision
+    // current when it began.
+    let named = Waiting::start(&[
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v13",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
+    ]);
+    let current = Waiting::start(&[
+        "status",
+        "shop",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
+    ]);
+    assert!(named.said("revision v13"), "{:?}", named.stderr);
+    assert!(current.said("revision v13"), "{:?}", current.stderr);
+
+    // v14 starts before v13's verdict, and fails.
+    let started = start(&v14.url(), "v14");
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    for waiting in [named, current] {
+        let (code, out, err) = waiting.finish();
+        assert_eq!(code, Some(1), "{out}\n{err}");
+        assert_eq!(
+            last_line(&out),
+            "shop: revision v13 was superseded by v14 before its verdict",
+            "{out}\n{err}"
+        );
+        assert!(
+            !out.contains("rolled back"),
+            "v14's failure is not v13's: {out}"
+        );
+    }
+    let v14_wait = output(serin().args([
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v14",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
+    ]));
+    let out = stdout(&v14_wait);
+    assert_eq!(
+        v14_wait.status.code(),
+        Some(1),
+        "{out}{}",
+        stderr(&v14_wait)
+    );
+    let line = last_line(&out);
+    assert!(
+        line.starts_with(
+            "shop: revision v14 rolled back at canary weight 20 %: request-success-rate canary "
+        ),
+        "{out}"
+    );
+    assert!(line.contains("< min 99"), "{line}");
+
+    // A later revision runs; the finished ones answer at once, each with
+    // its own verdict.
+    let started = start(&v13.url(), "v15");
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    let began = Instant::now();
+    let finished = output(serin().args([
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v14",
+        "--timeout",
+        "60s",
+        "--json",
+        "--server",
+        &server,
+    ]));
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(finished.status.code(), Some(1), "{}", stderr(&finished));
+    let verdict: Value = serde_json::from_str(&stdout(&finished)).unwrap();
+    assert_eq!(verdict["name"], "shop", "{verdict}");
+    assert_eq!(verdict["revision"], "v14", "{verdict}");
+    assert_eq!(verdict["phase"], "Failed", "{verdict}");
+    assert_eq!(verdict["outcome"], "rolled-back", "{verdict}");
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("request-success-rate canary "),
+        "{verdict}"
+    );
+    for field in ["canaryWeight", "failedChecks", "iterations"] {
+        assert!(verdict.get(field).is_some(), "{field} missing: {verdict}");
+    }
+    assert!(
+        last_line(&stderr(&finished)).starts_with("shop: revision v14 rolled back"),
+        "{}",
+        stderr(&finished)
+    );
+    let superseded = output(serin().args([
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v13",
+        "--timeout",
+        "60s",
+        "--server",
+        &server,
+    ]));
+    assert_eq!(superseded.status.code(), Some(1), "{}", stderr(&superseded));
+    assert_eq!(
+        last_line(&stdout(&superseded)),
+        "shop: revision v13 was superseded by v14 before its verdict"
+    );
+
+    // A revision the daemon never saw: waited for, said once, then 124.
+    let unknown = output(serin().args([
+        "status",
+        "shop",
+        "--wait",
+        "--revision",
+        "v99",
+        "--timeout",
+        "2s",
+        "--server",
+        &server,
+    ]));
+    assert_eq!(unknown.status.code(), Some(124), "{}", stderr(&unknown));
+    assert_eq!(
+        stderr(&unknown)
+            .matches("revision v99 is not known")
+            .count(),
+        1,
+        "{}",
+        stderr(&unknown)
+    );
+
+    // `status --json` has the revision with Flagger's fields.
+    let listed = output(serin().args(["status", "shop", "--json", "--server", &server]));
+    let shop: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(shop["revision"], "v15", "{shop}");
+    for field in [
+        "name",
+        "phase",
+        "canaryWeight",
+        "failedChecks",
+        "iterations",
+    ] {
+        assert!(shop.get(field).is_some(), "{field} missing: {shop}");
+    }
+    traffic.abort();
+    serve.kill_9();
+}
