@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cadence;
 pub mod clock;
 pub mod driver;
 pub mod mapping;
