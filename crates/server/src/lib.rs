@@ -8,6 +8,7 @@ pub mod cadence;
 pub mod clock;
 pub mod driver;
 pub mod mapping;
+pub mod replay;
 
 pub use clock::{Clock, TokioClock};
 pub use driver::{
