@@ -1084,3 +1084,275 @@ impl Session {
 fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+    use super::*;
+    use serin_analysis::JudgeKind;
+    use std::fmt::Write;
+
+    const T: u64 = 1_764_150_000;
+
+    /// `secs` seconds of `rps` requests from `T + from`, every
+    /// `canary_every`-th to the canary (0: none), every `err_every`-th canary
+    /// request failing (0: never); `extra` is appended to each line.
+    fn log(from: u64, secs: u64, rps: u64, canary_every: u64, err_every: u64, extra: &str) -> String {
+        let mut out = String::new();
+        let mut k = 0u64;
+        for s in 0..secs {
+            for i in 0..rps {
+                k += 1;
+                let canary = canary_every > 0 && k.is_multiple_of(canary_every);
+                let failing =
+                    canary && err_every > 0 && (k / canary_every).is_multiple_of(err_every);
+                let status = if failing { 503 } else { 200 };
+                let ts = (T + from + s) as f64 + i as f64 / rps as f64;
+                let _ = writeln!(
+                    out,
+                    r#"{{"ts": {ts:.3}, "version": "{}", "status": {status}, "latency_ms": 2.5{extra}}}"#,
+                    if canary { "canary" } else { "stable" }
+                );
+            }
+        }
+        out
+    }
+
+    fn run(text: &str, setup: &ReplaySetup) -> (Collect, ReplaySummary) {
+        let mut sink = Collect::default();
+        let summary = replay(text.as_bytes(), setup, &mut sink).unwrap();
+        (sink, summary)
+    }
+
+    fn with_judge(judge: JudgeKind) -> ReplaySetup {
+        let mut setup = ReplaySetup::defaults();
+        setup.analysis = setup.analysis.with_judge(judge);
+        setup
+    }
+
+    #[test]
+    fn a_healthy_log_walks_every_step_then_promotes_one_tick_per_interval() {
+        let (out, summary) = run(&log(0, 400, 20, 5, 0, ""), &with_judge(JudgeKind::Threshold));
+        let ticks = &out.ticks;
+        assert_eq!(ticks.len(), 5, "{ticks:#?}");
+        // The rollout starts on the second of its first canary request.
+        let start = T as f64;
+        let at: Vec<f64> = ticks.iter().map(|t| t.ts - start).collect();
+        assert_eq!(at, [60.0, 120.0, 180.0, 240.0, 300.0]);
+        let weights: Vec<u8> = ticks.iter().map(|t| t.weight).collect();
+        assert_eq!(weights, [10, 20, 30, 40, 50]);
+        assert!(ticks[..4].iter().all(|t| t.decision == Outcome::Continue));
+        assert_eq!(ticks[4].decision, Outcome::Promote);
+        assert_eq!(summary.rollouts, 1);
+        assert_eq!(summary.promoted, 1);
+        assert_eq!(out.rollouts[0].outcome, RolloutOutcome::Promoted);
+        assert_eq!(out.rollouts[0].ticks, 5);
+        assert!(out.rollouts[0].reason.contains("analysis passed"), "{:?}", out.rollouts[0]);
+        let json = serde_json::to_string(&ticks[0]).unwrap();
+        assert!(json.contains(r#""decision":"continue""#), "{json}");
+        assert!(!json.contains("revision"), "{json}");
+    }
+
+    #[test]
+    fn a_broken_canary_rolls_back_between_ticks_or_at_the_threshold() {
+        let text = log(0, 400, 20, 5, 4, "");
+        let (out, summary) = run(&text, &ReplaySetup::defaults());
+        let last = out.ticks.last().unwrap();
+        assert_eq!(last.decision, Outcome::Rollback);
+        assert!(last.ts < (T + 60) as f64, "rolled back at {}", last.ts);
+        assert_eq!(summary.rolled_back, 1);
+        assert!(out.rollouts[0].between_ticks);
+        // The reports stop at the rollback although the log goes on.
+        assert_eq!(summary.rollouts, 1);
+        // Flagger's judge: the machine counts five failed checks.
+        let (out, _) = run(&text, &with_judge(JudgeKind::Threshold));
+        assert_eq!(out.ticks.len(), 5);
+        let failed: Vec<u32> = out.ticks.iter().map(|t| t.failed_checks).collect();
+        assert_eq!(failed, [1, 2, 3, 4, 5]);
+        assert_eq!(out.ticks[4].decision, Outcome::Rollback);
+        assert!(out.ticks.iter().all(|t| t.weight == 10));
+        assert!(
+            out.rollouts[0].reason.contains("failed checks 5 reached threshold 5"),
+            "{:?}",
+            out.rollouts[0]
+        );
+    }
+
+    #[test]
+    fn observations_hold_the_second_before_them_and_the_first_step_its_second() {
+        // Stable traffic from T, the canary's first request routed at T+5.3 s.
+        let mut text = log(0, 5, 10, 0, 0, "");
+        text.push_str(&format!(
+            "{{\"ts\": {}.400, \"version\": \"canary\", \"status\": 200, \"latency_ms\": 100}}\n",
+            T + 5
+        ));
+        text.push_str(&log(6, 70, 10, 2, 0, ""));
+        let (out, _) = run(&text, &with_judge(JudgeKind::Threshold));
+        assert_eq!(out.ticks[0].ts, (T + 65) as f64, "{:#?}", out.ticks[0]);
+        // The window of the first tick is [T+5, T+65): 60 whole seconds.
+        let rate = out.ticks[0]
+            .metrics
+            .iter()
+            .find(|m| m.name == "request-success-rate")
+            .unwrap();
+        assert_eq!(rate.canary_requests, 1 + 5 * 59);
+        assert_eq!(rate.stable_requests, 5 * 59);
+    }
+
+    #[test]
+    fn rollouts_named_by_revision_are_judged_one_after_the_other() {
+        let mut text = log(0, 130, 20, 5, 4, r#", "weight": 10, "revision": "v2""#);
+        text.push_str(&log(130, 60, 20, 0, 0, r#", "weight": 0"#));
+        text.push_str(&log(190, 400, 20, 5, 0, r#", "weight": 10, "revision": "v3""#));
+        let setup = with_judge(JudgeKind::Threshold);
+        let (out, summary) = run(&text, &setup);
+        assert_eq!(summary.rollouts, 2, "{:#?}", out.rollouts);
+        assert_eq!(out.rollouts[0].revision.as_deref(), Some("v2"));
+        assert_eq!(out.rollouts[0].outcome, RolloutOutcome::Ended);
+        assert!(out.rollouts[0].reason.contains("released"), "{:?}", out.rollouts[0]);
+        assert_eq!(out.rollouts[1].revision.as_deref(), Some("v3"));
+        // Its first request, answered at T+190.000, was routed 2.5 ms before.
+        assert_eq!(out.rollouts[1].started, (T + 189) as f64);
+        // The second rollout starts fresh: no failed check carried over.
+        let second: Vec<&TickReport> = out.ticks.iter().filter(|t| t.rollout == 2).collect();
+        assert!(second.iter().all(|t| t.failed_checks == 0), "{second:#?}");
+        assert_eq!(out.rollouts[1].outcome, RolloutOutcome::Promoted);
+        assert_eq!(summary.revisions, ["v2", "v3"]);
+        // One revision only.
+        let mut only = setup.clone();
+        only.revision = Some("v3".into());
+        let (out, summary) = run(&text, &only);
+        assert_eq!(summary.rollouts, 1);
+        assert!(out.ticks.iter().all(|t| t.revision.as_deref() == Some("v3")));
+        only.revision = Some("v9".into());
+        let (_, summary) = run(&text, &only);
+        let why = summary.unusable(&only).unwrap();
+        assert!(why.contains("v9") && why.contains("v2, v3"), "{why}");
+    }
+
+    #[test]
+    fn without_revisions_a_quiet_interval_separates_rollouts() {
+        // A rollback, a minute and a half without canary requests, another rollout.
+        let mut text = log(0, 100, 20, 5, 3, "");
+        text.push_str(&log(100, 90, 20, 0, 0, ""));
+        text.push_str(&log(190, 400, 20, 5, 0, ""));
+        let (out, summary) = run(&text, &ReplaySetup::defaults());
+        assert_eq!(summary.rollouts, 2, "{:#?}", out.rollouts);
+        assert_eq!(out.rollouts[0].outcome, RolloutOutcome::RolledBack);
+        assert_eq!(out.rollouts[1].started, (T + 190) as f64);
+        assert_eq!(summary.rolled_back, 1);
+    }
+
+    #[test]
+    fn malformed_lines_are_counted_and_skipped() {
+        let mut text = String::from("\nnot json\n");
+        text.push_str("{\"ts\": 2, \"version\": \"blue\", \"status\": 200, \"latency_ms\": 1}\n");
+        text.push_str(&" ".repeat(MAX_LINE_BYTES + 10));
+        text.push('\n');
+        text.push_str(&log(0, 100, 20, 5, 0, ""));
+        let (out, summary) = run(&text, &ReplaySetup::defaults());
+        assert_eq!(summary.malformed, 3);
+        assert_eq!(
+            out.malformed.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
+        assert!(out.malformed[1].1.starts_with("version"), "{:?}", out.malformed);
+        assert!(out.malformed[2].1.starts_with("longer than"), "{:?}", out.malformed);
+        assert_eq!(summary.records, 2000);
+        assert_eq!(summary.rollouts, 1);
+        assert!(summary.unusable(&ReplaySetup::defaults()).is_none());
+    }
+
+    #[test]
+    fn logs_with_nothing_to_judge_say_why() {
+        let setup = ReplaySetup::defaults();
+        let why = |text: &str| run(text, &setup).1.unusable(&setup).unwrap();
+        assert!(why("").contains("no request record"), "{}", why(""));
+        assert!(why("\n\n").contains("no request record"));
+        let garbage = why("garbage\n{\"ts\": -1}\n");
+        assert!(garbage.contains("none of its 2 lines") && garbage.contains("line 1"), "{garbage}");
+        let stable = why(&log(0, 10, 5, 0, 0, ""));
+        assert!(stable.contains("no request to the canary in its 50 requests"), "{stable}");
+    }
+
+    #[test]
+    fn a_hole_in_the_log_ends_the_rollout_in_bounded_steps() {
+        let mut text = log(0, 30, 20, 5, 0, "");
+        text.push_str(&log(10_000_000, 1, 20, 5, 0, ""));
+        let (out, summary) = run(&text, &ReplaySetup::defaults());
+        assert_eq!(summary.rollouts, 2);
+        assert_eq!(out.rollouts[0].outcome, RolloutOutcome::Ended);
+        assert!(out.rollouts[0].reason.contains("no request for"), "{:?}", out.rollouts[0]);
+        assert_eq!(out.rollouts[1].outcome, RolloutOutcome::InProgress);
+    }
+
+    #[test]
+    fn a_weight_the_replay_did_not_set_is_a_divergence() {
+        // The log says the live rollout went to 20 % after its first minute;
+        // the threshold judge fails every check here, so the replay stays at 10.
+        let mut text = log(0, 61, 20, 5, 2, r#", "weight": 10"#);
+        text.push_str(&log(61, 30, 20, 5, 2, r#", "weight": 20"#));
+        let (out, _) = run(&text, &with_judge(JudgeKind::Threshold));
+        let diverged = out.rollouts[0].diverged.as_deref().unwrap();
+        assert!(diverged.contains("weight is 20 where the replay's is 10"), "{diverged}");
+    }
+
+    #[test]
+    fn records_parse_with_or_without_the_optional_fields() {
+        let mut interned = None;
+        let r = parse_record(
+            r#"{"ts": 1764150000.123, "version": "canary", "status": 503, "latency_ms": 12.5, "weight": 25, "revision": "v2", "other": 1}"#,
+            &mut interned,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.ts_ms, 1_764_150_000_123);
+        assert_eq!(r.latency, Duration::from_micros(12_500));
+        assert_eq!(r.routed_ms(), 1_764_150_000_111);
+        assert_eq!((r.weight, r.revision.as_deref()), (Some(25), Some("v2")));
+        let again = parse_record(
+            r#"{"ts": 1, "version": "stable", "status": 200, "latency_ms": 1, "revision": "v2"}"#,
+            &mut interned,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(Arc::ptr_eq(r.revision.as_ref().unwrap(), again.revision.as_ref().unwrap()));
+        for bad in [
+            r#"{"ts": 1, "version": "stable", "status": 200, "latency_ms": 1, "weight": 101}"#,
+            r#"{"ts": 1, "version": "stable", "status": 200, "latency_ms": -1}"#,
+            r#"{"ts": 1e300, "version": "stable", "status": 200, "latency_ms": 1}"#,
+            r#"{"ts": 1, "version": "stable", "status": 200}"#,
+        ] {
+            assert!(parse_record(bad, &mut interned).is_err(), "{bad}");
+        }
+        assert_eq!(parse_record("   ", &mut interned), Ok(None));
+    }
+
+    #[test]
+    fn an_invalid_setup_is_refused_before_reading() {
+        let mut setup = ReplaySetup::defaults();
+        setup.analysis.alpha = 2.0;
+        let mut sink = Collect::default();
+        assert!(matches!(
+            replay("not json\n".as_bytes(), &setup, &mut sink),
+            Err(ReplayError::Config(_))
+        ));
+        assert!(sink.malformed.is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_log_makes_a_replay_panic(lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                ".{0,80}",
+                r#"\{"ts": 17641500[0-9]{2}\.[0-9]{3}, "version": "(stable|canary)", "status": (200|503), "latency_ms": [0-9]{1,4}(, "weight": [0-9]{1,3})?(, "revision": "v[0-9]")?\}"#,
+            ],
+            0..60,
+        )) {
+            let text = lines.join("\n");
+            let mut sink = Collect::default();
+            let _ = replay(text.as_bytes(), &ReplaySetup::defaults(), &mut sink);
+        }
+    }
+}
