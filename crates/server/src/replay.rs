@@ -731,9 +731,16 @@ impl<'a> Replayer<'a> {
     }
 
     fn finish(&mut self, sink: &mut dyn ReplaySink) -> Result<(), ReplayError> {
-        let Some(session) = &self.session else {
+        let Some(session) = &mut self.session else {
             return Ok(());
         };
+        // The log's last second is over: what was due at its end happens
+        // (a live log ends when the proxy stops, after the verdict).
+        let end = session.last_record_ms.div_ceil(SECOND_MS).saturating_mul(SECOND_MS);
+        session.advance(end, &self.analysis, self.setup, sink)?;
+        if session.decided.is_some() {
+            return self.end_decided(sink);
+        }
         let reason = format!(
             "the log ends before a verdict, at canary weight {} after {} analysis ticks ({})",
             session.state.canary_weight,

@@ -6,6 +6,8 @@
 
 /// Every webhook type during real rollouts over loopback.
 mod hooks;
+/// Live rollouts replayed from their access logs.
+mod replay;
 
 use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck};
 use serin_rollout::{
