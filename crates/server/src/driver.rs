@@ -404,9 +404,9 @@ impl<C: Clock> Driver<C> {
             if let Some(tick) = due.filter(|tick| now >= *tick) {
                 next_tick = None;
                 // At the time it was due, so ticks keep the rollout's cadence;
-                // one late by a second or more happens when it does, so a
+                // one late by a whole interval happens when it does, so a
                 // stalled loop fires no burst of catch-up ticks.
-                let at = if now.saturating_since(tick) < OBSERVE_EVERY {
+                let at = if now.saturating_since(tick) < self.plan.interval.max(OBSERVE_EVERY) {
                     tick
                 } else {
                     now

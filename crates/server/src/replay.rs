@@ -521,8 +521,9 @@ struct After {
     revision: Option<Arc<str>>,
     /// When the canary was last sent a request (routed time).
     last_canary_ms: u64,
-    /// Whether the log showed canary weight 0 since the verdict.
-    saw_weight_zero: bool,
+    /// When the first request the log shows sent at canary weight 0 since
+    /// the verdict was routed.
+    weight_zero_at: Option<u64>,
 }
 
 struct Replayer<'a> {
@@ -628,8 +629,9 @@ impl<'a> Replayer<'a> {
     fn maybe_start(&mut self, record: &Record, sink: &mut dyn ReplaySink) -> Result<(), ReplayError> {
         if let Some(after) = &mut self.after
             && record.weight == Some(0)
+            && after.weight_zero_at.is_none()
         {
-            after.saw_weight_zero = true;
+            after.weight_zero_at = Some(record.routed_ms());
         }
         if !record.shows_canary() {
             return Ok(());
@@ -642,7 +644,11 @@ impl<'a> Replayer<'a> {
         let routed = record.routed_ms();
         if let Some(after) = &mut self.after {
             let other_revision = record.revision.is_some() && record.revision != after.revision;
-            let restarted = after.saw_weight_zero && record.weight.is_some_and(|w| w > 0);
+            // Sent at a weight again after the route went back to 0 (not a
+            // request sent before, answered late).
+            let restarted = after
+                .weight_zero_at
+                .is_some_and(|zero| routed > zero && record.weight.is_some_and(|w| w > 0));
             let quiet = routed >= after.last_canary_ms.saturating_add(self.quiet_ms);
             if !(other_revision || restarted || quiet) {
                 // What the live rollout still sent the canary after its verdict.
@@ -725,7 +731,7 @@ impl<'a> Replayer<'a> {
         self.after = Some(After {
             revision: session.revision.clone(),
             last_canary_ms: session.last_canary_ms.max(ended_ms),
-            saw_weight_zero: false,
+            weight_zero_at: None,
         });
         sink.rollout(&summary).map_err(ReplayError::Output)
     }

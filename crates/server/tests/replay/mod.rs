@@ -3,16 +3,18 @@
 //!
 //! Real time (a few seconds per rollout): the built-in proxy, the sample
 //! backends and the load generator over loopback, the access log on disk.
+//! The service has traffic before the rollout starts, as a live one does.
 
 use serin_analysis::Verdict;
 use serin_demo::{Backend, Behaviour, LoadSpec, load};
 use serin_rollout::{Phase, RolloutState};
 use serin_server::{
-    Prepared, Update,
+    Clock, Command, Persistence, Prepared, Update,
     replay::{Collect, Outcome, ReplaySetup, RolloutOutcome, replay},
+    run::{Parts, assemble},
 };
 use std::{path::Path, time::Duration};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// How long any one live rollout here may take.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -66,19 +68,46 @@ spec:
     let prepared = Prepared::from_catalog(&catalog, None, "canary.yaml").unwrap();
     let setup = ReplaySetup::new(prepared.plan.clone(), prepared.analysis.clone());
     let (updates, mut watch) = broadcast::channel(16 * 1024);
-    let running = serin_server::start(prepared, updates).await.unwrap();
+    let assembled = assemble(prepared).await.unwrap();
+    let state = RolloutState::new(serin_server::TokioClock::new().now());
+    let (driver, parts) = assembled.into_driver(state, updates, Persistence::none());
+    let Parts {
+        proxy,
+        recorder,
+        target,
+        ..
+    } = parts;
     let mut spec = LoadSpec::new(
-        format!("http://{}/", running.listen).parse().unwrap(),
+        format!("http://{}/", proxy.local_addr()).parse().unwrap(),
         Some(200.0),
         LIMIT,
     );
     spec.concurrency = 8;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(proxy.serve(async move {
+        let _ = stopped.await;
+    }));
     let load = tokio::spawn(load::run(spec));
-    let state = tokio::time::timeout(LIMIT, running.outcome())
+    // Traffic first, all of it on stable; then the new revision.
+    for _ in 0..500 {
+        if recorder.totals().stable.requests >= 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (commands, receiver) = mpsc::channel(4);
+    commands
+        .send(Command::Start(target.unwrap()))
+        .await
+        .unwrap();
+    let state = tokio::time::timeout(LIMIT, driver.run(receiver, true))
         .await
         .expect("a verdict within the limit")
         .unwrap();
     load.abort();
+    // Stopping the proxy writes out the rest of the access log.
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
     let mut decisions = Vec::new();
     while let Ok(update) = watch.try_recv() {
         if let Update::Decision { at, decision } = update {
@@ -104,11 +133,11 @@ fn same_decisions(log: &Path, live: &Live) -> Collect {
         .collect();
     assert_eq!(
         replayed, live.decisions,
-        "replayed decisions (left) differ from the live ones (right); live ended {:?}: {}",
-        live.state.phase, live.state.message
+        "replayed decisions (left) differ from the live ones (right); live ended {:?}: {}; replay: {:#?}",
+        live.state.phase, live.state.message, out.rollouts
     );
     assert_eq!(summary.rollouts, 1, "{:#?}", out.rollouts);
-    assert_eq!(summary.malformed, 0);
+    assert_eq!(summary.malformed, 0, "{:?}", out.malformed);
     let rollout = &out.rollouts[0];
     assert_eq!(rollout.revision.as_deref(), Some("v2"));
     assert_eq!(rollout.failed_checks, live.state.failed_checks);
