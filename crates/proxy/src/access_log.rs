@@ -224,7 +224,10 @@ mod tests {
         line.routed = Routed::default();
         s.clear();
         format_line(&mut s, &line);
-        assert!(s.ends_with("\"latency_ms\": 12.500, \"weight\": 0}\n"), "{s}");
+        assert!(
+            s.ends_with("\"latency_ms\": 12.500, \"weight\": 0}\n"),
+            "{s}"
+        );
     }
 
     #[test]

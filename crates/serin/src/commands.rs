@@ -429,7 +429,11 @@ fn analyze(
         summary.promoted,
         plural(summary.records as usize, "request", "requests"),
         summary.canary_records,
-        plural(summary.malformed as usize, "malformed line skipped", "malformed lines skipped"),
+        plural(
+            summary.malformed as usize,
+            "malformed line skipped",
+            "malformed lines skipped"
+        ),
     );
     Ok(ExitCode::from(if summary.rolled_back > 0 {
         EXIT_ROLLED_BACK

@@ -16,7 +16,7 @@
 //!   late the loop reads it.
 
 use serin_analysis::AnalysisConfig;
-use serin_rollout::{Phase, Route, RolloutState, Timestamp};
+use serin_rollout::{Phase, RolloutState, Route, Timestamp};
 use std::time::Duration;
 
 /// How often the judge is fed the requests served since the last look.

@@ -47,14 +47,7 @@ use serin_rollout::{
     Action, Event, HookKind, Phase, Plan, PlanError, RolloutState, Strategy, Timestamp,
 };
 use serin_stats::{Pair, Version, Window};
-use std::{
-    borrow::Cow,
-    collections::VecDeque,
-    io::BufRead,
-    io::Read,
-    sync::Arc,
-    time::Duration,
-};
+use std::{borrow::Cow, collections::VecDeque, io::BufRead, io::Read, sync::Arc, time::Duration};
 
 /// The longest line a request log may have. A record is under 200 bytes
 /// (plus its revision); the limit keeps a log without newlines, or a hostile
@@ -292,9 +285,7 @@ impl ReplaySummary {
             && let Some(revision) = &setup.revision
         {
             return Some(if self.revisions.is_empty() {
-                format!(
-                    "no rollout of revision {revision:?}: its lines carry no \"revision\""
-                )
+                format!("no rollout of revision {revision:?}: its lines carry no \"revision\"")
             } else {
                 format!(
                     "no rollout of revision {revision:?}; revisions in it: {}",
@@ -626,7 +617,11 @@ impl<'a> Replayer<'a> {
     }
 
     /// Starts a rollout at `record` if it shows one.
-    fn maybe_start(&mut self, record: &Record, sink: &mut dyn ReplaySink) -> Result<(), ReplayError> {
+    fn maybe_start(
+        &mut self,
+        record: &Record,
+        sink: &mut dyn ReplaySink,
+    ) -> Result<(), ReplayError> {
         if let Some(after) = &mut self.after
             && record.weight == Some(0)
             && after.weight_zero_at.is_none()
@@ -742,16 +737,17 @@ impl<'a> Replayer<'a> {
         };
         // The log's last second is over: what was due at its end happens
         // (a live log ends when the proxy stops, after the verdict).
-        let end = session.last_record_ms.div_ceil(SECOND_MS).saturating_mul(SECOND_MS);
+        let end = session
+            .last_record_ms
+            .div_ceil(SECOND_MS)
+            .saturating_mul(SECOND_MS);
         session.advance(end, &self.analysis, self.setup, sink)?;
         if session.decided.is_some() {
             return self.end_decided(sink);
         }
         let reason = format!(
             "the log ends before a verdict, at canary weight {} after {} analysis ticks ({})",
-            session.state.canary_weight,
-            session.ticks,
-            session.state.message
+            session.state.canary_weight, session.ticks, session.state.message
         );
         self.end(RolloutOutcome::InProgress, reason, sink)
     }
@@ -834,11 +830,7 @@ impl Session {
             weight_since: start,
             diverged: None,
         };
-        let revision = session
-            .revision
-            .as_deref()
-            .unwrap_or("canary")
-            .to_owned();
+        let revision = session.revision.as_deref().unwrap_or("canary").to_owned();
         session.handle(start, Event::Start { revision }, analysis, setup)?;
         session.advance(start, analysis, setup, sink)?;
         Ok(session)
@@ -1111,7 +1103,14 @@ mod tests {
     /// `secs` seconds of `rps` requests from `T + from`, every
     /// `canary_every`-th to the canary (0: none), every `err_every`-th canary
     /// request failing (0: never); `extra` is appended to each line.
-    fn log(from: u64, secs: u64, rps: u64, canary_every: u64, err_every: u64, extra: &str) -> String {
+    fn log(
+        from: u64,
+        secs: u64,
+        rps: u64,
+        canary_every: u64,
+        err_every: u64,
+        extra: &str,
+    ) -> String {
         let mut out = String::new();
         let mut k = 0u64;
         for s in 0..secs {
@@ -1146,7 +1145,10 @@ mod tests {
 
     #[test]
     fn a_healthy_log_walks_every_step_then_promotes_one_tick_per_interval() {
-        let (out, summary) = run(&log(0, 400, 20, 5, 0, ""), &with_judge(JudgeKind::Threshold));
+        let (out, summary) = run(
+            &log(0, 400, 20, 5, 0, ""),
+            &with_judge(JudgeKind::Threshold),
+        );
         let ticks = &out.ticks;
         assert_eq!(ticks.len(), 5, "{ticks:#?}");
         // The rollout starts on the second of its first canary request.
@@ -1161,7 +1163,11 @@ mod tests {
         assert_eq!(summary.promoted, 1);
         assert_eq!(out.rollouts[0].outcome, RolloutOutcome::Promoted);
         assert_eq!(out.rollouts[0].ticks, 5);
-        assert!(out.rollouts[0].reason.contains("analysis passed"), "{:?}", out.rollouts[0]);
+        assert!(
+            out.rollouts[0].reason.contains("analysis passed"),
+            "{:?}",
+            out.rollouts[0]
+        );
         let json = serde_json::to_string(&ticks[0]).unwrap();
         assert!(json.contains(r#""decision":"continue""#), "{json}");
         assert!(!json.contains("revision"), "{json}");
@@ -1186,7 +1192,9 @@ mod tests {
         assert_eq!(out.ticks[4].decision, Outcome::Rollback);
         assert!(out.ticks.iter().all(|t| t.weight == 10));
         assert!(
-            out.rollouts[0].reason.contains("failed checks 5 reached threshold 5"),
+            out.rollouts[0]
+                .reason
+                .contains("failed checks 5 reached threshold 5"),
             "{:?}",
             out.rollouts[0]
         );
@@ -1217,13 +1225,24 @@ mod tests {
     fn rollouts_named_by_revision_are_judged_one_after_the_other() {
         let mut text = log(0, 130, 20, 5, 4, r#", "weight": 10, "revision": "v2""#);
         text.push_str(&log(130, 60, 20, 0, 0, r#", "weight": 0"#));
-        text.push_str(&log(190, 400, 20, 5, 0, r#", "weight": 10, "revision": "v3""#));
+        text.push_str(&log(
+            190,
+            400,
+            20,
+            5,
+            0,
+            r#", "weight": 10, "revision": "v3""#,
+        ));
         let setup = with_judge(JudgeKind::Threshold);
         let (out, summary) = run(&text, &setup);
         assert_eq!(summary.rollouts, 2, "{:#?}", out.rollouts);
         assert_eq!(out.rollouts[0].revision.as_deref(), Some("v2"));
         assert_eq!(out.rollouts[0].outcome, RolloutOutcome::Ended);
-        assert!(out.rollouts[0].reason.contains("released"), "{:?}", out.rollouts[0]);
+        assert!(
+            out.rollouts[0].reason.contains("released"),
+            "{:?}",
+            out.rollouts[0]
+        );
         assert_eq!(out.rollouts[1].revision.as_deref(), Some("v3"));
         // Its first request, answered at T+190.000, was routed 2.5 ms before.
         assert_eq!(out.rollouts[1].started, (T + 189) as f64);
@@ -1237,7 +1256,11 @@ mod tests {
         only.revision = Some("v3".into());
         let (out, summary) = run(&text, &only);
         assert_eq!(summary.rollouts, 1);
-        assert!(out.ticks.iter().all(|t| t.revision.as_deref() == Some("v3")));
+        assert!(
+            out.ticks
+                .iter()
+                .all(|t| t.revision.as_deref() == Some("v3"))
+        );
         only.revision = Some("v9".into());
         let (_, summary) = run(&text, &only);
         let why = summary.unusable(&only).unwrap();
@@ -1270,8 +1293,16 @@ mod tests {
             out.malformed.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             [2, 3, 4]
         );
-        assert!(out.malformed[1].1.starts_with("version"), "{:?}", out.malformed);
-        assert!(out.malformed[2].1.starts_with("longer than"), "{:?}", out.malformed);
+        assert!(
+            out.malformed[1].1.starts_with("version"),
+            "{:?}",
+            out.malformed
+        );
+        assert!(
+            out.malformed[2].1.starts_with("longer than"),
+            "{:?}",
+            out.malformed
+        );
         assert_eq!(summary.records, 2000);
         assert_eq!(summary.rollouts, 1);
         assert!(summary.unusable(&ReplaySetup::defaults()).is_none());
@@ -1284,9 +1315,15 @@ mod tests {
         assert!(why("").contains("no request record"), "{}", why(""));
         assert!(why("\n\n").contains("no request record"));
         let garbage = why("garbage\n{\"ts\": -1}\n");
-        assert!(garbage.contains("none of its 2 lines") && garbage.contains("line 1"), "{garbage}");
+        assert!(
+            garbage.contains("none of its 2 lines") && garbage.contains("line 1"),
+            "{garbage}"
+        );
         let stable = why(&log(0, 10, 5, 0, 0, ""));
-        assert!(stable.contains("no request to the canary in its 50 requests"), "{stable}");
+        assert!(
+            stable.contains("no request to the canary in its 50 requests"),
+            "{stable}"
+        );
     }
 
     #[test]
@@ -1296,7 +1333,11 @@ mod tests {
         let (out, summary) = run(&text, &ReplaySetup::defaults());
         assert_eq!(summary.rollouts, 2);
         assert_eq!(out.rollouts[0].outcome, RolloutOutcome::Ended);
-        assert!(out.rollouts[0].reason.contains("no request for"), "{:?}", out.rollouts[0]);
+        assert!(
+            out.rollouts[0].reason.contains("no request for"),
+            "{:?}",
+            out.rollouts[0]
+        );
         assert_eq!(out.rollouts[1].outcome, RolloutOutcome::InProgress);
     }
 
@@ -1308,7 +1349,10 @@ mod tests {
         text.push_str(&log(61, 30, 20, 5, 2, r#", "weight": 20"#));
         let (out, _) = run(&text, &with_judge(JudgeKind::Threshold));
         let diverged = out.rollouts[0].diverged.as_deref().unwrap();
-        assert!(diverged.contains("weight is 20 where the replay's is 10"), "{diverged}");
+        assert!(
+            diverged.contains("weight is 20 where the replay's is 10"),
+            "{diverged}"
+        );
     }
 
     #[test]
@@ -1330,7 +1374,10 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert!(Arc::ptr_eq(r.revision.as_ref().unwrap(), again.revision.as_ref().unwrap()));
+        assert!(Arc::ptr_eq(
+            r.revision.as_ref().unwrap(),
+            again.revision.as_ref().unwrap()
+        ));
         for bad in [
             r#"{"ts": 1, "version": "stable", "status": 200, "latency_ms": 1, "weight": 101}"#,
             r#"{"ts": 1, "version": "stable", "status": 200, "latency_ms": -1}"#,

@@ -10,7 +10,14 @@ fn log(seconds: u32, rate: u32, share: f64, canary_errors: f64) -> String {
 }
 
 /// As [`log`], from `from` seconds on, with `extra` fields on every line.
-fn log_from(from: u32, seconds: u32, rate: u32, share: f64, canary_errors: f64, extra: &str) -> String {
+fn log_from(
+    from: u32,
+    seconds: u32,
+    rate: u32,
+    share: f64,
+    canary_errors: f64,
+    extra: &str,
+) -> String {
     let mut out = String::new();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -74,12 +81,17 @@ fn bad_lines_are_named_counted_and_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from("not json\n");
     text.push_str(&log(300, 20, 0.2, 0.0));
-    text.push_str("{\"ts\": 1764150400, \"version\": \"blue\", \"status\": 200, \"latency_ms\": 1}\n");
+    text.push_str(
+        "{\"ts\": 1764150400, \"version\": \"blue\", \"status\": 200, \"latency_ms\": 1}\n",
+    );
     let file = write(dir.path(), "requests.jsonl", &text);
     let out = output(serin().args(["analyze", "--replay"]).arg(&file));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("requests.jsonl: line 1: not a request record"), "{err}");
+    assert!(
+        err.contains("requests.jsonl: line 1: not a request record"),
+        "{err}"
+    );
     assert!(err.contains("requests.jsonl: line 6002: version"), "{err}");
     assert!(err.contains("2 malformed lines skipped"), "{err}");
     assert!(!stdout(&out).is_empty());
@@ -90,8 +102,16 @@ fn a_log_with_nothing_to_judge_is_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("empty.jsonl", String::new(), "no request record"),
-        ("garbage.jsonl", "garbage\n{\"ts\": \"soon\"}\n\u{1}\n".to_owned(), "none of its 3 lines is a request record"),
-        ("stable.jsonl", log(60, 10, 0.0, 0.0), "no request to the canary in its 600 requests"),
+        (
+            "garbage.jsonl",
+            "garbage\n{\"ts\": \"soon\"}\n\u{1}\n".to_owned(),
+            "none of its 3 lines is a request record",
+        ),
+        (
+            "stable.jsonl",
+            log(60, 10, 0.0, 0.0),
+            "no request to the canary in its 600 requests",
+        ),
     ];
     for (name, text, why) in cases {
         let file = write(dir.path(), name, &text);
@@ -101,9 +121,17 @@ fn a_log_with_nothing_to_judge_is_invalid_input() {
         let err = stderr(&out);
         assert!(err.contains(&format!("{name}: {why}")), "{name}: {err}");
     }
-    let out = output(serin().args(["analyze", "--replay"]).arg(dir.path().join("missing.jsonl")));
+    let out = output(
+        serin()
+            .args(["analyze", "--replay"])
+            .arg(dir.path().join("missing.jsonl")),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("missing.jsonl: cannot open"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("missing.jsonl: cannot open"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -112,7 +140,14 @@ fn several_rollouts_are_judged_one_after_the_other_with_a_summary_each() {
     // v2 fails and is rolled back; the route goes back to stable; v3 is healthy.
     let mut text = log_from(0, 120, 20, 0.2, 0.2, r#", "weight": 10, "revision": "v2""#);
     text.push_str(&log_from(120, 60, 20, 0.0, 0.0, r#", "weight": 0"#));
-    text.push_str(&log_from(180, 600, 20, 0.2, 0.0, r#", "weight": 10, "revision": "v3""#));
+    text.push_str(&log_from(
+        180,
+        600,
+        20,
+        0.2,
+        0.0,
+        r#", "weight": 10, "revision": "v3""#,
+    ));
     let file = write(dir.path(), "requests.jsonl", &text);
     let out = output(serin().args(["analyze", "--replay"]).arg(&file));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -125,22 +160,51 @@ fn several_rollouts_are_judged_one_after_the_other_with_a_summary_each() {
     assert_eq!(first.last().unwrap()["decision"], "rollback");
     assert_eq!(first.last().unwrap()["revision"], "v2");
     assert!(!second.is_empty());
-    assert!(second.iter().all(|l| l["decision"] != "rollback" && l["revision"] == "v3"));
+    assert!(
+        second
+            .iter()
+            .all(|l| l["decision"] != "rollback" && l["revision"] == "v3")
+    );
     // Every line keeps the per-tick contract.
     for line in &lines {
-        assert!(line["ts"].as_f64().is_some() && line["reasons"].is_array(), "{line}");
+        assert!(
+            line["ts"].as_f64().is_some() && line["reasons"].is_array(),
+            "{line}"
+        );
     }
     let err = stderr(&out);
-    assert!(err.contains("requests.jsonl: rollout 1 (revision v2): rolled back"), "{err}");
-    assert!(err.contains("requests.jsonl: rollout 2 (revision v3): "), "{err}");
+    assert!(
+        err.contains("requests.jsonl: rollout 1 (revision v2): rolled back"),
+        "{err}"
+    );
+    assert!(
+        err.contains("requests.jsonl: rollout 2 (revision v3): "),
+        "{err}"
+    );
     assert!(err.contains("2 rollouts judged: 1 rolled back"), "{err}");
     // One of them only.
-    let out = output(serin().args(["analyze", "--revision", "v3", "--replay"]).arg(&file));
+    let out = output(
+        serin()
+            .args(["analyze", "--revision", "v3", "--replay"])
+            .arg(&file),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).lines().all(|l| l.contains(r#""revision":"v3""#)));
-    let out = output(serin().args(["analyze", "--revision", "v9", "--replay"]).arg(&file));
+    assert!(
+        stdout(&out)
+            .lines()
+            .all(|l| l.contains(r#""revision":"v3""#))
+    );
+    let out = output(
+        serin()
+            .args(["analyze", "--revision", "v9", "--replay"])
+            .arg(&file),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no rollout of revision \"v9\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no rollout of revision \"v9\""),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

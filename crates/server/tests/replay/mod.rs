@@ -152,8 +152,7 @@ fn same_decisions(log: &Path, live: &Live) -> Collect {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_canary_rolled_back_between_ticks_live_is_rolled_back_at_the_same_second_in_replay()
-{
+async fn a_canary_rolled_back_between_ticks_live_is_rolled_back_at_the_same_second_in_replay() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.jsonl");
     let live = live(
