@@ -421,7 +421,10 @@ fn analyze(
         eprintln!("{name}: {why}");
         return Ok(ExitCode::from(EXIT_TROUBLE));
     }
-    let without = summary.rollouts - summary.rolled_back - summary.promoted;
+    let without = summary
+        .rollouts
+        .saturating_sub(summary.rolled_back)
+        .saturating_sub(summary.promoted);
     eprintln!(
         "{name}: {} judged: {} rolled back, {} promoted, {without} without a verdict; {} ({} to the canary), {}",
         plural(summary.rollouts as usize, "rollout", "rollouts"),

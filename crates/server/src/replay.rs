@@ -510,6 +510,8 @@ fn skip_line<R: BufRead>(reader: &mut R) -> std::io::Result<()> {
 #[derive(Debug)]
 struct After {
     revision: Option<Arc<str>>,
+    /// When its judgement ended: requests answered before belonged to it.
+    ended_ms: u64,
     /// When the canary was last sent a request (routed time).
     last_canary_ms: u64,
     /// When the first request the log shows sent at canary weight 0 since
@@ -652,6 +654,8 @@ impl<'a> Replayer<'a> {
             }
         }
         let start = routed - routed % SECOND_MS;
+        // Requests the last rollout was fed are not this one's.
+        let fresh_from = self.after.as_ref().map_or(start, |a| a.ended_ms.max(start));
         self.summary.rollouts += 1;
         let mut session = Session::start(
             self.summary.rollouts,
@@ -664,7 +668,7 @@ impl<'a> Replayer<'a> {
         )?;
         // The requests answered since the second it started in, so far.
         for earlier in self.recent.iter().filter(|r| {
-            r.ts_ms >= start && (record.revision.is_none() || r.revision == record.revision)
+            r.ts_ms >= fresh_from && (record.revision.is_none() || r.revision == record.revision)
         }) {
             session.advance(earlier.ts_ms, &self.analysis, self.setup, sink)?;
             session.feed(earlier, sink);
@@ -725,6 +729,7 @@ impl<'a> Replayer<'a> {
         };
         self.after = Some(After {
             revision: session.revision.clone(),
+            ended_ms,
             last_canary_ms: session.last_canary_ms.max(ended_ms),
             weight_zero_at: None,
         });
