@@ -1,6 +1,7 @@
 //! Canary analysis: judges that compare the canary with stable and with fixed
-//! bounds, and an offline replay of request logs. Pure: no I/O, no clocks;
-//! time is passed in as milliseconds.
+//! bounds. Pure: no I/O, no clocks; time is passed in as milliseconds. The
+//! replay of request logs drives them with the state machine, in
+//! `serin-server`.
 //!
 //! Three judges share one interface ([`Analyzer`]):
 //! - [`JudgeKind::Sequential`] (default): anytime-valid e-processes comparing
@@ -16,7 +17,6 @@ mod decision;
 pub mod eprocess;
 mod input;
 pub mod judge;
-pub mod replay;
 
 pub use config::{
     AnalysisConfig, BuiltinMetric, Compare, ConfigError, DEFAULT_MIN_REQUESTS, Direction,
@@ -25,4 +25,3 @@ pub use config::{
 pub use decision::{Bounds, Decision, HoldReason, MetricEvidence, MetricStatus, Verdict};
 pub use input::{MetricInput, MetricValue, TickInput};
 pub use judge::{Analyzer, Judge};
-pub use replay::{Outcome, ReplayError, TickReport, replay};

@@ -74,6 +74,7 @@ impl BaseRoutes {
                 matches,
                 sticky,
                 mirror: None,
+                revision: None,
             },
         })
     }
@@ -152,6 +153,7 @@ impl Router for ProxyRouter {
             .and_then(|uri| {
                 self.apply(|base, _| {
                     base.canary = Some(uri);
+                    base.revision = Some(canary.revision.clone());
                     Ok(())
                 })
             });
@@ -183,6 +185,7 @@ impl Router for ProxyRouter {
     fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
         let result = self.apply(|base, route| {
             base.canary = None;
+            base.revision = None;
             *route = Route::STABLE;
             Ok(())
         });

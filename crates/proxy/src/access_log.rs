@@ -1,12 +1,15 @@
 //! The access log: one JSON line per answered request in the request-log
 //! format `serin analyze --replay` reads:
-//! `{"ts": 1764150000.123, "version": "stable", "status": 200, "latency_ms": 12.5}`.
+//! `{"ts": 1764150000.123, "version": "stable", "status": 200, "latency_ms": 12.5}`,
+//! followed by two optional fields a replay uses when present: `"weight"`,
+//! the canary weight of the route the request was sent by, and `"revision"`,
+//! the canary revision that route pointed at (absent between rollouts).
 //!
 //! Requests never wait for the disk: they hand a small record to a bounded
 //! channel (`try_send`) and a background task formats and writes. When the
 //! writer falls behind, lines are dropped and counted instead.
 
-use crate::{Version, counters::Counters};
+use crate::{Version, counters::Counters, routes::Routed};
 use std::{fmt::Write as _, path::Path, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncWriteExt, BufWriter},
@@ -21,13 +24,19 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Lines taken from the channel per wake-up.
 const BATCH: usize = 256;
 
+/// Revisions longer than this are cut (at a character boundary) in the log,
+/// so a line stays far below what a replay reads.
+const MAX_REVISION_BYTES: usize = 512;
+
 /// One answered request.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Line {
     pub ts_ms: u64,
     pub version: Version,
     pub status: u16,
     pub latency: Duration,
+    /// The route it was sent by.
+    pub routed: Routed,
 }
 
 /// The requests' side: cheap to clone, never blocks.
@@ -136,19 +145,55 @@ impl Writer {
     }
 }
 
-/// Appends one JSON line; fields are numbers and fixed names, so no escaping
-/// is needed.
+/// Appends one JSON line; every field but the revision is a number or a
+/// fixed name, and the revision is escaped.
 pub(crate) fn format_line(out: &mut String, line: &Line) {
     let secs = line.ts_ms / 1000;
     let millis = line.ts_ms % 1000;
     let latency_ms = line.latency.as_secs_f64() * 1000.0;
     // Writing to a String cannot fail.
-    let _ = writeln!(
+    let _ = write!(
         out,
-        r#"{{"ts": {secs}.{millis:03}, "version": "{}", "status": {}, "latency_ms": {latency_ms:.3}}}"#,
+        r#"{{"ts": {secs}.{millis:03}, "version": "{}", "status": {}, "latency_ms": {latency_ms:.3}, "weight": {}"#,
         line.version.as_str(),
         line.status,
+        line.routed.weight,
     );
+    if let Some(revision) = &line.routed.revision {
+        out.push_str(r#", "revision": ""#);
+        escape_into(out, cut(revision, MAX_REVISION_BYTES));
+        out.push('"');
+    }
+    out.push_str("}\n");
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Appends `text` as the inside of a JSON string.
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -158,20 +203,53 @@ mod tests {
     #[test]
     fn lines_follow_the_request_log_format() {
         let mut s = String::new();
-        format_line(
-            &mut s,
-            &Line {
-                ts_ms: 1_764_150_000_123,
-                version: Version::Canary,
-                status: 502,
-                latency: Duration::from_micros(12_500),
+        let mut line = Line {
+            ts_ms: 1_764_150_000_123,
+            version: Version::Canary,
+            status: 502,
+            latency: Duration::from_micros(12_500),
+            routed: Routed {
+                weight: 10,
+                revision: Some(Arc::from("v2")),
             },
-        );
+        };
+        format_line(&mut s, &line);
         assert_eq!(
             s,
-            "{\"ts\": 1764150000.123, \"version\": \"canary\", \"status\": 502, \"latency_ms\": 12.500}\n"
+            "{\"ts\": 1764150000.123, \"version\": \"canary\", \"status\": 502, \"latency_ms\": 12.500, \"weight\": 10, \"revision\": \"v2\"}\n"
         );
         let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v["ts"].as_f64(), Some(1_764_150_000.123));
+        // Between rollouts there is no revision.
+        line.routed = Routed::default();
+        s.clear();
+        format_line(&mut s, &line);
+        assert!(
+            s.ends_with("\"latency_ms\": 12.500, \"weight\": 0}\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn revisions_are_escaped_and_bounded() {
+        let mut s = String::new();
+        let odd = format!("a\"b\\c\nd\u{1}é{}", "x".repeat(1000));
+        format_line(
+            &mut s,
+            &Line {
+                ts_ms: 1_000,
+                version: Version::Stable,
+                status: 200,
+                latency: Duration::ZERO,
+                routed: Routed {
+                    weight: 0,
+                    revision: Some(Arc::from(odd.as_str())),
+                },
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}: {s}"));
+        let revision = v["revision"].as_str().unwrap_or_default();
+        assert!(revision.starts_with("a\"b\\c\nd\u{1}é"), "{revision}");
+        assert!(revision.len() <= MAX_REVISION_BYTES, "{}", revision.len());
     }
 }

@@ -7,7 +7,13 @@
 //! buffered once and shared), and at most `max_in_flight_mirrors` copies run
 //! at once; extra ones are dropped and counted, never queued.
 
-use crate::{body::RequestBody, counters::Counters, forward, routes::Upstream, server::Shared};
+use crate::{
+    body::RequestBody,
+    counters::Counters,
+    forward,
+    routes::{Routed, Upstream},
+    server::Shared,
+};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::BodyExt;
@@ -23,6 +29,8 @@ pub(crate) struct Copy {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The route the original request was sent by.
+    pub routed: Routed,
 }
 
 /// Counts mirrors in flight; a slot is given back when its guard drops.
@@ -59,6 +67,7 @@ pub(crate) fn spawn(
         let Ok(uri) = forward::upstream_path(&canary, &copy.uri) else {
             return;
         };
+        let copy_routed = copy.routed;
         let mut req = Request::new(RequestBody::full(copy.body));
         *req.method_mut() = copy.method;
         *req.uri_mut() = uri;
@@ -69,7 +78,12 @@ pub(crate) fn spawn(
         let status = match forward::send(&client, &canary, req, timeout, None).await {
             Ok((response, checkin)) => {
                 let status = response.status();
-                shared.record(canary.version, status.as_u16(), start.elapsed());
+                shared.record(
+                    canary.version,
+                    status.as_u16(),
+                    start.elapsed(),
+                    &copy_routed,
+                );
                 // Read the answer to its end (within the deadline) so the
                 // pooled connection can be reused, then discard it.
                 let left = timeout.saturating_sub(start.elapsed());
@@ -91,6 +105,11 @@ pub(crate) fn spawn(
             Err(failure) => failure,
         };
         shared.count_failure(status);
-        shared.record(canary.version, status.status().as_u16(), start.elapsed());
+        shared.record(
+            canary.version,
+            status.status().as_u16(),
+            start.elapsed(),
+            &copy_routed,
+        );
     });
 }

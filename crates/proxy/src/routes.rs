@@ -28,6 +28,9 @@ pub struct Routes {
     /// Percent (0..=100) of stable-bound requests copied to the canary, whose
     /// answers are discarded but recorded as canary statistics.
     pub mirror: Option<u8>,
+    /// The canary revision this table routes to, written to each access-log
+    /// line (with the weight) so a replay can tell rollouts apart.
+    pub revision: Option<String>,
 }
 
 /// Flagger's `analysis.sessionAffinity`.
@@ -57,6 +60,7 @@ impl Routes {
             matches: Vec::new(),
             sticky: None,
             mirror: None,
+            revision: None,
         }
     }
 }
@@ -124,6 +128,17 @@ pub(crate) struct Table {
     rules: Vec<MatchRule>,
     sticky: Option<Sticky>,
     mirror: u8,
+    /// What the access log says of requests routed by this table.
+    routed: Routed,
+}
+
+/// The route a request was sent by, as the access log records it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Routed {
+    /// The canary weight in force.
+    pub weight: u8,
+    /// The canary revision in force, if a canary is set.
+    pub revision: Option<Arc<str>>,
 }
 
 // === impl Table ===
@@ -163,15 +178,29 @@ impl Table {
             }
             None => None,
         };
+        let routed = Routed {
+            weight: routes.canary_weight,
+            revision: routes
+                .revision
+                .as_deref()
+                .filter(|_| canary.is_some())
+                .map(Arc::from),
+        };
         Ok(Table {
             stable,
             canary,
+            routed,
             weight: routes.canary_weight,
             rules: routes.matches.iter().map(MatchRule::anchored).collect(),
             sticky,
             mirror: routes.mirror.unwrap_or(0),
             config: Arc::new(routes),
         })
+    }
+
+    /// What the access log records of the requests this table routes.
+    pub(crate) fn routed(&self) -> Routed {
+        self.routed.clone()
     }
 
     /// A rollout is active while a canary takes weighted traffic; only then

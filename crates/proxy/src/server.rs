@@ -15,7 +15,7 @@ use crate::{
     headers,
     matching::forwardable,
     mirror::{self, InFlight},
-    routes::Table,
+    routes::{Routed, Table},
 };
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -631,8 +631,9 @@ impl ProxyHandle {
 // === impl Shared ===
 
 impl Shared {
-    /// Records one answered request in the recorder and the access log.
-    pub(crate) fn record(&self, version: Version, status: u16, latency: Duration) {
+    /// Records one answered request, sent by the route `routed`, in the
+    /// recorder and the access log.
+    pub(crate) fn record(&self, version: Version, status: u16, latency: Duration, routed: &Routed) {
         let now_ms = unix_ms();
         self.recorder.record(version, now_ms, status, latency);
         if let Some(log) = &self.log {
@@ -641,6 +642,7 @@ impl Shared {
                 version,
                 status,
                 latency,
+                routed: routed.clone(),
             });
         }
     }
@@ -833,7 +835,11 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
         return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
     }
 
-    let decision = shared.table.load().route(&parts, || fastrand::u8(0..100));
+    let (decision, routed) = {
+        let table = shared.table.load();
+        let decision = table.route(&parts, || fastrand::u8(0..100));
+        (decision, table.routed())
+    };
     let upstream = decision.upstream;
     let Ok(uri) = forward::upstream_path(&upstream, &parts.uri) else {
         return error(StatusCode::BAD_REQUEST, "invalid request target\n");
@@ -863,6 +869,7 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
                         uri: original_uri,
                         headers: parts.headers.clone(),
                         body: bytes.clone(),
+                        routed: routed.clone(),
                     },
                 );
                 RequestBody::full(bytes)
@@ -894,7 +901,7 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
     match result {
         Ok((response, checkin)) => {
             let (mut head, body) = response.into_parts();
-            shared.record(upstream.version, head.status.as_u16(), latency);
+            shared.record(upstream.version, head.status.as_u16(), latency, &routed);
             headers::remove_hop_by_hop(&mut head.headers);
             if let Some(cookie) = decision.set_cookie {
                 head.headers.append(SET_COOKIE, cookie);
@@ -909,7 +916,12 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
             };
             shared.count_failure(failure);
             if failure.is_upstream() {
-                shared.record(upstream.version, failure.status().as_u16(), latency);
+                shared.record(
+                    upstream.version,
+                    failure.status().as_u16(),
+                    latency,
+                    &routed,
+                );
             }
             let text = match failure {
                 Failure::Connect | Failure::Other => "upstream unavailable\n",

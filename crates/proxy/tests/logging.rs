@@ -20,7 +20,10 @@ async fn access_log_lines_follow_the_request_log_format() {
     for _ in 0..3 {
         get(&c, proxy.url("/"), &[]).await;
     }
-    proxy.set(|r| r.canary_weight = 100);
+    proxy.set(|r| {
+        r.canary_weight = 100;
+        r.revision = Some("v2".into());
+    });
     get(&c, proxy.url("/"), &[]).await;
     drop(c);
     let before = std::time::SystemTime::now()
@@ -35,13 +38,18 @@ async fn access_log_lines_follow_the_request_log_format() {
         .map(|l| must(serde_json::from_str(l)))
         .collect();
     assert_eq!(lines.len(), 4, "{text}");
-    for line in &lines {
+    for (index, line) in lines.iter().enumerate() {
         let obj = line
             .as_object()
             .unwrap_or_else(|| panic!("not an object: {line}"));
         let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["latency_ms", "status", "ts", "version"]);
+        // The contract's four fields, the weight, and the revision once set.
+        let mut want = vec!["latency_ms", "status", "ts", "version", "weight"];
+        if index == 3 {
+            want.insert(1, "revision");
+        }
+        assert_eq!(keys, want);
         let ts = line["ts"].as_f64().unwrap_or_default();
         assert!(
             (before - 60.0..=before + 1.0).contains(&ts),
@@ -51,8 +59,11 @@ async fn access_log_lines_follow_the_request_log_format() {
     }
     assert_eq!(lines[0]["version"], "stable");
     assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[0]["weight"], 0);
     assert_eq!(lines[3]["version"], "canary");
     assert_eq!(lines[3]["status"], 502);
+    assert_eq!(lines[3]["weight"], 100);
+    assert_eq!(lines[3]["revision"], "v2");
     assert_eq!(proxy.handle.counters().log_lines_dropped, 0);
 }
 

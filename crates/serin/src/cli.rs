@@ -76,20 +76,28 @@ pub enum Command {
         print_config: bool,
     },
 
-    /// Judge a recorded request log offline, as the live system would.
+    /// Judge a recorded request log offline, tick by tick as the live system did.
     ///
-    /// Prints one JSON object per analysis tick and stops at the first
-    /// rollback. Exits 0 when nothing was rolled back, 1 on rollback.
+    /// Replays the log through the canary's own rollout (steps, interval,
+    /// threshold, deadline) on the live loop's cadence. Prints one JSON
+    /// object per analysis tick on stdout; each rollout in the log is judged
+    /// on its own and its reports stop at its verdict. On stderr: skipped
+    /// lines, then one summary line per rollout and a total. Exits 0 when
+    /// nothing was rolled back, 1 when a rollout was, 2 on invalid input
+    /// (including a log with no request to the canary).
     Analyze {
-        /// The request log: JSON lines {"ts", "version", "status", "latency_ms"}. `-` reads stdin.
+        /// The request log: JSON lines {"ts", "version", "status", "latency_ms"}, optionally with "weight" and "revision" (the proxy's access log). `-` reads stdin.
         #[arg(long)]
         replay: PathBuf,
-        /// The canary whose analysis settings to use (default: the seed's).
+        /// The canary whose rollout and analysis settings to use (default: Flagger's).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Override the judge: sequential, threshold or mann-whitney.
         #[arg(long)]
         judge: Option<String>,
+        /// Judge only the rollout(s) of this revision (needs a log with "revision").
+        #[arg(long)]
+        revision: Option<String>,
     },
 
     /// Print a Grafana dashboard (JSON) for the canary in FILE.

@@ -5,7 +5,7 @@ use crate::{
     display,
 };
 use anyhow::{Context, Result, bail};
-use serin_analysis::{AnalysisConfig, JudgeKind};
+use serin_analysis::JudgeKind;
 use serin_spec::Catalog;
 use std::{
     collections::BTreeMap,
@@ -65,7 +65,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             replay,
             config,
             judge,
-        } => analyze(&replay, config.as_deref(), judge.as_deref()),
+            revision,
+        } => analyze(&replay, config.as_deref(), judge.as_deref(), revision),
     }
 }
 
@@ -377,9 +378,15 @@ fn parse_judge(name: &str) -> Result<JudgeKind> {
         })
 }
 
-fn analyze(log: &Path, config: Option<&Path>, judge: Option<&str>) -> Result<ExitCode> {
-    let mut analysis = match config {
-        None => AnalysisConfig::flagger_defaults(),
+fn analyze(
+    log: &Path,
+    config: Option<&Path>,
+    judge: Option<&str>,
+    revision: Option<String>,
+) -> Result<ExitCode> {
+    use serin_server::replay::{ReplaySetup, replay};
+    let mut setup = match config {
+        None => ReplaySetup::defaults(),
         Some(file) => {
             let catalog = match load(&[file.to_path_buf()]) {
                 Ok(catalog) => catalog,
@@ -388,42 +395,153 @@ fn analyze(log: &Path, config: Option<&Path>, judge: Option<&str>) -> Result<Exi
             let name = file.display().to_string();
             let canary = match catalog.canaries() {
                 [one] => one,
-                _ => bail!("{name}: expected exactly one Canary"),
+                _ => {
+                    eprintln!("{name}: kind: expected exactly one Canary");
+                    return Ok(ExitCode::from(EXIT_TROUBLE));
+                }
             };
-            let resolved = catalog
-                .resolve_for_run(canary)
-                .map_err(|p| anyhow::anyhow!(serin_spec::render_problems(&name, &p)))?;
             let plan = serin_server::mapping::plan_for(canary);
-            serin_server::mapping::analysis_for(&resolved, &plan)
-                .map_err(|p| anyhow::anyhow!(serin_spec::render_problems(&name, &p)))?
+            let analysis = catalog
+                .resolve_for_run(canary)
+                .and_then(|resolved| serin_server::mapping::analysis_for(&resolved, &plan));
+            match analysis {
+                Ok(analysis) => ReplaySetup::new(plan, analysis),
+                Err(problems) => {
+                    for problem in problems {
+                        eprintln!("{}", problem.in_file(name.as_str()));
+                    }
+                    return Ok(ExitCode::from(EXIT_TROUBLE));
+                }
+            }
         }
     };
     if let Some(name) = judge {
-        analysis = analysis.with_judge(parse_judge(name)?);
+        setup.analysis = setup.analysis.with_judge(parse_judge(name)?);
+    }
+    setup.revision = revision;
+    let name = log.display().to_string();
+    let left_out = setup.left_out();
+    if let (false, Some(file)) = (left_out.is_empty(), config) {
+        eprintln!(
+            "{}: spec.analysis.metrics: custom metrics have no values in a request log; left out of the replay: {}",
+            file.display(),
+            left_out.join(", "),
+        );
     }
     let reader: Box<dyn BufRead> = if log.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
-        let file =
-            std::fs::File::open(log).with_context(|| format!("{}: cannot open", log.display()))?;
-        Box::new(BufReader::with_capacity(1 << 20, file))
+        match std::fs::File::open(log) {
+            Ok(file) => Box::new(BufReader::with_capacity(1 << 20, file)),
+            Err(error) => {
+                eprintln!("{name}: cannot open: {error}");
+                return Ok(ExitCode::from(EXIT_TROUBLE));
+            }
+        }
     };
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut rolled_back = false;
-    for report in serin_analysis::replay(reader, &analysis) {
-        let report = report.with_context(|| format!("{}", log.display()))?;
-        serde_json::to_writer(&mut out, &report)?;
-        out.write_all(b"\n")?;
-        if report.decision == serin_analysis::Outcome::Rollback {
-            rolled_back = true;
-            break;
+    let mut sink = AnalyzeOutput {
+        out: std::io::BufWriter::new(stdout.lock()),
+        name: &name,
+        shown: 0,
+    };
+    let summary = match replay(reader, &setup, &mut sink) {
+        Ok(summary) => summary,
+        Err(error) => {
+            let _ = sink.out.flush();
+            eprintln!("{name}: {error}");
+            return Ok(ExitCode::from(EXIT_TROUBLE));
         }
+    };
+    sink.out.flush()?;
+    if let Some(why) = summary.unusable(&setup) {
+        eprintln!("{name}: {why}");
+        return Ok(ExitCode::from(EXIT_TROUBLE));
     }
-    out.flush()?;
-    Ok(ExitCode::from(if rolled_back {
+    let without = summary
+        .rollouts
+        .saturating_sub(summary.rolled_back)
+        .saturating_sub(summary.promoted);
+    eprintln!(
+        "{name}: {} judged: {} rolled back, {} promoted, {without} without a verdict; {} ({} to the canary), {}",
+        plural(summary.rollouts as usize, "rollout", "rollouts"),
+        summary.rolled_back,
+        summary.promoted,
+        plural(summary.records as usize, "request", "requests"),
+        summary.canary_records,
+        plural(
+            summary.malformed as usize,
+            "malformed line skipped",
+            "malformed lines skipped"
+        ),
+    );
+    Ok(ExitCode::from(if summary.rolled_back > 0 {
         EXIT_ROLLED_BACK
     } else {
         EXIT_OK
     }))
+}
+
+/// Malformed lines `serin analyze` names one by one; the rest are counted.
+const MALFORMED_SHOWN: u64 = 10;
+
+/// Where `serin analyze` writes: reports on stdout, the rest on stderr.
+struct AnalyzeOutput<'a, W: Write> {
+    out: W,
+    name: &'a str,
+    shown: u64,
+}
+
+impl<W: Write> serin_server::replay::ReplaySink for AnalyzeOutput<'_, W> {
+    fn tick(&mut self, report: &serin_server::replay::TickReport) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, report)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn rollout(&mut self, summary: &serin_server::replay::RolloutSummary) -> std::io::Result<()> {
+        // The reports come first, then what they add up to.
+        self.out.flush()?;
+        let revision = summary
+            .revision
+            .as_deref()
+            .map(|r| format!(" (revision {r})"))
+            .unwrap_or_default();
+        let when = if summary.between_ticks {
+            " between ticks"
+        } else {
+            ""
+        };
+        eprintln!(
+            "{}: rollout {}{revision}: {}{when} after {}, from {:.3} to {:.3}, at canary weight {}, {} failed {}: {}",
+            self.name,
+            summary.rollout,
+            summary.outcome.as_str(),
+            plural(summary.ticks as usize, "analysis tick", "analysis ticks"),
+            summary.started,
+            summary.ended,
+            summary.weight,
+            summary.failed_checks,
+            if summary.failed_checks == 1 {
+                "check"
+            } else {
+                "checks"
+            },
+            summary.reason
+        );
+        Ok(())
+    }
+
+    fn malformed(&mut self, line: u64, message: &str) {
+        self.shown += 1;
+        if self.shown <= MALFORMED_SHOWN {
+            eprintln!("{}: line {line}: {message} (skipped)", self.name);
+        }
+    }
+
+    fn diverged(&mut self, rollout: u32, message: &str) {
+        eprintln!(
+            "{}: rollout {rollout}: the replay no longer follows the live rollout {message}",
+            self.name
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! observations into events for the state machine and carries out the
 //! actions it returns.
 
-use crate::clock::Clock;
+use crate::{cadence, clock::Clock};
 use serde::{Deserialize, Serialize};
 use serin_analysis::{Analyzer, Decision, TickInput};
 use serin_rollout::{
@@ -16,8 +16,7 @@ use serin_stats::{Pair, Version};
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 use tokio::sync::{broadcast, mpsc};
 
-/// How often the judge is fed the requests served since the last look.
-pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
+pub use crate::cadence::OBSERVE_EVERY;
 
 /// How long after a refused route it is first tried again; each further
 /// refusal doubles the wait, up to [`ROUTE_RETRY_MAX`]. Retries happen on
@@ -281,7 +280,9 @@ impl<C: Clock> Driver<C> {
         // Where the judge's next observation starts when a rollout began
         // since the last one (the traffic stream still counts everything).
         let mut judged_from: Option<Pair> = None;
-        let mut next_observe = self.clock.now().saturating_add(OBSERVE_EVERY);
+        // Observations fall on whole seconds (see `cadence`).
+        let mut next_observe =
+            cadence::observation_at(self.clock.now()).saturating_add(OBSERVE_EVERY);
         let mut commands_open = true;
         // A restored rollout picks up where it stopped; a new one only
         // routes everything to stable.
@@ -304,7 +305,9 @@ impl<C: Clock> Driver<C> {
             {
                 return Ok(self.state);
             }
-            let mut wake = match next_tick {
+            // A rollout's first step falls on a whole second (see `cadence`).
+            let due = next_tick.map(|tick| cadence::tick_at(&self.state, tick));
+            let mut wake = match due {
                 Some(tick) if tick < next_observe => tick,
                 _ => next_observe,
             };
@@ -377,7 +380,10 @@ impl<C: Clock> Driver<C> {
                 continue;
             }
             if now >= next_observe {
-                next_observe = now.saturating_add(OBSERVE_EVERY);
+                // The second just ended (or, after a stall, the seconds since
+                // the last look, as one).
+                let at = cadence::observation_at(now);
+                next_observe = at.saturating_add(OBSERVE_EVERY);
                 self.retry_route(now).await;
                 let totals = self.traffic.totals();
                 let delta = totals.since(&last_totals);
@@ -387,18 +393,18 @@ impl<C: Clock> Driver<C> {
                     None => delta.clone(),
                 };
                 last_totals = totals;
-                if self.state.phase.is_active() {
+                if cadence::judged(&self.state) {
                     self.judge
-                        .observe(now.as_millis(), self.state.canary_weight, &judged);
-                    if let Some(decision) = self.judge.early(now.as_millis()) {
+                        .observe(at.as_millis(), self.state.canary_weight, &judged);
+                    if let Some(decision) = self.judge.early(at.as_millis()) {
                         self.publish(Update::Decision {
-                            at: now,
+                            at,
                             decision: decision.clone(),
                         });
                         // The judge only speaks between ticks when the evidence
                         // of harm is decisive.
                         self.handle(
-                            now,
+                            at,
                             Event::Harm {
                                 reasons: decision.reasons,
                             },
@@ -408,13 +414,23 @@ impl<C: Clock> Driver<C> {
                     }
                 }
                 self.publish(Update::Traffic {
-                    at: now,
+                    at,
                     delta: Box::new(delta),
                 });
             }
-            if next_tick.is_some_and(|tick| now >= tick) {
+            // Asked again: the observation may have moved the machine on.
+            let due = next_tick.map(|tick| cadence::tick_at(&self.state, tick));
+            if let Some(tick) = due.filter(|tick| now >= *tick) {
                 next_tick = None;
-                self.handle(now, Event::Tick, &mut next_tick).await?;
+                // At the time it was due, so ticks keep the rollout's cadence;
+                // one late by a whole interval happens when it does, so a
+                // stalled loop fires no burst of catch-up ticks.
+                let at = if now.saturating_since(tick) < self.plan.interval.max(OBSERVE_EVERY) {
+                    tick
+                } else {
+                    now
+                };
+                self.handle(at, Event::Tick, &mut next_tick).await?;
             }
         }
     }

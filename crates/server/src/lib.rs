@@ -4,9 +4,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cadence;
 pub mod clock;
 pub mod driver;
 pub mod mapping;
+pub mod replay;
 
 pub use clock::{Clock, TokioClock};
 pub use driver::{

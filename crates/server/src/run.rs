@@ -336,10 +336,9 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         metrics,
         alerts,
     } = prepared;
-    // Windows must cover the longest metric interval, plus a slot of slack.
-    let recorder = Arc::new(Recorder::new(
-        analysis.longest_window() + Duration::from_secs(1),
-    ));
+    // Windows cover the longest metric interval in whole slots; a replay of
+    // the access log builds the same ones.
+    let recorder = Arc::new(Recorder::new(crate::cadence::window_span(&analysis)));
     let judge = Analyzer::new(analysis).map_err(|error| {
         RunError::Invalid(vec![
             serin_spec::Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),

@@ -8,6 +8,8 @@
 mod hooks;
 /// Each rollout judged on its own traffic, whatever came before it.
 mod own_traffic;
+/// Live rollouts replayed from their access logs.
+mod replay;
 
 use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck};
 use serin_rollout::{

@@ -37,7 +37,7 @@ impl Window {
     }
 
     /// A window able to answer for spans up to `span`, with at most 61 slots
-    /// of at least one second.
+    /// of at least one second (exactly one second up to a minute).
     pub fn covering(span: Duration) -> Self {
         let span_ms = u64::try_from(span.as_millis())
             .unwrap_or(u64::MAX)
@@ -84,19 +84,24 @@ impl Window {
         &self.status_codes
     }
 
-    /// Everything recorded in the last `span` before `now_ms` (inclusive of
-    /// the current, partial slot). Spans longer than the window are cut to it.
+    /// Everything recorded in the last `span` of whole slots before `now_ms`.
+    /// The slot `now_ms` falls in is still filling and is left out, so the
+    /// answer depends only on when requests were answered, never on how late
+    /// the caller asks: with one-second slots, `last(t, 60s)` at a whole
+    /// second `t` is exactly the requests answered in `[t - 60s, t)`. Spans
+    /// longer than the window are cut to it.
     pub fn last(&self, now_ms: u64, span: Duration) -> Counts {
         let current = now_ms / self.slot_ms;
         let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+        // The ring holds the filling slot and `len - 1` whole ones.
         let wanted = span_ms
             .div_ceil(self.slot_ms)
             .max(1)
-            .min(self.ring.len() as u64);
-        let oldest = current.saturating_sub(wanted - 1);
+            .min(self.ring.len() as u64 - 1);
+        let oldest = current.saturating_sub(wanted);
         let mut out = Counts::default();
         for (number, counts) in &self.ring {
-            if *number != u64::MAX && *number >= oldest && *number <= current {
+            if *number != u64::MAX && *number >= oldest && *number < current {
                 out.merge(counts);
             }
         }
@@ -145,7 +150,8 @@ impl Recorder {
         self.with(version, |w| w.record(now_ms, status, latency));
     }
 
-    /// Both versions over the last `span`.
+    /// Both versions over the last `span` of whole slots before `now_ms`
+    /// (see [`Window::last`]).
     pub fn last(&self, now_ms: u64, span: Duration) -> Pair {
         Pair {
             stable: self.with(Version::Stable, |w| w.last(now_ms, span)),
@@ -203,7 +209,9 @@ mod tests {
         w.record(0, 200, MS);
         w.record(30_000, 500, MS);
         w.record(59_000, 200, MS);
-        assert_eq!(w.last(59_999, Duration::from_secs(60)).requests, 3);
+        // The second still filling is not counted yet.
+        assert_eq!(w.last(59_999, Duration::from_secs(60)).requests, 2);
+        assert_eq!(w.last(60_000, Duration::from_secs(60)).requests, 3);
         // At 61 s the slot of second 0 is outside the last minute.
         let last = w.last(61_000, Duration::from_secs(60));
         assert_eq!(last.requests, 2);
@@ -212,13 +220,24 @@ mod tests {
     }
 
     #[test]
+    fn the_answer_does_not_depend_on_how_late_it_is_asked() {
+        let mut w = Window::covering(Duration::from_secs(10));
+        w.record(9_500, 200, MS);
+        let at_the_second = w.last(10_000, Duration::from_secs(10));
+        // Requests answered after the second do not leak into it.
+        w.record(10_003, 500, MS);
+        assert_eq!(w.last(10_007, Duration::from_secs(10)), at_the_second);
+        assert_eq!(at_the_second.requests, 1);
+    }
+
+    #[test]
     fn reused_slots_are_cleared() {
         let mut w = Window::new(Duration::from_secs(1), 4);
         w.record(500, 200, MS);
         // Four seconds later the same ring position is reused.
         w.record(4_500, 200, MS);
-        assert_eq!(w.last(4_500, Duration::from_secs(1)).requests, 1);
-        assert_eq!(w.last(4_500, Duration::from_secs(10)).requests, 1);
+        assert_eq!(w.last(5_000, Duration::from_secs(1)).requests, 1);
+        assert_eq!(w.last(5_000, Duration::from_secs(10)).requests, 1);
         assert_eq!(w.total().requests, 2);
     }
 
@@ -235,7 +254,7 @@ mod tests {
         r.record(Version::Canary, 1_000, 503, MS);
         r.record(Version::Stable, 1_000, 200, MS);
         r.record(Version::Stable, 1_000, 200, MS);
-        let pair = r.last(1_000, Duration::from_secs(60));
+        let pair = r.last(2_000, Duration::from_secs(60));
         assert_eq!(pair.canary.errors, 1);
         assert_eq!(pair.stable.requests, 2);
         assert_eq!(r.totals().canary.requests, 1);
@@ -251,7 +270,8 @@ mod tests {
         // Within the same slot as the forgotten requests, and later.
         r.record(Version::Canary, 1_600, 200, MS);
         r.record(Version::Canary, 30_000, 200, MS);
-        let pair = r.last(30_000, Duration::from_secs(60));
+        // Whole seconds only: read once the last one has ended.
+        let pair = r.last(31_000, Duration::from_secs(60));
         assert_eq!((pair.canary.requests, pair.canary.errors), (2, 0));
         assert_eq!(pair.stable.requests, 0);
         let totals = r.totals();

@@ -142,12 +142,4 @@ proptest! {
             }
         }
     }
-
-    #[test]
-    fn replay_never_panics(lines in proptest::collection::vec(".{0,80}", 0..20)) {
-        let text = lines.join("\n");
-        for r in serin_analysis::replay(text.as_bytes(), &AnalysisConfig::default()) {
-            let _ = r;
-        }
-    }
 }

@@ -225,8 +225,9 @@ async fn a_closed_traffic_increase_gate_holds_the_weight() {
     rig.hooks.answer("/traffic", 403);
     let (running, mut watch) =
         launch(&rig.yaml(2, &[("confirm-traffic-increase", "/traffic", "")])).await;
-    // Asked before the first increase; held at weight 0 while closed.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Asked before the first increase (on the next whole second); held at
+    // weight 0 while closed.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let asked = rig.hooks.count("/traffic");
     assert!(asked >= 3, "asked every interval, got {asked}");
     while let Ok(update) = watch.try_recv() {
