@@ -833,11 +833,14 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
     if !headers::host_is_valid(req.version(), req.uri(), req.headers()) {
         Counters::incr(&shared.counters.rejected_invalid_host);
         let mut response = error(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
-        // Which host, hence which request, the client meant is unclear:
-        // nothing more is read on this connection.
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+        // Which host, hence which request, an HTTP/1 client meant is
+        // unclear: nothing more is read on its connection. (HTTP/2 streams
+        // are framed apart, and forbid the header.)
+        if req.version() < http::Version::HTTP_2 {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         return response;
     }
     if head_bytes(&req) > limits.max_header_bytes {

@@ -119,3 +119,65 @@ async fn heads_hyper_refuses_itself_are_counted() {
     );
     assert!(upstream.seen().is_empty());
 }
+
+#[tokio::test]
+async fn an_upstream_answer_with_many_headers_passes() {
+    // 200 short lines: more than hyper's default count, within the 4 KiB
+    // the proxy reads an upstream's head into (nginx's proxy_buffer_size).
+    let upstream = backend(|_| async {
+        let mut r = http::Response::new(full("ok"));
+        for i in 0..200 {
+            let name = must(http::HeaderName::from_bytes(format!("a{i}").as_bytes()));
+            r.headers_mut()
+                .insert(name, http::HeaderValue::from_static("v"));
+        }
+        r
+    })
+    .await;
+    let proxy = TestProxy::start(Routes::stable_only(upstream.uri())).await;
+    let answer = raw_exchange(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
+    assert!(answer.contains("a199: v"), "{answer:.80}");
+    assert_eq!(proxy.recorder.totals().stable.errors, 0);
+}
+
+#[tokio::test]
+async fn http2_requests_name_their_host_in_authority() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let upstream = named("stable").await;
+    let proxy = TestProxy::start(Routes::stable_only(upstream.uri())).await;
+    let stream = must(tokio::net::TcpStream::connect(proxy.addr).await);
+    let (mut sender, conn) = must(
+        hyper::client::conn::http2::handshake::<_, _, TestBody>(
+            TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await,
+    );
+    tokio::spawn(conn);
+    let authority = proxy.addr.to_string();
+    // The refusal leaves the connection serving.
+    for (host, expected) in [
+        (Some("other.example"), 400),
+        (None, 200),
+        (Some(authority.as_str()), 200),
+    ] {
+        let mut req = http::Request::get(proxy.url("/"));
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        let response = must(
+            sender
+                .send_request(must(req.body(full(bytes::Bytes::new()))))
+                .await,
+        );
+        assert_eq!(response.status(), expected, "host {host:?}");
+    }
+    assert_eq!(upstream.seen().len(), 2);
+    assert_eq!(proxy.handle.counters().rejected_invalid_host, 1);
+}
