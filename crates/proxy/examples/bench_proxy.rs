@@ -59,6 +59,7 @@ async fn run(
             ..Limits::default()
         },
         access_log: None,
+        trusted_proxies: Default::default(),
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(3600)));
     let proxy = Proxy::bind(config, routes, recorder.clone()).await?;

@@ -1,10 +1,12 @@
 //! Request and response bodies as enums rather than boxed trait objects: the
 //! common case (a streamed `Incoming`) is not boxed; a request body that is
 //! not empty adds one shared [`Progress`], which times the client apart from
-//! the upstream.
+//! the upstream. A response body carries its request's [`Outcome`], recorded
+//! when the body ends, and a [`Stall`] timer on the upstream.
 
-use crate::forward::Checkin;
+use crate::{Version, counters::Counters, forward::Checkin, routes::Routed, server::Shared};
 use bytes::Bytes;
+use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -281,30 +283,147 @@ pin_project! {
     #[project = ResponseBodyProj]
     pub(crate) enum ResponseBody {
         /// The upstream's body, streamed; its connection goes back to the
-        /// pool once the body has been read to the end.
+        /// pool once the body has been read to the end, and the request is
+        /// recorded then (see [`Outcome`]). `stall` times each wait for the
+        /// upstream's next chunk.
         Upstream {
             #[pin]
             inner: Incoming,
             checkin: Option<Checkin>,
+            outcome: Option<Outcome>,
+            stall: Stall,
         },
         /// A response the proxy made itself (errors).
         Full { data: Option<Bytes> },
     }
 }
 
+/// The upstream sent no chunk of its response body for
+/// `upstream_body_timeout` while the proxy waited for one: the body is cut
+/// and the request recorded as its version's 504.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent no response body for {0:?}")]
+pub(crate) struct UpstreamBodyTimeout(pub Duration);
+
+/// A forwarded request whose answer is still streaming: it is recorded
+/// once, when its body ends, breaks or is dropped, so the status the judges
+/// read is the one the client really got. A body that ends, or that the
+/// client stops reading (it hung up: the upstream did nothing wrong), keeps
+/// the status its head announced; one that breaks off or stalls is the
+/// upstream's failure, recorded as 502 or 504. The latency stays the time
+/// to the response headers, as for every request.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    shared: Arc<Shared>,
+    version: Version,
+    status: u16,
+    latency: Duration,
+    /// The route the request was sent by, for the access log.
+    routed: Routed,
+}
+
+/// Times the waits for the upstream's next response chunk, as [`Watch`]
+/// times the client's: only while the proxy waits on the upstream, so a
+/// client slow to read is never charged to it.
+#[derive(Debug)]
+pub(crate) struct Stall {
+    timeout: Duration,
+    /// Since when the proxy has been waiting for the next chunk.
+    waiting_since: Option<Instant>,
+    /// Made the first time the upstream keeps the proxy waiting.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+// === impl Outcome ===
+
+impl Outcome {
+    /// A request answered with `status` after `latency`, by `version`.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        version: Version,
+        status: u16,
+        latency: Duration,
+        routed: Routed,
+    ) -> Self {
+        Outcome {
+            shared,
+            version,
+            status,
+            latency,
+            routed,
+        }
+    }
+
+    /// The body broke off or stalled: the upstream's failure, recorded as
+    /// `status` (502 or 504) whatever its head said.
+    fn failed(mut self, status: StatusCode) {
+        Counters::incr(&self.shared.counters.upstream_body_errors);
+        self.status = status.as_u16();
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        self.shared
+            .record(self.version, self.status, self.latency, &self.routed);
+    }
+}
+
+// === impl Stall ===
+
+impl Stall {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Stall {
+            timeout,
+            waiting_since: None,
+            timer: None,
+        }
+    }
+
+    /// The upstream has no chunk ready: starts or checks the timer on it.
+    /// True when it has kept the proxy waiting too long.
+    fn pending(&mut self, cx: &mut Context<'_>) -> bool {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let deadline = since + self.timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// A chunk came (or the body ended): the next wait starts afresh.
+    fn took(&mut self) {
+        self.waiting_since = None;
+    }
+}
+
 // === impl ResponseBody ===
 
 impl ResponseBody {
-    /// The upstream's body; gives the connection back at once when there is
-    /// no body to read.
-    pub(crate) fn upstream(inner: Incoming, checkin: Checkin) -> Self {
-        let checkin = if inner.is_end_stream() {
+    /// The upstream's body; gives the connection back and records the
+    /// request at once when there is no body to read.
+    pub(crate) fn upstream(
+        inner: Incoming,
+        checkin: Checkin,
+        outcome: Outcome,
+        stall_timeout: Duration,
+    ) -> Self {
+        let (checkin, outcome) = if inner.is_end_stream() {
             checkin.release();
-            None
+            drop(outcome);
+            (None, None)
         } else {
-            Some(checkin)
+            (Some(checkin), Some(outcome))
         };
-        ResponseBody::Upstream { inner, checkin }
+        ResponseBody::Upstream {
+            inner,
+            checkin,
+            outcome,
+            stall: Stall::new(stall_timeout),
+        }
     }
 
     pub(crate) fn text(s: &'static str) -> Self {
@@ -316,28 +435,51 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { mut inner, checkin } => {
+            ResponseBodyProj::Upstream {
+                mut inner,
+                checkin,
+                outcome,
+                stall,
+            } => {
                 let polled = inner.as_mut().poll_frame(cx);
                 match &polled {
-                    Poll::Pending => {}
+                    Poll::Pending => {
+                        if stall.pending(cx) {
+                            // The connection is mid-response: close it.
+                            drop(checkin.take());
+                            if let Some(outcome) = outcome.take() {
+                                outcome.failed(StatusCode::GATEWAY_TIMEOUT);
+                            }
+                            let timeout = stall.timeout;
+                            return Poll::Ready(Some(Err(UpstreamBodyTimeout(timeout).into())));
+                        }
+                    }
                     // hyper stops polling once `is_end_stream` says so.
-                    Poll::Ready(Some(Ok(_))) if !inner.is_end_stream() => {}
+                    Poll::Ready(Some(Ok(_))) if !inner.is_end_stream() => stall.took(),
                     Poll::Ready(Some(Ok(_)) | None) => {
+                        stall.took();
                         if let Some(checkin) = checkin.take() {
                             checkin.release();
                         }
+                        drop(outcome.take());
                     }
-                    // The connection is in an unknown state: close it.
-                    Poll::Ready(Some(Err(_))) => drop(checkin.take()),
+                    // Cut short, reset, or a malformed chunk. The
+                    // connection is in an unknown state: close it.
+                    Poll::Ready(Some(Err(_))) => {
+                        drop(checkin.take());
+                        if let Some(outcome) = outcome.take() {
+                            outcome.failed(StatusCode::BAD_GATEWAY);
+                        }
+                    }
                 }
-                polled
+                polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
             }
             ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }

@@ -12,7 +12,9 @@ pub(crate) struct Counters {
     pub upstream_connect_errors: AtomicU64,
     pub upstream_timeouts: AtomicU64,
     pub upstream_other_errors: AtomicU64,
+    pub upstream_body_errors: AtomicU64,
     pub rejected_header_too_large: AtomicU64,
+    pub rejected_invalid_host: AtomicU64,
     pub rejected_body_too_large: AtomicU64,
     pub client_body_timeouts: AtomicU64,
     pub mirrors_sent: AtomicU64,
@@ -38,8 +40,26 @@ pub struct CountersSnapshot {
     pub upstream_timeouts: u64,
     /// Other upstream failures: connection reset, malformed response (502).
     pub upstream_other_errors: u64,
-    /// Requests refused with 431 because their head was too large.
+    /// Response bodies that broke off (the upstream closed or reset the
+    /// connection mid-body, or sent a malformed chunk) or stalled for
+    /// `upstream_body_timeout`, after their head had gone to the client.
+    /// Each is recorded as its version's 502 (broken) or 504 (stalled), so
+    /// the judges count it as a failed request whatever status its head
+    /// announced. Mirrored copies included.
+    pub upstream_body_errors: u64,
+    /// Requests refused with 431 because their head was too large: by the
+    /// proxy's own check of `max_header_bytes`, and by hyper itself when an
+    /// HTTP/1 head outgrows its buffer or has more lines than
+    /// [`Limits::h1_max_headers`](crate::Limits::h1_max_headers) (hyper's
+    /// 414 for a request line over 64 KiB counts here too: hyper reports
+    /// both alike). Not counted: HTTP/2 header blocks over
+    /// `max_header_bytes`, which the h2 library refuses with 431 on its own
+    /// without telling hyper or the proxy.
     pub rejected_header_too_large: u64,
+    /// Requests refused with 400 for their `Host` (RFC 9112 §3.2): an
+    /// HTTP/1.1 request without one, any request with more than one, or
+    /// one that is not `host[:port]`.
+    pub rejected_invalid_host: u64,
     /// Requests refused with 413 because their body was too large.
     pub rejected_body_too_large: u64,
     /// Requests answered 408 because the client paused sending its body for
@@ -73,7 +93,9 @@ impl Counters {
             upstream_connect_errors: self.upstream_connect_errors.load(Relaxed),
             upstream_timeouts: self.upstream_timeouts.load(Relaxed),
             upstream_other_errors: self.upstream_other_errors.load(Relaxed),
+            upstream_body_errors: self.upstream_body_errors.load(Relaxed),
             rejected_header_too_large: self.rejected_header_too_large.load(Relaxed),
+            rejected_invalid_host: self.rejected_invalid_host.load(Relaxed),
             rejected_body_too_large: self.rejected_body_too_large.load(Relaxed),
             client_body_timeouts: self.client_body_timeouts.load(Relaxed),
             mirrors_sent: self.mirrors_sent.load(Relaxed),

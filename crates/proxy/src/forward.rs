@@ -67,6 +67,9 @@ pub(crate) fn client(limits: &Limits) -> HttpClient {
     let mut builder = http1::Builder::new();
     // Upstream answers are read with nginx's `proxy_buffer_size`.
     builder.read_buf_exact_size(Some(4096));
+    // As many header lines as a client may send: hyper's default of 100
+    // would make a healthy version's answer with more a 502 against it.
+    builder.max_headers(limits.h1_max_headers());
     HttpClient(Arc::new(Pool {
         idle: Mutex::new(Vec::new()),
         builder,

@@ -1,18 +1,25 @@
 //! Header rewriting between client and upstream: hop-by-hop headers stay on
-//! their hop (RFC 9110 §7.6.1), and the upstream learns who the client was.
+//! their hop (RFC 9110 §7.6.1), the upstream learns who the client was (and
+//! believes only what serin or a trusted proxy saw), and a request must name
+//! its host as its HTTP version requires.
 
 use http::{
-    HeaderMap, HeaderName, HeaderValue,
+    HeaderMap, HeaderName, HeaderValue, Uri, Version,
     header::{
-        CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-        UPGRADE,
+        CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+        TRANSFER_ENCODING, UPGRADE,
     },
+    uri::Authority,
 };
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The scheme clients reach serin with (no TLS on the listener yet).
+static OWN_SCHEME: HeaderValue = HeaderValue::from_static("http");
 
 /// Headers that describe one connection, never the message.
 const HOP_BY_HOP: [&HeaderName; 8] = [
@@ -69,31 +76,102 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Prepares a request's headers for the upstream: hop-by-hop removed,
-/// `X-Forwarded-For` appended with the client address, `X-Forwarded-Proto`
-/// and `X-Forwarded-Host` set unless a proxy in front already set them, and
-/// `Host` replaced by the upstream's.
+/// Prepares a request's headers for the upstream: hop-by-hop headers
+/// removed, `Host` replaced by the upstream's, and the `X-Forwarded-*`
+/// headers set.
+///
+/// From a `trusted` peer (a proxy in `service.trustedProxies`) its word is
+/// kept: its `X-Forwarded-For` is appended to with its own address, its
+/// `X-Forwarded-Proto` and `-Host` kept when set. From any other peer
+/// nothing it claims is: `X-Forwarded-For` is the peer's address alone,
+/// `X-Forwarded-Proto` serin's own scheme, `X-Forwarded-Host` the host the
+/// request named, and `Forwarded` and `X-Real-IP` (which serin does not
+/// write) are removed, so an upstream never reads a client's claim as a
+/// proxy's.
+///
+/// The host the request named is its target's authority when it has one
+/// (HTTP/2's `:authority`, or an absolute-form target, which RFC 9112
+/// §3.2.2 puts before `Host`), else its `Host`.
 pub(crate) fn to_upstream(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
-    authority: Option<&http::uri::Authority>,
+    trusted: bool,
+    authority: Option<&Authority>,
     upstream_host: &HeaderValue,
 ) {
     remove_hop_by_hop(headers);
-    append_forwarded_for(headers, client_ip);
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
     let original_host = headers.remove(HOST);
+    if trusted {
+        append_forwarded_for(headers, client_ip);
+    } else {
+        headers.remove(&FORWARDED);
+        headers.remove(&X_REAL_IP);
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+        headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), OWN_SCHEME.clone());
+    }
     if !headers.contains_key(&X_FORWARDED_HOST) {
-        // HTTP/1 clients send Host; HTTP/2 clients send :authority instead.
-        let host = original_host
-            .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let host = authority
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or(original_host);
         if let Some(host) = host {
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
     }
     headers.insert(HOST, upstream_host.clone());
+}
+
+/// Whether a request names its host as its version requires (a proxy that
+/// forwards a request without one lets the upstream guess, and two that
+/// disagree let the proxy and the upstream each pick a different one):
+///
+/// - HTTP/1 (RFC 9112 §3.2): at most one `Host`, required from HTTP/1.1
+///   on (HTTP/1.0 predates it), and a valid `host[:port]` when not empty
+///   (an empty one is what a client sends for a target without a host);
+/// - HTTP/2 (RFC 9113 §8.3.1): the host is in `:authority`; a `Host`
+///   beside it must be single and name the same host.
+pub(crate) fn host_is_valid(version: Version, uri: &Uri, headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return false;
+    }
+    let Some(host) = host else {
+        // HTTP/2 may have no authority to convey at all (`OPTIONS *`).
+        return version != Version::HTTP_11;
+    };
+    if !valid_host_value(host) {
+        return false;
+    }
+    match (version, uri.authority()) {
+        (Version::HTTP_2, Some(authority)) => host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes()),
+        _ => true,
+    }
+}
+
+/// `uri-host [":" port]`, or empty.
+fn valid_host_value(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() {
+        return true;
+    }
+    // An authority may carry `user@`; a Host may not.
+    if bytes.contains(&b'@') {
+        return false;
+    }
+    let Ok(authority) = Authority::try_from(bytes) else {
+        return false;
+    };
+    let port = authority
+        .as_str()
+        .get(authority.host().len()..)
+        .unwrap_or_default();
+    port.is_empty() || port == ":" || authority.port_u16().is_some()
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
@@ -161,13 +239,77 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-for", "2.2.2.2"),
         ]);
-        to_upstream(&mut h, &ip, None, &upstream);
+        to_upstream(&mut h, &ip, true, None, &upstream);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert_eq!(h["host"], "127.0.0.1:9001");
         let mut h = HeaderMap::new();
-        to_upstream(&mut h, &ip, None, &upstream);
+        to_upstream(&mut h, &ip, true, None, &upstream);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+    }
+
+    #[test]
+    fn an_untrusted_peer_claims_nothing() {
+        let ip = HeaderValue::from_static("10.0.0.9");
+        let upstream = HeaderValue::from_static("127.0.0.1:9001");
+        let claims = [
+            ("host", "shop.example"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "admin.internal"),
+            ("forwarded", "for=1.1.1.1;proto=https"),
+            ("x-real-ip", "1.1.1.1"),
+        ];
+        let mut h = map(&claims);
+        to_upstream(&mut h, &ip, false, None, &upstream);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert!(h.get("forwarded").is_none());
+        assert!(h.get("x-real-ip").is_none());
+        // A trusted proxy's word is kept.
+        let mut h = map(&claims);
+        to_upstream(&mut h, &ip, true, None, &upstream);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "admin.internal");
+        assert_eq!(h["x-real-ip"], "1.1.1.1");
+        // The target's authority names the host before `Host` does.
+        let authority = Authority::from_static("front.example");
+        let mut h = map(&claims);
+        to_upstream(&mut h, &ip, false, Some(&authority), &upstream);
+        assert_eq!(h["x-forwarded-host"], "front.example");
+    }
+
+    #[test]
+    fn hosts_are_checked_as_each_version_wants() {
+        let origin: Uri = "/".parse().unwrap_or_else(|e| panic!("{e}"));
+        let h2: Uri = "http://shop.example/"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let valid = |v, uri: &Uri, hosts: &[&str]| {
+            let pairs: Vec<_> = hosts.iter().map(|h| ("host", *h)).collect();
+            host_is_valid(v, uri, &map(&pairs))
+        };
+        use Version as V;
+        assert!(valid(V::HTTP_11, &origin, &["shop.example"]));
+        assert!(valid(V::HTTP_11, &origin, &["shop.example:8080"]));
+        assert!(valid(V::HTTP_11, &origin, &["[::1]:8080"]));
+        assert!(valid(V::HTTP_11, &origin, &["127.0.0.1"]));
+        assert!(valid(V::HTTP_11, &origin, &[""]));
+        assert!(!valid(V::HTTP_11, &origin, &[]));
+        assert!(!valid(V::HTTP_11, &origin, &["a", "a"]));
+        assert!(!valid(V::HTTP_11, &origin, &["a b"]));
+        assert!(!valid(V::HTTP_11, &origin, &["user@a"]));
+        assert!(!valid(V::HTTP_11, &origin, &["a:port"]));
+        assert!(!valid(V::HTTP_11, &origin, &["a/b"]));
+        assert!(valid(V::HTTP_10, &origin, &[]));
+        assert!(!valid(V::HTTP_10, &origin, &["a", "b"]));
+        assert!(valid(V::HTTP_2, &h2, &[]));
+        assert!(valid(V::HTTP_2, &origin, &[]));
+        assert!(valid(V::HTTP_2, &h2, &["SHOP.example"]));
+        assert!(!valid(V::HTTP_2, &h2, &["other.example"]));
+        assert!(!valid(V::HTTP_2, &h2, &["shop.example", "shop.example"]));
     }
 }

@@ -22,6 +22,7 @@
 //!     listen: "127.0.0.1:8080".parse().expect("valid address"),
 //!     limits: Limits::default(),
 //!     access_log: None,
+//!     trusted_proxies: Default::default(),
 //! };
 //! let routes = Routes::stable_only("http://127.0.0.1:9001".parse().expect("valid uri"));
 //! let recorder = Arc::new(Recorder::new(Duration::from_secs(3600)));
@@ -48,6 +49,7 @@ mod mirror;
 mod routes;
 mod server;
 mod sticky;
+mod trust;
 
 use std::{io, net::SocketAddr, path::PathBuf};
 
@@ -57,6 +59,7 @@ pub use matching::{MatchRule, StringMatch};
 pub use routes::{Routes, StickySessions};
 pub use serin_stats::{Recorder, Version};
 pub use server::{Proxy, ProxyHandle};
+pub use trust::{InvalidIpRange, IpRange, TrustedProxies};
 
 /// Where the proxy listens and how it protects itself.
 #[derive(Clone, Debug)]
@@ -69,6 +72,10 @@ pub struct ProxyConfig {
     /// Appends one JSON line per answered request (the request-log format
     /// `analyze --replay` reads) to this file when set.
     pub access_log: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For`, `-Proto` and `-Host` headers are
+    /// kept (`service.trustedProxies`): the proxies in front of serin. From
+    /// any other peer they are replaced by what serin saw. Empty by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Why the proxy could not start or refused a routing table.

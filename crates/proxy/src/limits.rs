@@ -17,8 +17,17 @@ pub struct Limits {
     /// `proxy_send_timeout`); time spent waiting for the client's body is
     /// never counted here (see `client_body_timeout`). A body buffered for
     /// mirroring is already in memory: then the whole exchange, connecting
-    /// included, is bounded. Response body streaming is not bounded.
+    /// included, is bounded. The response body is timed by
+    /// `upstream_body_timeout`.
     pub response_header_timeout: Duration,
+    /// How long the proxy waits for the next chunk of a response body from
+    /// the upstream (nginx's `proxy_read_timeout`, same 60 s default). Past
+    /// it the body is cut (the client sees it fail, never a short body that
+    /// looks whole) and the request is recorded as a 504 of its version.
+    /// Measured between chunks, and only while the proxy waits on the
+    /// upstream: a long download that keeps flowing, or a client slow to
+    /// read, is never cut.
+    pub upstream_body_timeout: Duration,
     /// How long a client may take to send a complete request head; hyper
     /// closes the connection when exceeded (also bounds an idle HTTP/1
     /// connection waiting for its next request).
@@ -37,7 +46,8 @@ pub struct Limits {
     /// closed gracefully (HTTP/1 and HTTP/2).
     pub idle_timeout: Duration,
     /// Largest request head (request line plus headers) accepted; larger ones
-    /// are answered with 431.
+    /// are answered with 431. It also sets how many header lines an HTTP/1
+    /// head may have (see [`Limits::h1_max_headers`]).
     pub max_header_bytes: usize,
     /// Largest request body accepted, when set; larger ones are answered with
     /// 413 (at once when `Content-Length` says so, else when the limit is
@@ -81,6 +91,7 @@ impl Default for Limits {
         Limits {
             connect_timeout: Duration::from_secs(5),
             response_header_timeout: Duration::from_secs(60),
+            upstream_body_timeout: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(60),
             client_body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(75),
@@ -113,6 +124,28 @@ impl Limits {
         }
     }
 
+    /// Most header lines hyper parses in one HTTP/1 head, request or
+    /// response; a request head with more is answered 431 (an upstream's
+    /// answer, 502).
+    ///
+    /// hyper counts header lines apart from bytes, and its default of 100
+    /// refused heads of a few KiB that the byte limit allows. One line per
+    /// 16 bytes of `max_header_bytes` (2048 for the default 32 KiB) lets
+    /// any head of realistic lines (a name, a value, `: ` and CRLF rarely
+    /// make less) reach the byte limit first; only a flood of near-empty
+    /// lines meets this one. Never below hyper's own 100, and never above
+    /// 2048: hyper reserves two arrays of 32 bytes per line for every head
+    /// it parses, allocated and freed at once. Up to 2048 lines (64 KiB
+    /// each) that costs about what hyper's default does (~0.1 µs a head,
+    /// measured); past it the allocator hands the memory back to the
+    /// system after every head, and each head costs microseconds.
+    pub fn h1_max_headers(&self) -> usize {
+        const BYTES_PER_LINE: usize = 16;
+        const HYPER_DEFAULT: usize = 100;
+        const MOST: usize = 2048;
+        (self.max_header_bytes / BYTES_PER_LINE).clamp(HYPER_DEFAULT, MOST)
+    }
+
     /// hyper's read buffer cap for HTTP/1: heads beyond it are answered with
     /// 431 by hyper itself. hyper refuses (panics on) caps below 8 KiB, so the
     /// exact `max_header_bytes` check happens in the proxy and this only adds
@@ -122,5 +155,22 @@ impl Limits {
         self.max_header_bytes
             .saturating_add(1024)
             .max(HYPER_MINIMUM)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines_follow_the_head_size() {
+        let with = |bytes| Limits {
+            max_header_bytes: bytes,
+            ..Limits::default()
+        };
+        assert_eq!(Limits::default().h1_max_headers(), 2048);
+        assert_eq!(with(16 * 1024).h1_max_headers(), 1024);
+        assert_eq!(with(1024).h1_max_headers(), 100);
+        assert_eq!(with(1024 * 1024).h1_max_headers(), 2048);
     }
 }

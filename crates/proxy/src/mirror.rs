@@ -75,41 +75,46 @@ pub(crate) fn spawn(
         req.headers_mut()
             .insert(http::header::HOST, canary.host.clone());
         let timeout = shared.limits.mirror_timeout;
-        let status = match forward::send(&client, &canary, req, timeout, None).await {
-            Ok((response, checkin)) => {
-                let status = response.status();
+        let (response, checkin) = match forward::send(&client, &canary, req, timeout, None).await {
+            Ok(answer) => answer,
+            Err(failure) => {
+                shared.count_failure(failure);
                 shared.record(
                     canary.version,
-                    status.as_u16(),
+                    failure.status().as_u16(),
                     start.elapsed(),
                     &copy_routed,
                 );
-                // Read the answer to its end (within the deadline) so the
-                // pooled connection can be reused, then discard it.
-                let left = timeout.saturating_sub(start.elapsed());
-                let mut body = response.into_body();
-                let drain = async {
-                    loop {
-                        match body.frame().await {
-                            Some(Ok(_)) => {}
-                            Some(Err(_)) => return false,
-                            None => return true,
-                        }
-                    }
-                };
-                if let Ok(true) = tokio::time::timeout(left, drain).await {
-                    checkin.release();
-                }
                 return;
             }
-            Err(failure) => failure,
         };
-        shared.count_failure(status);
-        shared.record(
-            canary.version,
-            status.status().as_u16(),
-            start.elapsed(),
-            &copy_routed,
-        );
+        let latency = start.elapsed();
+        // Read the answer to its end (within the deadline), then discard
+        // it: the pooled connection can be reused, and the copy is recorded
+        // as a user's request would be, once it is known to have come whole.
+        let left = timeout.saturating_sub(latency);
+        let mut status = response.status().as_u16();
+        let mut body = response.into_body();
+        let drain = async {
+            loop {
+                match body.frame().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => return false,
+                    None => return true,
+                }
+            }
+        };
+        match tokio::time::timeout(left, drain).await {
+            Ok(true) => checkin.release(),
+            Ok(false) => {
+                Counters::incr(&shared.counters.upstream_body_errors);
+                status = 502;
+            }
+            Err(_elapsed) => {
+                Counters::incr(&shared.counters.upstream_body_errors);
+                status = 504;
+            }
+        }
+        shared.record(canary.version, status, latency, &copy_routed);
     });
 }

@@ -9,19 +9,20 @@
 use crate::{
     Limits, ProxyConfig, Recorder, Result, Routes, Version,
     access_log::{self, AccessLog},
-    body::{Limit, Progress, RequestBody, ResponseBody},
+    body::{Limit, Outcome, Progress, RequestBody, ResponseBody},
     counters::{Counters, CountersSnapshot},
     forward::{self, Failure, HttpClient},
     headers,
     matching::forwardable,
     mirror::{self, InFlight},
     routes::{Routed, Table},
+    trust::TrustedProxies,
 };
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{
     HeaderValue, Request, Response, StatusCode,
-    header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE},
+    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE},
 };
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     log: Option<AccessLog>,
     pub(crate) mirrors: InFlight,
+    /// Peers whose `X-Forwarded-*` headers are kept.
+    trusted_proxies: TrustedProxies,
     builder: auto::Builder<TokioExecutor>,
     local_addr: SocketAddr,
     /// Origin of the monotonic milliseconds used for idle tracking.
@@ -129,6 +132,7 @@ impl Proxy {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.client_header_timeout)
             .max_buf_size(limits.h1_max_buf_size())
+            .max_headers(limits.h1_max_headers())
             .keep_alive(true);
         builder
             .http2()
@@ -143,6 +147,7 @@ impl Proxy {
             limits,
             log,
             mirrors: InFlight::default(),
+            trusted_proxies: config.trusted_proxies,
             builder,
             local_addr,
             epoch: Instant::now(),
@@ -632,7 +637,10 @@ impl ProxyHandle {
 
 impl Shared {
     /// Records one answered request, sent by the route `routed`, in the
-    /// recorder and the access log.
+    /// recorder and the access log. `latency` is the time to the response
+    /// headers (the histogram's meaning); the request is recorded, and
+    /// stamped, when its answer ended (see [`Outcome`]), so `status` is what
+    /// the client really got.
     pub(crate) fn record(&self, version: Version, status: u16, latency: Duration, routed: &Routed) {
         let now_ms = unix_ms();
         self.recorder.record(version, now_ms, status, latency);
@@ -683,6 +691,8 @@ struct Ctx {
 #[derive(Debug)]
 struct Conn {
     client_ip: HeaderValue,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are kept.
+    trusted: bool,
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
 }
@@ -735,12 +745,16 @@ async fn serve_connection(
         .active_connections
         .fetch_add(1, Ordering::Relaxed);
     let _active = ActiveGuard(shared.counters.clone());
-    let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+    // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`.
+    let peer_ip = peer.ip().to_canonical();
+    let client_ip = HeaderValue::from_str(&peer_ip.to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let trusted = shared.trusted_proxies.contains(peer_ip);
     let ctx = Arc::new(Ctx {
         worker,
         conn: Conn {
             client_ip,
+            trusted,
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(shared.mono_ms()),
         },
@@ -769,6 +783,9 @@ async fn serve_connection(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
+                    if answered_431(&*error) {
+                        Counters::incr(&shared.counters.rejected_header_too_large);
+                    }
                     tracing::debug!(%error, %peer, "connection ended with an error");
                 }
                 return;
@@ -815,6 +832,19 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
             "method not supported by the proxy\n",
         );
     }
+    if !headers::host_is_valid(req.version(), req.uri(), req.headers()) {
+        Counters::incr(&shared.counters.rejected_invalid_host);
+        let mut response = error(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
+        // Which host, hence which request, an HTTP/1 client meant is
+        // unclear: nothing more is read on its connection. (HTTP/2 streams
+        // are framed apart, and forbid the header.)
+        if req.version() < http::Version::HTTP_2 {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        return response;
+    }
     if head_bytes(&req) > limits.max_header_bytes {
         Counters::incr(&shared.counters.rejected_header_too_large);
         return error(
@@ -847,6 +877,7 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
     headers::to_upstream(
         &mut parts.headers,
         &conn.client_ip,
+        conn.trusted,
         parts.uri.authority(),
         &upstream.host,
     );
@@ -901,12 +932,21 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
     match result {
         Ok((response, checkin)) => {
             let (mut head, body) = response.into_parts();
-            shared.record(upstream.version, head.status.as_u16(), latency, &routed);
+            // Recorded when the body ends: only then is it known whether
+            // the answer arrived whole.
+            let outcome = Outcome::new(
+                shared.clone(),
+                upstream.version,
+                head.status.as_u16(),
+                latency,
+                routed,
+            );
             headers::remove_hop_by_hop(&mut head.headers);
             if let Some(cookie) = decision.set_cookie {
                 head.headers.append(SET_COOKIE, cookie);
             }
-            Response::from_parts(head, ResponseBody::upstream(body, checkin))
+            let body = ResponseBody::upstream(body, checkin, outcome, limits.upstream_body_timeout);
+            Response::from_parts(head, body)
         }
         Err(failure) => {
             let failure = if tripped.is_some_and(|t: Arc<AtomicBool>| t.load(Ordering::Relaxed)) {
@@ -933,6 +973,18 @@ async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Respons
             error(failure.status(), text)
         }
     }
+}
+
+/// Whether a connection ended because hyper refused a request head as too
+/// large and answered 431 itself (HTTP/1: a head past its buffer, or with
+/// more lines than `h1_max_headers`). hyper reports a request line over
+/// 64 KiB, which it answers 414, alike; with the buffer capped near
+/// `max_header_bytes` a head that long is refused as too large first,
+/// unless the limit is raised past 64 KiB.
+fn answered_431(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large)
 }
 
 /// What a client too slow to send its body is answered (with 408).

@@ -151,7 +151,7 @@ async fn forwarded_headers_and_paths() {
     let (status, _, _) = get(
         &c,
         proxy.url("/cart/items?id=7&x"),
-        &[("host", "shop.example"), ("x-forwarded-for", "203.0.113.9")],
+        &[("host", "shop.example")],
     )
     .await;
     assert_eq!(status, 200);
@@ -159,7 +159,7 @@ async fn forwarded_headers_and_paths() {
     let s = &seen[0];
     assert_eq!(s.uri.path(), "/app/cart/items");
     assert_eq!(s.uri.query(), Some("id=7&x"));
-    assert_eq!(s.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(s.headers["x-forwarded-proto"], "http");
     assert_eq!(s.headers["x-forwarded-host"], "shop.example");
     assert_eq!(s.headers["host"], upstream.addr.to_string().as_str());
@@ -193,4 +193,64 @@ async fn http2_prior_knowledge_clients_are_served() {
         seen[0].headers["x-forwarded-host"],
         proxy.addr.to_string().as_str()
     );
+}
+
+/// What a client claims in `X-Forwarded-*`.
+const CLAIMS: [(&str, &str); 5] = [
+    ("host", "shop.example"),
+    ("x-forwarded-for", "203.0.113.9"),
+    ("x-forwarded-for", "198.51.100.7"),
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-host", "admin.internal"),
+];
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
+    let upstream = named("stable").await;
+    let proxy = TestProxy::start(Routes::stable_only(upstream.uri())).await;
+    let (status, _, _) = get(&client(), proxy.url("/"), &CLAIMS).await;
+    assert_eq!(status, 200);
+    let seen = upstream.seen();
+    let h = &seen[0].headers;
+    // Only what serin saw itself: the peer, its own scheme, the Host it got.
+    assert_eq!(
+        h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+        ["127.0.0.1"]
+    );
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "shop.example");
+    assert_eq!(h.get_all("x-forwarded-host").iter().count(), 1);
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_proxy_are_kept() {
+    for trusted in [
+        &["127.0.0.0/8"][..],
+        &["10.0.0.0/8", "127.0.0.1"],
+        &["::1", "127.0.0.1/32"],
+    ] {
+        let upstream = named("stable").await;
+        let trusted = trusted.iter().map(|t| must(t.parse())).collect();
+        let proxy = TestProxy::start_config(Routes::stable_only(upstream.uri()), |config| {
+            config.trusted_proxies = trusted;
+        })
+        .await;
+        let (status, _, _) = get(&client(), proxy.url("/"), &CLAIMS).await;
+        assert_eq!(status, 200);
+        let seen = upstream.seen();
+        let h = &seen[0].headers;
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "admin.internal");
+    }
+    // A list that leaves the peer out trusts nothing it says.
+    let upstream = named("stable").await;
+    let proxy = TestProxy::start_config(Routes::stable_only(upstream.uri()), |config| {
+        config.trusted_proxies = [must("10.0.0.0/8".parse())].into_iter().collect();
+    })
+    .await;
+    get(&client(), proxy.url("/"), &CLAIMS).await;
+    let seen = upstream.seen();
+    assert_eq!(seen[0].headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "http");
 }

@@ -118,3 +118,32 @@ async fn mirrors_beyond_the_in_flight_bound_are_dropped() {
     assert_eq!(counters.mirrors_sent, 2, "{counters:?}");
     assert_eq!(counters.mirrors_dropped, 3, "{counters:?}");
 }
+
+#[tokio::test]
+async fn a_mirrored_copy_whose_body_breaks_is_a_canary_error() {
+    let stable = named("stable").await;
+    let canary = raw_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789",
+        Duration::ZERO,
+    )
+    .await;
+    let routes = Routes {
+        canary: Some(canary),
+        canary_weight: 0,
+        mirror: Some(100),
+        ..Routes::stable_only(stable.uri())
+    };
+    let proxy = TestProxy::start(routes).await;
+    let (status, _, body) = get(&client(), proxy.url("/"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "stable"));
+    wait_for(|| proxy.recorder.totals().canary.requests == 1).await;
+    assert_eq!(
+        proxy.recorder.status_codes(serin_proxy::Version::Canary),
+        [(502, 1)]
+    );
+    assert_eq!(proxy.handle.counters().upstream_body_errors, 1);
+    assert_eq!(
+        proxy.recorder.status_codes(serin_proxy::Version::Stable),
+        [(200, 1)]
+    );
+}

@@ -1,8 +1,10 @@
 //! Integration tests of the built-in proxy: real sockets on loopback, real
 //! HTTP backends started in each test. One binary, as ripgrep does.
 
+mod bodies;
 mod failures;
 mod forwarding;
+mod heads;
 mod logging;
 mod mirroring;
 mod routing;

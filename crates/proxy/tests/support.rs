@@ -131,9 +131,10 @@ where
                     let f = f.clone();
                     async move { Ok::<_, Infallible>(f(req).await) }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                // Whatever header count the proxy lets through.
+                builder.http1().max_headers(8192);
+                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });
@@ -167,12 +168,27 @@ impl TestProxy {
         limits: Limits,
         access_log: Option<PathBuf>,
     ) -> TestProxy {
+        Self::start_config(routes, |config| {
+            config.limits = limits;
+            config.access_log = access_log;
+        })
+        .await
+    }
+
+    /// Starts a proxy on a free loopback port with the configuration
+    /// `configure` leaves.
+    pub async fn start_config(
+        routes: Routes,
+        configure: impl FnOnce(&mut ProxyConfig),
+    ) -> TestProxy {
         let recorder = Arc::new(Recorder::new(Duration::from_secs(600)));
-        let config = ProxyConfig {
+        let mut config = ProxyConfig {
             listen: must("127.0.0.1:0".parse()),
-            limits,
-            access_log,
+            limits: Limits::default(),
+            access_log: None,
+            trusted_proxies: Default::default(),
         };
+        configure(&mut config);
         let proxy = must(Proxy::bind(config, routes, recorder.clone()).await);
         let addr = proxy.local_addr();
         let handle = proxy.handle();
@@ -271,4 +287,49 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Str
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An upstream that speaks raw bytes: on every connection it reads a
+/// request head, writes `answer`, keeps the connection open for `hold`, then
+/// closes it. For answers a well-behaved server library would never send.
+pub async fn raw_upstream(answer: &'static [u8], hold: Duration) -> Uri {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = must(TcpListener::bind("127.0.0.1:0").await);
+    let addr = must(listener.local_addr());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
+                    {
+                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(hold).await;
+            });
+        }
+    });
+    must(format!("http://{addr}").parse())
+}
+
+/// Waits until `done` holds, checking every 10 ms for at most 5 s; returns
+/// whether it did.
+pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
 }

@@ -8,7 +8,7 @@ use crate::{
 };
 use serin_analysis::{AnalysisConfig, Analyzer};
 use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, Notifier, ProxyRouter};
-use serin_proxy::{Limits, Proxy, ProxyConfig, ProxyHandle, Recorder};
+use serin_proxy::{IpRange, Limits, Proxy, ProxyConfig, ProxyHandle, Recorder, TrustedProxies};
 use serin_rollout::{
     Phase, Plan, RolloutState,
     ports::{CanaryTarget, MetricQuery, Router},
@@ -31,7 +31,7 @@ pub struct Prepared {
     pub plan: Plan,
     /// The judges' configuration.
     pub analysis: AnalysisConfig,
-    /// The proxy's listener, limits and access log.
+    /// The proxy's listener, limits, access log and trusted proxies.
     pub proxy: ProxyConfig,
     /// The proxy's routing without the rollout's weights.
     pub routes: BaseRoutes,
@@ -166,10 +166,28 @@ impl Prepared {
             )
         })?;
         let target = target_of(canary);
+        // Validation checked every entry; should one fail here anyway, it is
+        // refused the same way rather than dropped.
+        let trusted_proxies = canary
+            .spec
+            .service
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(index, range)| {
+                range.parse::<IpRange>().map_err(|error| {
+                    invalid(
+                        &format!("spec.service.trustedProxies[{index}]"),
+                        error.to_string(),
+                    )
+                })
+            })
+            .collect::<Result<TrustedProxies, _>>()?;
         let proxy = ProxyConfig {
             listen,
             limits: limits_for(canary),
             access_log: canary.spec.service.access_log.as_ref().map(PathBuf::from),
+            trusted_proxies,
         };
         Ok(Prepared {
             canary: canary.clone(),
@@ -219,6 +237,9 @@ pub fn limits_for(canary: &Canary) -> Limits {
         }
         if let Some(d) = &set.idle_timeout {
             limits.idle_timeout = d.as_std();
+        }
+        if let Some(d) = &set.response_body_timeout {
+            limits.upstream_body_timeout = d.as_std();
         }
     }
     limits

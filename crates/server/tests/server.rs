@@ -442,3 +442,36 @@ async fn an_abort_is_handled_at_once_while_a_route_is_pending() {
     assert_eq!(state.failed_checks, 0);
     assert_eq!(*router.weight.lock().unwrap(), 0);
 }
+
+#[test]
+fn the_proxy_gets_the_trusted_proxies_and_body_timeout_of_the_file() {
+    let yaml = "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {name: front}
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:0
+    trustedProxies: [10.0.0.0/8, 127.0.0.1]
+    limits: {responseBodyTimeout: 15s}
+  upstreams: {stable: http://127.0.0.1:9001, canary: http://127.0.0.1:9002}
+  analysis: {interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}
+";
+    let catalog = serin_spec::load_files([("front.yaml", yaml)]).unwrap();
+    let prepared = serin_server::Prepared::from_catalog(&catalog, None, "front.yaml").unwrap();
+    let trusted = &prepared.proxy.trusted_proxies;
+    assert!(trusted.contains("10.1.2.3".parse().unwrap()));
+    assert!(trusted.contains("127.0.0.1".parse().unwrap()));
+    assert!(!trusted.contains("192.168.1.1".parse().unwrap()));
+    assert_eq!(
+        prepared.proxy.limits.upstream_body_timeout,
+        Duration::from_secs(15)
+    );
+
+    // None by default.
+    let plain = yaml.replace("    trustedProxies: [10.0.0.0/8, 127.0.0.1]\n", "");
+    let catalog = serin_spec::load_files([("front.yaml", plain.as_str())]).unwrap();
+    let prepared = serin_server::Prepared::from_catalog(&catalog, None, "front.yaml").unwrap();
+    assert!(prepared.proxy.trusted_proxies.is_empty());
+}

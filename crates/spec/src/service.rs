@@ -103,6 +103,13 @@ pub struct CanaryService {
     /// serin: resource limits of the built-in proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ProxyLimits>,
+    /// serin: the proxies in front of the built-in proxy, as addresses or
+    /// CIDR ranges (`10.0.0.0/8`, `127.0.0.1`). Their `X-Forwarded-For`,
+    /// `-Proto` and `-Host` headers are kept (the first appended to); from
+    /// any other peer they are replaced by what serin saw, so a client
+    /// cannot pose as another address. Empty (the default): none trusted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl CanaryService {
@@ -132,6 +139,10 @@ pub struct ProxyLimits {
     /// How long an idle client connection is kept open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Duration>,
+    /// How long an upstream may pause between chunks of its response body
+    /// before the body is cut (recorded as that version's 504).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body_timeout: Option<Duration>,
 }
 
 /// A Kubernetes int-or-string (`targetPort: 9898` or `targetPort: http`).

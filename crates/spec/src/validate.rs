@@ -9,7 +9,7 @@
 //! run itself: the native `serin.dev/v1alpha1` ones and any `provider: builtin`
 //! canary. What is present is always checked.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::{
     alert::{ALERT_PROVIDER_TYPES, AlertProvider},
@@ -388,10 +388,16 @@ impl Checker {
                 ("connectTimeout", &limits.connect_timeout),
                 ("requestTimeout", &limits.request_timeout),
                 ("idleTimeout", &limits.idle_timeout),
+                ("responseBodyTimeout", &limits.response_body_timeout),
             ] {
                 if value.as_ref().is_some_and(|duration| duration.is_zero()) {
                     self.push(limits_path.key(field), "must be longer than 0s");
                 }
+            }
+        }
+        for (index, range) in service.trusted_proxies.iter().enumerate() {
+            if let Err(message) = ip_range(range) {
+                self.push(path.key("trustedProxies").index(index), message);
             }
         }
         for (index, rule) in service.match_rules.iter().enumerate() {
@@ -862,4 +868,54 @@ fn is_cookie_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|byte| byte.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&byte))
+}
+
+/// Checks one `service.trustedProxies` entry: an IP address, or a CIDR range
+/// with no bits set past its prefix (`10.0.0.1/8` is refused with a
+/// suggestion rather than read as `10.0.0.0/8`). The proxy parses the same
+/// text the same way.
+fn ip_range(text: &str) -> Result<(), String> {
+    let trimmed = text.trim();
+    let (addr, prefix) = match trimmed.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (trimmed, None),
+    };
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return Err(format!(
+            "{text:?} is not an IP address or CIDR range; expected e.g. 10.0.0.0/8 or 127.0.0.1"
+        ));
+    };
+    let (bits, width) = match addr {
+        IpAddr::V4(v4) => (u128::from(v4.to_bits()), 32u8),
+        IpAddr::V6(v6) => (v6.to_bits(), 128u8),
+    };
+    let Some(prefix) = prefix else {
+        return Ok(());
+    };
+    let prefix = match prefix.parse::<u8>() {
+        Ok(n) if n <= width && prefix.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => {
+            return Err(format!(
+                "{text:?}: the prefix length must be a number from 0 to {width}"
+            ));
+        }
+    };
+    let host_bits = u32::from(width - prefix);
+    let network = bits
+        .checked_shr(host_bits)
+        .and_then(|b| b.checked_shl(host_bits))
+        .unwrap_or(0);
+    if network == bits {
+        return Ok(());
+    }
+    let network = match addr {
+        // The masked bits of an IPv4 address fit in 32.
+        IpAddr::V4(_) => IpAddr::from(Ipv4Addr::from_bits(
+            u32::try_from(network).unwrap_or_default(),
+        )),
+        IpAddr::V6(_) => IpAddr::from(Ipv6Addr::from_bits(network)),
+    };
+    Err(format!(
+        "{text:?} has bits set past its /{prefix} prefix; did you mean {network}/{prefix}?"
+    ))
 }

@@ -204,3 +204,48 @@ spec:
     assert_eq!(canary.analysis().iterations(), 10);
     assert!(canary.analysis().steps().is_empty());
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_ranges() {
+    let canary = |proxies: &str| {
+        format!(
+            "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {{name: front}}
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:8080
+    trustedProxies: {proxies}
+    limits: {{responseBodyTimeout: 30s}}
+  upstreams: {{stable: http://127.0.0.1:9001}}
+  analysis: {{interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}}
+"
+        )
+    };
+    let good = canary(r#"["10.0.0.0/8", "127.0.0.1", "::1", "fd00::/8", " 192.168.0.0/16 "]"#);
+    let documents = load_documents("front.yaml", &good).unwrap_or_else(|problems| {
+        panic!("{}", serin_spec::render_problems("front.yaml", &problems))
+    });
+    let front = documents[0].as_canary().unwrap();
+    assert_eq!(front.spec.service.trusted_proxies.len(), 5);
+    let limits = front.spec.service.limits.as_ref().unwrap();
+    assert_eq!(
+        limits.response_body_timeout.as_ref().unwrap().as_std(),
+        Duration::from_secs(30)
+    );
+
+    let bad = canary(r#"["10.0.0.0/8", "10.0.0.1/8", "localhost", "10.0.0.0/33", "::/x"]"#);
+    let problems = load_documents("front.yaml", &bad).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        [
+            "spec.service.trustedProxies[1]: \"10.0.0.1/8\" has bits set past its /8 prefix; did you mean 10.0.0.0/8?",
+            "spec.service.trustedProxies[2]: \"localhost\" is not an IP address or CIDR range; expected e.g. 10.0.0.0/8 or 127.0.0.1",
+            "spec.service.trustedProxies[3]: \"10.0.0.0/33\": the prefix length must be a number from 0 to 32",
+            "spec.service.trustedProxies[4]: \"::/x\": the prefix length must be a number from 0 to 128",
+        ]
+    );
+}

@@ -19,7 +19,7 @@ pub(crate) struct Proxies {
 type CounterSeries = (&'static str, &'static str, fn(&CountersSnapshot) -> u64);
 
 /// Every monotonic counter of [`CountersSnapshot`].
-const COUNTERS: [CounterSeries; 13] = [
+const COUNTERS: [CounterSeries; 15] = [
     (
         "serin_proxy_connections",
         "Client connections the proxy accepted",
@@ -46,9 +46,19 @@ const COUNTERS: [CounterSeries; 13] = [
         |c| c.upstream_other_errors,
     ),
     (
+        "serin_proxy_upstream_body_errors",
+        "Response bodies that broke off or stalled after their head was sent (recorded as the version's 502 or 504)",
+        |c| c.upstream_body_errors,
+    ),
+    (
         "serin_proxy_rejected_header_too_large",
         "Requests refused with 431 because their head was too large",
         |c| c.rejected_header_too_large,
+    ),
+    (
+        "serin_proxy_rejected_invalid_host",
+        "Requests refused with 400 because their Host was missing, repeated or invalid",
+        |c| c.rejected_invalid_host,
     ),
     (
         "serin_proxy_rejected_body_too_large",

@@ -63,6 +63,7 @@ spec:
         listen: local,
         limits: Default::default(),
         access_log: None,
+        trusted_proxies: Default::default(),
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
     let bound = Proxy::bind(config, base.routes.clone(), recorder)

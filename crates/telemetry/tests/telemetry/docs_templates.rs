@@ -211,6 +211,7 @@ async fn shipped_templates_return_numbers_from_a_real_prometheus() {
         listen: local,
         limits: Limits::default(),
         access_log: None,
+        trusted_proxies: Default::default(),
     };
     let proxy = Proxy::bind(config, routes, recorder.clone()).await.unwrap();
     let listen = proxy.handle().local_addr();

@@ -200,6 +200,7 @@ async fn proxy_counters_over_http() {
             ..Limits::default()
         },
         access_log: None,
+        trusted_proxies: Default::default(),
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
     let proxy = Proxy::bind(
@@ -252,7 +253,9 @@ async fn proxy_counters_over_http() {
         r#"serin_proxy_upstream_connect_errors_total{canary="web"} 1"#,
         r#"serin_proxy_upstream_timeouts_total{canary="web"} 0"#,
         r#"serin_proxy_upstream_other_errors_total{canary="web"} 0"#,
+        r#"serin_proxy_upstream_body_errors_total{canary="web"} 0"#,
         r#"serin_proxy_rejected_header_too_large_total{canary="web"} 0"#,
+        r#"serin_proxy_rejected_invalid_host_total{canary="web"} 0"#,
         r#"serin_proxy_rejected_body_too_large_total{canary="web"} 0"#,
         r#"serin_proxy_client_body_timeouts_total{canary="web"} 0"#,
         r#"serin_proxy_mirrors_sent_total{canary="web"} 0"#,
