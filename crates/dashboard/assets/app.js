@@ -169,7 +169,11 @@ function describe(kind, body) {
     return { text: "decision " + d.verdict + (d.reasons && d.reasons.length ? ": " + d.reasons.join("; ") : "") };
   }
   if (body.answer) {
-    const calls = (body.answer.calls || []).map((c) => c.name + (c.status ? " " + c.status : c.error ? " " + c.error : ""));
+    // A refusal's body (or why the call failed) says what to fix.
+    const calls = (body.answer.calls || []).map((c) => {
+      const detail = c.body || c.error;
+      return c.name + (c.status ? " " + c.status : " failed") + (detail ? ": " + detail : "");
+    });
     return { text: "webhooks " + (body.kind || "") + (body.answer.ok ? " ok" : " refused") + (calls.length ? ": " + calls.join(", ") : "") };
   }
   if (body.message) return { text: body.message };
