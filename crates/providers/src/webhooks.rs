@@ -323,9 +323,8 @@ impl Inner {
                             webhook = %hook.name,
                             kind,
                             status,
-                            millis = call.millis,
-                            body = %text,
-                            "webhook answered {status}: {text}"
+                            "webhook refused: answered {status} in {} ms: {text}",
+                            call.millis
                         );
                         call.body = body;
                     }

@@ -64,6 +64,17 @@ async fn serve_mounts_the_dashboard_and_metrics() {
     )
     .await;
     assert!(answered, "serin serve did not answer");
+    // Before any traffic or rollout event, the canary is on /metrics: idle
+    // at weight 0 (the daemon exports it as soon as it is loaded).
+    let metrics = http(api, "GET", "/metrics", None).unwrap();
+    for line in [
+        r#"serin_canary_weight{canary="web"} 0"#,
+        r#"serin_canary_status{canary="web"} 1"#,
+        r#"serin_canary_failed_checks{canary="web"} 0"#,
+        r#"serin_canary_phase{canary="web",phase="Initialized"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
     // Bounded traffic through the proxy: 20 requests.
     for _ in 0..20 {
         let answer = http(proxy, "GET", "/", None).unwrap();
