@@ -281,3 +281,76 @@ impl CanaryStatus {
         self.phase.is_terminal()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> CanaryStatus {
+        CanaryStatus::new(
+            "web",
+            "web.yaml",
+            "127.0.0.1:8080".into(),
+            "http://127.0.0.1:9001",
+            &RolloutState::new(Timestamp::from_millis(1_000)),
+            &Placement::default(),
+        )
+    }
+
+    #[test]
+    fn a_fault_holds_since_it_began_until_cleared() {
+        let mut status = status();
+        let at = Timestamp::from_millis(5_000);
+        assert!(status.set_fault(Fault::StateSaveFailed, "disk full", at));
+        assert!(!status.set_fault(
+            Fault::StateSaveFailed,
+            "disk full",
+            Timestamp::from_millis(9_000)
+        ));
+        assert!(status.set_fault(
+            Fault::StateSaveFailed,
+            "still full",
+            Timestamp::from_millis(9_000)
+        ));
+        let fault = status.fault(Fault::StateSaveFailed).expect("shown");
+        assert_eq!(
+            (
+                fault.message.as_str(),
+                fault.last_transition_time,
+                fault.status
+            ),
+            ("still full", at, ConditionStatus::True)
+        );
+        assert_eq!(
+            status.conditions[0].kind, "Promoted",
+            "Flagger's condition stays first"
+        );
+        // A rollout update leaves it alone.
+        status.apply(&RolloutState::new(Timestamp::from_millis(10_000)));
+        assert!(status.fault(Fault::StateSaveFailed).is_some());
+        assert!(status.clear_fault(Fault::StateSaveFailed));
+        assert!(!status.clear_fault(Fault::StateSaveFailed));
+        assert_eq!(status.conditions.len(), 1);
+    }
+
+    #[test]
+    fn long_fault_messages_are_cut_on_a_character() {
+        let mut status = status();
+        let long = "é".repeat(MAX_FAULT_MESSAGE);
+        status.set_fault(Fault::ConfigReloadFailed, &long, Timestamp::from_millis(1));
+        let message = &status
+            .fault(Fault::ConfigReloadFailed)
+            .expect("shown")
+            .message;
+        assert!(message.len() <= MAX_FAULT_MESSAGE + '…'.len_utf8());
+        assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn statuses_from_a_daemon_without_analysis_still_read() {
+        let mut json = serde_json::to_value(status()).expect("serializes");
+        json.as_object_mut().expect("an object").remove("analysis");
+        let read: CanaryStatus = serde_json::from_value(json).expect("reads");
+        assert_eq!(read.analysis, AnalysisView::default());
+    }
+}
