@@ -2,9 +2,12 @@
 //! disk (polled: no inotify dependency, and it works on every filesystem).
 //!
 //! A reload that finds problems keeps the canaries as they run and says
-//! why; the next good version of the files is picked up as usual.
+//! why, in the log and as the `ConfigReloadFailed` condition of each canary
+//! it concerns; the next good version of the files is picked up as usual
+//! and clears the condition.
 
 use crate::supervisor::Supervisor;
+use serin_server::{Clock, TokioClock};
 use serin_spec::Catalog;
 use std::{
     collections::BTreeMap,
@@ -35,15 +38,33 @@ pub struct Loaded {
 /// Reads, parses and validates `paths`; every problem is one line naming
 /// the file (and the field).
 pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
+    load_files(paths).map_err(|problems| problems.into_iter().map(|p| p.line).collect())
+}
+
+/// One problem with the files.
+#[derive(Clone, Debug)]
+struct FileProblem {
+    /// The file it is in, as canaries record it.
+    file: String,
+    /// The problem, naming the file (and the field).
+    line: String,
+}
+
+/// [`load`], each problem with its file.
+fn load_files(paths: &[PathBuf]) -> Result<Loaded, Vec<FileProblem>> {
     let mut catalog = Catalog::new();
     let mut files = BTreeMap::new();
     let mut problems = Vec::new();
     for path in paths {
         let name = path.display().to_string();
+        let problem = |line: String| FileProblem {
+            file: name.clone(),
+            line,
+        };
         let text = match read(path) {
             Ok(text) => text,
-            Err(problem) => {
-                problems.push(format!("{name}: {problem}"));
+            Err(error) => {
+                problems.push(problem(format!("{name}: {error}")));
                 continue;
             }
         };
@@ -51,23 +72,23 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
             // An empty file is almost always one caught mid-write (editors
             // and `>` truncate first); taking it at its word would stop
             // every canary it held.
-            Ok(documents) if documents.is_empty() => problems.push(format!(
+            Ok(documents) if documents.is_empty() => problems.push(problem(format!(
                 "{name}: holds no documents; to remove its canaries, remove the file from the command line"
-            )),
+            ))),
             Ok(documents) => {
                 for document in documents {
                     if let serin_spec::Document::Canary(canary) = &document
                         && let Some(other) = files.insert(canary.name().to_owned(), name.clone())
                     {
-                        problems.push(format!(
+                        problems.push(problem(format!(
                             "{name}: metadata.name: canary {:?} is also defined in {other}",
                             canary.name()
-                        ));
+                        )));
                     }
                     catalog.add(document);
                 }
             }
-            Err(found) => problems.push(serin_spec::render_problems(&name, &found)),
+            Err(found) => problems.push(problem(serin_spec::render_problems(&name, &found))),
         }
     }
     if problems.is_empty() {
@@ -155,6 +176,9 @@ pub async fn follow(
 ) {
     let mut last = seen(&paths);
     let mut hangup = hangup_signal();
+    let clock = TokioClock::new();
+    // The problems of the last reload, until a reload succeeds.
+    let mut refused: Vec<FileProblem> = Vec::new();
     loop {
         let forced = tokio::select! {
             () = tokio::time::sleep(poll) => false,
@@ -175,25 +199,73 @@ pub async fn follow(
         }
         if forced || now != last {
             last = now;
-            match load(&paths) {
+            match load_files(&paths) {
                 Ok(fresh) => {
                     tracing::info!(files = paths.len(), forced, "canary files reloaded");
                     loaded = fresh;
+                    refused.clear();
                 }
                 Err(problems) => {
-                    for problem in problems {
+                    for problem in &problems {
                         tracing::error!(
-                            "reload refused, canaries keep running as they are: {problem}"
+                            "reload refused, canaries keep running as they are: {}",
+                            problem.line
                         );
                     }
-                    continue;
+                    refused = problems;
                 }
             }
         }
-        for problem in supervisor.reconcile(&loaded.catalog, &loaded.files).await {
+        let problems = supervisor
+            .reconcile_each(&loaded.catalog, &loaded.files)
+            .await;
+        for (_, problem) in &problems {
             tracing::error!("{problem}");
         }
+        let faults = faults(&supervisor, &refused, &problems);
+        supervisor.set_config_faults(&faults, clock.now());
     }
+}
+
+/// What each running canary is told about the files: the problems of a
+/// refused reload in its own file, and in files that hold no running
+/// canary (templates and alert providers it may use: the whole reload was
+/// refused), and what applying its file's change ran into.
+fn faults(
+    supervisor: &Supervisor,
+    refused: &[FileProblem],
+    applying: &[(String, String)],
+) -> BTreeMap<String, String> {
+    let canaries = supervisor.list();
+    let canary_files: std::collections::BTreeSet<&str> =
+        canaries.iter().map(|c| c.file.as_str()).collect();
+    let mut faults = BTreeMap::new();
+    for canary in &canaries {
+        let mut lines: Vec<&str> = refused
+            .iter()
+            .filter(|p| p.file == canary.file || !canary_files.contains(p.file.as_str()))
+            .map(|p| p.line.as_str())
+            .collect();
+        let reload = !lines.is_empty();
+        lines.extend(
+            applying
+                .iter()
+                .filter(|(name, _)| *name == canary.name)
+                .map(|(_, line)| line.as_str()),
+        );
+        if lines.is_empty() {
+            continue;
+        }
+        let lead = if reload {
+            "reload refused, the canary runs as before: "
+        } else {
+            "the file's change could not be applied: "
+        };
+        // One line: a file's problems come one per line.
+        let text = lines.join("; ").replace('\n', "; ");
+        faults.insert(canary.name.clone(), format!("{lead}{text}"));
+    }
+    faults
 }
 
 #[cfg(unix)]

@@ -9,14 +9,15 @@
 //! in progress.
 
 use crate::{
-    status::CanaryStatus,
+    status::{AnalysisView, CanaryStatus, Fault},
     store::{FileTarget, Store, StoredCanary},
 };
 use serde::Serialize;
 use serin_proxy::{ProxyHandle, Recorder};
-use serin_rollout::{Phase, RolloutState, ports::CanaryTarget};
+use serin_rollout::{Phase, RolloutState, Timestamp, ports::CanaryTarget};
 use serin_server::{
-    Clock, Command, DriverError, Persistence, Prepared, RunError, TokioClock, Update, run::Parts,
+    Clock, Command, DriverError, Persistence, Prepared, RunError, Saved, StateStore, StoreError,
+    TokioClock, Update, run::Parts,
 };
 use serin_spec::{Canary, Catalog};
 use std::{
@@ -358,6 +359,19 @@ impl Supervisor {
         catalog: &Catalog,
         files: &BTreeMap<String, String>,
     ) -> Vec<String> {
+        self.reconcile_each(catalog, files)
+            .await
+            .into_iter()
+            .map(|(_, problem)| problem)
+            .collect()
+    }
+
+    /// [`Self::reconcile`], each problem with the canary it is about.
+    pub(crate) async fn reconcile_each(
+        &self,
+        catalog: &Catalog,
+        files: &BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         let wanted: BTreeMap<&str, &Canary> = catalog
             .canaries()
@@ -396,16 +410,30 @@ impl Supervisor {
                         self.write().insert(name.to_owned(), entry);
                     }
                     Err(error) => {
-                        problems.push(error.to_string());
+                        problems.push((name.to_owned(), error.to_string()));
                         continue;
                     }
                 }
             }
             if let Err(error) = self.follow_file(name, canary).await {
-                problems.push(format!("{file}: {name}: {error}"));
+                problems.push((name.to_owned(), format!("{file}: {name}: {error}")));
             }
         }
         problems
+    }
+
+    /// Shows `ConfigReloadFailed` on each canary named in `faults` (with
+    /// its message; since `at` when it is new) and clears it on the others.
+    pub(crate) fn set_config_faults(&self, faults: &BTreeMap<String, String>, at: Timestamp) {
+        let canaries = self.read();
+        for (name, entry) in canaries.iter() {
+            entry
+                .status_tx
+                .send_if_modified(|status| match faults.get(name) {
+                    Some(message) => status.set_fault(Fault::ConfigReloadFailed, message, at),
+                    None => status.clear_fault(Fault::ConfigReloadFailed),
+                });
+        }
     }
 
     /// Stops every canary: drivers save and end, proxies drain.
@@ -534,6 +562,7 @@ impl Supervisor {
                 )
             })?;
         }
+        let analysis = AnalysisView::of(&prepared.analysis);
         let assembled =
             serin_server::run::assemble(prepared)
                 .await
@@ -545,7 +574,7 @@ impl Supervisor {
                     other => invalid("spec", other.to_string()),
                 })?;
         let (updates, updates_rx) = broadcast::channel(256);
-        let status = CanaryStatus::new(
+        let mut status = CanaryStatus::new(
             &name,
             file,
             assembled.proxy.local_addr().to_string(),
@@ -553,12 +582,17 @@ impl Supervisor {
             &state,
             &placement,
         );
-        let store = CanaryStore {
+        status.analysis = analysis;
+        let (status_tx, status_rx) = watch::channel(status);
+        let status_tx = Arc::new(status_tx);
+        let store = Arc::new(WatchedStore {
             store: self.inner.store.clone(),
             threshold: plan.threshold,
-        };
+            status: status_tx.clone(),
+            clock: clock.clone(),
+        });
         let (mut driver, parts) =
-            assembled.into_driver(state, updates, Persistence::new(Arc::new(store), placement));
+            assembled.into_driver(state, updates, Persistence::new(store, placement));
         let Parts {
             proxy: bound,
             recorder,
@@ -581,8 +615,6 @@ impl Supervisor {
                 tracing::error!(canary = %proxy_name, %error, "proxy stopped");
             }
         });
-        let (status_tx, status_rx) = watch::channel(status);
-        let status_tx = Arc::new(status_tx);
         let forward = tokio::spawn(forward(
             name.clone(),
             updates_rx,
@@ -643,6 +675,44 @@ impl Supervisor {
     }
 }
 
+/// The store as one canary's rollout sees it: a save that fails shows as
+/// the canary's `StateSaveFailed` condition until a save succeeds. (The
+/// rollout itself holds and says so in its history.)
+struct WatchedStore {
+    store: Arc<Store>,
+    /// The canary's `threshold`, for the revision records.
+    threshold: u32,
+    status: Arc<watch::Sender<CanaryStatus>>,
+    clock: TokioClock,
+}
+
+impl StateStore for WatchedStore {
+    fn save(&self, canary: &str, saved: Saved<'_>) -> Result<(), StoreError> {
+        let result = self
+            .store
+            .save_rows(canary, saved, Some(self.threshold))
+            .map_err(|error| StoreError {
+                message: format!("{}: {error}", self.store.dir().display()),
+            });
+        match &result {
+            Ok(()) => {
+                self.status
+                    .send_if_modified(|status| status.clear_fault(Fault::StateSaveFailed));
+            }
+            Err(error) => {
+                let message = format!(
+                    "cannot save the rollout's state: {error}; the rollout holds where it was last saved and retries"
+                );
+                let at = self.clock.now();
+                self.status.send_if_modified(|status| {
+                    status.set_fault(Fault::StateSaveFailed, &message, at)
+                });
+            }
+        }
+        result
+    }
+}
+
 // === impl Entry ===
 
 impl Entry {
@@ -663,27 +733,6 @@ impl Entry {
                 tracing::warn!(%file, %error, "canary task ended abnormally");
             }
         }
-    }
-}
-
-/// The store as one canary's rollout saves to it: with what the revision
-/// records need to know of its plan.
-struct CanaryStore {
-    store: Arc<Store>,
-    threshold: u32,
-}
-
-impl serin_server::StateStore for CanaryStore {
-    fn save(
-        &self,
-        canary: &str,
-        saved: serin_server::Saved<'_>,
-    ) -> Result<(), serin_server::StoreError> {
-        self.store
-            .save_rows(canary, saved, Some(self.threshold))
-            .map_err(|error| serin_server::StoreError {
-                message: format!("{}: {error}", self.store.dir().display()),
-            })
     }
 }
 

@@ -7,6 +7,11 @@ const TRAFFIC_WINDOW = 10;   // seconds of traffic behind each live point
 const MAX_HISTORY = 300;     // entries kept per canary
 const MAX_HISTORY_PAGES = 20;
 const TOKEN_KEY = "serin-token";
+const CONFIRM_MS = 4000;     // how long "Confirm promote?" waits for the second click
+const STATUS_EVERY_MS = 5000; // statuses (conditions, new canaries) are read again this often
+// Phases in which a person may still act on a rollout (the daemon's own rule:
+// manual gates act before promotion).
+const ACTIVE_PHASES = new Set(["Waiting", "Progressing", "WaitingPromotion"]);
 
 const store = {
   canaries: new Map(),   // name -> status (the API's CanaryStatus)
@@ -169,7 +174,11 @@ function describe(kind, body) {
     return { text: "decision " + d.verdict + (d.reasons && d.reasons.length ? ": " + d.reasons.join("; ") : "") };
   }
   if (body.answer) {
-    const calls = (body.answer.calls || []).map((c) => c.name + (c.status ? " " + c.status : c.error ? " " + c.error : ""));
+    // A refusal's body (or why the call failed) says what to fix.
+    const calls = (body.answer.calls || []).map((c) => {
+      const detail = c.body || c.error;
+      return c.name + (c.status ? " " + c.status : " failed") + (detail ? ": " + detail : "");
+    });
     return { text: "webhooks " + (body.kind || "") + (body.answer.ok ? " ok" : " refused") + (calls.length ? ": " + calls.join(", ") : "") };
   }
   if (body.message) return { text: body.message };
@@ -254,6 +263,38 @@ function connect() {
 
 let pendingAction = null;
 
+// The action waiting for its confirming click: {name, action, until}.
+let armed = null;
+let armedTimer = null;
+
+function disarm() {
+  armed = null;
+  if (armedTimer) { clearTimeout(armedTimer); armedTimer = null; }
+  schedule();
+}
+
+// Promote and abort cannot be taken back: the first click arms the button
+// ("Confirm abort?") for a few seconds, the second sends it.
+function confirmThen(name, action) {
+  if (armed && armed.name === name && armed.action === action && Date.now() < armed.until) {
+    disarm();
+    gate(name, action);
+    return;
+  }
+  if (armedTimer) clearTimeout(armedTimer);
+  armed = { name, action, until: Date.now() + CONFIRM_MS };
+  armedTimer = setTimeout(disarm, CONFIRM_MS);
+  schedule();
+}
+
+// Why an action cannot apply to the canary now, or null when it can.
+function refusal(c, action) {
+  if (!ACTIVE_PHASES.has(c.phase)) return "no rollout in progress (" + (c.phase || "unknown") + ")";
+  if (action === "pause" && c.paused) return "already paused";
+  if (action === "resume" && !c.paused) return "not paused";
+  return null;
+}
+
 function askToken(action, message) {
   pendingAction = action;
   const dialog = document.getElementById("token-dialog");
@@ -328,6 +369,37 @@ function chartCard(title, lines, unit, fixed, testid) {
 
 // === views ===
 
+// What serin cannot do for a canary now: conditions after Flagger's Promoted.
+function faultsOf(c) {
+  return (c.conditions || []).filter((f) => f.type !== "Promoted" && f.status === "True");
+}
+
+function faults(c) {
+  const list = faultsOf(c);
+  if (!list.length) return null;
+  return el("div", { class: "faults", "data-testid": "faults" }, list.map((f) =>
+    el("p", { class: "fault", "data-testid": "condition-" + f.type },
+      el("strong", {}, f.type), " since " + time(f.lastTransitionTime) + ": ", f.message || "")));
+}
+
+// The allowed margin over stable as configured: "×1.5" for maxRatio,
+// "+1 points" / "+50 ms" for maxDelta; the evidence's own number when the
+// daemon does not say (an older one).
+function margin(c, m) {
+  const config = ((c.analysis || {}).metrics || []).find((x) => x.name === m.name);
+  if (config) {
+    const compare = config.compare || {};
+    const unit = config.unit === "%" ? " points" : config.unit ? " " + config.unit : "";
+    const parts = [];
+    // As written in the file: 1.5, not 1.50.
+    const written = (v) => String(Number(v.toPrecision(6)));
+    if (Number.isFinite(compare.maxDelta)) parts.push("+" + written(compare.maxDelta) + unit);
+    if (Number.isFinite(compare.maxRatio)) parts.push("×" + written(compare.maxRatio));
+    return parts.length ? parts.join(", ") : "–";
+  }
+  return m.margin ? "+" + num(m.margin) : "–";
+}
+
 // The CSP forbids style attributes; CSSOM properties are allowed.
 function weightBar(weight) {
   const fill = el("span", {});
@@ -340,7 +412,7 @@ function overview() {
     const last = store.decisions.get(c.name);
     return el("tr", { "data-testid": "row" },
       el("td", {}, el("a", { href: "#/canary/" + encodeURIComponent(c.name) }, c.name)),
-      el("td", {}, badge(phaseText(c), c.paused ? "paused" : c.phase || "")),
+      el("td", {}, badge(phaseText(c), c.paused ? "paused" : c.phase || ""), faultsOf(c).map((f) => [" ", badge(f.type, "fault", "fault")])),
       el("td", { class: "num" }, weightBar(c.canaryWeight || 0), (c.canaryWeight || 0) + "%"),
       el("td", {}, c.revision || "–"),
       el("td", {}, last ? [badge(last.decision.verdict, last.decision.verdict), " ", el("span", { class: "reason" }, (last.decision.reasons || [])[0] || "")] : "–"),
@@ -362,20 +434,27 @@ function detail(name) {
   if (!c) return [el("h1", {}, name), el("p", { class: "muted" }, "No canary named " + name + ".")];
   const s = seriesOf(name);
   const last = store.decisions.get(name);
-  const button = (action, label, cls) => el("button", {
-    type: "button", class: cls, "data-action": action, "data-testid": "action-" + action,
-    onclick: () => gate(name, action),
-  }, label);
+  const button = (action, label, cls, confirm) => {
+    const why = refusal(c, action);
+    const waiting = confirm && !why && armed && armed.name === name && armed.action === action;
+    return el("button", {
+      type: "button", class: (cls || "") + (waiting ? " armed" : ""), "data-action": action, "data-testid": "action-" + action,
+      disabled: why !== null, title: why || (waiting ? "click again to " + action : null),
+      onclick: () => { if (refusal(store.canaries.get(name) || {}, action)) return; confirm ? confirmThen(name, action) : gate(name, action); },
+    }, waiting ? "Confirm " + action + "?" : label);
+  };
   const summary = el("section", { class: "card summary" },
     el("div", {}, el("h1", { "data-testid": "name" }, c.name), badge(phaseText(c), c.paused ? "paused" : c.phase || "", "phase")),
     el("div", {}, el("div", { class: "muted" }, "canary weight"), el("div", { class: "big", "data-testid": "weight" }, (c.canaryWeight || 0) + "%")),
     el("div", {}, el("div", { class: "muted" }, "revision"), el("div", { "data-testid": "revision" }, c.revision || "–")),
     el("div", {}, el("div", { class: "muted" }, "failed checks"), el("div", { class: "big" }, c.failedChecks || 0)),
     el("div", { class: "actions" },
-      button("promote", "Promote"),
-      c.paused ? button("resume", "Resume") : button("pause", "Pause"),
-      button("abort", "Abort", "danger"),
+      button("promote", "Promote", "", true),
+      button("pause", "Pause"),
+      button("resume", "Resume"),
+      button("abort", "Abort", "danger", true),
       el("span", { class: "flash " + (flashText.bad ? "error" : "muted"), "data-testid": "flash" }, flashText.text)),
+    faults(c),
     el("p", { class: "muted", "data-testid": "message" }, c.message || ""),
     el("p", { class: "muted" }, "stable ", c.stable || "–", " · canary ", c.canary || "–", " · proxy ", c.listen || "–"));
   const charts = el("div", { class: "grid" },
@@ -400,7 +479,7 @@ function detail(name) {
             el("td", { class: "num" }, num(m.canary)),
             el("td", { class: "num" }, num(m.stable)),
             el("td", { class: "num" }, "[" + (m.range && m.range[0] !== null ? num(m.range[0]) : "") + ", " + (m.range && m.range[1] !== null ? num(m.range[1]) : "") + "]"),
-            el("td", { class: "num" }, num(m.margin)),
+            el("td", { class: "num", "data-testid": "margin" }, margin(c, m)),
             el("td", { class: "num" }, m.e_value !== null && m.e_value !== undefined ? "e=" + num(m.e_value) : m.p_value !== null && m.p_value !== undefined ? "p=" + num(m.p_value, 3) : (m.canary_requests || 0) + " req"),
             el("td", { class: "reason" }, m.reason)))))
       : el("p", { class: "muted" }, "No decision yet."));
@@ -459,7 +538,15 @@ function start() {
   loadCanaries()
     .then(() => { const name = route(); return name ? loadHistory(name) : null; })
     .catch((error) => { flash("cannot read the API: " + error.message, true); })
-    .finally(() => { render(); connect(); });
+    .finally(() => { render(); connect(); refresh(); });
+}
+
+// Conditions (a refused reload, a full disk) and canaries added by a reload
+// come with no event: read the statuses again every few seconds.
+function refresh() {
+  setTimeout(() => {
+    loadCanaries().then(schedule, () => {}).finally(refresh);
+  }, STATUS_EVERY_MS);
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -482,10 +482,8 @@ impl Notifier {
             .iter()
             .map(|call| {
                 let outcome = match (call.status, &call.error) {
-                    (Some(status), Some(error)) => format!("answered {status}: {error}"),
-                    (Some(status), None) => format!("answered {status}"),
                     (None, Some(error)) => error.clone(),
-                    (None, None) => "failed".to_owned(),
+                    _ => call.outcome(),
                 };
                 format!("{kind} webhook {} {outcome}", call.name)
             })

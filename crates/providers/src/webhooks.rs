@@ -6,7 +6,9 @@
 //! backoff when the receiver is unreachable or answers 5xx/429 (never on
 //! other 4xx: a closed gate answers 403 and asking again cannot change that),
 //! and the answer body is read up to a small cap, so a slow or chatty
-//! receiver can never stall a rollout for long.
+//! receiver can never stall a rollout for long. When a webhook does not
+//! answer 2xx, the first kibibyte of its body (what the receiver says is
+//! wrong) goes into the log line and the call's record in the history.
 //!
 //! `event` webhooks receive every event with Flagger's `eventMessage`,
 //! `eventType` and `timestamp` metadata. They are delivered in order by a
@@ -15,7 +17,7 @@
 
 use crate::outbound::{self, Outbound};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serin_rollout::{
     GateKind, HookKind, Record, Severity,
@@ -37,10 +39,12 @@ pub const MAX_RETRIES: u32 = 10;
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest pause between attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The most of an answer body that is read (and kept for messages).
-const MAX_ANSWER_BYTES: usize = 16 * 1024;
-/// How much of a refusal's body is kept in the history.
-const MAX_EXCERPT_CHARS: usize = 300;
+/// The most of a 2xx answer's body that is read (and thrown away, so the
+/// connection can be reused); a longer one closes the connection.
+const MAX_DRAIN_BYTES: usize = 16 * 1024;
+/// How much of a refusal's body is read and kept for the log and the
+/// history; nothing more of it is read.
+pub const MAX_BODY_BYTES: usize = 1024;
 /// Events waiting for the `event` webhooks; more are dropped, never waited for.
 const EVENT_QUEUE: usize = 256;
 
@@ -104,7 +108,11 @@ enum EventJob {
 
 /// How one attempt ended.
 enum Attempt {
-    Status { status: u16, excerpt: String },
+    /// An answer, with the start of its body when it was not 2xx.
+    Status {
+        status: u16,
+        body: Option<String>,
+    },
     Failed(String),
 }
 
@@ -303,16 +311,22 @@ impl Inner {
                 ..WebhookCall::default()
             };
             match result {
-                Attempt::Status { status, excerpt } => {
+                Attempt::Status { status, body } => {
                     call.status = Some(status);
                     if (200..300).contains(&status) {
                         tracing::info!(canary = %self.name, webhook = %hook.name, kind, status, "webhook answered");
                     } else {
                         answer.ok = false;
-                        tracing::info!(canary = %self.name, webhook = %hook.name, kind, status, answer = %excerpt, "webhook refused");
-                        if !excerpt.is_empty() {
-                            call.error = Some(excerpt);
-                        }
+                        let text = body.as_deref().unwrap_or("");
+                        tracing::warn!(
+                            canary = %self.name,
+                            webhook = %hook.name,
+                            kind,
+                            status,
+                            "webhook refused: answered {status} in {} ms: {text}",
+                            call.millis
+                        );
+                        call.body = body;
                     }
                 }
                 Attempt::Failed(error) => {
@@ -402,28 +416,30 @@ impl Inner {
             Ok(request) => request,
             Err(error) => return Attempt::Failed(error.to_string()),
         };
-        let answer = tokio::time::timeout(timeout, async {
-            let response = client
-                .request(request)
-                .await
-                .map_err(|error| describe(&error))?;
-            let status = response.status().as_u16();
-            // Read a bounded amount: the connection can be reused and a
-            // refusal's reason reaches the history.
-            let excerpt = match Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-            {
-                Ok(collected) => excerpt(&collected.to_bytes()),
-                Err(_) => String::new(),
-            };
-            Ok::<_, String>((status, excerpt))
-        })
+        let deadline = tokio::time::Instant::now() + timeout;
+        let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Attempt::Failed(describe(&error)),
+            Err(_) => return Attempt::Failed(format!("no answer within {timeout:?}")),
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            // Read (and drop) a bounded amount, so the connection can be reused.
+            let _ = read_start(response.into_body(), 0, MAX_DRAIN_BYTES, deadline).await;
+            return Attempt::Status { status, body: None };
+        }
+        // A refusal's reason: its first kibibyte, and not a byte more.
+        let (start, more) = read_start(
+            response.into_body(),
+            MAX_BODY_BYTES,
+            MAX_BODY_BYTES,
+            deadline,
+        )
         .await;
-        match answer {
-            Ok(Ok((status, excerpt))) => Attempt::Status { status, excerpt },
-            Ok(Err(error)) => Attempt::Failed(error),
-            Err(_) => Attempt::Failed(format!("no answer within {timeout:?}")),
+        let text = excerpt(&start, more);
+        Attempt::Status {
+            status,
+            body: (!text.is_empty()).then_some(text),
         }
     }
 }
@@ -449,18 +465,74 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// The start of an answer body, as text on one line.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut short: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_EXCERPT_CHARS)
-        .collect();
-    if text.chars().count() > MAX_EXCERPT_CHARS {
-        short.push('…');
+/// Reads `body` until it ends, `deadline` passes, or more than `limit`
+/// bytes arrived; keeps the first `keep` bytes. Returns them and whether
+/// the body held more. A body that stalls or breaks after its status keeps
+/// what arrived: the status is the answer.
+async fn read_start<B>(
+    mut body: B,
+    keep: usize,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) -> (Vec<u8>, bool)
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let mut kept = Vec::with_capacity(keep.min(MAX_BODY_BYTES));
+    let mut seen = 0usize;
+    while seen <= limit {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None | Some(Err(_))) | Err(_) => return (kept, seen > keep),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        let room = keep.saturating_sub(kept.len());
+        kept.extend_from_slice(&data[..data.len().min(room)]);
     }
-    short.trim().to_owned()
+    (kept, true)
+}
+
+/// The start of an answer body as text on one line: invalid UTF-8 replaced,
+/// surrounding whitespace dropped, control characters (and the invisible
+/// ones that reorder text) escaped as `\n`, `\t`, `\u{1b}`; `…` when the
+/// body held `more`.
+fn excerpt(body: &[u8], more: bool) -> String {
+    let body = if more {
+        // Cut at the last whole character, not in the middle of one.
+        match std::str::from_utf8(body) {
+            Err(error) if error.error_len().is_none() => &body[..error.valid_up_to()],
+            _ => body,
+        }
+    } else {
+        body
+    };
+    let text = String::from_utf8_lossy(body);
+    let text = if more { text.trim_start() } else { text.trim() };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || is_bidi_or_invisible(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    if more {
+        out.push('…');
+    }
+    out
+}
+
+/// Characters that change how the text around them reads without showing
+/// themselves: bidirectional overrides and isolates, zero-width ones.
+fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 #[cfg(test)]
@@ -476,9 +548,52 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_are_short_and_on_one_line() {
-        assert_eq!(excerpt(b"no\nway"), "no way");
-        let long = vec![b'a'; 1000];
-        assert_eq!(excerpt(&long).chars().count(), MAX_EXCERPT_CHARS + 1);
+    fn excerpts_are_on_one_line_with_controls_escaped() {
+        assert_eq!(excerpt(b"no\nway\r\n", false), "no\\nway");
+        assert_eq!(excerpt(b"\x1b[31mred\ttab", false), "\\u{1b}[31mred\\ttab");
+        assert_eq!(
+            excerpt("a\u{202e}b".as_bytes(), false),
+            "a\\u{202e}b",
+            "no reordering of the log line"
+        );
+        assert_eq!(excerpt(b"\xff\xfeok", false), "\u{fffd}\u{fffd}ok");
+        assert_eq!(excerpt(b"", false), "");
+    }
+
+    #[test]
+    fn a_cut_excerpt_ends_on_a_whole_character_and_says_so() {
+        // 1023 bytes of 'a' and the first byte of 'é'.
+        let mut body = vec![b'a'; MAX_BODY_BYTES - 1];
+        body.push(0xc3);
+        let text = excerpt(&body, true);
+        assert_eq!(
+            text.chars().filter(|c| *c == 'a').count(),
+            MAX_BODY_BYTES - 1
+        );
+        assert!(text.ends_with("a…"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn only_the_start_of_a_body_is_read() {
+        use futures_util::stream;
+        use http_body_util::StreamBody;
+        // An endless body in 4 KiB frames: reading stops after the first.
+        let frames = stream::repeat_with(|| {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'x'; 4096])))
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let (start, more) = read_start(
+            StreamBody::new(frames),
+            MAX_BODY_BYTES,
+            MAX_BODY_BYTES,
+            deadline,
+        )
+        .await;
+        assert_eq!(start.len(), MAX_BODY_BYTES);
+        assert!(more);
+        // A short body is kept whole.
+        let short = Full::new(Bytes::from_static(b"denied"));
+        let (start, more) = read_start(short, MAX_BODY_BYTES, MAX_BODY_BYTES, deadline).await;
+        assert_eq!((start.as_slice(), more), (&b"denied"[..], false));
     }
 }

@@ -132,10 +132,33 @@ pub struct WebhookCall {
     pub url: String,
     /// The HTTP status, when one came back.
     pub status: Option<u16>,
-    /// What went wrong, when nothing usable came back.
+    /// What went wrong, when nothing usable came back. (Records written
+    /// before `body` existed kept a refusal's answer here too.)
     pub error: Option<String>,
+    /// The start of the answer's body when the webhook did not answer 2xx
+    /// (what the receiver says is wrong): its first kibibyte as text on one
+    /// line, control characters escaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// How long the call took, all attempts included.
     pub millis: u64,
+}
+
+// === impl WebhookCall ===
+
+impl WebhookCall {
+    /// How the call went, in words: `answered 403: not approved`,
+    /// `failed: connection refused`, `no answer`.
+    pub fn outcome(&self) -> String {
+        match (self.status, &self.body, &self.error) {
+            (Some(status), Some(body), _) | (Some(status), None, Some(body)) => {
+                format!("answered {status}: {body}")
+            }
+            (Some(status), None, None) => format!("answered {status}"),
+            (None, _, Some(error)) => format!("failed: {error}"),
+            (None, _, None) => "no answer".to_owned(),
+        }
+    }
 }
 
 /// The folded answer of every webhook of one kind.
@@ -207,5 +230,38 @@ impl Webhooks for NoWebhooks {
 
     fn event<'a>(&'a self, _record: &'a Record, _context: &'a HookContext) -> BoxFuture<'a, ()> {
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_what_the_receiver_answered() {
+        let call = WebhookCall {
+            name: "gate".into(),
+            status: Some(400),
+            body: Some("missing field \\\"ticket\\\"".into()),
+            ..WebhookCall::default()
+        };
+        assert_eq!(call.outcome(), "answered 400: missing field \\\"ticket\\\"");
+        let failed = WebhookCall {
+            error: Some("connection refused".into()),
+            ..WebhookCall::default()
+        };
+        assert_eq!(failed.outcome(), "failed: connection refused");
+        assert_eq!(WebhookCall::default().outcome(), "no answer");
+    }
+
+    #[test]
+    fn calls_recorded_before_the_body_was_kept_still_read() {
+        let old = r#"{"name":"gate","url":"http://127.0.0.1:9/","status":403,"error":"closed","millis":3}"#;
+        let call: WebhookCall = serde_json::from_str(old).expect("an old record reads");
+        assert_eq!(call.body, None);
+        assert_eq!(call.outcome(), "answered 403: closed");
+        // Without a body, nothing new is written: old readers see the same shape.
+        let written = serde_json::to_string(&call).expect("serializes");
+        assert!(!written.contains("body"), "{written}");
     }
 }

@@ -685,6 +685,7 @@ fn placeholder(name: &str) -> CanaryStatus {
         canary: None,
         next_tick_at: None,
         file: String::new(),
+        analysis: Default::default(),
     }
 }
 
@@ -834,6 +835,21 @@ fn table(statuses: &[CanaryStatus], colour: bool) -> String {
             _ => "33",
         });
         line(row, code, &mut out);
+    }
+    // What serin cannot do for a canary now (a refused reload, a full disk).
+    for status in statuses {
+        for fault in status.conditions.iter().filter(|c| c.kind != "Promoted") {
+            let secs = fault.last_transition_time.as_millis() / 1000;
+            out.push_str(&format!(
+                "{}: {} since {:02}:{:02}:{:02} UTC: {}\n",
+                status.name,
+                fault.kind,
+                (secs / 3600) % 24,
+                (secs / 60) % 60,
+                secs % 60,
+                fault.message
+            ));
+        }
     }
     out
 }

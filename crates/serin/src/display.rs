@@ -192,15 +192,18 @@ impl View {
                 for call in &answer.calls {
                     let outcome = match (call.status, &call.error) {
                         (Some(status), _) => format!("answered {status}"),
-                        (None, Some(error)) => format!("failed: {error}"),
+                        (None, Some(_)) => "failed".to_owned(),
                         (None, None) => "no answer".to_owned(),
                     };
+                    // What a refusing receiver said, or why the call failed.
+                    let detail = call.body.as_ref().or(call.error.as_ref());
                     self.line(&format!(
-                        "{} {} {kind} webhook {} {outcome} in {} ms",
+                        "{} {} {kind} webhook {} {outcome} in {} ms{}",
                         clock(at.as_millis()),
                         self.name,
                         call.name,
-                        call.millis
+                        call.millis,
+                        detail.map(|d| format!(": {d}")).unwrap_or_default()
                     ));
                 }
             }

@@ -2,8 +2,9 @@
 //! Prometheus can scrape it (and a MetricTemplate can query what it scraped).
 
 use anyhow::Result;
+use serin_rollout::RolloutState;
 use serin_server::{Running, Update};
-use serin_telemetry::{MetricsServer, Telemetry};
+use serin_telemetry::{MetricsServer, Snapshot, Telemetry};
 use std::net::SocketAddr;
 use tokio::sync::broadcast;
 
@@ -22,6 +23,9 @@ pub async fn serve_run(
     let telemetry = Telemetry::new();
     telemetry.add_traffic(name, running.recorder.clone());
     telemetry.add_proxy(name, running.proxy.clone());
+    // Exported from the start (weight 0, idle), before the rollout's first
+    // event: that may wait on a gate or a webhook for a while.
+    telemetry.register(name, Snapshot::from(&RolloutState::default()));
     telemetry.watch(name.to_owned(), updates);
     let server = serin_telemetry::serve(addr, telemetry).await?;
     eprintln!(

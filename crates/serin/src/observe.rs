@@ -3,7 +3,7 @@
 
 use serin_daemon::Supervisor;
 use serin_proxy::Recorder;
-use serin_telemetry::Telemetry;
+use serin_telemetry::{Snapshot, Telemetry};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use tokio::sync::broadcast;
 
@@ -20,19 +20,27 @@ pub fn routes(telemetry: &Telemetry) -> Vec<axum::Router> {
     vec![serin_dashboard::routes(), metrics]
 }
 
-/// How often canaries that are gone are looked for: a removed canary sends
-/// no more changes, so only a timer can notice it.
+/// How often canaries that are gone, or new, are looked for: a removed
+/// canary sends no more changes, and a loaded one none until its first
+/// event, so only a timer can notice them.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
+/// The recorder exported per canary; a relaunched canary has a new one.
+type Exported = BTreeMap<String, Arc<Recorder>>;
+
 /// Folds every canary's updates into `telemetry` until the daemon stops,
-/// and stops exporting canaries the daemon no longer runs.
+/// and stops exporting canaries the daemon no longer runs. Every canary
+/// running now is exported before this returns, so `/metrics` shows each
+/// one (weight, status, phase) from the start, before its first event.
 pub fn follow(telemetry: &Telemetry, supervisor: &Supervisor) -> tokio::task::JoinHandle<()> {
     let telemetry = telemetry.clone();
     let supervisor = supervisor.clone();
     let mut changes = supervisor.subscribe();
+    let mut exported = Exported::new();
+    for name in supervisor.names() {
+        export(&telemetry, &supervisor, &mut exported, &name);
+    }
     tokio::spawn(async move {
-        // The recorder exported per canary; a relaunched canary has a new one.
-        let mut exported: BTreeMap<String, Arc<Recorder>> = BTreeMap::new();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -46,29 +54,17 @@ pub fn follow(telemetry: &Telemetry, supervisor: &Supervisor) -> tokio::task::Jo
                         }
                         running
                     });
+                    for name in supervisor.names() {
+                        if !exported.contains_key(&name) {
+                            export(&telemetry, &supervisor, &mut exported, &name);
+                        }
+                    }
                     continue;
                 }
             };
             match change {
                 Ok(change) => {
-                    match supervisor.recorder(&change.canary) {
-                        Some(recorder) => {
-                            let known = exported.get(&change.canary);
-                            if !known.is_some_and(|known| Arc::ptr_eq(known, &recorder)) {
-                                telemetry.add_traffic(&change.canary, recorder.clone());
-                                // The proxy relaunched with the recorder.
-                                if let Some(proxy) = supervisor.proxy(&change.canary) {
-                                    telemetry.add_proxy(&change.canary, proxy);
-                                }
-                                exported.insert(change.canary.clone(), recorder);
-                            }
-                        }
-                        None => {
-                            if exported.remove(&change.canary).is_some() {
-                                telemetry.remove(&change.canary);
-                            }
-                        }
-                    }
+                    export(&telemetry, &supervisor, &mut exported, &change.canary);
                     telemetry.observe(&change.canary, &change.update);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -76,4 +72,38 @@ pub fn follow(telemetry: &Telemetry, supervisor: &Supervisor) -> tokio::task::Jo
             }
         }
     })
+}
+
+/// Exports `name`'s proxy series (again when it relaunched with a new
+/// recorder) and its rollout as it stands; stops exporting it when the
+/// daemon no longer runs it.
+fn export(telemetry: &Telemetry, supervisor: &Supervisor, exported: &mut Exported, name: &str) {
+    let Some(recorder) = supervisor.recorder(name) else {
+        if exported.remove(name).is_some() {
+            telemetry.remove(name);
+        }
+        return;
+    };
+    if exported
+        .get(name)
+        .is_some_and(|known| Arc::ptr_eq(known, &recorder))
+    {
+        return;
+    }
+    telemetry.add_traffic(name, recorder.clone());
+    if let Some(proxy) = supervisor.proxy(name) {
+        telemetry.add_proxy(name, proxy);
+    }
+    if let Ok(status) = supervisor.get(name) {
+        telemetry.register(
+            name,
+            Snapshot {
+                phase: status.phase,
+                canary_weight: status.canary_weight,
+                failed_checks: status.failed_checks,
+                iterations: status.iterations,
+            },
+        );
+    }
+    exported.insert(name.to_owned(), recorder);
 }

@@ -29,6 +29,7 @@ pub use serve::{MetricsServer, ServeError, serve};
 
 use prometheus_client::registry::Registry;
 use serin_proxy::ProxyHandle;
+use serin_rollout::{Phase, RolloutState};
 use serin_server::Update;
 use serin_stats::Recorder;
 use std::sync::Arc;
@@ -36,6 +37,32 @@ use tokio::sync::broadcast;
 
 /// The content type of [`Telemetry::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A canary's rollout as it stands: what `serin_canary_weight`,
+/// `serin_canary_status`, `serin_canary_phase`,
+/// `serin_canary_failed_checks` and `serin_canary_iterations` show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Flagger's phase.
+    pub phase: Phase,
+    /// Percent of traffic on the canary.
+    pub canary_weight: u8,
+    /// Failed checks counted against the threshold.
+    pub failed_checks: u32,
+    /// Iterations done (A/B testing, blue/green).
+    pub iterations: u32,
+}
+
+impl From<&RolloutState> for Snapshot {
+    fn from(state: &RolloutState) -> Self {
+        Snapshot {
+            phase: state.phase,
+            canary_weight: state.canary_weight,
+            failed_checks: state.failed_checks,
+            iterations: state.iterations,
+        }
+    }
+}
 
 /// Everything `/metrics` shows. Clones share the same series.
 #[derive(Clone, Debug)]
@@ -86,6 +113,16 @@ impl Telemetry {
     /// replaces its proxy.
     pub fn add_proxy(&self, canary: &str, proxy: ProxyHandle) {
         self.proxies.add(canary, proxy);
+    }
+
+    /// Exports `canary`'s rollout series (weight, status, phase, failed
+    /// checks, iterations) as `snapshot` says, from the moment the canary is
+    /// loaded, as Flagger exports `flagger_canary_status` at
+    /// initialisation: before its first rollout event, `/metrics` already
+    /// shows it (weight 0, idle). A canary whose rollout already reported
+    /// a state keeps what it reported; a removed one can be registered again.
+    pub fn register(&self, canary: &str, snapshot: Snapshot) {
+        self.rollouts.register_canary(canary, snapshot);
     }
 
     /// Stops exporting `canary`'s requests, proxy counters and rollout

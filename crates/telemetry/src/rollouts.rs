@@ -1,6 +1,7 @@
 //! serin's own series, folded from rollout updates: what Flagger's
 //! controller exports as `flagger_canary_*`, under serin's names.
 
+use crate::Snapshot;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -195,20 +196,32 @@ impl Rollouts {
         }
     }
 
-    fn state(&self, canary: &str, at: Timestamp, state: &RolloutState) {
+    /// Exports a canary as it stands when it is loaded, unless its rollout
+    /// already reported a state (which is newer).
+    pub(crate) fn register_canary(&self, canary: &str, snapshot: Snapshot) {
+        let mut last_phase = lock(&self.last_phase);
+        if last_phase.contains_key(canary) {
+            return;
+        }
+        last_phase.insert(canary.to_owned(), snapshot.phase);
+        // Set under the lock, so a state update cannot slip in between.
+        self.set(canary, snapshot);
+    }
+
+    fn set(&self, canary: &str, snapshot: Snapshot) {
         let labels = CanaryLabels {
             canary: canary.to_owned(),
         };
         self.weight
             .get_or_create(&labels)
-            .set(i64::from(state.canary_weight));
+            .set(i64::from(snapshot.canary_weight));
         self.failed_checks
             .get_or_create(&labels)
-            .set(i64::from(state.failed_checks));
+            .set(i64::from(snapshot.failed_checks));
         self.iterations
             .get_or_create(&labels)
-            .set(i64::from(state.iterations));
-        let status = match state.phase {
+            .set(i64::from(snapshot.iterations));
+        let status = match snapshot.phase {
             Phase::Failed => 2,
             phase if phase.is_active() => 0,
             _ => 1,
@@ -221,9 +234,19 @@ impl Rollouts {
             };
             self.phase
                 .get_or_create(&labels)
-                .set(i64::from(phase == state.phase));
+                .set(i64::from(phase == snapshot.phase));
         }
-        let previous = lock(&self.last_phase).insert(canary.to_owned(), state.phase);
+    }
+
+    fn state(&self, canary: &str, at: Timestamp, state: &RolloutState) {
+        let labels = CanaryLabels {
+            canary: canary.to_owned(),
+        };
+        let previous = {
+            let mut last_phase = lock(&self.last_phase);
+            self.set(canary, Snapshot::from(state));
+            last_phase.insert(canary.to_owned(), state.phase)
+        };
         let finished = state.phase.is_terminal() && previous.is_some_and(|p| !p.is_terminal());
         if finished {
             match state.phase {

@@ -301,10 +301,13 @@ async fn openapi_matches_the_routes() {
     );
 
     let dir = tempfile::tempdir().unwrap();
+    let analysis = format!(
+        "{ONE_STEP}    metrics:\n    - name: request-duration\n      thresholdRange: {{max: 500}}\n      compare: {{maxRatio: 1.2}}\n"
+    );
     let file = write(
         dir.path(),
         "web.yaml",
-        &canary_yaml("web", free_port(), "http://127.0.0.1:9", None, ONE_STEP),
+        &canary_yaml("web", free_port(), "http://127.0.0.1:9", None, &analysis),
     );
     let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
     for (method, path) in &described {
@@ -322,6 +325,55 @@ async fn openapi_matches_the_routes() {
         .await;
         assert_ne!(status, 405, "{method} {path}");
         assert!(!body.contains("no route"), "{method} {path}: {body}");
+    }
+    // Every field of a canary's JSON is described, down to its conditions
+    // and its analysis metrics.
+    let schema = &doc["components"]["schemas"]["CanaryStatus"];
+    let mut status = json(daemon.api_addr(), "/api/v1/canaries/web").await;
+    status["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "ConfigReloadFailed", "status": "True", "reason": "ReloadRefused", "message": "m", "lastTransitionTime": 1}));
+    let described_keys = |schema: &serde_json::Value, value: &serde_json::Value, at: &str| {
+        for key in value.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "{at}.{key} is not in docs/openapi.yaml"
+            );
+        }
+        for key in schema["required"].as_array().into_iter().flatten() {
+            assert!(
+                value.get(key.as_str().unwrap()).is_some(),
+                "{at}.{key} is required by docs/openapi.yaml but not served"
+            );
+        }
+    };
+    described_keys(schema, &status, "canary");
+    for condition in status["conditions"].as_array().unwrap() {
+        described_keys(
+            &schema["properties"]["conditions"]["items"],
+            condition,
+            "conditions[]",
+        );
+        let kinds = &schema["properties"]["conditions"]["items"]["properties"]["type"]["enum"];
+        assert!(
+            kinds.as_array().unwrap().contains(&condition["type"]),
+            "{condition}"
+        );
+    }
+    let analysis = &schema["properties"]["analysis"];
+    described_keys(analysis, &status["analysis"], "analysis");
+    let metrics = status["analysis"]["metrics"].as_array().unwrap();
+    assert_eq!(
+        metrics[0],
+        serde_json::json!({"name": "request-duration", "unit": "ms", "thresholdRange": {"min": null, "max": 500.0}, "compare": {"maxDelta": null, "maxRatio": 1.2}})
+    );
+    for metric in metrics {
+        described_keys(
+            &analysis["properties"]["metrics"]["items"],
+            metric,
+            "analysis.metrics[]",
+        );
     }
     daemon.shutdown().await;
 }

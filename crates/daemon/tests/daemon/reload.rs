@@ -114,3 +114,81 @@ async fn changed_files_start_rollouts_and_broken_ones_change_nothing() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", other_port)).is_ok());
     daemon.shutdown().await;
 }
+
+/// The `ConfigReloadFailed` condition of `canary`, if it holds.
+async fn reload_condition(api: std::net::SocketAddr, canary: &str) -> Option<serde_json::Value> {
+    json(api, &format!("/api/v1/canaries/{canary}")).await["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ConfigReloadFailed")
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_is_a_condition_of_the_canaries_it_concerns_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stable = "http://127.0.0.1:9";
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", free_port(), stable, None, STEPS),
+    );
+    let shop_port = free_port();
+    let shop_yaml = canary_yaml("shop", shop_port, stable, None, STEPS);
+    let shop = write(dir.path(), "shop.yaml", &shop_yaml);
+    let daemon = daemon(
+        dir.path(),
+        vec![web, shop.clone()],
+        Some(TOKEN),
+        Duration::from_millis(100),
+    )
+    .await;
+    let api = daemon.api_addr();
+    assert_eq!(reload_condition(api, "shop").await, None);
+
+    // shop's file breaks: shop says so, web (another file) does not.
+    write(
+        dir.path(),
+        "shop.yaml",
+        &shop_yaml.replace("stepWeights: [50]", "stepWeights: [500]"),
+    );
+    eventually(Duration::from_secs(5), "shop's condition", async || {
+        reload_condition(api, "shop").await.is_some()
+    })
+    .await;
+    let condition = reload_condition(api, "shop").await.unwrap();
+    assert_eq!(condition["status"], "True");
+    assert_eq!(condition["reason"], "ReloadRefused");
+    let message = condition["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("reload refused, the canary runs as before: ")
+            && message.contains("shop.yaml: spec.analysis.stepWeights"),
+        "{message}"
+    );
+    let since = condition["lastTransitionTime"].as_u64().unwrap();
+    assert!(
+        since > 1_700_000_000_000,
+        "milliseconds since the epoch: {since}"
+    );
+    assert_eq!(reload_condition(api, "web").await, None);
+    // The status lists it after Flagger's `Promoted`, and what runs is unchanged.
+    let status = json(api, "/api/v1/canaries/shop").await;
+    assert_eq!(status["conditions"][0]["type"], "Promoted");
+    assert_eq!(status["phase"], "Initialized");
+
+    // Still broken a while later: the same condition, since the same time.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let later = reload_condition(api, "shop").await.unwrap();
+    assert_eq!(later["lastTransitionTime"].as_u64(), Some(since));
+
+    // Fixed: the condition goes.
+    write(dir.path(), "shop.yaml", &shop_yaml);
+    eventually(
+        Duration::from_secs(5),
+        "the condition cleared",
+        async || reload_condition(api, "shop").await.is_none(),
+    )
+    .await;
+    daemon.shutdown().await;
+}

@@ -385,3 +385,69 @@ fn history_of_interleaved_canaries_is_pruned_too() {
     let (web, _) = count("web");
     assert!(web < cap + 256, "web kept {web} entries, cap {cap}");
 }
+
+/// The `StateSaveFailed` condition of `canary`, if it holds.
+async fn save_condition(api: std::net::SocketAddr, canary: &str) -> Option<serde_json::Value> {
+    json(api, &format!("/api/v1/canaries/{canary}")).await["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "StateSaveFailed")
+        .cloned()
+}
+
+/// A full disk mid-rollout is a condition of the canary in the API until
+/// a save succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_condition_until_a_save_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights: Vec<String> = (1..100).map(|w| w.to_string()).collect();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml(
+            "web",
+            free_port(),
+            "http://127.0.0.1:9",
+            Some(("http://127.0.0.1:10", "v2")),
+            &format!(
+                "    interval: 100ms\n    threshold: 5\n    stepWeights: [{}]\n",
+                weights.join(", ")
+            ),
+        ),
+    );
+    let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
+    let api = daemon.api_addr();
+    eventually(Duration::from_secs(10), "the rollout runs", async || {
+        json(api, "/api/v1/canaries/web").await["phase"] == "Progressing"
+    })
+    .await;
+    assert_eq!(save_condition(api, "web").await, None);
+
+    // The disk fills up (the database may not grow): a save fails soon.
+    let store = daemon.supervisor().store().clone();
+    store.set_max_bytes(0).unwrap();
+    eventually(Duration::from_secs(15), "the condition", async || {
+        save_condition(api, "web").await.is_some()
+    })
+    .await;
+    let condition = save_condition(api, "web").await.unwrap();
+    assert_eq!(condition["status"], "True");
+    assert_eq!(condition["reason"], "StoreWriteFailed");
+    let message = condition["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot save the rollout's state: ") && message.contains("full"),
+        "{message}"
+    );
+    assert!(condition["lastTransitionTime"].as_u64().unwrap() > 1_700_000_000_000);
+
+    // Room again: the rollout's retry saves, and the condition goes.
+    store.set_max_bytes(1 << 30).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the condition cleared",
+        async || save_condition(api, "web").await.is_none(),
+    )
+    .await;
+    daemon.shutdown().await;
+}

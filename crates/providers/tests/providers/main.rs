@@ -10,3 +10,4 @@ mod secured;
 mod support;
 mod tls_receivers;
 mod web;
+mod webhooks;

@@ -64,6 +64,17 @@ async fn serve_mounts_the_dashboard_and_metrics() {
     )
     .await;
     assert!(answered, "serin serve did not answer");
+    // Before any traffic or rollout event, the canary is on /metrics: idle
+    // at weight 0 (the daemon exports it as soon as it is loaded).
+    let metrics = http(api, "GET", "/metrics", None).unwrap();
+    for line in [
+        r#"serin_canary_weight{canary="web"} 0"#,
+        r#"serin_canary_status{canary="web"} 1"#,
+        r#"serin_canary_failed_checks{canary="web"} 0"#,
+        r#"serin_canary_phase{canary="web",phase="Initialized"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
     // Bounded traffic through the proxy: 20 requests.
     for _ in 0..20 {
         let answer = http(proxy, "GET", "/", None).unwrap();
@@ -98,6 +109,87 @@ async fn serve_mounts_the_dashboard_and_metrics() {
         assert!(started.elapsed() < Duration::from_secs(10), "{metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A refused reload shows in `serin status`, as text and in `--json`,
+/// until the file is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_refused_reload_as_a_condition() {
+    let dir = tempfile::tempdir().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let good = format!(
+        "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata: {{name: web}}\nspec:\n  provider: builtin\n  service: {{listen: \"127.0.0.1:{}\"}}\n  upstreams: {{stable: \"http://127.0.0.1:9\"}}\n  analysis: {{interval: 1m, stepWeight: 10}}\n",
+        free_port()
+    );
+    let file = write(dir.path(), "web.yaml", &good);
+    let _serve = Killed(
+        serin()
+            .arg("serve")
+            .arg(&file)
+            .args(["--api", &api.to_string(), "--poll", "100ms", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let answered = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || http(api, "GET", "/healthz", None).is_some(),
+    )
+    .await;
+    assert!(answered, "serin serve did not answer");
+    let status = |json: bool| {
+        let mut command = serin();
+        command.args(["status", "web", "--server", &format!("http://{api}")]);
+        if json {
+            command.arg("--json");
+        }
+        let out = output(&mut command);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert!(!status(false).contains("ConfigReloadFailed"));
+
+    write(
+        dir.path(),
+        "web.yaml",
+        &good.replace("stepWeight: 10", "stepWeight: 0"),
+    );
+    let shown = poll::until(Duration::from_secs(10), Duration::from_millis(100), || {
+        status(false).contains("ConfigReloadFailed")
+    });
+    assert!(shown, "{}", status(false));
+    let text = status(false);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("web: ConfigReloadFailed since "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(" UTC: reload refused, the canary runs as before: ")
+            && line.contains("web.yaml: spec.analysis.stepWeight"),
+        "{line}"
+    );
+    let json: Value = serde_json::from_str(&status(true)).unwrap();
+    let condition = json["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ConfigReloadFailed")
+        .cloned()
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(condition["status"], "True");
+    assert!(
+        condition["lastTransitionTime"].as_u64().is_some(),
+        "{condition}"
+    );
+
+    write(dir.path(), "web.yaml", &good);
+    let cleared = poll::until(Duration::from_secs(10), Duration::from_millis(100), || {
+        !status(false).contains("ConfigReloadFailed")
+    });
+    assert!(cleared, "{}", status(false));
 }
 
 #[test]

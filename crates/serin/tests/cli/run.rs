@@ -201,3 +201,158 @@ spec:
     let line = format!("{}: spec.provider", canary.display());
     assert!(stderr(&out).contains(&line), "{}", stderr(&out));
 }
+
+/// A webhook receiver on loopback answering every request with `answer`
+/// (raw HTTP), or never answering when `answer` is `None`. Runs until the
+/// test process ends; each connection is held at most 60 s.
+fn webhook_receiver(answer: Option<&'static str>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
+                let mut buffer = [0u8; 8192];
+                let _ = stream.read(&mut buffer);
+                match answer {
+                    Some(answer) => {
+                        let _ = stream.write_all(answer.as_bytes());
+                    }
+                    None => std::thread::sleep(Duration::from_secs(60)),
+                }
+            });
+        }
+    });
+    port
+}
+
+fn hooked_canary(
+    dir: &std::path::Path,
+    proxy: u16,
+    stable: &str,
+    hooks: &str,
+) -> std::path::PathBuf {
+    write(
+        dir,
+        "canary.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {{name: shop}}
+spec:
+  provider: builtin
+  service: {{listen: \"127.0.0.1:{proxy}\"}}
+  upstreams: {{stable: \"{stable}\", canary: \"{stable}\", revision: v2}}
+  analysis:
+    interval: 500ms
+    threshold: 1
+    stepWeights: [50]
+    webhooks:
+{hooks}"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_webhook_says_why_in_the_log() {
+    let stable = Backend::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Behaviour::healthy("stable"),
+    )
+    .await
+    .unwrap();
+    let receiver = webhook_receiver(Some(
+        "HTTP/1.1 400 Bad Request\r\ncontent-length: 33\r\nconnection: close\r\n\r\nticket missing\n\x1b[2Jfrom the gate\n",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = hooked_canary(
+        dir.path(),
+        free_port(),
+        &stable.url(),
+        &format!(
+            "    - {{name: acceptance, type: pre-rollout, url: \"http://127.0.0.1:{receiver}/\", timeout: 5s}}\n"
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        serin()
+            .args(["run", "--output", "plain"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("pre-rollout webhook acceptance answered 400 in"))
+        .unwrap_or_else(|| panic!("no webhook line in {text}"));
+    assert!(
+        line.ends_with(" ms: ticket missing\\n\\u{1b}[2Jfrom the gate"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_metrics_exports_the_canary_before_its_first_event() {
+    let stable = Backend::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Behaviour::healthy("stable"),
+    )
+    .await
+    .unwrap();
+    // The confirm-rollout gate never answers: no rollout event for 20 s.
+    let receiver = webhook_receiver(None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = hooked_canary(
+        dir.path(),
+        free_port(),
+        &stable.url(),
+        &format!(
+            "    - {{name: approval, type: confirm-rollout, url: \"http://127.0.0.1:{receiver}/\", timeout: 20s}}\n"
+        ),
+    );
+    let metrics = free_port();
+    let child = serin()
+        .args(["run", "--output", "plain", "--metrics"])
+        .arg(format!("127.0.0.1:{metrics}"))
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Killed(child);
+    let mut text = String::new();
+    let scraped = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || match serin_testkit::http::get(metrics, "/metrics").await {
+            Some(answer) => {
+                text = answer;
+                true
+            }
+            None => false,
+        },
+    )
+    .await;
+    assert!(scraped, "/metrics never answered");
+    // The first scrape, before any traffic or rollout event.
+    for line in [
+        r#"serin_canary_weight{canary="shop"} 0"#,
+        r#"serin_canary_status{canary="shop"} "#,
+        r#"serin_canary_failed_checks{canary="shop"} 0"#,
+        r#"serin_canary_phase{canary="shop",phase="Initializing"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}

@@ -165,7 +165,7 @@ async fn a_failed_pre_rollout_hook_counts_as_a_failed_check_after_its_retries() 
     assert_eq!(pre.len(), 1);
     assert!(!pre[0].ok);
     assert_eq!(pre[0].calls[0].status, Some(500));
-    assert_eq!(pre[0].calls[0].error.as_deref(), Some("answer 500"));
+    assert_eq!(pre[0].calls[0].body.as_deref(), Some("answer 500"));
 }
 
 #[tokio::test]

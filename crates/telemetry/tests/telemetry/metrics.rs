@@ -279,3 +279,55 @@ async fn proxy_counters_over_http() {
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
 }
+
+#[test]
+fn a_registered_canary_is_exported_before_its_first_update() {
+    let telemetry = Telemetry::new();
+    let idle = serin_telemetry::Snapshot {
+        phase: Phase::Initialized,
+        canary_weight: 0,
+        failed_checks: 0,
+        iterations: 0,
+    };
+    telemetry.register("shop", idle);
+    let text = telemetry.render();
+    for line in [
+        r#"serin_canary_weight{canary="shop"} 0"#,
+        r#"serin_canary_status{canary="shop"} 1"#,
+        r#"serin_canary_failed_checks{canary="shop"} 0"#,
+        r#"serin_canary_phase{canary="shop",phase="Initialized"} 1"#,
+        r#"serin_canary_phase{canary="shop",phase="Progressing"} 0"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    // What the rollout reports wins; registering again changes nothing.
+    telemetry.observe("shop", &state(Phase::Progressing, 20, 2_000));
+    telemetry.register("shop", idle);
+    let text = telemetry.render();
+    assert!(
+        text.contains(r#"serin_canary_weight{canary="shop"} 20"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"serin_canary_status{canary="shop"} 0"#),
+        "{text}"
+    );
+    // A rollout that was in progress when registered counts its verdict once.
+    let restored = Telemetry::new();
+    restored.register(
+        "shop",
+        serin_telemetry::Snapshot {
+            phase: Phase::Progressing,
+            canary_weight: 50,
+            failed_checks: 1,
+            iterations: 0,
+        },
+    );
+    restored.observe("shop", &state(Phase::Succeeded, 0, 9_000));
+    restored.observe("shop", &state(Phase::Succeeded, 0, 9_500));
+    let text = restored.render();
+    assert!(
+        text.contains(r#"serin_canary_promotions_total{canary="shop"} 1"#),
+        "{text}"
+    );
+}
