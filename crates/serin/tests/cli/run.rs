@@ -356,3 +356,90 @@ async fn run_metrics_exports_the_canary_before_its_first_event() {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
 }
+
+/// The README's canary with short intervals and a one-minute progress
+/// deadline: a healthy canary with no errors is promoted (it was held
+/// "for evidence" with a requirement that grew as clean traffic came, until
+/// the deadline rolled it back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_with_margins_beats_its_progress_deadline() {
+    let stable = Backend::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Behaviour::healthy("stable"),
+    )
+    .await
+    .unwrap();
+    let canary = Backend::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Behaviour::healthy("canary"),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = write(
+        dir.path(),
+        "canary.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: myapp
+spec:
+  provider: builtin
+  progressDeadlineSeconds: 60
+  service:
+    listen: 127.0.0.1:{port}
+  upstreams:
+    stable: {stable}
+    canary: {canary}
+    revision: v2
+  analysis:
+    interval: 2s
+    threshold: 5
+    maxWeight: 50
+    stepWeight: 25
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {{min: 99}}
+      compare: {{maxDelta: 1}}
+      interval: 2s
+    - name: request-duration
+      thresholdRange: {{max: 500}}
+      compare: {{maxRatio: 1.2}}
+      interval: 2s
+",
+            stable = stable.url(),
+            canary = canary.url(),
+        ),
+    );
+    let child = serin()
+        .args(["run", "--output", "plain"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listening = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    )
+    .await;
+    assert!(listening, "proxy never listened");
+    let mut spec = LoadSpec::new(
+        format!("http://127.0.0.1:{port}/").parse().unwrap(),
+        Some(100.0),
+        Duration::from_secs(90),
+    );
+    spec.concurrency = 4;
+    let load = tokio::spawn(load::run(spec));
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    load.abort();
+    let out = format!("{}\n{}", stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.contains("myapp: revision v2 promoted"), "{out}");
+    assert!(!out.contains("progress deadline exceeded"), "{out}");
+}
