@@ -625,6 +625,7 @@ mod tests {
             at_ms: 0,
             reasons: vec![format!("the judge says {verdict}; and more")],
             metrics,
+            hold: None,
         }
     }
 
