@@ -404,15 +404,15 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` with the default [`crate::ApiLimits`]
+/// until `shutdown` resolves; see [`crate::listener::serve`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::listener::serve(listener, router, crate::ApiLimits::default(), shutdown).await;
+    Ok(())
 }
 
 async fn reads_guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {

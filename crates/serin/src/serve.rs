@@ -23,6 +23,12 @@ pub struct ServeArgs {
     /// How often the files are checked for changes (SIGHUP reloads at once).
     #[arg(long, default_value = "2s", value_name = "DUR")]
     pub poll: String,
+    /// Most API connections open at once (lowered when the open-file limit
+    /// is too low for it beside the proxies); at the cap the connection
+    /// idle the longest is closed to make room.
+    #[arg(long, default_value_t = serin_daemon::listener::DEFAULT_MAX_CONNECTIONS, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub api_max_connections: usize,
 }
 
 /// Largest token file read.
@@ -47,6 +53,10 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
         state_dir: args.state_dir,
         token,
         poll,
+        api_limits: serin_daemon::ApiLimits {
+            max_connections: args.api_max_connections,
+            ..serin_daemon::ApiLimits::default()
+        },
     };
     let telemetry = serin_telemetry::Telemetry::new();
     let extra = crate::observe::routes(&telemetry);

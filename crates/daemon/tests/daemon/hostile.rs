@@ -149,3 +149,176 @@ async fn every_error_is_json() {
     }
     daemon.shutdown().await;
 }
+
+/// Whether the server closed `stream`: a read sees the end (or a reset)
+/// within `wait`.
+fn closed_within(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+        .unwrap();
+    let mut buffer = [0u8; 512];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            // A 503 or a timeout answer before the close: read on.
+            Ok(_) => continue,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// More idle connections than the API's cap: the API closes the ones idle
+/// the longest instead of holding them all, and the canary's proxy,
+/// `/healthz` and the API itself keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_over_the_cap_starve_nothing() {
+    use serin_demo::{Backend, Behaviour};
+    let dir = tempfile::tempdir().unwrap();
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let listen = free_port();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", listen, &stable.url(), None, ONE_STEP),
+    );
+    const CAP: usize = 8;
+    let daemon = daemon_with(
+        dir.path(),
+        vec![file],
+        Some(TOKEN),
+        Duration::from_secs(60),
+        serin_daemon::ApiLimits {
+            max_connections: CAP,
+            ..serin_daemon::ApiLimits::default()
+        },
+    )
+    .await;
+    let api = daemon.api_addr();
+    let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], listen));
+
+    // 40 silent connections and 8 that stop half-way through a head.
+    let idle = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut held = Vec::new();
+        for i in 0..48 {
+            let mut stream = std::net::TcpStream::connect(api).unwrap();
+            if i % 6 == 0 {
+                stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .unwrap();
+            }
+            held.push(stream);
+        }
+        held
+    })
+    .await
+    .unwrap();
+
+    let (status, body) = request(api, "GET", "/healthz", None, b"").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert_eq!(json(api, "/api/v1/canaries").await["canaries"][0]["name"], "web");
+    let (status, body) = request(proxy, "GET", "/", None, b"").await;
+    assert_eq!((status, body.contains("stable v1")), (200, true), "{body}");
+
+    // The API holds at most its cap: the others were closed.
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut idle = idle;
+        idle.iter_mut()
+            .map(|stream| closed_within(stream, Duration::from_millis(200)))
+            .filter(|closed| *closed)
+            .count()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed >= 48 - CAP,
+        "only {closed} of 48 idle connections were closed (cap {CAP})"
+    );
+    daemon.shutdown().await;
+}
+
+/// A head sent a byte at a time is cut at the header timeout; a keep-alive
+/// connection left idle is closed at the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_and_idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", free_port(), "http://127.0.0.1:9", None, ONE_STEP),
+    );
+    let daemon = daemon_with(
+        dir.path(),
+        vec![file],
+        Some(TOKEN),
+        Duration::from_secs(60),
+        serin_daemon::ApiLimits {
+            header_read_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_millis(800),
+            ..serin_daemon::ApiLimits::default()
+        },
+    )
+    .await;
+    let api = daemon.api_addr();
+
+    let dribbled = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let started = std::time::Instant::now();
+        let mut stream = std::net::TcpStream::connect(api).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        // One header byte every 50 ms, for at most 5 s.
+        for _ in 0..100 {
+            if stream.write_all(b"a").is_err()
+                || closed_within(&mut stream, Duration::from_millis(50))
+            {
+                return Some(started.elapsed());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    let dribbled = dribbled.expect("a dribbled head is cut");
+    assert!(
+        dribbled < Duration::from_secs(3),
+        "cut after {dribbled:?}"
+    );
+
+    let idle = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let started = std::time::Instant::now();
+        let mut stream = std::net::TcpStream::connect(api).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = [0u8; 256];
+        let read = stream.read(&mut answer).unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer[..read]).starts_with("HTTP/1.1 200"),
+            "answered first"
+        );
+        closed_within(&mut stream, Duration::from_secs(5)).then(|| started.elapsed())
+    })
+    .await
+    .unwrap();
+    let idle = idle.expect("an idle keep-alive connection is closed");
+    assert!(idle < Duration::from_secs(3), "closed after {idle:?}");
+    daemon.shutdown().await;
+}

@@ -1,7 +1,7 @@
 //! Helpers: canary files, a daemon in this process, its JSON; ports, raw
 //! HTTP/1.1 and polling come from `serin-testkit`.
 
-use serin_daemon::{Config, Daemon};
+use serin_daemon::{ApiLimits, Config, Daemon};
 pub use serin_testkit::{eventually, free_port, http::request, write};
 use std::{
     net::SocketAddr,
@@ -44,6 +44,17 @@ pub async fn daemon(
     token: Option<&str>,
     poll: Duration,
 ) -> Daemon {
+    daemon_with(dir, files, token, poll, ApiLimits::default()).await
+}
+
+/// [`daemon`] with the API's limits.
+pub async fn daemon_with(
+    dir: &Path,
+    files: Vec<PathBuf>,
+    token: Option<&str>,
+    poll: Duration,
+    api_limits: ApiLimits,
+) -> Daemon {
     Daemon::start(
         Config {
             files,
@@ -51,6 +62,7 @@ pub async fn daemon(
             state_dir: dir.join("state"),
             token: token.map(str::to_owned),
             poll,
+            api_limits,
         },
         Vec::new(),
     )
