@@ -31,7 +31,7 @@ use std::{
 };
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{Notify, mpsc, watch},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch},
     time::Instant,
 };
 
@@ -93,6 +93,10 @@ pub async fn serve(
     // Every connection task holds a sender; `recv` returns `None` once all
     // are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    // One permit per open connection, given back when its task ends (its
+    // socket closed): the API never holds more than the cap, plus the one
+    // connection being accepted.
+    let permits = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -110,14 +114,28 @@ pub async fn serve(
                 continue;
             }
         };
-        match shared.registry.admit(shared.limits.max_connections) {
-            Some(slot) => {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // At the cap: close the connection idle the longest and take
+            // its permit once its socket is closed.
+            Err(_) if shared.registry.close_idle_longest() => {
+                tokio::time::timeout(MAKE_ROOM, permits.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        match permit {
+            Some(permit) => {
+                let slot = shared.registry.register();
                 tokio::spawn(serve_connection(
                     shared.clone(),
                     stream,
                     slot,
                     state_rx.clone(),
                     alive_tx.clone(),
+                    permit,
                 ));
             }
             None => refuse(&stream),
@@ -133,6 +151,9 @@ pub async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(1), alive_rx.recv()).await;
     }
 }
+
+/// How long a new connection waits for the one closed to make room.
+const MAKE_ROOM: Duration = Duration::from_secs(1);
 
 /// Connection lifecycle broadcast to every connection task.
 const RUNNING: u8 = 0;
@@ -185,33 +206,8 @@ impl Registry {
         u64::try_from(self.epoch.0.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// A slot for a new connection: a free one under `cap`, or the one of
-    /// the connection idle the longest, which is told to close. `None` when
-    /// every connection has a request in flight.
-    fn admit(&self, cap: usize) -> Option<Arc<Slot>> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // A request may begin on the chosen connection before it is marked
-        // closing; then another is chosen, a few times at most.
-        let mut tries = 0;
-        while slots.len() >= cap.max(1) {
-            tries += 1;
-            if tries > 8 {
-                return None;
-            }
-            let victim = slots
-                .values()
-                .filter(|slot| slot.state.load(Ordering::Acquire) == 0)
-                .min_by_key(|slot| slot.last_active_ms.load(Ordering::Acquire))
-                .cloned()?;
-            if victim.close_if_idle() {
-                slots.remove(&victim.id);
-                victim.close.notify_one();
-            }
-            // Otherwise a request began on it meanwhile: look again.
-        }
+    /// Registers a new connection.
+    fn register(&self) -> Arc<Slot> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             id,
@@ -219,15 +215,42 @@ impl Registry {
             last_active_ms: AtomicU64::new(self.now_ms()),
             close: Notify::new(),
         });
-        slots.insert(id, slot.clone());
-        Some(slot)
+        self.lock().insert(id, slot.clone());
+        slot
     }
 
-    fn remove(&self, id: u64) {
+    /// Tells the connection idle the longest (no request in flight) to
+    /// close; `false` when every connection has a request in flight.
+    fn close_idle_longest(&self) -> bool {
+        let mut slots = self.lock();
+        // A request may begin on the chosen connection before it is marked
+        // closing; then another is chosen, a few times at most.
+        for _ in 0..8 {
+            let Some(victim) = slots
+                .values()
+                .filter(|slot| slot.state.load(Ordering::Acquire) == 0)
+                .min_by_key(|slot| slot.last_active_ms.load(Ordering::Acquire))
+                .cloned()
+            else {
+                return false;
+            };
+            if victim.close_if_idle() {
+                slots.remove(&victim.id);
+                victim.close.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
         self.slots
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&id);
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
     }
 }
 
@@ -276,6 +299,7 @@ async fn serve_connection(
     slot: Arc<Slot>,
     mut state: watch::Receiver<u8>,
     _alive: mpsc::Sender<()>,
+    _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let _registered = Registered {
@@ -422,25 +446,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_the_cap_the_longest_idle_connection_makes_room() {
+    fn the_connection_idle_the_longest_makes_room() {
         let registry = Registry::default();
-        let first = registry.admit(2).expect("room");
+        let first = registry.register();
         first.last_active_ms.store(5, Ordering::Release);
-        let second = registry.admit(2).expect("room");
+        let second = registry.register();
         second.last_active_ms.store(10, Ordering::Release);
-        let third = registry.admit(2).expect("the first is closed for it");
+        assert!(registry.close_idle_longest());
         assert_eq!(first.state.load(Ordering::Acquire), CLOSED);
         assert!(!first.enter(), "no request starts on a closing connection");
         assert_eq!(second.state.load(Ordering::Acquire), 0);
+        let third = registry.register();
         assert!(second.enter() && third.enter());
         assert!(
-            registry.admit(2).is_none(),
-            "every connection busy: refused"
+            !registry.close_idle_longest(),
+            "every connection busy: none to close"
         );
         third.leave(20);
-        let fourth = registry.admit(2).expect("the third is idle again");
+        assert!(registry.close_idle_longest());
         assert_eq!(third.state.load(Ordering::Acquire), CLOSED);
-        assert_eq!(registry.slots.lock().expect("lock").len(), 2);
-        assert!(fourth.close_if_idle());
+        assert_eq!(registry.lock().len(), 1, "only the busy one is left");
     }
 }

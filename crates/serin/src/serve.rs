@@ -26,9 +26,9 @@ pub struct ServeArgs {
     /// Most API connections open at once (lowered when the open-file limit
     /// is too low for it beside the proxies); at the cap the connection
     /// idle the longest is closed to make room.
-    #[arg(long, default_value_t = serin_daemon::listener::DEFAULT_MAX_CONNECTIONS, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
-    pub api_max_connections: usize,
+    #[arg(long, default_value = "256", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub api_max_connections: u16,
 }
 
 /// Largest token file read.
@@ -54,7 +54,7 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
         token,
         poll,
         api_limits: serin_daemon::ApiLimits {
-            max_connections: args.api_max_connections,
+            max_connections: usize::from(args.api_max_connections),
             ..serin_daemon::ApiLimits::default()
         },
     };
