@@ -24,6 +24,7 @@ pub mod reload;
 pub mod revisions;
 pub mod status;
 pub mod store;
+pub mod stored;
 pub mod supervisor;
 
 pub use api::{Access, ApiState};

@@ -60,6 +60,18 @@ pub enum LaunchError {
         /// Why.
         source: serin_proxy::Error,
     },
+    /// The canary's stored state is one no rollout could have written.
+    #[error(
+        "{bad}; to start the canary afresh (all traffic on stable, its history kept), stop serin serve and run `serin forget {} --state-dir {}`",
+        .bad.canary,
+        .state_dir.display()
+    )]
+    State {
+        /// What is wrong, with the field.
+        bad: crate::stored::BadState,
+        /// The state directory, for the way out.
+        state_dir: std::path::PathBuf,
+    },
     /// The state store failed.
     #[error("{name}: {source}")]
     Store {
@@ -541,6 +553,12 @@ impl Supervisor {
         let clock = TokioClock::new();
         let stored = self.inner.store.load(&name).map_err(store_error)?;
         let plan = prepared.plan.clone();
+        if let Some(stored) = &stored {
+            crate::stored::check(stored, &plan).map_err(|bad| LaunchError::State {
+                bad,
+                state_dir: self.inner.store.dir().to_path_buf(),
+            })?;
+        }
         let StoredCanary {
             state,
             placement,

@@ -31,6 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Serve(args) => runtime()?.block_on(crate::serve::serve(args)),
+        Command::Forget { name, state_dir } => forget(&name, &state_dir),
         Command::Loadtester(args) => runtime()?.block_on(crate::loadtester::loadtester(args)),
         Command::Start(args) => runtime()?.block_on(crate::client::start(args)),
         Command::Status(args) => runtime()?.block_on(crate::client::status(args)),
@@ -190,6 +191,24 @@ fn validate(files: &[PathBuf]) -> Result<ExitCode> {
         }
         Err(code) => Ok(code),
     }
+}
+
+fn forget(name: &str, state_dir: &Path) -> Result<ExitCode> {
+    let store = match serin_daemon::Store::open(state_dir) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("serin forget: {error}");
+            return Ok(ExitCode::from(EXIT_TROUBLE));
+        }
+    };
+    if store.forget(name)? {
+        println!(
+            "{name}: state forgotten; serin serve starts it afresh, all traffic on its stable upstream (its history is kept)"
+        );
+    } else {
+        println!("{name}: no state stored in {}", state_dir.display());
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {

@@ -123,3 +123,103 @@ spec:
         log_text()
     );
 }
+
+/// Waits for `child` to exit, at most `limit`; its exit code.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<i32> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A stored `canaryWeight` of 250 (a hand-edited or broken database) stops
+/// `serin serve` at start with exit 2, naming the canary and the field;
+/// `serin forget` clears the state and the next start serves.
+#[test]
+fn a_stored_weight_of_250_is_refused_at_start_and_forget_clears_it() {
+    use serin_server::StateStore as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "myapp.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: myapp
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:{}
+  upstreams:
+    stable: http://127.0.0.1:9
+  analysis:
+    interval: 1h
+    threshold: 2
+    stepWeights: [50]
+",
+            free_port()
+        ),
+    );
+    let state_dir = dir.path().join("state");
+    {
+        let store = serin_daemon::Store::open(&state_dir).unwrap();
+        let state = serin_rollout::RolloutState {
+            phase: serin_rollout::Phase::Progressing,
+            revision: Some("v2".into()),
+            canary_weight: 50,
+            step_index: 1,
+            ..serin_rollout::RolloutState::new(serin_rollout::Timestamp::from_millis(1))
+        };
+        let saved = serin_server::Saved {
+            state: &state,
+            placement: &serin_server::Placement::default(),
+            history: &[],
+        };
+        store.save("myapp", saved).unwrap();
+    }
+    let db = rusqlite::Connection::open(state_dir.join(serin_daemon::store::DATABASE_FILE)).unwrap();
+    db.execute(
+        "UPDATE canaries SET state = json_set(state, '$.canaryWeight', 250) WHERE name = 'myapp'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    let serve = || {
+        serin()
+            .arg("serve")
+            .arg(&file)
+            .args(["--api", "127.0.0.1:0", "--state-dir"])
+            .arg(&state_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut refused = serve();
+    let code = exit_within(&mut refused, Duration::from_secs(20));
+    let _ = refused.kill();
+    let out = refused.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("state for canary myapp: canaryWeight: must be between 0 and 100, got 250"),
+        "{err}"
+    );
+    assert!(err.contains("serin forget myapp --state-dir"), "{err}");
+
+    let out = output(serin().args(["forget", "myapp", "--state-dir"]).arg(&state_dir));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("myapp: state forgotten"), "{}", stdout(&out));
+
+    let mut started = serve();
+    let code = exit_within(&mut started, Duration::from_secs(2));
+    let _ = started.kill();
+    let out = started.wait_with_output().unwrap();
+    assert_eq!(code, None, "serves after forget: {}", stderr(&out));
+}
