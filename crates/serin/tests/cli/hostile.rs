@@ -223,3 +223,91 @@ spec:
     let out = started.wait_with_output().unwrap();
     assert_eq!(code, None, "serves after forget: {}", stderr(&out));
 }
+
+fn served_canary(dir: &std::path::Path, file: &str, name: &str, listen: u16) -> std::path::PathBuf {
+    write(
+        dir,
+        file,
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: {name}
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:{listen}
+  upstreams:
+    stable: http://127.0.0.1:9
+  analysis:
+    interval: 1h
+    threshold: 2
+    stepWeights: [50]
+"
+        ),
+    )
+}
+
+/// What `serve` says about `files` when it refuses them: its exit code and
+/// its problem lines (the startup banner is not a problem).
+fn serve_refusal(dir: &std::path::Path, files: &[std::path::PathBuf]) -> (Option<i32>, Vec<String>) {
+    let mut child = serin()
+        .arg("serve")
+        .args(files)
+        .args(["--api", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = exit_within(&mut child, Duration::from_secs(20));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let lines = stderr(&out)
+        .lines()
+        .filter(|line| !line.starts_with("serin serve: no API token"))
+        .map(str::to_owned)
+        .collect();
+    (code, lines)
+}
+
+/// Two canaries with one name, or on one listen address: `validate` refuses
+/// them with exit 2 naming the file and the field, and `serve` refuses them
+/// with the very same lines, before anything listens.
+#[test]
+fn validate_and_serve_refuse_duplicates_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (free_port(), free_port());
+    let web = served_canary(dir.path(), "web.yaml", "web", one);
+    let same_name = served_canary(dir.path(), "web-again.yaml", "web", two);
+    let same_listen = served_canary(dir.path(), "api.yaml", "api", one);
+    let cases = [
+        (
+            same_name,
+            format!(
+                "web-again.yaml: metadata.name: canary \"web\" is also defined in {}",
+                web.display()
+            ),
+        ),
+        (
+            same_listen,
+            format!(
+                "api.yaml: spec.service.listen: 127.0.0.1:{one} is taken: canary \"web\" in {} listens on 127.0.0.1:{one}",
+                web.display()
+            ),
+        ),
+    ];
+    for (other, expected) in cases {
+        let files = [web.clone(), other];
+        let out = output(serin().arg("validate").args(&files));
+        let validate_lines: Vec<String> = stderr(&out).lines().map(str::to_owned).collect();
+        assert_eq!(out.status.code(), Some(2), "{validate_lines:?}");
+        assert!(
+            validate_lines.iter().any(|line| line.contains(&expected)),
+            "{expected}\n{validate_lines:?}"
+        );
+        let (code, serve_lines) = serve_refusal(dir.path(), &files);
+        assert_eq!(code, Some(2), "{serve_lines:?}");
+        assert_eq!(serve_lines, validate_lines, "serve says what validate says");
+    }
+}
