@@ -91,24 +91,41 @@ pub(crate) fn load_with_files(files: &[PathBuf]) -> Result<serin_spec::Loaded, E
 }
 
 fn validate(files: &[PathBuf]) -> Result<ExitCode> {
-    match load(files) {
-        Ok(catalog) => {
-            let (canaries, templates, providers) = (
-                catalog.canaries().len(),
-                catalog.metric_templates().len(),
-                catalog.alert_providers().len(),
-            );
-            println!(
-                "{} valid: {canaries} canar{}, {templates} metric template{}, {providers} alert provider{}",
-                plural(files.len(), "file", "files"),
-                if canaries == 1 { "y" } else { "ies" },
-                if templates == 1 { "" } else { "s" },
-                if providers == 1 { "" } else { "s" },
-            );
-            Ok(ExitCode::from(EXIT_OK))
+    let loaded = match load_with_files(files) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    // What `run` and `serve` check of each canary they serve before it
+    // listens: its plan, its judges, its metric queries, alerts and routes.
+    let mut problems = Vec::new();
+    for canary in loaded.catalog.canaries().iter().filter(|c| c.is_builtin()) {
+        let file = loaded.file_of(Some(canary.name()), files);
+        if let Err(serin_server::RunError::Invalid(diagnostics)) =
+            serin_server::Prepared::for_canary(&loaded.catalog, canary, &file)
+        {
+            problems.extend(diagnostics);
         }
-        Err(code) => Ok(code),
     }
+    if !problems.is_empty() {
+        for problem in problems {
+            eprintln!("{problem}");
+        }
+        return Ok(ExitCode::from(EXIT_TROUBLE));
+    }
+    let catalog = &loaded.catalog;
+    let (canaries, templates, providers) = (
+        catalog.canaries().len(),
+        catalog.metric_templates().len(),
+        catalog.alert_providers().len(),
+    );
+    println!(
+        "{} valid: {canaries} canar{}, {templates} metric template{}, {providers} alert provider{}",
+        plural(files.len(), "file", "files"),
+        if canaries == 1 { "y" } else { "ies" },
+        if templates == 1 { "" } else { "s" },
+        if providers == 1 { "" } else { "s" },
+    );
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn forget(name: &str, state_dir: &Path) -> Result<ExitCode> {

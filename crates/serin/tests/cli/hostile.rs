@@ -271,16 +271,38 @@ fn serve_refusal(dir: &std::path::Path, files: &[std::path::PathBuf]) -> (Option
     (code, lines)
 }
 
-/// Two canaries with one name, or on one listen address: `validate` refuses
-/// them with exit 2 naming the file and the field, and `serve` refuses them
-/// with the very same lines, before anything listens.
+/// Two canaries with one name, on one listen address, or one whose metric
+/// serin cannot query: `validate` refuses them with exit 2 naming the file
+/// and the field, and `serve` refuses them with the very same lines, before
+/// anything listens.
 #[test]
-fn validate_and_serve_refuse_duplicates_alike() {
+fn validate_refuses_what_serve_refuses_with_the_same_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let (one, two) = (free_port(), free_port());
+    let (one, two, three) = (free_port(), free_port(), free_port());
     let web = served_canary(dir.path(), "web.yaml", "web", one);
     let same_name = served_canary(dir.path(), "web-again.yaml", "web", two);
     let same_listen = served_canary(dir.path(), "api.yaml", "api", one);
+    let shop = served_canary(dir.path(), "shop.yaml", "shop", three);
+    let unqueryable = write(
+        dir.path(),
+        "shop.yaml",
+        &(std::fs::read_to_string(&shop).unwrap().replace(
+            "stepWeights: [50]\n",
+            "stepWeights: [50]
+    metrics:
+    - name: errors
+      templateRef: {name: errors}
+      thresholdRange: {max: 1}
+---
+apiVersion: serin.dev/v1alpha1
+kind: MetricTemplate
+metadata: {name: errors}
+spec:
+  provider: {type: datadog, address: http://127.0.0.1:9}
+  query: errors
+",
+        )),
+    );
     let cases = [
         (
             same_name,
@@ -295,6 +317,10 @@ fn validate_and_serve_refuse_duplicates_alike() {
                 "api.yaml: spec.service.listen: 127.0.0.1:{one} is taken: canary \"web\" in {} listens on 127.0.0.1:{one}",
                 web.display()
             ),
+        ),
+        (
+            unqueryable,
+            "shop.yaml: spec.analysis.metrics[0].templateRef: MetricTemplate \"errors\" uses provider type \"datadog\", which serin cannot query yet".to_owned(),
         ),
     ];
     for (other, expected) in cases {
