@@ -181,7 +181,9 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
         // holding a bare token must not be echoed.
         let named = rest.is_some()
             && scheme.len() <= 32
-            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         return Credentials::Malformed(if named {
             format!("the Authorization header uses the {scheme:?} scheme")
         } else {
@@ -190,7 +192,9 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     }
     match rest {
         Some(token) if !token.is_empty() => Credentials::Token(token),
-        _ => Credentials::Malformed("the Authorization header has the Bearer scheme but no token".into()),
+        _ => Credentials::Malformed(
+            "the Authorization header has the Bearer scheme but no token".into(),
+        ),
     }
 }
 

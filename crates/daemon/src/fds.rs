@@ -50,13 +50,19 @@ pub fn budget(open_files: Option<u64>, canaries: usize, api_wanted: usize) -> Bu
         };
     };
     let usable = usize::try_from(limit.saturating_sub(RESERVE)).unwrap_or(usize::MAX);
-    let api = api_wanted.min(usable / 4).max(MIN_API_CONNECTIONS.min(api_wanted.max(1)));
+    let api = api_wanted
+        .min(usable / 4)
+        .max(MIN_API_CONNECTIONS.min(api_wanted.max(1)));
     let rest = usable.saturating_sub(api);
     let per_descriptor = usize::try_from(PER_PROXY_CONNECTION).unwrap_or(2);
     let fair = rest / per_descriptor.saturating_mul(canaries.max(1));
     let per_proxy = fair.max(MIN_PROXY_CONNECTIONS);
     let needed = api
-        .saturating_add(per_proxy.saturating_mul(per_descriptor).saturating_mul(canaries))
+        .saturating_add(
+            per_proxy
+                .saturating_mul(per_descriptor)
+                .saturating_mul(canaries),
+        )
         .saturating_add(usize::try_from(RESERVE).unwrap_or(usize::MAX));
     Budget {
         api,

@@ -146,7 +146,10 @@ pub async fn serve(
     let _ = state_tx.send(DRAINING);
     let grace = shared.limits.shutdown_grace;
     if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
-        tracing::warn!(?grace, "API connections still open after the grace period; closing them");
+        tracing::warn!(
+            ?grace,
+            "API connections still open after the grace period; closing them"
+        );
         let _ = state_tx.send(CLOSING);
         let _ = tokio::time::timeout(Duration::from_secs(1), alive_rx.recv()).await;
     }
@@ -396,7 +399,12 @@ async fn call(
     }
     let guard = InFlight { shared, slot };
     match hyper::service::Service::call(&router, request).await {
-        Ok(response) => response.map(|body| Body::new(Guarded { body, _guard: guard })),
+        Ok(response) => response.map(|body| {
+            Body::new(Guarded {
+                body,
+                _guard: guard,
+            })
+        }),
         Err(never) => match never {},
     }
 }

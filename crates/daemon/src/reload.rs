@@ -172,7 +172,9 @@ mod tests {
         file.set_len(MAX_FILE_BYTES + 1).expect("a sparse file");
         let problems = load(std::slice::from_ref(&path)).expect_err("refused");
         assert!(
-            problems.iter().any(|p| p.contains("larger than 4 MiB are refused")),
+            problems
+                .iter()
+                .any(|p| p.contains("larger than 4 MiB are refused")),
             "{problems:?}"
         );
         let seen = seen(std::slice::from_ref(&path));

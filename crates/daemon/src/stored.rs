@@ -39,8 +39,7 @@ pub fn check(stored: &StoredCanary, plan: &Plan) -> Result<(), BadState> {
         message,
     };
     let state = &stored.state;
-    percent(state.canary_weight)
-        .map_err(|message| bad("canaryWeight", message))?;
+    percent(state.canary_weight).map_err(|message| bad("canaryWeight", message))?;
     if let Some(mirror) = state.mirror {
         percent(mirror).map_err(|message| bad("mirror", message))?;
     }
@@ -78,10 +77,9 @@ fn percent(value: u8) -> Result<(), String> {
 fn bounded(value: Option<&str>, max: usize) -> Result<(), String> {
     match value {
         Some("") => Err("must not be empty".into()),
-        Some(text) if text.len() > max => Err(format!(
-            "must be at most {max} bytes, got {}",
-            text.len()
-        )),
+        Some(text) if text.len() > max => {
+            Err(format!("must be at most {max} bytes, got {}", text.len()))
+        }
         _ => Ok(()),
     }
 }
@@ -124,7 +122,9 @@ fn phase(state: &RolloutState) -> Result<(), (&'static str, String)> {
     if phase.is_active() && state.revision.is_none() {
         return Err((
             "revision",
-            format!("phase {phase} is a rollout in progress, which needs a revision; none is stored"),
+            format!(
+                "phase {phase} is a rollout in progress, which needs a revision; none is stored"
+            ),
         ));
     }
     if !phase.is_active()
@@ -132,7 +132,10 @@ fn phase(state: &RolloutState) -> Result<(), (&'static str, String)> {
     {
         return Err((
             "pending",
-            format!("phase {phase} waits for no answer, got {}", Pending(pending)),
+            format!(
+                "phase {phase} waits for no answer, got {}",
+                Pending(pending)
+            ),
         ));
     }
     if matches!(
@@ -215,11 +218,7 @@ mod tests {
     #[test]
     fn each_field_is_named() {
         let plan = plan(vec![10, 50]);
-        let field = |state: RolloutState| {
-            check(&stored(state), &plan)
-                .expect_err("refused")
-                .field
-        };
+        let field = |state: RolloutState| check(&stored(state), &plan).expect_err("refused").field;
         assert_eq!(field(progressing(1, 250)), "canaryWeight");
         assert_eq!(field(progressing(3, 50)), "stepIndex");
         let mut failed = progressing(2, 50);

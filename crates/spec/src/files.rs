@@ -19,8 +19,8 @@
 //! [`load_paths`]); [`load_texts`] applies the same rules to texts.
 
 use crate::{
-    catalog::Catalog,
     canary::Canary,
+    catalog::Catalog,
     document::Document,
     parse::{MAX_FILE_BYTES, load_documents},
     problem::{Diagnostic, Problem},
@@ -114,7 +114,11 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
             Err(problem) => diagnostics.push(problem.in_file(name)),
         }
     }
-    match load_texts(texts.iter().map(|(name, text)| (name.as_str(), text.as_str()))) {
+    match load_texts(
+        texts
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    ) {
         Ok(loaded) if diagnostics.is_empty() => Ok(loaded),
         Ok(_) => Err(diagnostics),
         Err(more) => {
@@ -174,10 +178,7 @@ pub fn load_texts<'a>(
 
 /// The rules between documents: unique names and listen addresses of the
 /// canaries serin serves, and their references.
-fn across_files(
-    catalog: &Catalog,
-    placed: &[(String, Option<String>, Canary)],
-) -> Vec<Diagnostic> {
+fn across_files(catalog: &Catalog, placed: &[(String, Option<String>, Canary)]) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     let at = |file: &str, prefix: &Option<String>, problem: Problem| match prefix {
         Some(prefix) => problem.prefixed(prefix).in_file(file),
@@ -232,8 +233,7 @@ fn across_files(
 /// same address, or on any address when either is a wildcard (`0.0.0.0`,
 /// `[::]`).
 fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 #[cfg(test)]
@@ -264,10 +264,15 @@ spec:
 
     #[test]
     fn canary_names_are_unique_across_files() {
-        let (a, b) = (canary("web", "127.0.0.1:8080"), canary("web", "127.0.0.1:8081"));
+        let (a, b) = (
+            canary("web", "127.0.0.1:8080"),
+            canary("web", "127.0.0.1:8081"),
+        );
         assert_eq!(
             rendered(load_texts([("a.yaml", a.as_str()), ("b.yaml", b.as_str())])),
-            ["b.yaml: metadata.name: canary \"web\" is also defined in a.yaml; canary names must be unique"]
+            [
+                "b.yaml: metadata.name: canary \"web\" is also defined in a.yaml; canary names must be unique"
+            ]
         );
     }
 
@@ -280,14 +285,19 @@ spec:
         );
         assert_eq!(
             rendered(load_texts([("both.yaml", one.as_str())])),
-            ["both.yaml: documents[1].spec.service.listen: 0.0.0.0:8080 is taken: canary \"web\" in both.yaml listens on 127.0.0.1:8080; each canary needs its own address"]
+            [
+                "both.yaml: documents[1].spec.service.listen: 0.0.0.0:8080 is taken: canary \"web\" in both.yaml listens on 127.0.0.1:8080; each canary needs its own address"
+            ]
         );
         let free = format!(
             "{}---\n{}",
             canary("web", "127.0.0.1:0"),
             canary("api", "127.0.0.1:0")
         );
-        assert!(load_texts([("free.yaml", free.as_str())]).is_ok(), "port 0 picks a free port");
+        assert!(
+            load_texts([("free.yaml", free.as_str())]).is_ok(),
+            "port 0 picks a free port"
+        );
     }
 
     #[test]
@@ -298,7 +308,9 @@ spec:
         );
         assert_eq!(
             rendered(load_texts([("web.yaml", text.as_str())])),
-            ["web.yaml: spec.analysis.metrics[0].templateRef: MetricTemplate \"errors\" not found in the given files"]
+            [
+                "web.yaml: spec.analysis.metrics[0].templateRef: MetricTemplate \"errors\" not found in the given files"
+            ]
         );
     }
 
@@ -314,14 +326,19 @@ spec:
 ";
         let loaded = load_texts([("a.yaml", flagger), ("b.yaml", flagger)]).expect("accepted");
         assert_eq!(loaded.catalog.canaries().len(), 2);
-        assert_eq!(loaded.files.get("podinfo").map(String::as_str), Some("a.yaml"));
+        assert_eq!(
+            loaded.files.get("podinfo").map(String::as_str),
+            Some("a.yaml")
+        );
     }
 
     #[test]
     fn empty_files_are_refused() {
         assert_eq!(
             rendered(load_texts([("empty.yaml", "# nothing\n")])),
-            ["empty.yaml: holds no document (Canary, MetricTemplate or AlertProvider); an empty file is refused, as one caught half-written would be"]
+            [
+                "empty.yaml: holds no document (Canary, MetricTemplate or AlertProvider); an empty file is refused, as one caught half-written would be"
+            ]
         );
     }
 }

@@ -39,7 +39,11 @@ async fn the_bearer_scheme_is_case_insensitive_and_refusals_say_why() {
     // rollout refuses (nothing to pause).
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         let (status, head, body) = tokio::task::spawn_blocking(move || {
-            raw(api, &format!("{pause}\r\nAuthorization: {scheme} {TOKEN}"), b"")
+            raw(
+                api,
+                &format!("{pause}\r\nAuthorization: {scheme} {TOKEN}"),
+                b"",
+            )
         })
         .await
         .unwrap();
@@ -48,7 +52,10 @@ async fn the_bearer_scheme_is_case_insensitive_and_refusals_say_why() {
     let cases = [
         ("", "no Authorization header"),
         ("\r\nAuthorization: bearer nope", "wrong token"),
-        ("\r\nAuthorization: Basic dXNlcjpwYXNz", "not a Bearer token"),
+        (
+            "\r\nAuthorization: Basic dXNlcjpwYXNz",
+            "not a Bearer token",
+        ),
         ("\r\nAuthorization: Bearer", "not a Bearer token"),
         ("\r\nAuthorization: Bearer   ", "not a Bearer token"),
         ("\r\nAuthorization: test-token", "not a Bearer token"),
@@ -228,7 +235,10 @@ async fn idle_connections_over_the_cap_starve_nothing() {
 
     let (status, body) = request(api, "GET", "/healthz", None, b"").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    assert_eq!(json(api, "/api/v1/canaries").await["canaries"][0]["name"], "web");
+    assert_eq!(
+        json(api, "/api/v1/canaries").await["canaries"][0]["name"],
+        "web"
+    );
     let (status, body) = request(proxy, "GET", "/", None, b"").await;
     assert_eq!((status, body.contains("stable v1")), (200, true), "{body}");
 
@@ -293,10 +303,7 @@ async fn slow_heads_and_idle_connections_are_closed() {
     .await
     .unwrap();
     let dribbled = dribbled.expect("a dribbled head is cut");
-    assert!(
-        dribbled < Duration::from_secs(3),
-        "cut after {dribbled:?}"
-    );
+    assert!(dribbled < Duration::from_secs(3), "cut after {dribbled:?}");
 
     let idle = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};

@@ -9,6 +9,6 @@ mod hostile;
 mod own_traffic;
 mod recovery;
 mod reload;
-mod stored;
 mod store;
+mod stored;
 mod support;

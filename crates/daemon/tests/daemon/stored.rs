@@ -101,12 +101,32 @@ async fn states_no_rollout_could_reach_are_refused() {
     let long = format!("\"{}\"", "x".repeat(5_000));
     let cases: [(&[(&str, &str)], &str); 5] = [
         // More steps taken than the plan has (two).
-        (&[("phase", r#""Progressing""#), ("revision", r#""v2""#), ("stepIndex", "7")][..], "stepIndex: "),
-        (&[("mirror", "101")][..], "mirror: must be between 0 and 100, got 101"),
+        (
+            &[
+                ("phase", r#""Progressing""#),
+                ("revision", r#""v2""#),
+                ("stepIndex", "7"),
+            ][..],
+            "stepIndex: ",
+        ),
+        (
+            &[("mirror", "101")][..],
+            "mirror: must be between 0 and 100, got 101",
+        ),
         // A rollout in progress without a revision.
-        (&[("phase", r#""Progressing""#), ("revision", "null")][..], "revision: "),
+        (
+            &[("phase", r#""Progressing""#), ("revision", "null")][..],
+            "revision: ",
+        ),
         // A rolled-back canary still taking traffic.
-        (&[("phase", r#""Failed""#), ("revision", r#""v2""#), ("canaryWeight", "40")][..], "canaryWeight: "),
+        (
+            &[
+                ("phase", r#""Failed""#),
+                ("revision", r#""v2""#),
+                ("canaryWeight", "40"),
+            ][..],
+            "canaryWeight: ",
+        ),
         (&[("revision", long.as_str())][..], "revision: "),
     ];
     for (edits, expected) in cases {

@@ -182,7 +182,8 @@ spec:
         };
         store.save("myapp", saved).unwrap();
     }
-    let db = rusqlite::Connection::open(state_dir.join(serin_daemon::store::DATABASE_FILE)).unwrap();
+    let db =
+        rusqlite::Connection::open(state_dir.join(serin_daemon::store::DATABASE_FILE)).unwrap();
     db.execute(
         "UPDATE canaries SET state = json_set(state, '$.canaryWeight', 250) WHERE name = 'myapp'",
         [],
@@ -213,9 +214,17 @@ spec:
     );
     assert!(err.contains("serin forget myapp --state-dir"), "{err}");
 
-    let out = output(serin().args(["forget", "myapp", "--state-dir"]).arg(&state_dir));
+    let out = output(
+        serin()
+            .args(["forget", "myapp", "--state-dir"])
+            .arg(&state_dir),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("myapp: state forgotten"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("myapp: state forgotten"),
+        "{}",
+        stdout(&out)
+    );
 
     let mut started = serve();
     let code = exit_within(&mut started, Duration::from_secs(2));
@@ -250,7 +259,10 @@ spec:
 
 /// What `serve` says about `files` when it refuses them: its exit code and
 /// its problem lines (the startup banner is not a problem).
-fn serve_refusal(dir: &std::path::Path, files: &[std::path::PathBuf]) -> (Option<i32>, Vec<String>) {
+fn serve_refusal(
+    dir: &std::path::Path,
+    files: &[std::path::PathBuf],
+) -> (Option<i32>, Vec<String>) {
     let mut child = serin()
         .arg("serve")
         .args(files)
