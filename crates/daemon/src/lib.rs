@@ -52,9 +52,6 @@ pub struct Config {
     pub token: Option<String>,
     /// How often the files are checked for changes.
     pub poll: Duration,
-    /// The API's timeouts and connection cap (the cap is lowered when the
-    /// open-file limit is too low for it beside the proxies).
-    pub api_limits: ApiLimits,
 }
 
 /// Why the daemon could not start.
@@ -88,9 +85,20 @@ pub struct Daemon {
 
 impl Daemon {
     /// Opens the store, launches every canary (restored routes first, then
-    /// their proxies accept traffic), serves the API with `extra` routes,
-    /// and follows the files.
+    /// their proxies accept traffic), serves the API with `extra` routes
+    /// under the default [`ApiLimits`], and follows the files.
     pub async fn start(config: Config, extra: Vec<axum::Router>) -> Result<Daemon, Error> {
+        Daemon::start_with(config, extra, ApiLimits::default()).await
+    }
+
+    /// [`Daemon::start`] with the API's timeouts and connection cap (the
+    /// cap is lowered when the open-file limit is too low for it beside the
+    /// proxies; see [`fds`]).
+    pub async fn start_with(
+        config: Config,
+        extra: Vec<axum::Router>,
+        api_limits: ApiLimits,
+    ) -> Result<Daemon, Error> {
         let loaded = reload::load(&config.files).map_err(Error::Invalid)?;
         let store = Arc::new(Store::open(&config.state_dir)?);
         let listener = tokio::net::TcpListener::bind(config.api)
@@ -105,7 +113,7 @@ impl Daemon {
         })?;
         let open_files = fds::raise_open_files_limit();
         let canaries = loaded.catalog.canaries().len();
-        let share = fds::budget(open_files, canaries, config.api_limits.max_connections);
+        let share = fds::budget(open_files, canaries, api_limits.max_connections);
         if share.short {
             tracing::warn!(
                 limit = ?open_files,
@@ -115,7 +123,7 @@ impl Daemon {
         }
         let api_limits = ApiLimits {
             max_connections: share.api,
-            ..config.api_limits.clone()
+            ..api_limits
         };
         tracing::info!(
             limit = ?open_files,

@@ -53,14 +53,14 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
         state_dir: args.state_dir,
         token,
         poll,
-        api_limits: serin_daemon::ApiLimits {
-            max_connections: usize::from(args.api_max_connections),
-            ..serin_daemon::ApiLimits::default()
-        },
+    };
+    let api_limits = serin_daemon::ApiLimits {
+        max_connections: usize::from(args.api_max_connections),
+        ..serin_daemon::ApiLimits::default()
     };
     let telemetry = serin_telemetry::Telemetry::new();
     let extra = crate::observe::routes(&telemetry);
-    let daemon = match serin_daemon::Daemon::start(config, extra).await {
+    let daemon = match serin_daemon::Daemon::start_with(config, extra, api_limits).await {
         Ok(daemon) => daemon,
         Err(serin_daemon::Error::Invalid(problems)) => {
             for problem in problems {

@@ -211,7 +211,7 @@ impl Problem {
 /// The metric's window in words: `1m`, `30s`.
 fn window_text(m: &MetricCheck) -> String {
     let secs = m.interval.as_secs();
-    if secs >= 60 && secs % 60 == 0 {
+    if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -254,7 +254,6 @@ async fn without_a_token_nothing_changes_and_beyond_loopback_reads_need_it() {
             state_dir: dir.path().join("state"),
             token: Some(TOKEN.into()),
             poll: Duration::from_secs(60),
-            api_limits: serin_daemon::ApiLimits::default(),
         },
         Vec::new(),
     )

@@ -179,7 +179,7 @@ async fn a_reload_with_a_duplicate_is_refused_and_changes_nothing() {
     for (text, expected) in cases {
         write(dir.path(), "api.yaml", &text);
         let problems = serin_daemon::reload::load(&files).unwrap_err();
-        assert_eq!(problems, [expected.clone()]);
+        assert_eq!(problems, std::slice::from_ref(&expected));
         // Several polls later, nothing changed.
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(names().await, before, "after {expected}");

@@ -62,7 +62,6 @@ async fn refused(dir: &Path, file: &Path) -> Vec<String> {
             state_dir: dir.join("state"),
             token: None,
             poll: Duration::from_secs(60),
-            api_limits: serin_daemon::ApiLimits::default(),
         },
         Vec::new(),
     )

@@ -55,16 +55,16 @@ pub async fn daemon_with(
     poll: Duration,
     api_limits: ApiLimits,
 ) -> Daemon {
-    Daemon::start(
+    Daemon::start_with(
         Config {
             files,
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             state_dir: dir.join("state"),
             token: token.map(str::to_owned),
             poll,
-            api_limits,
         },
         Vec::new(),
+        api_limits,
     )
     .await
     .unwrap()
