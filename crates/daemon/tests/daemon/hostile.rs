@@ -329,3 +329,60 @@ async fn slow_heads_and_idle_connections_are_closed() {
     assert!(idle < Duration::from_secs(3), "closed after {idle:?}");
     daemon.shutdown().await;
 }
+
+/// An event stream is a request in flight, however quiet: neither the idle
+/// timeout nor a full cap closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_event_stream_is_not_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", free_port(), "http://127.0.0.1:9", None, ONE_STEP),
+    );
+    let daemon = daemon_with(
+        dir.path(),
+        vec![file],
+        Some(TOKEN),
+        Duration::from_secs(60),
+        serin_daemon::ApiLimits {
+            idle_timeout: Duration::from_millis(300),
+            max_connections: 2,
+            ..serin_daemon::ApiLimits::default()
+        },
+    )
+    .await;
+    let api = daemon.api_addr();
+    let quiet = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(api).unwrap();
+        stream
+            .write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut first = [0u8; 1024];
+        let read = stream.read(&mut first).unwrap();
+        assert!(
+            String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"),
+            "the stream begins"
+        );
+        stream
+    })
+    .await
+    .unwrap();
+    // Past the idle timeout, and more connections than the cap come and go.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..4 {
+        assert_eq!(request(api, "GET", "/healthz", None, b"").await.0, 200);
+    }
+    let still_open = tokio::task::spawn_blocking(move || {
+        let mut quiet = quiet;
+        !closed_within(&mut quiet, Duration::from_millis(300))
+    })
+    .await
+    .unwrap();
+    assert!(still_open, "the event stream was closed");
+    daemon.shutdown().await;
+}
