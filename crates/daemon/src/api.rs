@@ -111,6 +111,11 @@ impl ApiState {
     }
 
     /// Checks a request's bearer token; for extra routes that change things.
+    ///
+    /// The scheme is matched in any case (RFC 9110 §11.1: `bearer` is
+    /// `Bearer`) and the token in constant time. A refusal says which of
+    /// three things was wrong: no header, a header that is not a Bearer
+    /// token, or the wrong token; it never repeats what was sent.
     pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(token) = self.access.token.as_deref() else {
             return Err(ApiError::new(
@@ -118,22 +123,78 @@ impl ApiState {
                 "this daemon has no API token: start serin serve with SERIN_TOKEN or --token-file to allow changes",
             ));
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        match given {
-            Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
-            Some(_) => Err(ApiError::new(
+        match credentials(headers) {
+            Credentials::Token(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => {
+                Ok(())
+            }
+            Credentials::Token(_) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "wrong bearer token",
+                "wrong token: the bearer token sent is not this daemon's (SERIN_TOKEN or --token-file)",
             )),
-            None => Err(ApiError::new(
+            Credentials::Missing => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "this call changes something: send Authorization: Bearer TOKEN (the client commands send SERIN_TOKEN)",
+                "no Authorization header: send Authorization: Bearer TOKEN (the client commands send SERIN_TOKEN)",
+            )),
+            Credentials::Malformed(why) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "not a Bearer token: {why}; send Authorization: Bearer TOKEN (the client commands send SERIN_TOKEN)"
+                ),
             )),
         }
+    }
+}
+
+/// What a request's `Authorization` header holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials<'a> {
+    /// No `Authorization` header.
+    Missing,
+    /// A header that is not `Bearer TOKEN`; why, without its value.
+    Malformed(String),
+    /// The token of a `Bearer` header (any case), trimmed.
+    Token(&'a str),
+}
+
+/// Reads the `Authorization` header as RFC 9110 §11.6.2 and RFC 6750 §2.1
+/// write it: `SCHEME SP credentials`, the scheme in any case.
+fn credentials(headers: &HeaderMap) -> Credentials<'_> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Credentials::Missing;
+    };
+    if values.next().is_some() {
+        return Credentials::Malformed("the request has several Authorization headers".into());
+    }
+    let Ok(value) = value.to_str() else {
+        return Credentials::Malformed(
+            "the Authorization header holds bytes other than visible ASCII".into(),
+        );
+    };
+    let value = value.trim();
+    let (scheme, rest) = match value.split_once([' ', '\t']) {
+        Some((scheme, rest)) => (scheme, Some(rest.trim())),
+        None => (value, None),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // The scheme is named only when credentials follow it: a header
+        // holding a bare token must not be echoed.
+        let named = rest.is_some()
+            && scheme.len() <= 32
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        return Credentials::Malformed(if named {
+            format!("the Authorization header uses the {scheme:?} scheme")
+        } else {
+            "the Authorization header has no scheme".into()
+        });
+    }
+    match rest {
+        Some(token) if !token.is_empty() => Credentials::Token(token),
+        _ => Credentials::Malformed(
+            "the Authorization header has the Bearer scheme but no token".into(),
+        ),
     }
 }
 
@@ -158,13 +219,21 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(ErrorBody {
                 error: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 names the scheme it wants.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -281,17 +350,73 @@ pub fn router_with(state: ApiState, extra: Vec<Router>) -> Router {
     router
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(json_errors))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Longest error text read back from a response that is not JSON yet.
+const MAX_ERROR_TEXT: usize = 4 * 1024;
+
+/// Makes every error answer `{"error": ...}`: axum's own rejections (a
+/// query string or path segment that does not parse, a body over the limit,
+/// a wrong method) and those of extra routes are plain text or empty; their
+/// text becomes the message, with the status and headers (`Allow`) kept.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_ERROR_TEXT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("request body: larger than {MAX_BODY_BYTES} bytes")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            // axum adds `Allow` after the layers have run.
+            format!("{method} is not allowed on {path}: see docs/openapi.yaml")
+        }
+        _ if text.is_empty() => format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error")
+        ),
+        _ => text,
+    };
+    let error = ApiError::new(status, message).into_response();
+    let (error_parts, error_body) = error.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    for (name, value) in &error_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, error_body)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            let essence = value.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case("application/json")
+        })
+}
+
+/// Serves `router` on `listener` with the default [`crate::ApiLimits`]
+/// until `shutdown` resolves; see [`crate::listener::serve`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::listener::serve(listener, router, crate::ApiLimits::default(), shutdown).await;
+    Ok(())
 }
 
 async fn reads_guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -9,19 +9,26 @@
 //! - [`supervisor`]: launches, restores, stops and commands the canaries.
 //! - [`api`]: the axum router; [`api::router_with`] mounts extra routes.
 //! - [`reload`]: SIGHUP and polling of the canary files.
+//! - [`listener`]: the API's connections: header and idle timeouts, a cap.
+//! - [`fds`]: the open-file limit, raised and shared between the API and
+//!   the proxies.
 //!
 //! [`Daemon::start`] puts them together.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod fds;
+pub mod listener;
 pub mod reload;
 pub mod revisions;
 pub mod status;
 pub mod store;
+pub mod stored;
 pub mod supervisor;
 
 pub use api::{Access, ApiState};
+pub use listener::ApiLimits;
 pub use status::CanaryStatus;
 pub use store::Store;
 pub use supervisor::{Change, CommandError, Gate, Supervisor};
@@ -78,9 +85,20 @@ pub struct Daemon {
 
 impl Daemon {
     /// Opens the store, launches every canary (restored routes first, then
-    /// their proxies accept traffic), serves the API with `extra` routes,
-    /// and follows the files.
+    /// their proxies accept traffic), serves the API with `extra` routes
+    /// under the default [`ApiLimits`], and follows the files.
     pub async fn start(config: Config, extra: Vec<axum::Router>) -> Result<Daemon, Error> {
+        Daemon::start_with(config, extra, ApiLimits::default()).await
+    }
+
+    /// [`Daemon::start`] with the API's timeouts and connection cap (the
+    /// cap is lowered when the open-file limit is too low for it beside the
+    /// proxies; see [`fds`]).
+    pub async fn start_with(
+        config: Config,
+        extra: Vec<axum::Router>,
+        api_limits: ApiLimits,
+    ) -> Result<Daemon, Error> {
         let loaded = reload::load(&config.files).map_err(Error::Invalid)?;
         let store = Arc::new(Store::open(&config.state_dir)?);
         let listener = tokio::net::TcpListener::bind(config.api)
@@ -93,7 +111,28 @@ impl Daemon {
             addr: config.api,
             source,
         })?;
+        let open_files = fds::raise_open_files_limit();
+        let canaries = loaded.catalog.canaries().len();
+        let share = fds::budget(open_files, canaries, api_limits.max_connections);
+        if share.short {
+            tracing::warn!(
+                limit = ?open_files,
+                canaries,
+                "the open-file limit is low for this many canaries: connections may be refused; raise it (ulimit -n, systemd LimitNOFILE=)"
+            );
+        }
+        let api_limits = ApiLimits {
+            max_connections: share.api,
+            ..api_limits
+        };
+        tracing::info!(
+            limit = ?open_files,
+            api = share.api,
+            per_proxy = ?share.per_proxy,
+            "connection caps from the open-file limit"
+        );
         let supervisor = Supervisor::new(store);
+        supervisor.share_open_files(open_files, share.api);
         let problems = supervisor.reconcile(&loaded.catalog, &loaded.files).await;
         if !problems.is_empty() {
             supervisor.shutdown().await;
@@ -113,9 +152,7 @@ impl Daemon {
             let stopped = async move {
                 let _ = api_stopping.wait_for(|stop| *stop).await;
             };
-            if let Err(error) = api::serve(listener, router, stopped).await {
-                tracing::error!(%error, "API stopped");
-            }
+            listener::serve(listener, router, api_limits, stopped).await;
         });
         let follow = tokio::spawn(reload::follow(
             supervisor.clone(),

@@ -8,11 +8,9 @@
 
 use crate::supervisor::Supervisor;
 use serin_server::{Clock, TokioClock};
-use serin_spec::Catalog;
+use std::collections::BTreeMap;
 use std::{
-    collections::BTreeMap,
-    io::Read as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, SystemTime},
 };
 use tokio::sync::watch;
@@ -24,19 +22,14 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
 const SETTLE: Duration = Duration::from_millis(150);
 
 /// Files larger than this are refused before they are read.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = serin_spec::parse::MAX_FILE_BYTES as u64;
 
 /// The canary files as last read.
-#[derive(Clone, Debug)]
-pub struct Loaded {
-    /// Every document of every file.
-    pub catalog: Catalog,
-    /// The file each canary came from.
-    pub files: BTreeMap<String, String>,
-}
+pub use serin_spec::Loaded;
 
-/// Reads, parses and validates `paths`; every problem is one line naming
-/// the file (and the field).
+/// Reads, parses and validates `paths` with the loader `serin validate`
+/// uses ([`serin_spec::load_paths`]): the same rules, the same lines
+/// (`FILE: FIELD.PATH: MESSAGE`), one per problem.
 pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
     load_files(paths).map_err(|problems| problems.into_iter().map(|p| p.line).collect())
 }
@@ -52,79 +45,15 @@ struct FileProblem {
 
 /// [`load`], each problem with its file.
 fn load_files(paths: &[PathBuf]) -> Result<Loaded, Vec<FileProblem>> {
-    let mut catalog = Catalog::new();
-    let mut files = BTreeMap::new();
-    let mut problems = Vec::new();
-    for path in paths {
-        let name = path.display().to_string();
-        let problem = |line: String| FileProblem {
-            file: name.clone(),
-            line,
-        };
-        let text = match read(path) {
-            Ok(text) => text,
-            Err(error) => {
-                problems.push(problem(format!("{name}: {error}")));
-                continue;
-            }
-        };
-        match serin_spec::load_documents(&name, &text) {
-            // An empty file is almost always one caught mid-write (editors
-            // and `>` truncate first); taking it at its word would stop
-            // every canary it held.
-            Ok(documents) if documents.is_empty() => problems.push(problem(format!(
-                "{name}: holds no documents; to remove its canaries, remove the file from the command line"
-            ))),
-            Ok(documents) => {
-                for document in documents {
-                    if let serin_spec::Document::Canary(canary) = &document
-                        && let Some(other) = files.insert(canary.name().to_owned(), name.clone())
-                    {
-                        problems.push(problem(format!(
-                            "{name}: metadata.name: canary {:?} is also defined in {other}",
-                            canary.name()
-                        )));
-                    }
-                    catalog.add(document);
-                }
-            }
-            Err(found) => problems.push(problem(serin_spec::render_problems(&name, &found))),
-        }
-    }
-    if problems.is_empty() {
-        Ok(Loaded { catalog, files })
-    } else {
-        Err(problems)
-    }
-}
-
-fn read(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large(meta.len()));
-    }
-    let bytes = read_bounded(path)?;
-    String::from_utf8(bytes).map_err(|_| "cannot read: not UTF-8 text".to_owned())
-}
-
-/// The file's bytes, at most [`MAX_FILE_BYTES`] of them: the read itself is
-/// bounded, so a file that grows after its size was checked (or a device
-/// that reports none) cannot exhaust memory.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-    if len > MAX_FILE_BYTES {
-        return Err(too_large(len));
-    }
-    Ok(bytes)
-}
-
-fn too_large(len: u64) -> String {
-    format!("file is {len} bytes or more; the limit is {MAX_FILE_BYTES}")
+    serin_spec::load_paths(paths).map_err(|diagnostics| {
+        diagnostics
+            .iter()
+            .map(|d| FileProblem {
+                file: d.file.clone(),
+                line: d.to_string(),
+            })
+            .collect()
+    })
 }
 
 /// What a file looked like: changes in size, time or content trigger a reload.
@@ -147,7 +76,7 @@ fn seen(paths: &[PathBuf]) -> Vec<Option<Seen>> {
             let hash = if meta.len() > MAX_FILE_BYTES {
                 0
             } else {
-                fnv1a(&read_bounded(path).ok()?)
+                fnv1a(&serin_spec::files::read_bytes(path).ok()?)
             };
             Some(Seen {
                 modified: meta.modified().ok(),
@@ -317,14 +246,19 @@ mod tests {
         let path = dir.path().join("huge.yaml");
         let file = std::fs::File::create(&path).expect("a file");
         file.set_len(MAX_FILE_BYTES + 1).expect("a sparse file");
-        let problem = read(&path).expect_err("refused");
-        assert!(problem.contains("the limit is"), "{problem}");
+        let problems = load(std::slice::from_ref(&path)).expect_err("refused");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("larger than 4 MiB are refused")),
+            "{problems:?}"
+        );
         let seen = seen(std::slice::from_ref(&path));
         let Some(Some(seen)) = seen.first() else {
             panic!("the file is seen: {seen:?}");
         };
         assert_eq!(seen.len, MAX_FILE_BYTES + 1);
         assert_eq!(seen.hash, 0, "an oversized file is not hashed");
-        assert!(read_bounded(&path).is_err());
+        assert!(serin_spec::files::read_bytes(&path).is_err());
     }
 }

@@ -307,6 +307,16 @@ impl Store {
         Ok(canaries)
     }
 
+    /// Forgets a canary's state (where its rollout stands, where its
+    /// upstreams point, the revision its file named), keeping its history
+    /// and revision records: the next launch starts it afresh, all traffic
+    /// on stable. Whether there was a state to forget.
+    pub fn forget(&self, name: &str) -> Result<bool> {
+        let connection = self.lock();
+        let deleted = connection.execute("DELETE FROM canaries WHERE name = ?1", [name])?;
+        Ok(deleted > 0)
+    }
+
     /// Records the revision a canary file names. A canary never saved gets a
     /// fresh state row.
     pub fn set_file_target(

@@ -61,6 +61,18 @@ pub enum LaunchError {
         /// Why.
         source: serin_proxy::Error,
     },
+    /// The canary's stored state is one no rollout could have written.
+    #[error(
+        "{bad}; to start the canary afresh (all traffic on stable, its history kept), stop serin serve and run `serin forget {} --state-dir {}`",
+        .bad.canary,
+        .state_dir.display()
+    )]
+    State {
+        /// What is wrong, with the field.
+        bad: crate::stored::BadState,
+        /// The state directory, for the way out.
+        state_dir: std::path::PathBuf,
+    },
     /// The state store failed.
     #[error("{name}: {source}")]
     Store {
@@ -182,6 +194,9 @@ struct Inner {
     store: Arc<Store>,
     canaries: RwLock<BTreeMap<String, Entry>>,
     changes: broadcast::Sender<Change>,
+    /// The open-file limit and the API's share of it, when known: each
+    /// proxy's connection cap is computed from them (see [`crate::fds`]).
+    open_files: RwLock<Option<(Option<u64>, usize)>>,
 }
 
 /// A canary's command sender, status receiver and status sender.
@@ -219,8 +234,31 @@ impl Supervisor {
                 store,
                 canaries: RwLock::new(BTreeMap::new()),
                 changes,
+                open_files: RwLock::new(None),
             }),
         }
+    }
+
+    /// Caps each proxy launched from now on to its share of `open_files`
+    /// (the soft limit; `None`: unlimited) beside the API's
+    /// `api_connections` (see [`crate::fds::budget`]).
+    pub fn share_open_files(&self, open_files: Option<u64>, api_connections: usize) {
+        *self
+            .inner
+            .open_files
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((open_files, api_connections));
+    }
+
+    /// Each proxy's connection cap for `canaries` canaries, when shared.
+    fn proxy_connections(&self, canaries: usize) -> Option<usize> {
+        let share = *self
+            .inner
+            .open_files
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (open_files, api) = share?;
+        crate::fds::budget(open_files, canaries, api).per_proxy
     }
 
     /// The store (history for the API and the dashboard).
@@ -401,11 +439,12 @@ impl Supervisor {
         for entry in stopping {
             entry.stop().await;
         }
+        let proxy_connections = self.proxy_connections(wanted.len());
         for (name, canary) in wanted {
             let file = files.get(name).cloned().unwrap_or_default();
             let running = self.read().contains_key(name);
             if !running {
-                match self.launch(catalog, canary, &file).await {
+                match self.launch(catalog, canary, &file, proxy_connections).await {
                     Ok(entry) => {
                         self.write().insert(name.to_owned(), entry);
                     }
@@ -512,6 +551,7 @@ impl Supervisor {
         catalog: &Catalog,
         canary: &Canary,
         file: &str,
+        proxy_connections: Option<usize>,
     ) -> Result<Entry, LaunchError> {
         let name = canary.name().to_owned();
         let invalid = |path: &str, message: String| {
@@ -528,6 +568,11 @@ impl Supervisor {
                 ),
                 other => LaunchError::Invalid(format!("{file}: {name}: {other}")),
             })?;
+        if let Some(cap) = proxy_connections {
+            // Beyond it, clients wait in the listen backlog, which holds
+            // no descriptor of this process.
+            prepared.proxy.limits.max_connections.get_or_insert(cap);
+        }
         let file_stable = canary.stable_upstream().unwrap_or_default().to_owned();
         let store_error = |source| LaunchError::Store {
             name: name.clone(),
@@ -536,6 +581,12 @@ impl Supervisor {
         let clock = TokioClock::new();
         let stored = self.inner.store.load(&name).map_err(store_error)?;
         let plan = prepared.plan.clone();
+        if let Some(stored) = &stored {
+            crate::stored::check(stored, &plan).map_err(|bad| LaunchError::State {
+                bad,
+                state_dir: self.inner.store.dir().to_path_buf(),
+            })?;
+        }
         let StoredCanary {
             state,
             placement,

@@ -148,6 +148,21 @@ pub enum Command {
     /// Let a paused rollout advance again.
     Resume(crate::client::GateArgs),
 
+    /// Forget a canary's stored state, so serin serve starts it afresh.
+    ///
+    /// For a state serin serve refuses at start ("state for canary NAME:
+    /// FIELD: ..."): the canary's position in its rollout and its promoted
+    /// upstream are dropped (all traffic goes to the stable upstream of its
+    /// file); its history and revision records are kept. Refused while a
+    /// daemon holds the state directory.
+    Forget {
+        /// The canary.
+        name: String,
+        /// The daemon's state directory.
+        #[arg(long, default_value = ".serin")]
+        state_dir: PathBuf,
+    },
+
     /// A load-test and gate service that speaks flagger-loadtester's webhook protocol.
     Loadtester(crate::loadtester::Args),
 }

@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use serin_analysis::JudgeKind;
 use serin_spec::Catalog;
 use std::{
-    collections::BTreeMap,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::ExitCode,
@@ -23,14 +22,11 @@ pub const EXIT_ROLLED_BACK: u8 = 1;
 /// Invalid input or a problem that kept serin from doing its job.
 pub const EXIT_TROUBLE: u8 = 2;
 
-/// Files larger than this are refused before parsing (the parser has the
-/// same cap; this one avoids reading a huge file into memory first).
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Serve(args) => runtime()?.block_on(crate::serve::serve(args)),
+        Command::Forget { name, state_dir } => forget(&name, &state_dir),
         Command::Loadtester(args) => runtime()?.block_on(crate::loadtester::loadtester(args)),
         Command::Start(args) => runtime()?.block_on(crate::client::start(args)),
         Command::Status(args) => runtime()?.block_on(crate::client::status(args)),
@@ -77,120 +73,78 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Reads files, reporting unreadable or oversized ones as problems.
-fn read_files(files: &[PathBuf]) -> (Vec<(String, String)>, Vec<String>) {
-    let mut texts = Vec::new();
-    let mut problems = Vec::new();
-    for file in files {
-        let name = file.display().to_string();
-        match std::fs::metadata(file) {
-            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-                problems.push(format!(
-                    "{name}: file is {} bytes; the limit is {MAX_FILE_BYTES}",
-                    meta.len()
-                ));
-                continue;
-            }
-            Err(error) => {
-                problems.push(format!("{name}: cannot read: {error}"));
-                continue;
-            }
-            Ok(_) => {}
-        }
-        match std::fs::read_to_string(file) {
-            Ok(text) => texts.push((name, text)),
-            Err(error) => problems.push(format!("{name}: cannot read: {error}")),
-        }
-    }
-    (texts, problems)
-}
-
 /// Parses and validates files into one catalog, or prints every problem.
 pub(crate) fn load(files: &[PathBuf]) -> Result<Catalog, ExitCode> {
     load_with_files(files).map(|loaded| loaded.catalog)
 }
 
-/// Canary files as read: every document, and the file each canary came from.
-pub(crate) struct Loaded {
-    /// Every document of every file.
-    pub catalog: Catalog,
-    /// The file each canary came from, by name.
-    files: BTreeMap<String, String>,
-}
-
-impl Loaded {
-    /// The file that holds the canary `name` (the only canary when `None`),
-    /// for diagnostics; the first file when there is no such canary, since
-    /// a problem must name some file.
-    pub fn file_of(&self, name: Option<&str>, files: &[PathBuf]) -> String {
-        let name = match (name, self.catalog.canaries()) {
-            (Some(name), _) => Some(name),
-            (None, [one]) => Some(one.name()),
-            (None, _) => None,
-        };
-        name.and_then(|name| self.files.get(name).cloned())
-            .or_else(|| files.first().map(|f| f.display().to_string()))
-            .unwrap_or_default()
-    }
-}
-
 /// As [`load`], remembering which file each canary came from: problems found
 /// later (resolving, mapping) must name that file, not the first one given.
-pub(crate) fn load_with_files(files: &[PathBuf]) -> Result<Loaded, ExitCode> {
-    let (texts, mut problems) = read_files(files);
-    let mut catalog = Catalog::new();
-    let mut sources = BTreeMap::new();
-    for (name, text) in &texts {
-        match serin_spec::load_documents(name, text) {
-            Ok(documents) => {
-                for document in documents {
-                    if let serin_spec::Document::Canary(canary) = &document {
-                        sources
-                            .entry(canary.name().to_owned())
-                            .or_insert_with(|| name.clone());
-                    }
-                    catalog.add(document);
-                }
-            }
-            Err(found) => problems.extend(
-                found
-                    .into_iter()
-                    .map(|problem| problem.in_file(name.as_str()).to_string()),
-            ),
+/// The one loader `serve` and the daemon's reloads use too
+/// ([`serin_spec::load_paths`]): what `validate` accepts, they accept.
+pub(crate) fn load_with_files(files: &[PathBuf]) -> Result<serin_spec::Loaded, ExitCode> {
+    serin_spec::load_paths(files).map_err(|diagnostics| {
+        for diagnostic in diagnostics {
+            eprintln!("{diagnostic}");
         }
-    }
-    if problems.is_empty() {
-        Ok(Loaded {
-            catalog,
-            files: sources,
-        })
-    } else {
-        for problem in problems {
-            eprintln!("{problem}");
-        }
-        Err(ExitCode::from(EXIT_TROUBLE))
-    }
+        ExitCode::from(EXIT_TROUBLE)
+    })
 }
 
 fn validate(files: &[PathBuf]) -> Result<ExitCode> {
-    match load(files) {
-        Ok(catalog) => {
-            let (canaries, templates, providers) = (
-                catalog.canaries().len(),
-                catalog.metric_templates().len(),
-                catalog.alert_providers().len(),
-            );
-            println!(
-                "{} valid: {canaries} canar{}, {templates} metric template{}, {providers} alert provider{}",
-                plural(files.len(), "file", "files"),
-                if canaries == 1 { "y" } else { "ies" },
-                if templates == 1 { "" } else { "s" },
-                if providers == 1 { "" } else { "s" },
-            );
-            Ok(ExitCode::from(EXIT_OK))
+    let loaded = match load_with_files(files) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    // What `run` and `serve` check of each canary they serve before it
+    // listens: its plan, its judges, its metric queries, alerts and routes.
+    let mut problems = Vec::new();
+    for canary in loaded.catalog.canaries().iter().filter(|c| c.is_builtin()) {
+        let file = loaded.file_of(Some(canary.name()), files);
+        if let Err(serin_server::RunError::Invalid(diagnostics)) =
+            serin_server::Prepared::for_canary(&loaded.catalog, canary, &file)
+        {
+            problems.extend(diagnostics);
         }
-        Err(code) => Ok(code),
     }
+    if !problems.is_empty() {
+        for problem in problems {
+            eprintln!("{problem}");
+        }
+        return Ok(ExitCode::from(EXIT_TROUBLE));
+    }
+    let catalog = &loaded.catalog;
+    let (canaries, templates, providers) = (
+        catalog.canaries().len(),
+        catalog.metric_templates().len(),
+        catalog.alert_providers().len(),
+    );
+    println!(
+        "{} valid: {canaries} canar{}, {templates} metric template{}, {providers} alert provider{}",
+        plural(files.len(), "file", "files"),
+        if canaries == 1 { "y" } else { "ies" },
+        if templates == 1 { "" } else { "s" },
+        if providers == 1 { "" } else { "s" },
+    );
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+fn forget(name: &str, state_dir: &Path) -> Result<ExitCode> {
+    let store = match serin_daemon::Store::open(state_dir) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("serin forget: {error}");
+            return Ok(ExitCode::from(EXIT_TROUBLE));
+        }
+    };
+    if store.forget(name)? {
+        println!(
+            "{name}: state forgotten; serin serve starts it afresh, all traffic on its stable upstream (its history is kept)"
+        );
+    } else {
+        println!("{name}: no state stored in {}", state_dir.display());
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {

@@ -23,6 +23,12 @@ pub struct ServeArgs {
     /// How often the files are checked for changes (SIGHUP reloads at once).
     #[arg(long, default_value = "2s", value_name = "DUR")]
     pub poll: String,
+    /// Most API connections open at once (lowered when the open-file limit
+    /// is too low for it beside the proxies); at the cap the connection
+    /// idle the longest is closed to make room.
+    #[arg(long, default_value = "256", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub api_max_connections: u16,
 }
 
 /// Largest token file read.
@@ -48,9 +54,13 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
         token,
         poll,
     };
+    let api_limits = serin_daemon::ApiLimits {
+        max_connections: usize::from(args.api_max_connections),
+        ..serin_daemon::ApiLimits::default()
+    };
     let telemetry = serin_telemetry::Telemetry::new();
     let extra = crate::observe::routes(&telemetry);
-    let daemon = match serin_daemon::Daemon::start(config, extra).await {
+    let daemon = match serin_daemon::Daemon::start_with(config, extra, api_limits).await {
         Ok(daemon) => daemon,
         Err(serin_daemon::Error::Invalid(problems)) => {
             for problem in problems {

@@ -1,9 +1,12 @@
-//! Canary, MetricTemplate and AlertProvider documents: types, parsing and validation. Pure: no I/O.
+//! Canary, MetricTemplate and AlertProvider documents: types, parsing and
+//! validation, and the one loader every command reads canary files with.
 //!
 //! serin reads Flagger's `flagger.app/v1beta1` documents unchanged and its own
 //! `serin.dev/v1alpha1` ones (Flagger's schema plus extensions for the built-in
 //! proxy and statistical judges). Callers pass text in and get typed documents
-//! or a list of [`Problem`]s, every one naming its field path.
+//! or a list of [`Problem`]s, every one naming its field path. [`files`]
+//! reads files (bounded; the crate's only I/O) and applies the rules between
+//! documents and files, for `validate`, `run`, `serve` and reloads alike.
 //!
 //! ```
 //! let text = "
@@ -30,6 +33,7 @@ pub mod catalog;
 mod de;
 pub mod document;
 pub mod duration;
+pub mod files;
 pub mod matching;
 pub mod meta;
 pub mod parse;
@@ -48,6 +52,7 @@ pub use canary::{
 pub use catalog::{Catalog, MetricSource, ResolvedAlert, ResolvedCanary, ResolvedMetric};
 pub use document::Document;
 pub use duration::{Duration, DurationError};
+pub use files::{Loaded, load_paths, load_texts, read_file};
 pub use matching::{CompiledStringMatch, HttpMatchRequest, StringMatch, StringMatchRule};
 pub use meta::{ObjectMeta, ObjectReference};
 pub use parse::{load_documents, parse_collecting, parse_documents};
@@ -76,25 +81,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Parses and validates several files (`(file name, text)` pairs) into one
-/// [`Catalog`], reporting every problem of every file.
+/// [`Catalog`], reporting every problem of every file; the rules of
+/// [`files`] ([`load_texts`]).
 pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Catalog> {
-    let mut catalog = Catalog::new();
-    let mut diagnostics = Vec::new();
-    for (file_name, text) in files {
-        match load_documents(file_name, text) {
-            Ok(documents) => catalog.extend(documents),
-            Err(problems) => diagnostics.extend(
-                problems
-                    .into_iter()
-                    .map(|problem| problem.in_file(file_name)),
-            ),
-        }
-    }
-    if diagnostics.is_empty() {
-        Ok(catalog)
-    } else {
-        Err(Error::Invalid(diagnostics))
-    }
+    load_texts(files)
+        .map(|loaded| loaded.catalog)
+        .map_err(Error::Invalid)
 }
 
 fn render_diagnostics(diagnostics: &[Diagnostic]) -> String {

@@ -71,7 +71,7 @@ async fn reads_commands_tokens_and_limits() {
     )
     .await;
     assert_eq!(
-        (status, body.contains("wrong bearer token")),
+        (status, body.contains("wrong token")),
         (401, true),
         "{body}"
     );

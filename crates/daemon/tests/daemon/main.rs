@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 mod api;
+mod hostile;
 mod own_traffic;
 mod recovery;
 mod reload;
 mod store;
+mod stored;
 mod support;

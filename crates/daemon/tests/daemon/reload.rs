@@ -192,3 +192,81 @@ async fn a_refused_reload_is_a_condition_of_the_canaries_it_concerns_until_fixed
     .await;
     daemon.shutdown().await;
 }
+
+/// A reload that would give two canaries one name or one listen address is
+/// refused with the lines `serin validate` prints for those files, and the
+/// canaries keep running as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_duplicate_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web_port, api_port) = (free_port(), free_port());
+    let stable = "http://127.0.0.1:9";
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml("web", web_port, stable, None, STEPS),
+    );
+    let api_file = write(
+        dir.path(),
+        "api.yaml",
+        &canary_yaml("api", api_port, stable, None, STEPS),
+    );
+    let files = vec![web.clone(), api_file.clone()];
+    let daemon = daemon(
+        dir.path(),
+        files.clone(),
+        Some(TOKEN),
+        Duration::from_millis(100),
+    )
+    .await;
+    let api = daemon.api_addr();
+    let names = async || {
+        json(api, "/api/v1/canaries").await["canaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["listen"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = names().await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let cases = [
+        (
+            canary_yaml("api", web_port, stable, None, STEPS),
+            format!(
+                "{}: spec.service.listen: 127.0.0.1:{web_port} is taken: canary \"web\" in {} listens on 127.0.0.1:{web_port}; each canary needs its own address",
+                api_file.display(),
+                web.display()
+            ),
+        ),
+        (
+            canary_yaml("web", api_port, stable, None, STEPS),
+            format!(
+                "{}: metadata.name: canary \"web\" is also defined in {}; canary names must be unique",
+                api_file.display(),
+                web.display()
+            ),
+        ),
+    ];
+    for (text, expected) in cases {
+        write(dir.path(), "api.yaml", &text);
+        let problems = serin_daemon::reload::load(&files).unwrap_err();
+        assert_eq!(problems, std::slice::from_ref(&expected));
+        // Several polls later, nothing changed.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(names().await, before, "after {expected}");
+        for port in [web_port, api_port] {
+            assert!(
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                "a proxy stopped listening on {port}"
+            );
+        }
+    }
+    daemon.shutdown().await;
+}
