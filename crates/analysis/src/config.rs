@@ -286,6 +286,19 @@ impl MetricCheck {
     }
 }
 
+/// What decides when the last step may promote (sequential judge).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pace {
+    /// Hold the last step until a planning-size regression would have been
+    /// caught with about 95 % probability, or is ruled out.
+    #[default]
+    Evidence,
+    /// Promote at the end of the schedule, as Flagger does, and report the
+    /// power reached instead of holding for it.
+    Schedule,
+}
+
 /// Kayenta's scoring knobs for the Mann-Whitney judge.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MannWhitneyConfig {
@@ -324,6 +337,10 @@ pub struct AnalysisConfig {
     /// Canary requests a step must see before it may pass (sequential judge).
     /// `None` means [`DEFAULT_MIN_REQUESTS`].
     pub min_requests: Option<u64>,
+    /// Whether the last step waits for evidence or promotes at the end of
+    /// the schedule (sequential judge).
+    #[serde(default)]
+    pub pace: Pace,
     /// How often the runtime evaluates (Flagger's `interval`).
     pub interval: Duration,
     /// Failed checks before rollback (Flagger's `threshold`).
@@ -370,6 +387,7 @@ impl AnalysisConfig {
             judge: JudgeKind::Sequential,
             alpha: 0.01,
             min_requests: None,
+            pace: Pace::Evidence,
             interval: Duration::from_secs(60),
             threshold: 5,
             steps: vec![10, 20, 30, 40, 50],

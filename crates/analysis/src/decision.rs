@@ -110,6 +110,10 @@ pub struct MetricEvidence {
     pub e_value: Option<f64>,
     /// The p-value (Mann-Whitney judge).
     pub p_value: Option<f64>,
+    /// The power reached so far to have caught a regression of the planning
+    /// size (sequential judge, comparisons with stable), 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<f64>,
     /// One line, with numbers.
     pub reason: String,
 }
@@ -131,6 +135,7 @@ impl MetricEvidence {
             margin: None,
             e_value: None,
             p_value: None,
+            power: None,
             reason,
         }
     }
@@ -144,6 +149,7 @@ impl MetricEvidence {
         self.stable = finite(self.stable);
         self.margin = finite(self.margin);
         self.p_value = finite(self.p_value);
+        self.power = finite(self.power).map(|p| p.clamp(0.0, 1.0));
         self.e_value = self
             .e_value
             .filter(|v| !v.is_nan())

@@ -20,7 +20,7 @@ pub mod judge;
 
 pub use config::{
     AnalysisConfig, BuiltinMetric, Compare, ConfigError, DEFAULT_MIN_REQUESTS, Direction,
-    JudgeKind, MannWhitneyConfig, MetricCheck, MetricKind,
+    JudgeKind, MannWhitneyConfig, MetricCheck, MetricKind, Pace,
 };
 pub use decision::{Bounds, Decision, HoldReason, MetricEvidence, MetricStatus, Verdict};
 pub use input::{MetricInput, MetricValue, TickInput};

@@ -128,6 +128,10 @@ pub fn analysis_for(
         judge,
         alpha: analysis.alpha(),
         min_requests: analysis.min_requests,
+        pace: match analysis.pace.unwrap_or_default() {
+            serin_spec::Pace::Evidence => serin_analysis::Pace::Evidence,
+            serin_spec::Pace::Schedule => serin_analysis::Pace::Schedule,
+        },
         interval: analysis.interval(),
         threshold: analysis.threshold(),
         steps,

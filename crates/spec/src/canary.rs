@@ -207,6 +207,24 @@ pub struct Analysis {
     /// serin: canary requests needed per step before the canary may advance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_requests: Option<u64>,
+    /// serin: whether the last step waits for evidence (`evidence`, the
+    /// default) or promotes at the end of the schedule as Flagger does
+    /// (`schedule`), reporting the power reached instead of holding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<Pace>,
+}
+
+/// serin: what decides when the last step may promote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pace {
+    /// Hold the last step until a planning-size regression would have been
+    /// caught with about 95 % probability, or ruled out.
+    #[default]
+    Evidence,
+    /// Promote at the end of the schedule, as Flagger does; the power reached
+    /// is reported, not waited for.
+    Schedule,
 }
 
 /// serin: how metric checks decide.

@@ -249,3 +249,27 @@ spec:
         ]
     );
 }
+
+#[test]
+fn pace_is_evidence_or_schedule() {
+    let with = |pace: &str| {
+        EXAMPLE.replacen(
+            "    minRequests: 200\n",
+            &format!("    minRequests: 200\n    pace: {pace}\n"),
+            1,
+        )
+    };
+    let documents = load_documents("myapp.yaml", &with("schedule")).unwrap();
+    let canary = documents[0].as_canary().unwrap();
+    assert_eq!(canary.analysis().pace, Some(serin_spec::Pace::Schedule));
+    let documents = load_documents("myapp.yaml", EXAMPLE).unwrap();
+    assert_eq!(documents[0].as_canary().unwrap().analysis().pace, None);
+    let problems = load_documents("myapp.yaml", &with("fast")).unwrap_err();
+    let text = serin_spec::render_problems("myapp.yaml", &problems);
+    assert!(
+        text.contains(
+            "spec.analysis.pace: unknown value \"fast\", expected one of evidence, schedule"
+        ),
+        "{text}"
+    );
+}

@@ -142,8 +142,14 @@ pub struct SequentialJudge {
     alpha: f64,
     min_requests: u64,
     /// Whether promotion waits for enough evidence (see [`evidence_target`]);
-    /// off when the spec sets `minRequests` itself.
+    /// off when the spec sets `minRequests` itself or `pace: schedule`.
     evidence_gate: bool,
+    /// The spec's pace: with `schedule`, the power reached is reported at
+    /// the last step instead of held for.
+    pace: crate::config::Pace,
+    /// Whether the power to catch a planning-size regression is reported
+    /// (off when the spec sets `minRequests`: it asked for its own pace).
+    gate_reported: bool,
     /// The last step's weight: the step whose pass promotes.
     final_weight: u8,
     /// The weight of the last second observed.
@@ -222,6 +228,39 @@ fn evidence_target(alpha: f64, log_weight: f64) -> f64 {
     let z = DETECT_POWER_Z;
     let root = (z * std::f64::consts::SQRT_2 + (2.0 * z * z + 4.0 * a).sqrt()) / 2.0;
     root * root
+}
+
+/// Probability that a planning-size regression would have crossed the
+/// rollback bound by now, given the information `info` gathered: the ln
+/// likelihood ratio roughly normal with mean `info` and variance `2·info`,
+/// against the bound `ln(1/α) − ln(weight) − ln(w_min)`.
+fn power_of(info: f64, alpha: f64, log_weight: f64) -> f64 {
+    if !(info > 0.0) {
+        return 0.0;
+    }
+    let a = (1.0 / alpha).ln() - log_weight + crate::eprocess::grid_penalty();
+    let z = (info - a) / (2.0 * info).sqrt();
+    let p = statrs::distribution::ContinuousCDF::cdf(&statrs::distribution::Normal::standard(), z);
+    if p.is_finite() {
+        p.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// One comparison against the planning-size regression (see
+/// [`SequentialJudge::gate`]).
+struct Gate {
+    /// The metric's name.
+    metric: String,
+    /// The planning regression in words.
+    what: String,
+    /// Power reached so far (0..=1); at least 0.95 once the bound rules the
+    /// regression out.
+    power: f64,
+    /// While the gate is not met: the canary requests still wanted, if they
+    /// can be estimated.
+    more: Option<Option<f64>>,
 }
 
 /// The highest error rate the comparison's null allows the canary when
@@ -400,7 +439,10 @@ impl SequentialJudge {
         SequentialJudge {
             alpha: config.alpha,
             min_requests: config.min_requests(),
-            evidence_gate: config.min_requests.is_none(),
+            evidence_gate: config.min_requests.is_none()
+                && config.pace == crate::config::Pace::Evidence,
+            pace: config.pace,
+            gate_reported: config.min_requests.is_none(),
             final_weight: config.steps.last().copied().unwrap_or(100),
             weight: 0,
             metrics,
@@ -431,10 +473,9 @@ impl SequentialJudge {
         self.log_e() >= (1.0 / self.alpha).ln()
     }
 
-    /// Why promotion must wait for more evidence: one reason per comparison
-    /// that could neither have caught a regression of the planning size
-    /// with 95 % probability yet, nor rule it out. Empty when the gate is off
-    /// or satisfied.
+    /// Where each comparison stands against the planning-size regression:
+    /// the power it reached and, while short of it, how many more canary
+    /// requests it wants.
     ///
     /// Two routes, whichever comes first:
     /// - *power*: the split test's information under the planning
@@ -446,12 +487,7 @@ impl SequentialJudge {
     ///   under an additive margin (every error is the canary's under null
     ///   and alternative alike); clean canary traffic narrows the bound, so
     ///   the requirement shrinks as clean data arrive.
-    ///
-    /// The gate only delays a pass: it never makes a rollback more likely.
-    fn evidence_missing(&self) -> Vec<String> {
-        if !self.evidence_gate {
-            return Vec::new();
-        }
+    fn gate(&self) -> Vec<Gate> {
         let mut out = Vec::new();
         for m in &self.metrics {
             if !m.log_weight.is_finite() {
@@ -503,34 +539,79 @@ impl SequentialJudge {
                 _ => continue,
             };
             let part = if range { std::f64::consts::LN_2 } else { 0.0 };
-            let target = evidence_target(self.alpha, m.log_weight - part);
+            let log_weight = m.log_weight - part;
+            let target = evidence_target(self.alpha, log_weight);
             let info = cmp.info();
-            if info >= target {
-                continue;
-            }
             let (_, high) = confseq::bernoulli(trials, events, self.alpha);
-            if trials > 0 && high <= limit {
-                continue;
-            }
-            // Requests still needed by each route, if the rates stay as seen.
-            let rate = cmp.info_per_canary_request();
-            let by_power = (rate > 0.0).then(|| ((target - info) / rate).ceil());
-            let by_bound = requests_to_bound(trials, events, limit, self.alpha)
-                .map(|n| n.saturating_sub(trials) as f64);
-            let more = match (by_power, by_bound) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            let bounded = trials > 0 && high <= limit;
+            let by_power = power_of(info, self.alpha, log_weight);
+            let mut gate = Gate {
+                metric: m.check.name.clone(),
+                what,
+                power: if bounded {
+                    by_power.max(0.95)
+                } else {
+                    by_power
+                },
+                more: None,
             };
-            let more = more.map_or_else(
-                || "more canary requests".to_owned(),
-                |n| format!("about {} more canary requests", num(n.max(1.0))),
-            );
-            out.push(format!(
-                "{}: holding promotion for evidence: {more} before a regression of {what} would be caught (95 %) or ruled out",
-                m.check.name,
-            ));
+            if info < target && !bounded {
+                // Requests still needed by each route, if the rates stay as seen.
+                let rate = cmp.info_per_canary_request();
+                let by_power = (rate > 0.0).then(|| ((target - info) / rate).ceil());
+                let by_bound = requests_to_bound(trials, events, limit, self.alpha)
+                    .map(|n| n.saturating_sub(trials) as f64);
+                gate.more = Some(match (by_power, by_bound) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                });
+            }
+            out.push(gate);
         }
         out
+    }
+
+    /// Why promotion must wait for more evidence: one reason per comparison
+    /// that could neither have caught a regression of the planning size
+    /// with 95 % probability yet, nor rule it out. Empty when the gate is off
+    /// or satisfied. The gate only delays a pass: it never makes a rollback
+    /// more likely.
+    fn evidence_missing(&self) -> Vec<String> {
+        if !self.evidence_gate {
+            return Vec::new();
+        }
+        self.gate()
+            .into_iter()
+            .filter_map(|g| {
+                let more = g.more?.map_or_else(
+                    || "more canary requests".to_owned(),
+                    |n| format!("about {} more canary requests", num(n.max(1.0))),
+                );
+                Some(format!(
+                    "{}: holding promotion for evidence: {more} before a regression of {} would be caught (95 %) or ruled out (power so far {} %)",
+                    g.metric,
+                    g.what,
+                    num((g.power * 100.0).floor())
+                ))
+            })
+            .collect()
+    }
+
+    /// At the last step with `pace: schedule`: what the evidence reached,
+    /// said instead of held for.
+    fn power_reached(&self) -> Vec<String> {
+        self.gate()
+            .into_iter()
+            .filter(|g| g.more.is_some())
+            .map(|g| {
+                format!(
+                    "{}: promoting at the end of the schedule (pace: schedule) with {} % power to have caught a regression of {}",
+                    g.metric,
+                    num((g.power * 100.0).floor()),
+                    g.what
+                )
+            })
+            .collect()
     }
 
     fn has_builtin_tests(&self) -> bool {
@@ -888,6 +969,16 @@ impl Judge for SequentialJudge {
             let missing = self.evidence_missing();
             hold |= !missing.is_empty();
             reasons.extend(missing);
+            if self.pace == crate::config::Pace::Schedule && self.gate_reported {
+                reasons.extend(self.power_reached());
+            }
+        }
+        // The power reached so far, per comparison, for the JSON and the
+        // dashboard.
+        for gate in self.gate() {
+            if let Some(ev) = metrics.iter_mut().find(|e| e.name == gate.metric) {
+                ev.power = Some(gate.power);
+            }
         }
         for ev in &mut metrics {
             if ev.status == MetricStatus::Inconclusive && !hold {

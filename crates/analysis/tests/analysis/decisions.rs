@@ -415,3 +415,57 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn pace_schedule_promotes_at_the_end_of_the_schedule_and_says_what_power_it_had() {
+    // Both versions at 0.4 % errors, no margin: with the default pace the
+    // last step holds for evidence; with `pace: schedule` it passes at once
+    // and says how much power it had, as Flagger's pace would.
+    let mut config = readme(5, vec![10, 25, 50]);
+    config.metrics[0].compare = None;
+    let run =
+        |config: &AnalysisConfig| drive(config, 1200, 5, |t, w| split(t, 100, w, (0.004, 0.004)));
+    let held = run(&config);
+    assert!(
+        held.iter()
+            .any(|(_, d)| d.hold == Some(HoldReason::Evidence))
+    );
+    config.pace = serin_analysis::Pace::Schedule;
+    let paced = run(&config);
+    let (weight, last) = paced.last().unwrap();
+    assert_eq!(
+        (*weight, last.verdict),
+        (50, Verdict::Pass),
+        "{:?}",
+        last.reasons
+    );
+    assert!(
+        paced
+            .iter()
+            .all(|(_, d)| d.hold != Some(HoldReason::Evidence))
+    );
+    assert!(
+        paced.len() < held.len(),
+        "{} vs {} ticks",
+        paced.len(),
+        held.len()
+    );
+    let said = last
+        .reasons
+        .iter()
+        .find(|r| r.contains("promoting at the end of the schedule"))
+        .unwrap_or_else(|| panic!("{:?}", last.reasons));
+    assert!(
+        said.contains("% power to have caught a regression of +1.00 point"),
+        "{said}"
+    );
+    // The power reached is in the evidence, for the JSON and the dashboard.
+    let power = last.metrics[0].power.expect("power reported");
+    assert!((0.0..0.95).contains(&power), "{power}");
+    let (_, promoted) = held.last().unwrap();
+    assert!(
+        promoted.metrics[0].power.unwrap() >= 0.95,
+        "{:?}",
+        promoted.metrics[0]
+    );
+}
