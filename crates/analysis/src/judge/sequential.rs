@@ -235,7 +235,7 @@ fn evidence_target(alpha: f64, log_weight: f64) -> f64 {
 /// likelihood ratio roughly normal with mean `info` and variance `2·info`,
 /// against the bound `ln(1/α) − ln(weight) − ln(w_min)`.
 fn power_of(info: f64, alpha: f64, log_weight: f64) -> f64 {
-    if !(info > 0.0) {
+    if info.is_nan() || info <= 0.0 {
         return 0.0;
     }
     let a = (1.0 / alpha).ln() - log_weight + crate::eprocess::grid_penalty();
