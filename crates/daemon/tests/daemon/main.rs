@@ -10,3 +10,4 @@ mod recovery;
 mod reload;
 mod store;
 mod support;
+mod upstreams;
