@@ -39,13 +39,17 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod balance;
 mod body;
+mod connection;
 mod counters;
 mod forward;
 mod headers;
 mod limits;
+mod listener;
 mod matching;
 mod mirror;
+mod request;
 mod routes;
 mod server;
 mod sticky;
