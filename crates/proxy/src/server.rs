@@ -278,8 +278,8 @@ impl Shared {
     /// Records one answered request, sent by the route `routed`, in the
     /// recorder and the access log. `latency` is the time to the response
     /// headers (the histogram's meaning); the request is recorded, and
-    /// stamped, when its answer ended (see [`crate::body::Outcome`]), so `status` is what
-    /// the client really got.
+    /// stamped, when its answer ended (see [`crate::body::Outcome`]), so
+    /// `status` is what the client really got.
     pub(crate) fn record(&self, version: Version, status: u16, latency: Duration, routed: &Routed) {
         let now_ms = unix_ms();
         self.recorder.record(version, now_ms, status, latency);
