@@ -19,7 +19,7 @@ use serin_server::{
     Clock, Command, DriverError, Persistence, Prepared, RunError, Saved, StateStore, StoreError,
     TokioClock, Update, run::Parts,
 };
-use serin_spec::{Canary, Catalog};
+use serin_spec::{Canary, Catalog, UpstreamUrl};
 use std::{
     collections::BTreeMap,
     sync::{Arc, RwLock},
@@ -313,6 +313,12 @@ impl Supervisor {
         target: CanaryTarget,
     ) -> Result<CanaryStatus, CommandError> {
         check_upstream(&target.address)?;
+        // Surrounding whitespace is no part of the URL (the rule ignores it):
+        // keep it out of the status and the store.
+        let target = CanaryTarget {
+            address: target.address.trim().to_owned(),
+            ..target
+        };
         if target.revision.is_empty() || target.revision.len() > 256 {
             return Err(CommandError::Invalid(
                 "revision: must be 1 to 256 characters".into(),
@@ -842,14 +848,10 @@ fn without_target(canary: &Canary) -> Canary {
     canary
 }
 
+/// A canary URL by the rule every caller shares ([`UpstreamUrl`]), so a
+/// start the proxy would refuse is refused here, before it is accepted.
 fn check_upstream(address: &str) -> Result<(), CommandError> {
-    let invalid =
-        |message: &str| CommandError::Invalid(format!("canary: {message}, got {address:?}"));
-    let uri: http::Uri = address
-        .parse()
-        .map_err(|_| invalid("must be an http:// URL"))?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return Err(invalid("must be an http:// URL with a host"));
-    }
-    Ok(())
+    UpstreamUrl::parse(address)
+        .map(drop)
+        .map_err(|error| CommandError::Invalid(format!("canary: {address:?}: {error}")))
 }

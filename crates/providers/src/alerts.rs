@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Serialize;
 use serde_json::{Value, json};
 use serin_rollout::{
-    GateKind, HookKind, Record, Route, Severity,
+    Backoff, GateKind, HookKind, Record, Route, Severity,
     ports::{BoxFuture, CanaryTarget, HookAnswer, HookContext, PortError, Router, Webhooks},
 };
 use serin_spec::ResolvedAlert;
@@ -43,8 +43,9 @@ const QUEUE: usize = 64;
 const GATHER: Duration = Duration::from_millis(50);
 /// Attempts per alert and provider.
 const ATTEMPTS: u32 = 4;
-/// The first pause between attempts, doubled after each.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The pauses between attempts: 250 ms, doubled after each, up to 5 s, so
+/// more attempts can never make one alert wait minutes.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), 2, Duration::from_secs(5));
 /// How long one delivery attempt may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most of a provider's answer that is read.
@@ -672,7 +673,7 @@ async fn send(shared: &Shared, alert: &Alert) {
                 continue;
             }
         };
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = BACKOFF;
         for attempt in 1..=ATTEMPTS {
             match post(&shared.client, &target.address, body.clone()).await {
                 Ok(status) if (200..300).contains(&status) => {
@@ -688,8 +689,7 @@ async fn send(shared: &Shared, alert: &Alert) {
                         tracing::warn!(canary = %alert.canary, alert = %target.name, %reason, attempts = ATTEMPTS, "alert not delivered");
                     } else {
                         tracing::info!(canary = %alert.canary, alert = %target.name, %reason, attempt, "alert delivery failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff *= 2;
+                        tokio::time::sleep(backoff.next()).await;
                     }
                 }
             }
@@ -756,5 +756,17 @@ impl Router for WeightTap {
 
     fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
         self.inner.finalise()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_waits_are_bounded() {
+        let mut backoff = BACKOFF;
+        let waits: Vec<u128> = (0..8).map(|_| backoff.next().as_millis()).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
     }
 }

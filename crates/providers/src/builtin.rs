@@ -6,7 +6,7 @@ use serin_rollout::{
     Route,
     ports::{BoxFuture, CanaryTarget, PortError, Router},
 };
-use serin_spec::{Canary, HttpMatchRequest};
+use serin_spec::{Canary, HttpMatchRequest, UpstreamUrl};
 use std::{sync::Mutex, time::Duration};
 
 /// Flagger's default cookie lifetime for session affinity.
@@ -193,6 +193,7 @@ impl Router for ProxyRouter {
     }
 }
 
+/// An upstream by the rule every caller shares ([`UpstreamUrl`]).
 fn parse_upstream(path: &str, url: Option<&str>) -> Result<http::Uri, RoutingError> {
     let Some(url) = url else {
         return Err(RoutingError::Upstream {
@@ -200,17 +201,12 @@ fn parse_upstream(path: &str, url: Option<&str>) -> Result<http::Uri, RoutingErr
             message: "required by the builtin provider".into(),
         });
     };
-    let uri: http::Uri = url.trim().parse().map_err(|error| RoutingError::Upstream {
-        path: path.into(),
-        message: format!("{url:?} is not a URL: {error}"),
-    })?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return Err(RoutingError::Upstream {
+    UpstreamUrl::parse(url)
+        .map(UpstreamUrl::into_uri)
+        .map_err(|error| RoutingError::Upstream {
             path: path.into(),
-            message: format!("{url:?}: the builtin proxy forwards to http://host:port URLs"),
-        });
-    }
-    Ok(uri)
+            message: format!("{url:?}: {error}"),
+        })
 }
 
 fn match_rule(path: &str, rule: &HttpMatchRequest) -> Result<MatchRule, RoutingError> {

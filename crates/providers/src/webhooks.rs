@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serin_rollout::{
-    GateKind, HookKind, Record, Severity,
+    Backoff, GateKind, HookKind, Record, Severity,
     ports::{BoxFuture, HookAnswer, HookContext, WebhookCall, Webhooks},
 };
 use serin_spec::{Canary, WebhookType};
@@ -35,10 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most retries a webhook may ask for; more would hold a gate for minutes.
 pub const MAX_RETRIES: u32 = 10;
-/// The first pause between attempts; doubled after each, up to [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-/// The longest pause between attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The pauses between attempts: 200 ms, doubled after each, up to 5 s.
+pub const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), 2, Duration::from_secs(5));
 /// The most of a 2xx answer's body that is read (and thrown away, so the
 /// connection can be reused); a longer one closes the connection.
 const MAX_DRAIN_BYTES: usize = 16 * 1024;
@@ -366,7 +364,7 @@ impl Inner {
             Ok(body) => Bytes::from(body),
             Err(error) => return Attempt::Failed(error.to_string()),
         };
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = BACKOFF;
         let mut attempt = 0;
         loop {
             let outcome = self
@@ -387,9 +385,9 @@ impl Inner {
                 };
             }
             attempt += 1;
-            tracing::debug!(canary = %self.name, webhook = %hook.name, attempt, ?backoff, "retrying webhook");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            let wait = backoff.next();
+            tracing::debug!(canary = %self.name, webhook = %hook.name, attempt, ?wait, "retrying webhook");
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -545,6 +543,13 @@ mod tests {
         assert_eq!(check_url("https://example.com").is_ok(), outbound::HTTPS);
         assert!(check_url("ftp://x").unwrap_err().contains("http://"));
         assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_a_bound() {
+        let mut backoff = BACKOFF;
+        let waits: Vec<u128> = (0..7).map(|_| backoff.next().as_millis()).collect();
+        assert_eq!(waits, [200, 400, 800, 1600, 3200, 5000, 5000]);
     }
 
     #[test]

@@ -39,13 +39,17 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod balance;
 mod body;
+mod connection;
 mod counters;
 mod forward;
 mod headers;
 mod limits;
+mod listener;
 mod matching;
 mod mirror;
+mod request;
 mod routes;
 mod server;
 mod sticky;
@@ -98,15 +102,16 @@ pub enum Error {
         source: io::Error,
     },
     /// An upstream URL the proxy cannot forward to: only `http://host:port`
-    /// with an optional base path is supported (no TLS to upstreams).
-    #[error("upstream {which} {uri}: {reason}")]
+    /// with an optional base path is supported (no TLS to upstreams), by
+    /// the rule of [`serin_spec::UpstreamUrl`] that every caller shares.
+    #[error("upstream {which} {uri:?}: {reason}")]
     InvalidUpstream {
         /// `stable` or `canary`.
         which: Version,
         /// The URL as given.
         uri: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: serin_spec::UpstreamUrlError,
     },
     /// A percentage outside 0..=100 (`canary_weight` or `mirror`).
     #[error("{field} must be between 0 and 100, got {value}")]

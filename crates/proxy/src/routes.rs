@@ -6,6 +6,7 @@ use crate::{
     sticky::{Affinity, Sticky},
 };
 use http::{HeaderValue, Uri, request::Parts, uri::Authority};
+use serin_spec::{UpstreamUrl, UpstreamUrlError};
 use std::{sync::Arc, time::Duration};
 
 /// Where requests go. Set as a whole; the proxy swaps it atomically, so a
@@ -79,30 +80,22 @@ pub(crate) struct Upstream {
 // === impl Upstream ===
 
 impl Upstream {
+    /// Compiles a base URL by the rule every caller shares
+    /// ([`UpstreamUrl`]): only `http://host[:port][/base]`.
     fn new(version: Version, uri: &Uri) -> Result<Self> {
         let invalid = |reason| Error::InvalidUpstream {
             which: version,
             uri: uri.to_string(),
             reason,
         };
-        if uri.scheme_str() != Some("http") {
-            return Err(invalid("only http:// upstreams are supported"));
-        }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| invalid("missing host"))?;
-        if uri.query().is_some() {
-            return Err(invalid("a base URL cannot have a query string"));
-        }
-        let host =
-            HeaderValue::from_str(authority.as_str()).map_err(|_| invalid("invalid host"))?;
-        let path = uri.path().trim_end_matches('/');
-        let base_path = (!path.is_empty()).then(|| path.to_owned());
+        let url = UpstreamUrl::from_uri(uri).map_err(invalid)?;
+        // An authority is visible ASCII, always a valid header value.
+        let host = HeaderValue::from_str(url.authority().as_str())
+            .map_err(|_| invalid(UpstreamUrlError::Invalid))?;
         Ok(Upstream {
             version,
-            authority,
-            base_path,
+            authority: url.authority().clone(),
+            base_path: url.path_prefix().map(str::to_owned),
             host,
         })
     }

@@ -1,51 +1,37 @@
-//! The listener, the per-connection tasks and the per-request path.
+//! The proxy's public face: binding, serving until shutdown, and the
+//! handle that swaps routes and reads statistics; plus the state every
+//! listener, connection and handle shares.
 //!
 //! Binding is separate from serving so callers learn the port before traffic
-//! flows. Each accepted connection runs in its own task, serving HTTP/1.1 or
-//! HTTP/2 (prior knowledge) through hyper-util's auto builder; the request
-//! path reads the routing table with one atomic load, forwards with streaming
-//! bodies and records the answer.
+//! flows. Accepting lives in `listener.rs` (worker threads) and
+//! `balance.rs` (spreading connections over them), each connection in
+//! `connection.rs`, each request in `request.rs`.
 
 use crate::{
     Limits, ProxyConfig, Recorder, Result, Routes, Version,
     access_log::{self, AccessLog},
-    body::{Limit, Outcome, Progress, RequestBody, ResponseBody},
+    connection::{CLOSING, DRAINING, RUNNING},
     counters::{Counters, CountersSnapshot},
-    forward::{self, Failure, HttpClient},
-    headers,
-    matching::forwardable,
-    mirror::{self, InFlight},
+    forward::{self, Failure},
+    listener::{Start, Worker, Workers, accept_loop},
+    mirror::InFlight,
     routes::{Routed, Table},
     trust::TrustedProxies,
 };
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::{
-    HeaderValue, Request, Response, StatusCode,
-    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE},
-};
-use http_body::Body as _;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+    rt::{TokioExecutor, TokioTimer},
     server::conn::auto,
 };
 use std::{
-    convert::Infallible,
     future::Future,
-    io,
     net::SocketAddr,
-    os::fd::AsFd,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch},
+    net::TcpListener,
+    sync::{Notify, Semaphore, mpsc, watch},
     time::Instant,
 };
 
@@ -68,7 +54,7 @@ pub struct ProxyHandle {
 /// State shared by the listener, every connection and every handle.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    table: ArcSwap<Table>,
+    pub(crate) table: ArcSwap<Table>,
     /// Serialises `set_routes` so session tokens carry over from the table
     /// actually replaced.
     set_lock: Mutex<()>,
@@ -78,17 +64,12 @@ pub(crate) struct Shared {
     log: Option<AccessLog>,
     pub(crate) mirrors: InFlight,
     /// Peers whose `X-Forwarded-*` headers are kept.
-    trusted_proxies: TrustedProxies,
-    builder: auto::Builder<TokioExecutor>,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) builder: auto::Builder<TokioExecutor>,
     local_addr: SocketAddr,
     /// Origin of the monotonic milliseconds used for idle tracking.
     epoch: Instant,
 }
-
-/// Connection lifecycle broadcast to every connection task.
-const RUNNING: u8 = 0;
-const DRAINING: u8 = 1;
-const CLOSING: u8 = 2;
 
 // === impl Proxy ===
 
@@ -252,348 +233,6 @@ impl Proxy {
     }
 }
 
-/// Accepts connections until `stop` completes and serves each in its own
-/// task on the current runtime. With dedicated workers, a connection this
-/// worker accepted while it serves more than another is handed to the least
-/// loaded one, and connections handed here arrive through `inbox`.
-async fn accept_loop(
-    listener: TcpListener,
-    worker: Worker,
-    stop: impl Future<Output = ()>,
-    state_rx: watch::Receiver<u8>,
-    alive_tx: mpsc::Sender<()>,
-    slots: Option<Arc<Semaphore>>,
-    mut inbox: Option<mpsc::UnboundedReceiver<Handoff>>,
-) {
-    tokio::pin!(stop);
-    let mut permit = None;
-    loop {
-        if let (Some(slots), None) = (&slots, &permit) {
-            permit = tokio::select! {
-                biased;
-                () = &mut stop => break,
-                permit = slots.clone().acquire_owned() => permit.ok(),
-            };
-        }
-        let accepted = tokio::select! {
-            biased;
-            () = &mut stop => break,
-            Some(handoff) = next_handoff(&mut inbox) => {
-                match TcpStream::from_std(handoff.stream) {
-                    Ok(stream) => {
-                        tokio::spawn(serve_connection(
-                            worker.clone(),
-                            stream,
-                            handoff.peer,
-                            state_rx.clone(),
-                            alive_tx.clone(),
-                            handoff.permit,
-                        ));
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot take over a connection");
-                        if let Some(balance) = &worker.balance {
-                            balance.loads[worker.index].fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                continue;
-            }
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Usually out of file descriptors: back off instead of
-                // spinning, connections in flight will free some.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let permit = permit.take();
-        if let Some(balance) = &worker.balance {
-            let target = balance.pick(worker.index);
-            balance.loads[target].fetch_add(1, Ordering::Relaxed);
-            if target != worker.index {
-                let handed = stream.into_std().map(|stream| Handoff {
-                    stream,
-                    peer,
-                    permit,
-                });
-                let sent = match handed {
-                    Ok(handoff) => balance.inboxes[target].send(handoff).is_ok(),
-                    Err(_) => false,
-                };
-                if !sent {
-                    // The connection is dropped: the target worker stopped.
-                    balance.loads[target].fetch_sub(1, Ordering::Relaxed);
-                }
-                continue;
-            }
-        }
-        tokio::spawn(serve_connection(
-            worker.clone(),
-            stream,
-            peer,
-            state_rx.clone(),
-            alive_tx.clone(),
-            permit,
-        ));
-    }
-}
-
-async fn next_handoff(inbox: &mut Option<mpsc::UnboundedReceiver<Handoff>>) -> Option<Handoff> {
-    match inbox {
-        Some(inbox) => inbox.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A connection accepted by one worker and served by another.
-#[derive(Debug)]
-struct Handoff {
-    stream: std::net::TcpStream,
-    peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-/// Spreads connections over dedicated workers: the kernel wakes whichever
-/// worker is idle first, which under a burst of connections is one worker
-/// taking nearly all of them.
-#[derive(Debug)]
-struct Balance {
-    /// Connections each worker serves or has been handed.
-    loads: Vec<AtomicUsize>,
-    inboxes: Vec<mpsc::UnboundedSender<Handoff>>,
-}
-
-impl Balance {
-    /// The least loaded worker, `me` on a tie.
-    fn pick(&self, me: usize) -> usize {
-        let mut best = me;
-        let mut least = self.loads.get(me).map_or(0, |l| l.load(Ordering::Relaxed));
-        for (i, load) in self.loads.iter().enumerate() {
-            let load = load.load(Ordering::Relaxed);
-            if load < least {
-                best = i;
-                least = load;
-            }
-        }
-        best
-    }
-}
-
-/// Gives a connection's share of its worker's load back when it ends.
-struct LoadGuard(Option<(Arc<Balance>, usize)>);
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        if let Some((balance, index)) = &self.0
-            && let Some(load) = balance.loads.get(*index)
-        {
-            load.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// What connections are served with: the shared state and this thread's
-/// upstream pool.
-#[derive(Clone, Debug)]
-struct Worker {
-    shared: Arc<Shared>,
-    client: HttpClient,
-    /// This worker's place in `balance` (dedicated threads only).
-    index: usize,
-    balance: Option<Arc<Balance>>,
-    /// Held by this worker thread's connections (dedicated threads only):
-    /// the thread ends once every clone is gone.
-    _local: Option<mpsc::Sender<()>>,
-}
-
-/// What a worker thread starts from.
-struct Start<'a> {
-    shared: &'a Arc<Shared>,
-    state: &'a watch::Receiver<u8>,
-    alive: &'a mpsc::Sender<()>,
-    slots: &'a Option<Arc<Semaphore>>,
-}
-
-/// Dedicated worker threads, each running a single-threaded runtime that
-/// accepts from a duplicate of the listener and serves what it accepted.
-struct Workers {
-    stop: watch::Sender<bool>,
-    done: watch::Sender<bool>,
-    exited: Vec<oneshot::Receiver<()>>,
-}
-
-impl Workers {
-    /// Starts `n` threads; on failure, stops those started and gives the
-    /// listener back.
-    async fn start(
-        n: usize,
-        listener: TcpListener,
-        start: Start<'_>,
-    ) -> std::result::Result<Workers, (TcpListener, io::Error)> {
-        let (stop, stop_rx) = watch::channel(false);
-        let (done, done_rx) = watch::channel(false);
-        let mut workers = Workers {
-            stop,
-            done,
-            exited: Vec::with_capacity(n),
-        };
-        let mut ready = Vec::with_capacity(n);
-        let (inboxes, mut receivers): (Vec<_>, Vec<_>) =
-            (0..n).map(|_| mpsc::unbounded_channel()).unzip();
-        let balance = Arc::new(Balance {
-            loads: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            inboxes,
-        });
-        for (i, inbox) in receivers.drain(..).enumerate() {
-            // A duplicate descriptor of the same listening socket: the
-            // kernel hands each connection to one of the accepting threads.
-            let dup = match listener.as_fd().try_clone_to_owned() {
-                Ok(fd) => std::net::TcpListener::from(fd),
-                Err(error) => return Err(workers.abort(listener, error).await),
-            };
-            let (ready_tx, ready_rx) = oneshot::channel();
-            let (exited_tx, exited_rx) = oneshot::channel();
-            let thread = WorkerThread {
-                index: i,
-                balance: balance.clone(),
-                inbox,
-                listener: dup,
-                shared: start.shared.clone(),
-                state: start.state.clone(),
-                alive: start.alive.clone(),
-                slots: start.slots.clone(),
-                stop: stop_rx.clone(),
-                done: done_rx.clone(),
-            };
-            let spawned = std::thread::Builder::new()
-                .name(format!("serin-proxy-{i}"))
-                .spawn(move || {
-                    thread.run(ready_tx);
-                    let _ = exited_tx.send(());
-                });
-            if let Err(error) = spawned {
-                return Err(workers.abort(listener, error).await);
-            }
-            workers.exited.push(exited_rx);
-            ready.push(ready_rx);
-        }
-        for ready in ready {
-            let error = match ready.await {
-                Ok(Ok(())) => continue,
-                Ok(Err(error)) => error,
-                Err(_) => io::Error::other("worker thread ended while starting"),
-            };
-            return Err(workers.abort(listener, error).await);
-        }
-        // The workers hold their own descriptors; this one would only wake
-        // the caller's runtime on every new connection.
-        drop(listener);
-        Ok(workers)
-    }
-
-    async fn abort(self, listener: TcpListener, error: io::Error) -> (TcpListener, io::Error) {
-        self.stop_accepting();
-        self.finish().await;
-        (listener, error)
-    }
-
-    fn stop_accepting(&self) {
-        let _ = self.stop.send(true);
-    }
-
-    /// Ends the workers (closing what connections remain) and waits for
-    /// their threads to exit.
-    async fn finish(self) {
-        let _ = self.stop.send(true);
-        let _ = self.done.send(true);
-        for exited in self.exited {
-            let _ = exited.await;
-        }
-    }
-}
-
-/// One worker thread's share of the proxy.
-struct WorkerThread {
-    index: usize,
-    balance: Arc<Balance>,
-    inbox: mpsc::UnboundedReceiver<Handoff>,
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    state: watch::Receiver<u8>,
-    alive: mpsc::Sender<()>,
-    slots: Option<Arc<Semaphore>>,
-    stop: watch::Receiver<bool>,
-    done: watch::Receiver<bool>,
-}
-
-impl WorkerThread {
-    fn run(self, ready: oneshot::Sender<io::Result<()>>) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                let _ = ready.send(Err(error));
-                return;
-            }
-        };
-        let WorkerThread {
-            index,
-            balance,
-            inbox,
-            listener,
-            shared,
-            state,
-            alive,
-            slots,
-            mut stop,
-            mut done,
-        } = self;
-        runtime.block_on(async move {
-            let listener = match listener
-                .set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(listener))
-            {
-                Ok(listener) => listener,
-                Err(error) => {
-                    let _ = ready.send(Err(error));
-                    return;
-                }
-            };
-            let _ = ready.send(Ok(()));
-            let (local, mut local_rx) = mpsc::channel::<()>(1);
-            let worker = Worker {
-                client: forward::client(&shared.limits),
-                shared,
-                index,
-                balance: Some(balance),
-                _local: Some(local),
-            };
-            let stopped = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            accept_loop(listener, worker, stopped, state, alive, slots, Some(inbox)).await;
-            // Serve what was accepted until it is done or the proxy ends it.
-            // Should the proxy's `serve` be dropped instead, connections
-            // drain on their own (the state channel closes).
-            tokio::select! {
-                _ = local_rx.recv() => {}
-                () = async {
-                    if done.wait_for(|done| *done).await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                } => {}
-            }
-        });
-    }
-}
-
 // === impl ProxyHandle ===
 
 impl ProxyHandle {
@@ -639,8 +278,8 @@ impl Shared {
     /// Records one answered request, sent by the route `routed`, in the
     /// recorder and the access log. `latency` is the time to the response
     /// headers (the histogram's meaning); the request is recorded, and
-    /// stamped, when its answer ended (see [`Outcome`]), so `status` is what
-    /// the client really got.
+    /// stamped, when its answer ended (see [`crate::body::Outcome`]), so
+    /// `status` is what the client really got.
     pub(crate) fn record(&self, version: Version, status: u16, latency: Duration, routed: &Routed) {
         let now_ms = unix_ms();
         self.recorder.record(version, now_ms, status, latency);
@@ -668,7 +307,7 @@ impl Shared {
         });
     }
 
-    fn mono_ms(&self) -> u64 {
+    pub(crate) fn mono_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
@@ -679,400 +318,4 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// What a connection's requests are served with.
-struct Ctx {
-    worker: Worker,
-    conn: Conn,
-}
-
-/// One client connection's state, for `X-Forwarded-For` and idle tracking.
-#[derive(Debug)]
-struct Conn {
-    client_ip: HeaderValue,
-    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are kept.
-    trusted: bool,
-    in_flight: AtomicUsize,
-    last_active_ms: AtomicU64,
-}
-
-/// Marks a request in flight on its connection for as long as it lives.
-struct InFlightGuard<'a> {
-    conn: &'a Conn,
-    shared: &'a Shared,
-}
-
-impl<'a> InFlightGuard<'a> {
-    fn new(conn: &'a Conn, shared: &'a Shared) -> Self {
-        conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard { conn, shared }
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.conn
-            .last_active_ms
-            .store(self.shared.mono_ms(), Ordering::Release);
-        self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Decrements the active-connection gauge when the connection ends.
-struct ActiveGuard(Arc<Counters>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn serve_connection(
-    worker: Worker,
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut state: watch::Receiver<u8>,
-    _alive: mpsc::Sender<()>,
-    _permit: Option<OwnedSemaphorePermit>,
-) {
-    let _ = stream.set_nodelay(true);
-    let _load = LoadGuard(worker.balance.clone().map(|b| (b, worker.index)));
-    let shared = worker.shared.clone();
-    Counters::incr(&shared.counters.connections_total);
-    shared
-        .counters
-        .active_connections
-        .fetch_add(1, Ordering::Relaxed);
-    let _active = ActiveGuard(shared.counters.clone());
-    // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`.
-    let peer_ip = peer.ip().to_canonical();
-    let client_ip = HeaderValue::from_str(&peer_ip.to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-    let trusted = shared.trusted_proxies.contains(peer_ip);
-    let ctx = Arc::new(Ctx {
-        worker,
-        conn: Conn {
-            client_ip,
-            trusted,
-            in_flight: AtomicUsize::new(0),
-            last_active_ms: AtomicU64::new(shared.mono_ms()),
-        },
-    });
-    let service = {
-        let ctx = ctx.clone();
-        hyper::service::service_fn(move |req| {
-            let ctx = ctx.clone();
-            // Boxed: hyper keeps the request's future inline in every
-            // connection, idle ones included; boxed it costs memory only
-            // while a request is in flight.
-            Box::pin(async move { Ok::<_, Infallible>(handle(&ctx.worker, &ctx.conn, req).await) })
-        })
-    };
-    let conn = &ctx.conn;
-    let connection = shared
-        .builder
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let idle = shared.limits.idle_timeout;
-    let idle_check = tokio::time::sleep(idle);
-    tokio::pin!(idle_check);
-    let mut draining = false;
-    let mut state_open = true;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    if answered_431(&*error) {
-                        Counters::incr(&shared.counters.rejected_header_too_large);
-                    }
-                    tracing::debug!(%error, %peer, "connection ended with an error");
-                }
-                return;
-            }
-            changed = state.changed(), if state_open => {
-                let now = if changed.is_ok() { *state.borrow_and_update() } else { DRAINING };
-                state_open = changed.is_ok();
-                if now >= CLOSING {
-                    return;
-                }
-                if !draining {
-                    connection.as_mut().graceful_shutdown();
-                    draining = true;
-                }
-            }
-            () = &mut idle_check, if !draining => {
-                let last = conn.last_active_ms.load(Ordering::Acquire);
-                let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-                let now = shared.mono_ms();
-                if conn.in_flight.load(Ordering::Acquire) == 0 && now.saturating_sub(last) >= idle_ms {
-                    connection.as_mut().graceful_shutdown();
-                    draining = true;
-                } else {
-                    let due = last.saturating_add(idle_ms).max(now.saturating_add(1));
-                    let wait = Duration::from_millis(due - now).min(idle);
-                    idle_check.as_mut().reset(Instant::now() + wait);
-                }
-            }
-        }
-    }
-}
-
-/// The request path: route, rewrite, forward, record.
-async fn handle(worker: &Worker, conn: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
-    let start = Instant::now();
-    let shared = &worker.shared;
-    let _in_flight = InFlightGuard::new(conn, shared);
-    Counters::incr(&shared.counters.requests_total);
-    let limits = &shared.limits;
-
-    if !forwardable(req.method()) {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not supported by the proxy\n",
-        );
-    }
-    if !headers::host_is_valid(req.version(), req.uri(), req.headers()) {
-        Counters::incr(&shared.counters.rejected_invalid_host);
-        let mut response = error(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
-        // Which host, hence which request, an HTTP/1 client meant is
-        // unclear: nothing more is read on its connection. (HTTP/2 streams
-        // are framed apart, and forbid the header.)
-        if req.version() < http::Version::HTTP_2 {
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-        }
-        return response;
-    }
-    if head_bytes(&req) > limits.max_header_bytes {
-        Counters::incr(&shared.counters.rejected_header_too_large);
-        return error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request header fields too large\n",
-        );
-    }
-    let (mut parts, body) = req.into_parts();
-    let content_length = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let (Some(max), Some(len)) = (limits.max_request_body_bytes, content_length)
-        && len > max
-    {
-        Counters::incr(&shared.counters.rejected_body_too_large);
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-    }
-
-    let (decision, routed) = {
-        let table = shared.table.load();
-        let decision = table.route(&parts, || fastrand::u8(0..100));
-        (decision, table.routed())
-    };
-    let upstream = decision.upstream;
-    let Ok(uri) = forward::upstream_path(&upstream, &parts.uri) else {
-        return error(StatusCode::BAD_REQUEST, "invalid request target\n");
-    };
-    headers::to_upstream(
-        &mut parts.headers,
-        &conn.client_ip,
-        conn.trusted,
-        parts.uri.authority(),
-        &upstream.host,
-    );
-    let original_uri = std::mem::replace(&mut parts.uri, uri);
-    parts.version = http::Version::HTTP_11;
-
-    let mut tripped = None;
-    let mut progress = None;
-    let body = match decision.mirror {
-        // Boxed: the buffering future is rare and would otherwise enlarge
-        // every request's future, which hyper keeps per connection.
-        Some(canary) => match Box::pin(buffer_for_mirror(body, content_length, limits)).await {
-            Buffered::Copy(bytes) => {
-                mirror::spawn(
-                    shared,
-                    &worker.client,
-                    canary,
-                    mirror::Copy {
-                        method: parts.method.clone(),
-                        uri: original_uri,
-                        headers: parts.headers.clone(),
-                        body: bytes.clone(),
-                        routed: routed.clone(),
-                    },
-                );
-                RequestBody::full(bytes)
-            }
-            Buffered::Skipped(body) => {
-                Counters::incr(&shared.counters.mirrors_skipped_body);
-                stream_body(body, content_length, limits, &mut tripped, &mut progress)
-            }
-            Buffered::ClientError => {
-                return error(StatusCode::BAD_REQUEST, "request body could not be read\n");
-            }
-            Buffered::TimedOut => {
-                shared.count_failure(Failure::ClientTimeout);
-                return error(Failure::ClientTimeout.status(), CLIENT_TIMEOUT_TEXT);
-            }
-        },
-        None => stream_body(body, content_length, limits, &mut tripped, &mut progress),
-    };
-
-    let result = forward::send(
-        &worker.client,
-        &upstream,
-        Request::from_parts(parts, body),
-        limits.response_header_timeout,
-        progress.as_deref(),
-    )
-    .await;
-    let latency = start.elapsed();
-    match result {
-        Ok((response, checkin)) => {
-            let (mut head, body) = response.into_parts();
-            // Recorded when the body ends: only then is it known whether
-            // the answer arrived whole.
-            let outcome = Outcome::new(
-                shared.clone(),
-                upstream.version,
-                head.status.as_u16(),
-                latency,
-                routed,
-            );
-            headers::remove_hop_by_hop(&mut head.headers);
-            if let Some(cookie) = decision.set_cookie {
-                head.headers.append(SET_COOKIE, cookie);
-            }
-            let body = ResponseBody::upstream(body, checkin, outcome, limits.upstream_body_timeout);
-            Response::from_parts(head, body)
-        }
-        Err(failure) => {
-            let failure = if tripped.is_some_and(|t: Arc<AtomicBool>| t.load(Ordering::Relaxed)) {
-                Failure::BodyTooLarge
-            } else {
-                failure
-            };
-            shared.count_failure(failure);
-            if failure.is_upstream() {
-                shared.record(
-                    upstream.version,
-                    failure.status().as_u16(),
-                    latency,
-                    &routed,
-                );
-            }
-            let text = match failure {
-                Failure::Connect | Failure::Other => "upstream unavailable\n",
-                Failure::Timeout => "upstream timed out\n",
-                Failure::BodyTooLarge => "request body too large\n",
-                Failure::Client => "request body could not be read\n",
-                Failure::ClientTimeout => CLIENT_TIMEOUT_TEXT,
-            };
-            error(failure.status(), text)
-        }
-    }
-}
-
-/// Whether a connection ended because hyper refused a request head as too
-/// large and answered 431 itself (HTTP/1: a head past its buffer, or with
-/// more lines than `h1_max_headers`). hyper reports a request line over
-/// 64 KiB, which it answers 414, alike; with the buffer capped near
-/// `max_header_bytes` a head that long is refused as too large first,
-/// unless the limit is raised past 64 KiB.
-fn answered_431(error: &(dyn std::error::Error + 'static)) -> bool {
-    error
-        .downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_parse_too_large)
-}
-
-/// What a client too slow to send its body is answered (with 408).
-const CLIENT_TIMEOUT_TEXT: &str = "request body timed out\n";
-
-/// Size of the request head as it came: request line and header lines.
-fn head_bytes<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len()
-        + req.uri().path_and_query().map_or(1, |pq| pq.as_str().len())
-        + 11;
-    req.headers()
-        .iter()
-        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
-}
-
-fn stream_body(
-    body: Incoming,
-    content_length: Option<u64>,
-    limits: &Limits,
-    tripped: &mut Option<Arc<AtomicBool>>,
-    progress: &mut Option<Arc<Progress>>,
-) -> RequestBody {
-    if body.is_end_stream() {
-        return RequestBody::Stream {
-            inner: body,
-            limit: None,
-            watch: None,
-        };
-    }
-    // A declared length was checked already and hyper enforces it; only
-    // bodies of unknown length need counting.
-    let limit = match (limits.max_request_body_bytes, content_length) {
-        (Some(max), None) => {
-            let flag = Arc::new(AtomicBool::new(false));
-            *tripped = Some(flag.clone());
-            Some(Limit {
-                max,
-                remaining: max,
-                tripped: flag,
-            })
-        }
-        _ => None,
-    };
-    let (shared, watch) = Progress::start(limits.client_body_timeout);
-    *progress = Some(shared);
-    RequestBody::Stream {
-        inner: body,
-        limit,
-        watch: Some(watch),
-    }
-}
-
-enum Buffered {
-    Copy(Bytes),
-    Skipped(Incoming),
-    ClientError,
-    /// The client did not send the whole body within `client_body_timeout`.
-    TimedOut,
-}
-
-/// Buffers a body for mirroring when it is empty or of known, small length;
-/// the client has `client_body_timeout` to send it whole.
-async fn buffer_for_mirror(
-    body: Incoming,
-    content_length: Option<u64>,
-    limits: &Limits,
-) -> Buffered {
-    if body.is_end_stream() {
-        return Buffered::Copy(Bytes::new());
-    }
-    match content_length {
-        Some(len) if len <= limits.mirror_max_body_bytes as u64 => {
-            match tokio::time::timeout(limits.client_body_timeout, body.collect()).await {
-                Ok(Ok(collected)) => Buffered::Copy(collected.to_bytes()),
-                Ok(Err(_)) => Buffered::ClientError,
-                Err(_elapsed) => Buffered::TimedOut,
-            }
-        }
-        _ => Buffered::Skipped(body),
-    }
-}
-
-fn error(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::text(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

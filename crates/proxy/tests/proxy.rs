@@ -10,4 +10,5 @@ mod mirroring;
 mod routing;
 mod support;
 mod timeouts;
+mod upstreams;
 mod workers;

@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod backoff;
 pub mod error;
 mod event;
 mod machine;
@@ -106,6 +107,7 @@ mod time;
 
 pub use crate::{
     action::{Action, Record, Route, Severity},
+    backoff::Backoff,
     error::{Error, Result},
     event::{Event, HoldKind, Verdict},
     machine::step,

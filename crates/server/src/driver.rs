@@ -6,7 +6,7 @@ use crate::{cadence, clock::Clock};
 use serde::{Deserialize, Serialize};
 use serin_analysis::{Analyzer, Decision, TickInput};
 use serin_rollout::{
-    Action, Event, Phase, Plan, Record, Rollout, RolloutState, Route, Severity, Timestamp,
+    Action, Backoff, Event, Phase, Plan, Record, Rollout, RolloutState, Route, Severity, Timestamp,
     ports::{
         CanaryTarget, HookAnswer, HookContext, MetricQuery, PortError, Router, TrafficSource,
         Webhooks,
@@ -18,13 +18,10 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use crate::cadence::OBSERVE_EVERY;
 
-/// How long after a refused route it is first tried again; each further
-/// refusal doubles the wait, up to [`ROUTE_RETRY_MAX`]. Retries happen on
+/// When a refused route is tried again: 1 s after the first refusal, each
+/// further refusal doubling the wait, up to 30 s. Retries happen on
 /// observation ticks, so the loop never sleeps on a router.
-const ROUTE_RETRY_FIRST: Duration = Duration::from_secs(1);
-
-/// The longest wait between two tries of a refused route.
-const ROUTE_RETRY_MAX: Duration = Duration::from_secs(30);
+const ROUTE_RETRY: Backoff = Backoff::new(Duration::from_secs(1), 2, Duration::from_secs(30));
 
 /// How long a rollout holds after its state could not be saved before it
 /// tries again (from its last saved state, as after a restart).
@@ -175,8 +172,9 @@ struct PendingRoute {
     desired_at: Timestamp,
     /// When to try again.
     retry_at: Timestamp,
-    /// The wait after the next refusal (doubling up to `ROUTE_RETRY_MAX`).
-    backoff: Duration,
+    /// The waits after refusals ([`ROUTE_RETRY`]), from the first refusal of
+    /// this route.
+    backoff: Backoff,
     /// Tries refused so far.
     refusals: u64,
     /// The router's last error.
@@ -782,20 +780,20 @@ impl<C: Clock> Driver<C> {
                             // A newer desired route starts a fresh backoff.
                             pending.route = route;
                             pending.desired_at = now;
-                            pending.backoff = ROUTE_RETRY_FIRST;
+                            pending.backoff.reset();
                         }
-                        pending.retry_at = now.saturating_add(pending.backoff);
-                        pending.backoff = pending.backoff.saturating_mul(2).min(ROUTE_RETRY_MAX);
+                        pending.retry_at = now.saturating_add(pending.backoff.next());
                         pending.refusals += 1;
                         pending.error = error.to_string();
                     }
                     None => {
+                        let mut backoff = ROUTE_RETRY;
                         self.persistence.pending = Some(PendingRoute {
                             route,
                             since: now,
                             desired_at: now,
-                            retry_at: now.saturating_add(ROUTE_RETRY_FIRST),
-                            backoff: ROUTE_RETRY_FIRST.saturating_mul(2),
+                            retry_at: now.saturating_add(backoff.next()),
+                            backoff,
                             refusals: 1,
                             error: error.to_string(),
                         });
@@ -805,8 +803,8 @@ impl<C: Clock> Driver<C> {
                                 "{} could not set canary weight {}: {error}; analysis holds and the route is retried (every {}s up to {}s) until applied",
                                 self.router.name(),
                                 route.canary_weight,
-                                ROUTE_RETRY_FIRST.as_secs(),
-                                ROUTE_RETRY_MAX.as_secs()
+                                ROUTE_RETRY.first().as_secs(),
+                                ROUTE_RETRY.max().as_secs()
                             ),
                         );
                     }
@@ -1061,7 +1059,7 @@ mod tests {
         driver.retry_route(clock.now()).await;
         assert_eq!(router.tries.load(Ordering::SeqCst), 2);
         driver
-            .retry_route(clock.now().saturating_add(ROUTE_RETRY_FIRST))
+            .retry_route(clock.now().saturating_add(ROUTE_RETRY.first()))
             .await;
         assert_eq!(router.tries.load(Ordering::SeqCst), 3);
         // The analysis holds while the route is pending.
@@ -1114,13 +1112,9 @@ mod tests {
     }
 
     #[test]
-    fn the_backoff_doubles_up_to_its_bound() {
-        let mut backoff = ROUTE_RETRY_FIRST;
-        let mut waits = Vec::new();
-        for _ in 0..8 {
-            waits.push(backoff.as_secs());
-            backoff = backoff.saturating_mul(2).min(ROUTE_RETRY_MAX);
-        }
+    fn the_route_backoff_doubles_up_to_its_bound() {
+        let mut backoff = ROUTE_RETRY;
+        let waits: Vec<u64> = (0..8).map(|_| backoff.next().as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }

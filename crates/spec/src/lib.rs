@@ -41,6 +41,7 @@ pub mod problem;
 pub mod service;
 mod suggest;
 pub mod template;
+pub mod upstream;
 pub mod validate;
 
 pub use alert::{AlertProvider, AlertProviderSpec};
@@ -61,6 +62,7 @@ pub use service::{CanaryService, ProxyLimits};
 pub use template::{
     BasicAuth, JsonPathStep, MetricProvider, MetricTemplate, MetricTemplateSpec, parse_json_path,
 };
+pub use upstream::{UpstreamScheme, UpstreamUrl, UpstreamUrlError};
 pub use validate::{validate, validate_documents};
 
 /// Errors of this crate's fallible helpers.

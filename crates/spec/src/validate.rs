@@ -22,6 +22,7 @@ use crate::{
     service::{CanaryService, IntOrString},
     suggest,
     template::{METRIC_PROVIDER_TYPES, MetricTemplate},
+    upstream::UpstreamUrl,
 };
 
 /// Flagger's traffic providers (its CRD enum), for "did you mean builtin?".
@@ -818,10 +819,11 @@ impl Checker {
         }
     }
 
-    /// An upstream of the built-in proxy: strictly what the proxy can dial.
+    /// An upstream of the built-in proxy: strictly what the proxy can
+    /// forward to ([`UpstreamUrl`], the rule every caller shares).
     fn upstream_url(&mut self, path: &Path, url: &str) {
-        if let Err(reason) = check_http_url(url) {
-            self.push(path.clone(), format!("{url:?} {reason}"));
+        if let Err(reason) = UpstreamUrl::parse(url) {
+            self.push(path.clone(), format!("{url:?}: {reason}"));
         }
     }
 }
@@ -843,23 +845,6 @@ fn check_loose_http_url(url: &str) -> Result<(), &'static str> {
         return Err("must not contain spaces");
     }
     Ok(())
-}
-
-/// Why `url` is not an absolute http(s) URL with a host, as the proxy parses it.
-pub fn check_http_url(url: &str) -> Result<http::Uri, &'static str> {
-    let uri: http::Uri = url
-        .trim()
-        .parse()
-        .map_err(|_| "is not a valid URL; expected e.g. http://127.0.0.1:9001")?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        Some(_) => return Err("must use http or https"),
-        None => return Err("is not an absolute URL; expected e.g. http://127.0.0.1:9001"),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("has no host");
-    }
-    Ok(uri)
 }
 
 /// RFC 6265 cookie names: visible ASCII except separators.

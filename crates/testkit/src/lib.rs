@@ -16,8 +16,10 @@ pub mod http;
 pub mod poll;
 pub mod ports;
 pub mod prometheus;
+pub mod upstreams;
 
 pub use files::write;
 pub use poll::eventually;
 pub use ports::free_port;
 pub use prometheus::Prometheus;
+pub use upstreams::UPSTREAM_URLS;

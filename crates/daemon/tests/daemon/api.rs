@@ -96,7 +96,10 @@ async fn reads_commands_tokens_and_limits() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("canary: must be an http:// URL"), "{body}");
+    assert!(
+        body.contains("canary: \\\"ftp://x\\\": only http:// upstreams are supported"),
+        "{body}"
+    );
     let huge = format!(
         r#"{{"canary": "{}", "revision": "{}"}}"#,
         canary.url(),

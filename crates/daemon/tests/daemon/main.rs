@@ -12,3 +12,4 @@ mod reload;
 mod store;
 mod stored;
 mod support;
+mod upstreams;

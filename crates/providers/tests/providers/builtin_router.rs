@@ -162,3 +162,26 @@ async fn a_rollback_deletes_the_canary_cookie() {
     assert!(after.contains("hello from stable"), "{after}");
     assert!(after.to_ascii_lowercase().contains("max-age=0"), "{after}");
 }
+
+/// The router refuses exactly the canary URLs `serin validate`, the
+/// daemon and the proxy refuse, with the same message (one shared table).
+#[tokio::test]
+async fn canary_urls_follow_the_shared_upstream_table() {
+    let s = setup("    stepWeight: 10\n").await;
+    for (text, expected) in serin_testkit::UPSTREAM_URLS {
+        let got = s
+            .router
+            .set_canary(&CanaryTarget {
+                address: (*text).to_owned(),
+                revision: "v3".into(),
+            })
+            .await
+            .err()
+            .map(|e| e.to_string());
+        match (expected, &got) {
+            (None, None) => {}
+            (Some(message), Some(error)) if error.contains(message) => {}
+            _ => panic!("{text:?}: expected {expected:?}, got {got:?}"),
+        }
+    }
+}

@@ -8,4 +8,5 @@ mod observe;
 mod run;
 mod serve;
 mod support;
+mod upstreams;
 mod validate;

@@ -1,0 +1,179 @@
+//! One client connection: its task serves HTTP/1.1 or HTTP/2 (prior
+//! knowledge) through hyper-util's auto builder, closes it when idle, and
+//! drains or closes it when the proxy shuts down.
+
+use crate::{
+    balance::LoadGuard, counters::Counters, listener::Worker, request::handle, server::Shared,
+};
+use http::HeaderValue;
+use hyper_util::rt::TokioIo;
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tokio::{
+    net::TcpStream,
+    sync::{OwnedSemaphorePermit, mpsc, watch},
+    time::Instant,
+};
+
+/// Connection lifecycle broadcast to every connection task.
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const DRAINING: u8 = 1;
+pub(crate) const CLOSING: u8 = 2;
+
+/// What a connection's requests are served with.
+struct Ctx {
+    worker: Worker,
+    conn: Conn,
+}
+
+/// One client connection's state, for `X-Forwarded-For` and idle tracking.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) client_ip: HeaderValue,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are kept.
+    pub(crate) trusted: bool,
+    in_flight: AtomicUsize,
+    last_active_ms: AtomicU64,
+}
+
+/// Marks a request in flight on its connection for as long as it lives.
+pub(crate) struct InFlightGuard<'a> {
+    conn: &'a Conn,
+    shared: &'a Shared,
+}
+
+// === impl InFlightGuard ===
+
+impl<'a> InFlightGuard<'a> {
+    pub(crate) fn new(conn: &'a Conn, shared: &'a Shared) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard { conn, shared }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.conn
+            .last_active_ms
+            .store(self.shared.mono_ms(), Ordering::Release);
+        self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Decrements the active-connection gauge when the connection ends.
+struct ActiveGuard(Arc<Counters>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) async fn serve_connection(
+    worker: Worker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut state: watch::Receiver<u8>,
+    _alive: mpsc::Sender<()>,
+    _permit: Option<OwnedSemaphorePermit>,
+) {
+    let _ = stream.set_nodelay(true);
+    let _load = LoadGuard::new(worker.balance.clone(), worker.index);
+    let shared = worker.shared.clone();
+    Counters::incr(&shared.counters.connections_total);
+    shared
+        .counters
+        .active_connections
+        .fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(shared.counters.clone());
+    // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`.
+    let peer_ip = peer.ip().to_canonical();
+    let client_ip = HeaderValue::from_str(&peer_ip.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let trusted = shared.trusted_proxies.contains(peer_ip);
+    let ctx = Arc::new(Ctx {
+        worker,
+        conn: Conn {
+            client_ip,
+            trusted,
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(shared.mono_ms()),
+        },
+    });
+    let service = {
+        let ctx = ctx.clone();
+        hyper::service::service_fn(move |req| {
+            let ctx = ctx.clone();
+            // Boxed: hyper keeps the request's future inline in every
+            // connection, idle ones included; boxed it costs memory only
+            // while a request is in flight.
+            Box::pin(async move { Ok::<_, Infallible>(handle(&ctx.worker, &ctx.conn, req).await) })
+        })
+    };
+    let conn = &ctx.conn;
+    let connection = shared
+        .builder
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let idle = shared.limits.idle_timeout;
+    let idle_check = tokio::time::sleep(idle);
+    tokio::pin!(idle_check);
+    let mut draining = false;
+    let mut state_open = true;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    if answered_431(&*error) {
+                        Counters::incr(&shared.counters.rejected_header_too_large);
+                    }
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            changed = state.changed(), if state_open => {
+                let now = if changed.is_ok() { *state.borrow_and_update() } else { DRAINING };
+                state_open = changed.is_ok();
+                if now >= CLOSING {
+                    return;
+                }
+                if !draining {
+                    connection.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+            }
+            () = &mut idle_check, if !draining => {
+                let last = conn.last_active_ms.load(Ordering::Acquire);
+                let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+                let now = shared.mono_ms();
+                if conn.in_flight.load(Ordering::Acquire) == 0 && now.saturating_sub(last) >= idle_ms {
+                    connection.as_mut().graceful_shutdown();
+                    draining = true;
+                } else {
+                    let due = last.saturating_add(idle_ms).max(now.saturating_add(1));
+                    let wait = Duration::from_millis(due - now).min(idle);
+                    idle_check.as_mut().reset(Instant::now() + wait);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a connection ended because hyper refused a request head as too
+/// large and answered 431 itself (HTTP/1: a head past its buffer, or with
+/// more lines than `h1_max_headers`). hyper reports a request line over
+/// 64 KiB, which it answers 414, alike; with the buffer capped near
+/// `max_header_bytes` a head that long is refused as too large first,
+/// unless the limit is raised past 64 KiB.
+fn answered_431(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large)
+}
