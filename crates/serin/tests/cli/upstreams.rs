@@ -10,13 +10,16 @@ fn validate_follows_the_shared_upstream_table() {
         .iter()
         .enumerate()
         .map(|(index, (url, _))| {
-            // JSON strings are YAML double-quoted strings.
+            // JSON strings are YAML double-quoted strings. Each canary has
+            // its own listen address: validated together, they must not
+            // share one.
             let quoted = serde_json::to_string(url).unwrap();
+            let port = 8080 + index;
             write(
                 dir.path(),
                 &format!("u{index}.yaml"),
                 &format!(
-                    "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata:\n  name: u{index}\nspec:\n  provider: builtin\n  service:\n    listen: 127.0.0.1:8080\n  upstreams:\n    stable: http://127.0.0.1:9001\n    canary: {quoted}\n  analysis:\n    interval: 1m\n    stepWeight: 10\n"
+                    "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata:\n  name: u{index}\nspec:\n  provider: builtin\n  service:\n    listen: 127.0.0.1:{port}\n  upstreams:\n    stable: http://127.0.0.1:9001\n    canary: {quoted}\n  analysis:\n    interval: 1m\n    stepWeight: 10\n"
                 ),
             )
         })
