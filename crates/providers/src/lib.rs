@@ -1,13 +1,14 @@
 //! Edge adapters: the implementations of the core's ports. The built-in proxy
 //! as a router; webhooks over HTTP(S) and alerts (Slack, Teams, Discord,
 //! Rocket.Chat, Google Chat, JSON); the `prometheus` and `web` (JSON/HTTP)
-//! metric providers. Later HAProxy, nginx, ALB, Istio and the Gateway API,
+//! metric providers; HAProxy (runtime API router, syslog traffic source). Later nginx, ALB, Istio and the Gateway API,
 //! each one more implementation, never a branch in the runtime.
 
 #![forbid(unsafe_code)]
 
 pub mod alerts;
 pub mod builtin;
+pub mod haproxy;
 pub mod metric_http;
 pub mod metrics;
 pub mod outbound;
@@ -19,6 +20,7 @@ pub mod webhooks;
 
 pub use alerts::{Alert, AlertSeverity, AlertTarget, Notifier, ProviderKind};
 pub use builtin::{BaseRoutes, ProxyRouter, RoutingError};
+pub use haproxy::HaproxyRouter;
 pub use metrics::metric_queries;
 pub use prometheus::PrometheusQuery;
 pub use web::WebQuery;

@@ -99,7 +99,7 @@ fn validate(files: &[PathBuf]) -> Result<ExitCode> {
     // What `run` and `serve` check of each canary they serve before it
     // listens: its plan, its judges, its metric queries, alerts and routes.
     let mut problems = Vec::new();
-    for canary in loaded.catalog.canaries().iter().filter(|c| c.is_builtin()) {
+    for canary in loaded.catalog.canaries().iter().filter(|c| c.is_runnable()) {
         let file = loaded.file_of(Some(canary.name()), files);
         if let Err(serin_server::RunError::Invalid(diagnostics)) =
             serin_server::Prepared::for_canary(&loaded.catalog, canary, &file)

@@ -97,6 +97,9 @@ pub struct CanarySpec {
     /// serin: the stable and canary backends of the built-in proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstreams: Option<Upstreams>,
+    /// serin: the HAProxy instances, backend and servers of `provider: haproxy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<crate::haproxy::HaproxySpec>,
 }
 
 /// `spec.autoscalerRef`.
@@ -417,6 +420,17 @@ impl Canary {
     /// Whether serin's built-in proxy carries the traffic.
     pub fn is_builtin(&self) -> bool {
         self.spec.provider.as_deref() == Some(BUILTIN_PROVIDER)
+    }
+
+    /// Whether HAProxy carries the traffic (`provider: haproxy`).
+    pub fn is_haproxy(&self) -> bool {
+        self.spec.provider.as_deref() == Some(crate::haproxy::HAPROXY_PROVIDER)
+    }
+
+    /// Whether `serin run` drives this canary itself: its router is one
+    /// serin implements outside Kubernetes (builtin, haproxy).
+    pub fn is_runnable(&self) -> bool {
+        self.is_builtin() || self.is_haproxy()
     }
 
     /// `metadata.name`, or an empty string for fragments without one.

@@ -186,7 +186,7 @@ fn across_files(catalog: &Catalog, placed: &[(String, Option<String>, Canary)]) 
     };
     let mut names: BTreeMap<&str, &str> = BTreeMap::new();
     let mut listens: Vec<(SocketAddr, &str, &str)> = Vec::new();
-    for (file, prefix, canary) in placed.iter().filter(|(_, _, c)| c.is_builtin()) {
+    for (file, prefix, canary) in placed.iter().filter(|(_, _, c)| c.is_runnable()) {
         let name = canary.name();
         match names.get(name) {
             Some(first) => diagnostics.push(at(

@@ -34,6 +34,7 @@ mod de;
 pub mod document;
 pub mod duration;
 pub mod files;
+pub mod haproxy;
 pub mod matching;
 pub mod meta;
 pub mod parse;
@@ -54,6 +55,7 @@ pub use catalog::{Catalog, MetricSource, ResolvedAlert, ResolvedCanary, Resolved
 pub use document::Document;
 pub use duration::{Duration, DurationError};
 pub use files::{Loaded, load_paths, load_texts, read_file};
+pub use haproxy::{HAPROXY_PROVIDER, HaproxyServers, HaproxySpec, RuntimeApiAddr};
 pub use matching::{CompiledStringMatch, HttpMatchRequest, StringMatch, StringMatchRule};
 pub use meta::{ObjectMeta, ObjectReference};
 pub use parse::{load_documents, parse_collecting, parse_documents};

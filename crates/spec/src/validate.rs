@@ -82,7 +82,7 @@ pub fn validate(document: &Document) -> Vec<Problem> {
 /// Validates a `Canary`.
 pub fn validate_canary(canary: &Canary) -> Vec<Problem> {
     let mut check = Checker::default();
-    let strict = canary.api_version == SERIN_API_VERSION || canary.is_builtin();
+    let strict = canary.api_version == SERIN_API_VERSION || canary.is_runnable();
     let root = Path::root();
     check.metadata(&root.key("metadata"), &canary.metadata, strict);
 
@@ -99,7 +99,17 @@ pub fn validate_canary(canary: &Canary) -> Vec<Problem> {
         );
     }
     check.service(&spec.key("service"), &canary.spec.service);
-    if let Some(upstreams) = &canary.spec.upstreams {
+    if canary.is_haproxy() {
+        let upstreams = canary.spec.upstreams.as_ref();
+        check.problems.extend(crate::haproxy::validate(
+            &spec.key("haproxy"),
+            canary.spec.haproxy.as_ref(),
+            &spec.key("upstreams"),
+            upstreams.and_then(|u| u.stable.as_deref()),
+            upstreams.and_then(|u| u.canary.as_deref()),
+        ));
+        check.haproxy_routing(&spec.key("analysis"), &canary.analysis());
+    } else if let Some(upstreams) = &canary.spec.upstreams {
         let path = spec.key("upstreams");
         if let Some(stable) = &upstreams.stable {
             check.upstream_url(&path.key("stable"), stable);
@@ -135,8 +145,14 @@ pub fn validate_canary(canary: &Canary) -> Vec<Problem> {
     }
     match &canary.spec.analysis {
         Some(analysis) => check.analysis(&spec.key("analysis"), analysis),
-        None if canary.is_builtin() => {
-            check.push(spec.key("analysis"), "required by provider builtin");
+        None if canary.is_runnable() => {
+            check.push(
+                spec.key("analysis"),
+                format!(
+                    "required by provider {}",
+                    canary.spec.provider.as_deref().unwrap_or_default()
+                ),
+            );
         }
         None => {}
     }
@@ -324,6 +340,7 @@ impl Checker {
             return;
         }
         let known = provider == crate::canary::BUILTIN_PROVIDER
+            || provider == crate::haproxy::HAPROXY_PROVIDER
             || FLAGGER_PROVIDERS.contains(&provider)
             || provider.contains(':');
         if !known && suggest::nearest(provider, &[crate::canary::BUILTIN_PROVIDER]).is_some() {
@@ -821,6 +838,22 @@ impl Checker {
 
     /// An upstream of the built-in proxy: strictly what the proxy can
     /// forward to ([`UpstreamUrl`], the rule every caller shares).
+    /// What HAProxy's server weights cannot express: A/B matches, sticky
+    /// sessions and mirroring need rules in HAProxy's configuration, which
+    /// serin does not write.
+    fn haproxy_routing(&mut self, path: &Path, analysis: &Analysis) {
+        let unsupported = "not supported by provider haproxy (serin sets server weights only)";
+        if !analysis.match_rules.is_empty() {
+            self.push(path.key("match"), unsupported);
+        }
+        if analysis.session_affinity.is_some() {
+            self.push(path.key("sessionAffinity"), unsupported);
+        }
+        if analysis.mirror {
+            self.push(path.key("mirror"), unsupported);
+        }
+    }
+
     fn upstream_url(&mut self, path: &Path, url: &str) {
         if let Err(reason) = UpstreamUrl::parse(url) {
             self.push(path.clone(), format!("{url:?}: {reason}"));

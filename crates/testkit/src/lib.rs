@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Setup failures panic by design.
 
 pub mod files;
+pub mod haproxy;
 pub mod http;
 pub mod poll;
 pub mod ports;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod builtin_router;
+mod haproxy_router;
 mod prometheus;
 mod secured;
 mod support;
