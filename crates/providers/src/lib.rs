@@ -13,6 +13,7 @@ pub mod metric_http;
 pub mod metrics;
 pub mod outbound;
 pub mod prometheus;
+pub mod syslog;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod web;
@@ -23,5 +24,6 @@ pub use builtin::{BaseRoutes, ProxyRouter, RoutingError};
 pub use haproxy::HaproxyRouter;
 pub use metrics::metric_queries;
 pub use prometheus::PrometheusQuery;
+pub use syslog::{LogCounters, SyslogReceiver};
 pub use web::WebQuery;
 pub use webhooks::HttpWebhooks;

@@ -172,3 +172,59 @@ async fn a_fleet_moves_in_step_and_a_failing_instance_is_named() {
         .to_string();
     assert!(message.contains("no server \"missing\""), "{message}");
 }
+
+#[tokio::test]
+async fn haproxy_s_real_log_is_recorded_per_version() {
+    use serin_stats::{Recorder, Version};
+    use std::{sync::Arc, time::Duration};
+    let (stable, canary, _next) = backends().await;
+    let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
+    let receiver = serin_providers::SyslogReceiver::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        spec(Vec::new()).servers,
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let log_to = receiver.local_addr().to_string();
+    let haproxy = Haproxy::start(
+        &stable.addr().to_string(),
+        &canary.addr().to_string(),
+        Some(&log_to),
+    )
+    .await;
+    let router = HaproxyRouter::new(
+        &spec(vec![haproxy.runtime_api.clone()]),
+        &stable.addr().to_string(),
+    )
+    .unwrap();
+    router
+        .set_canary(&CanaryTarget {
+            address: canary.addr().to_string(),
+            revision: "v2".into(),
+        })
+        .await
+        .unwrap();
+    router
+        .set_route(Route {
+            canary_weight: 50,
+            ..Route::STABLE
+        })
+        .await
+        .unwrap();
+    bodies(&haproxy.frontend, 20).await;
+    serin_testkit::poll::eventually(Duration::from_secs(5), "20 requests logged", async || {
+        let totals = recorder.totals();
+        totals.get(Version::Stable).requests + totals.get(Version::Canary).requests == 20
+    })
+    .await;
+    let totals = recorder.totals();
+    assert_eq!(totals.get(Version::Canary).requests, 10);
+    assert_eq!(totals.get(Version::Canary).errors, 0);
+    // The test's readiness probe (a connection without a request) is logged
+    // as `<NOSRV>` 400 and counted as a foreign server; nothing else drops.
+    let counters = receiver.counters();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&counters.recorded), 20);
+    assert_eq!(load(&counters.bad_frame) + load(&counters.bad_message), 0);
+}
