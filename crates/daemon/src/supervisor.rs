@@ -574,6 +574,13 @@ impl Supervisor {
                 ),
                 other => LaunchError::Invalid(format!("{file}: {name}: {other}")),
             })?;
+        if prepared.haproxy.is_some() {
+            // The daemon's router and traffic source are the built-in proxy's.
+            return Err(invalid(
+                "spec.provider",
+                "haproxy canaries run with `serin run` (not yet under `serin serve`)".into(),
+            ));
+        }
         if let Some(cap) = proxy_connections {
             // Beyond it, clients wait in the listen backlog, which holds
             // no descriptor of this process.

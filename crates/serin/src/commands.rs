@@ -176,10 +176,16 @@ async fn run(
     let (updates, watch) = broadcast::channel(1024);
     let metrics_watch = updates.subscribe();
     let running = serin_server::start(prepared, updates).await?;
-    eprintln!(
-        "serin: {name}: proxy listening on http://{}",
-        running.listen
-    );
+    match running.proxy {
+        Some(_) => eprintln!(
+            "serin: {name}: proxy listening on http://{}",
+            running.listen
+        ),
+        None => eprintln!(
+            "serin: {name}: receiving the balancer's request log on udp://{}",
+            running.listen
+        ),
+    }
     let _metrics = crate::metrics::serve_run(metrics, &name, &running, metrics_watch).await?;
     let shown = tokio::spawn(display::show(watch, output, name.clone(), threshold));
     let commands = running.commands.clone();

@@ -22,7 +22,9 @@ pub async fn serve_run(
     };
     let telemetry = Telemetry::new();
     telemetry.add_traffic(name, running.recorder.clone());
-    telemetry.add_proxy(name, running.proxy.clone());
+    if let Some(proxy) = &running.proxy {
+        telemetry.add_proxy(name, proxy.clone());
+    }
     // Exported from the start (weight 0, idle), before the rollout's first
     // event: that may wait on a gate or a webhook for a while.
     telemetry.register(name, Snapshot::from(&RolloutState::default()));

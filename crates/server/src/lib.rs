@@ -7,6 +7,7 @@
 pub mod cadence;
 pub mod clock;
 pub mod driver;
+pub mod external;
 pub mod mapping;
 pub mod replay;
 

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// The environment variable with the dashboard's base URL, for alert links.
 pub const DASHBOARD_URL_VAR: &str = "SERIN_DASHBOARD_URL";
 /// How long the end of a rollout waits for its last alerts and events.
-const FLUSH_ALERTS: Duration = Duration::from_secs(10);
+pub(crate) const FLUSH_ALERTS: Duration = Duration::from_secs(10);
 
 /// Everything a rollout needs, checked before anything listens.
 #[derive(Debug)]
@@ -41,6 +41,9 @@ pub struct Prepared {
     pub metrics: CustomMetrics,
     /// Where alerts go (`spec.analysis.alerts` with their providers).
     pub alerts: Vec<AlertTarget>,
+    /// `provider: haproxy`: HAProxy carries the traffic, serin drives it and
+    /// reads its log; `proxy` and `routes` are then not served.
+    pub haproxy: Option<serin_spec::HaproxySpec>,
 }
 
 /// The custom metrics of a canary: Prometheus and JSON/HTTP queries.
@@ -131,11 +134,11 @@ impl Prepared {
         let invalid = |path: &str, message: String| {
             RunError::Invalid(vec![serin_spec::Problem::new(path, message).in_file(file)])
         };
-        if !canary.is_builtin() {
+        if !canary.is_runnable() {
             return Err(invalid(
                 "spec.provider",
                 format!(
-                    "{:?} is driven by neither `serin run` nor `serin serve`; use `provider: builtin` with `service.listen` and `upstreams`",
+                    "{:?} is driven by neither `serin run` nor `serin serve`; use `provider: builtin` with `service.listen` and `upstreams`, or `provider: haproxy`",
                     canary.spec.provider.as_deref().unwrap_or("")
                 ),
             ));
@@ -157,14 +160,20 @@ impl Prepared {
             .map(|(index, alert)| AlertTarget::from_resolved(index, alert))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| invalid(error.path(), error.reason()))?;
-        let routes =
-            BaseRoutes::from_canary(canary).map_err(|error| invalid("spec", error.to_string()))?;
-        let listen = canary.listen_addr().ok_or_else(|| {
-            invalid(
-                "spec.service.listen",
-                "required by the builtin provider".into(),
-            )
+        let haproxy = crate::external::haproxy_of(canary).map_err(|problems| {
+            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
         })?;
+        let routes = crate::external::base_routes(canary, haproxy.is_some())
+            .map_err(|error| invalid("spec", error.to_string()))?;
+        let listen = canary
+            .listen_addr()
+            .or(haproxy.as_ref().map(|_| crate::external::UNSERVED_LISTEN))
+            .ok_or_else(|| {
+                invalid(
+                    "spec.service.listen",
+                    "required by the builtin provider".into(),
+                )
+            })?;
         let target = target_of(canary);
         // Validation checked every entry; should one fail here anyway, it is
         // refused the same way rather than dropped.
@@ -198,6 +207,7 @@ impl Prepared {
             target,
             metrics: CustomMetrics(metrics),
             alerts,
+            haproxy,
         })
     }
 }
@@ -248,20 +258,37 @@ pub fn limits_for(canary: &Canary) -> Limits {
 /// A rollout in progress: its proxy's address, a way to send manual gates,
 /// and its outcome.
 pub struct Running {
-    /// Where the proxy accepts user traffic.
+    /// Where serin receives the traffic: the proxy's listener, or for an
+    /// external router the socket its request log arrives on.
     pub listen: SocketAddr,
     /// Manual gates (pause, resume, promote now, abort).
     pub commands: mpsc::Sender<Command>,
     /// The statistics the proxy records.
     pub recorder: Arc<Recorder>,
-    /// The proxy, for its own counters.
-    pub proxy: ProxyHandle,
+    /// The proxy, for its own counters (`None`: an external router).
+    pub proxy: Option<ProxyHandle>,
     outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
 }
 
 // === impl Running ===
 
 impl Running {
+    pub(crate) fn new(
+        listen: SocketAddr,
+        commands: mpsc::Sender<Command>,
+        recorder: Arc<Recorder>,
+        proxy: Option<ProxyHandle>,
+        outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
+    ) -> Self {
+        Running {
+            listen,
+            commands,
+            recorder,
+            proxy,
+            outcome,
+        }
+    }
+
     /// Waits for the verdict.
     pub async fn outcome(self) -> Result<RolloutState, RunError> {
         match self.outcome.await {
@@ -356,6 +383,7 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         target,
         metrics,
         alerts,
+        haproxy: _,
     } = prepared;
     // Windows cover the longest metric interval in whole slots; a replay of
     // the access log builds the same ones.
@@ -393,6 +421,9 @@ pub async fn start(
     prepared: Prepared,
     updates: broadcast::Sender<Update>,
 ) -> Result<Running, RunError> {
+    if let Some(haproxy) = prepared.haproxy.clone() {
+        return crate::external::start_haproxy(prepared, haproxy, updates).await;
+    }
     let (driver, parts) = assemble(prepared).await?.into_driver(
         RolloutState::new(TokioClock::new().now()),
         updates,
@@ -430,7 +461,7 @@ pub async fn start(
         listen,
         commands,
         recorder,
-        proxy: handle,
+        proxy: Some(handle),
         outcome,
     })
 }

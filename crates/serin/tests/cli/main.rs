@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 mod analyze;
+mod haproxy;
 mod hostile;
 mod observe;
 mod run;

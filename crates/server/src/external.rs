@@ -1,0 +1,150 @@
+//! Canaries whose traffic an external balancer carries (`provider:
+//! haproxy`): serin drives the balancer through its `Router` and measures
+//! both versions from the balancer's request log instead of its own proxy.
+//! Everything else (plan, judges, webhooks, alerts, the rollout loop) is the
+//! same as for the built-in proxy.
+
+use crate::{
+    clock::{Clock, TokioClock},
+    driver::{Command, Driver, Persistence, Update},
+    run::{DASHBOARD_URL_VAR, FLUSH_ALERTS, Prepared, RunError, Running},
+};
+use serin_analysis::Analyzer;
+use serin_providers::{
+    BaseRoutes, HaproxyRouter, HttpWebhooks, Notifier, RoutingError, SyslogReceiver,
+};
+use serin_proxy::Recorder;
+use serin_rollout::{
+    RolloutState,
+    ports::{PortError, Router},
+};
+use serin_spec::{Canary, HaproxySpec, Problem};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+use tokio::sync::{broadcast, mpsc};
+
+/// The proxy listen address of a canary the proxy does not serve: never
+/// bound, it only fills [`Prepared::proxy`].
+pub const UNSERVED_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// The HAProxy settings of a `provider: haproxy` canary (`None` for other
+/// providers), checked by the rule `serin validate` applies.
+pub fn haproxy_of(canary: &Canary) -> Result<Option<HaproxySpec>, Vec<Problem>> {
+    if !canary.is_haproxy() {
+        return Ok(None);
+    }
+    let spec = serin_spec::problem::Path::root().key("spec");
+    let upstreams = canary.spec.upstreams.as_ref();
+    let problems = serin_spec::haproxy::validate(
+        &spec.key("haproxy"),
+        canary.spec.haproxy.as_ref(),
+        &spec.key("upstreams"),
+        upstreams.and_then(|u| u.stable.as_deref()),
+        upstreams.and_then(|u| u.canary.as_deref()),
+    );
+    if problems.is_empty() {
+        Ok(canary.spec.haproxy.clone())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The routing table [`Prepared`] carries. An external balancer's upstreams
+/// are `IP:port`; they are written as URLs so the table still says which
+/// version is where, though no proxy serves it.
+pub fn base_routes(canary: &Canary, external: bool) -> Result<BaseRoutes, RoutingError> {
+    if !external {
+        return BaseRoutes::from_canary(canary);
+    }
+    let mut as_urls = canary.clone();
+    if let Some(upstreams) = as_urls.spec.upstreams.as_mut() {
+        upstreams.stable = upstreams.stable.as_ref().map(|s| format!("http://{s}"));
+        upstreams.canary = None;
+    }
+    BaseRoutes::from_canary(&as_urls)
+}
+
+/// Starts the rollout of a `provider: haproxy` canary: the HAProxy router,
+/// the syslog receiver as its traffic source, and the rollout loop; returns
+/// once the receiver listens. [`Running::listen`] is the receiver's address.
+pub async fn start_haproxy(
+    prepared: Prepared,
+    haproxy: HaproxySpec,
+    updates: broadcast::Sender<Update>,
+) -> Result<Running, RunError> {
+    let Prepared {
+        canary,
+        plan,
+        analysis,
+        target,
+        metrics,
+        alerts,
+        ..
+    } = prepared;
+    // Windows cover the longest metric interval in whole slots, as for the
+    // built-in proxy.
+    let recorder = Arc::new(Recorder::new(crate::cadence::window_span(&analysis)));
+    let judge = Analyzer::new(analysis).map_err(|error| {
+        RunError::Invalid(vec![
+            Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
+        ])
+    })?;
+    let router = HaproxyRouter::new(&haproxy, canary.stable_upstream().unwrap_or_default())?;
+    let log_listen = haproxy.log_listen.trim();
+    let unavailable = |message: String| {
+        RunError::Router(PortError::Unavailable {
+            system: format!("haproxy log receiver at {log_listen}"),
+            message,
+        })
+    };
+    let addr: SocketAddr = log_listen
+        .parse()
+        .map_err(|_| unavailable("spec.haproxy.logListen is not IP:port".into()))?;
+    let receiver = SyslogReceiver::bind(addr, haproxy.servers.clone(), recorder.clone())
+        .await
+        .map_err(|error| unavailable(error.to_string()))?;
+    let notifier = Notifier::new(
+        HttpWebhooks::from_canary(&canary),
+        canary.name(),
+        canary.metadata.namespace.as_deref().unwrap_or("default"),
+        alerts,
+        std::env::var(DASHBOARD_URL_VAR).ok(),
+    );
+    let router: Arc<dyn Router> = notifier.tap(Arc::new(router));
+    let clock = TokioClock::new();
+    let driver = Driver {
+        name: canary.name().to_owned(),
+        plan,
+        state: RolloutState::new(clock.now()),
+        judge,
+        router,
+        traffic: recorder.clone(),
+        metrics: metrics.0,
+        webhooks: notifier.clone(),
+        clock,
+        updates,
+        persistence: Persistence::none(),
+    };
+    let listen = receiver.local_addr();
+    let (commands, commands_rx) = mpsc::channel(16);
+    if let Some(target) = target {
+        // The channel has room for 16 commands and is empty: this cannot fail.
+        let _ = commands.try_send(Command::Start(target));
+    }
+    let outcome = tokio::spawn(async move {
+        let result = driver.run(commands_rx, true).await;
+        if !notifier.flush(FLUSH_ALERTS).await {
+            tracing::warn!("alerts or event webhooks still pending after {FLUSH_ALERTS:?}");
+        }
+        let counters = receiver.counters();
+        tracing::info!(
+            dropped = counters.dropped(),
+            "haproxy log lines dropped (not serin's format or another server)"
+        );
+        drop(receiver);
+        result.map_err(RunError::from)
+    });
+    Ok(Running::new(listen, commands, recorder, None, outcome))
+}
