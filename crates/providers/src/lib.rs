@@ -1,8 +1,9 @@
 //! Edge adapters: the implementations of the core's ports. The built-in proxy
 //! as a router; webhooks over HTTP(S) and alerts (Slack, Teams, Discord,
 //! Rocket.Chat, Google Chat, JSON); the `prometheus` and `web` (JSON/HTTP)
-//! metric providers; HAProxy (runtime API router, syslog traffic source). Later nginx, ALB, Istio and the Gateway API,
-//! each one more implementation, never a branch in the runtime.
+//! metric providers; HAProxy (a runtime API router and a syslog traffic
+//! source). Later nginx, ALB, Istio and the Gateway API, each one more
+//! implementation, never a branch in the runtime.
 
 #![forbid(unsafe_code)]
 

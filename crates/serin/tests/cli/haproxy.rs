@@ -150,3 +150,33 @@ async fn a_failing_canary_behind_haproxy_is_rolled_back_and_exits_1() {
     assert_eq!(servers[0], (stable.port(), 100), "{out}");
     assert_eq!(servers[1].1, 0, "{out}");
 }
+
+#[test]
+fn serin_validate_accepts_a_haproxy_canary_and_names_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let stable: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+    let canary: SocketAddr = "127.0.0.1:9002".parse().unwrap();
+    let good = canary_file(
+        dir.path(),
+        "127.0.0.1:9999",
+        "127.0.0.1:5141",
+        stable,
+        canary,
+    );
+    let out = output(serin().arg("validate").arg(&good));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("backend: shop", "backend: \"\"")
+        .replace("stable: 127.0.0.1:9001", "stable: http://127.0.0.1:9001");
+    let bad = write(dir.path(), "bad.yaml", &text);
+    let out = output(serin().arg("validate").arg(&bad));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.yaml: spec.haproxy.backend: required by provider haproxy"),
+        "{err}"
+    );
+    assert!(err.contains("bad.yaml: spec.upstreams.stable: "), "{err}");
+}
