@@ -26,7 +26,7 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    sync::{broadcast, mpsc, oneshot, watch},
+    sync::{Semaphore, broadcast, mpsc, oneshot, watch},
     task::JoinHandle,
 };
 
@@ -35,6 +35,11 @@ pub const COMMAND_WAIT: Duration = Duration::from_secs(10);
 
 /// Changes buffered for slow event-stream readers before they miss some.
 const CHANGES_CAPACITY: usize = 4_096;
+
+/// Store reads run at once for the API (history, revisions); further ones
+/// wait their turn without holding a thread, so a slow disk cannot make
+/// the API pile up blocked threads.
+pub const STORE_READS: usize = 4;
 
 /// One change of one canary, for the event stream and the dashboard.
 #[derive(Clone, Debug, Serialize)]
@@ -192,6 +197,8 @@ pub struct Supervisor {
 
 struct Inner {
     store: Arc<Store>,
+    /// Permits for the API's store reads ([`STORE_READS`]).
+    reads: Arc<Semaphore>,
     canaries: RwLock<BTreeMap<String, Entry>>,
     changes: broadcast::Sender<Change>,
     /// The open-file limit and the API's share of it, when known: each
@@ -232,6 +239,7 @@ impl Supervisor {
         Supervisor {
             inner: Arc::new(Inner {
                 store,
+                reads: Arc::new(Semaphore::new(STORE_READS)),
                 canaries: RwLock::new(BTreeMap::new()),
                 changes,
                 open_files: RwLock::new(None),
@@ -261,9 +269,31 @@ impl Supervisor {
         crate::fds::budget(open_files, canaries, api).per_proxy
     }
 
-    /// The store (history for the API and the dashboard).
+    /// The store (history for the API and the dashboard). Its calls block:
+    /// from async code, go through [`Self::read_store`].
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
+    }
+
+    /// Runs a read of the store off the async workers, at most
+    /// [`STORE_READS`] at a time; a caller that stops waiting gives its
+    /// turn back (or, once running, lets the read finish on its own).
+    pub async fn read_store<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> crate::store::Result<T> {
+        let permit = self
+            .inner
+            .reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|closed| crate::store::Error::Interrupted(closed.to_string()))?;
+        crate::store::blocking(&self.inner.store, move |store| {
+            let _permit = permit;
+            job(store)
+        })
+        .await
     }
 
     /// Every change of every canary, as it happens. A reader that falls
@@ -521,23 +551,25 @@ impl Supervisor {
         // taken" and the start is sent again, unless the state shows it ran.
         if same && state_revision.as_deref() == Some(revision.as_str()) {
             target.started = true;
-            self.record_target(name, &target)?;
+            self.record_target(name, &target).await?;
             return Ok(());
         }
-        self.record_target(name, &target)?;
+        self.record_target(name, &target).await?;
         tracing::info!(canary = %name, %revision, "canary file names a new revision: starting a rollout");
         self.start(name, CanaryTarget { address, revision }).await?;
         target.started = true;
-        self.record_target(name, &target)
+        self.record_target(name, &target).await
     }
 
-    fn record_target(&self, name: &str, target: &FileTarget) -> Result<(), CommandError> {
-        self.inner
-            .store
-            .set_file_target(name, Some(target), &RolloutState::default())
-            .map_err(|error| {
-                CommandError::Conflict(format!("cannot record the file's revision: {error}"))
-            })?;
+    async fn record_target(&self, name: &str, target: &FileTarget) -> Result<(), CommandError> {
+        let (canary, recorded) = (name.to_owned(), target.clone());
+        crate::store::blocking(&self.inner.store, move |store| {
+            store.set_file_target(&canary, Some(&recorded), &RolloutState::default())
+        })
+        .await
+        .map_err(|error| {
+            CommandError::Conflict(format!("cannot record the file's revision: {error}"))
+        })?;
         if let Some(entry) = self.write().get_mut(name) {
             entry.file_target = Some(target.clone());
         }
@@ -579,7 +611,12 @@ impl Supervisor {
             source,
         };
         let clock = TokioClock::new();
-        let stored = self.inner.store.load(&name).map_err(store_error)?;
+        let stored = {
+            let name = name.clone();
+            crate::store::blocking(&self.inner.store, move |store| store.load(&name))
+                .await
+                .map_err(store_error)?
+        };
         let plan = prepared.plan.clone();
         if let Some(stored) = &stored {
             crate::stored::check(stored, &plan).map_err(|bad| LaunchError::State {

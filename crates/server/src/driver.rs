@@ -132,6 +132,11 @@ pub struct StoreError {
 /// actions it returned are carried out: a crash after the save repeats no
 /// decision (the state says it was taken) and a crash before it loses none
 /// that had an effect. A store that refuses a write makes the rollout hold.
+///
+/// `save` may block (a slow disk, a database lock): the driver calls it on
+/// tokio's blocking pool and awaits the answer there, so a slow store holds
+/// the rollout that saves and nothing else: not the async workers that run
+/// the other rollouts, the proxies and the API.
 pub trait StateStore: Send + Sync {
     /// Saves one rollout's state and appends its history, atomically.
     fn save(&self, canary: &str, saved: Saved<'_>) -> Result<(), StoreError>;
@@ -484,7 +489,7 @@ impl<C: Clock> Driver<C> {
                     continue;
                 }
             };
-            if let Err(error) = self.save(now, &actions) {
+            if let Err(error) = self.save(now, &actions).await {
                 // Nothing of this event happened: go back to the saved state,
                 // say so, and try again later from there.
                 self.state = saved_state;
@@ -626,8 +631,10 @@ impl<C: Clock> Driver<C> {
     }
 
     /// Saves the state an event led to, with the records its actions emit
-    /// and the history gathered since the last save.
-    fn save(&mut self, now: Timestamp, actions: &[Action]) -> Result<(), StoreError> {
+    /// and the history gathered since the last save. The store is called on
+    /// tokio's blocking pool (see [`StateStore`]); the loop awaits its answer
+    /// before carrying out a single action.
+    async fn save(&mut self, now: Timestamp, actions: &[Action]) -> Result<(), StoreError> {
         let mut history = std::mem::take(&mut self.persistence.unsaved);
         for action in actions {
             match action {
@@ -643,16 +650,39 @@ impl<C: Clock> Driver<C> {
                 _ => {}
             }
         }
-        let saved = Saved {
-            state: &self.state,
-            placement: &self.persistence.placement,
-            history: &history,
+        let history = Arc::new(history);
+        let job = {
+            let store = self.persistence.store.clone();
+            let name = self.name.clone();
+            let state = self.state.clone();
+            let placement = self.persistence.placement.clone();
+            let history = history.clone();
+            move || {
+                store.save(
+                    &name,
+                    Saved {
+                        state: &state,
+                        placement: &placement,
+                        history: &history,
+                    },
+                )
+            }
         };
-        match self.persistence.store.save(&self.name, saved) {
+        let result = tokio::task::spawn_blocking(job)
+            .await
+            .unwrap_or_else(|error| {
+                Err(StoreError {
+                    message: format!("the save did not finish: {error}"),
+                })
+            });
+        match result {
             Ok(()) => Ok(()),
             Err(error) => {
                 // Keep what was gathered before this event; this event's own
-                // records go with it, as it did not happen.
+                // records go with it, as it did not happen. (The job is over:
+                // its copy of the history is dropped, so this takes it back.)
+                let mut history =
+                    Arc::try_unwrap(history).unwrap_or_else(|shared| shared.as_ref().clone());
                 let own = actions
                     .iter()
                     .filter(|action| matches!(action, Action::Emit(_)))

@@ -10,6 +10,8 @@ mod hooks;
 mod own_traffic;
 /// Live rollouts replayed from their access logs.
 mod replay;
+/// A slow state store holds its own rollout only.
+mod slow_store;
 
 use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck};
 use serin_rollout::{
@@ -184,6 +186,26 @@ fn spawn_rollout(
     broadcast::Receiver<Update>,
     tokio::task::JoinHandle<RolloutState>,
 ) {
+    spawn_saving_rollout(
+        router,
+        canary_errors,
+        judge,
+        serin_server::driver::Persistence::none(),
+    )
+}
+
+/// [`spawn_rollout`], saving through `persistence`.
+fn spawn_saving_rollout(
+    router: RecordingRouter,
+    canary_errors: f64,
+    judge: JudgeKind,
+    persistence: serin_server::driver::Persistence,
+) -> (
+    Arc<RecordingRouter>,
+    mpsc::Sender<Command>,
+    broadcast::Receiver<Update>,
+    tokio::task::JoinHandle<RolloutState>,
+) {
     let clock = TokioClock::starting_at(Timestamp::from_millis(1_764_150_000_000));
     let router = Arc::new(router);
     let traffic = Arc::new(SyntheticTraffic {
@@ -215,7 +237,7 @@ fn spawn_rollout(
         webhooks: Arc::new(NoWebhooks),
         clock,
         updates,
-        persistence: serin_server::driver::Persistence::none(),
+        persistence,
     };
     let (commands, receiver) = mpsc::channel(4);
     commands
