@@ -166,6 +166,28 @@ pub struct Persistence {
     failures: u64,
     /// The desired route while the router refuses it.
     pending: Option<PendingRoute>,
+    /// The desired canary upstream while the router refuses it.
+    pending_canary: Option<PendingCanary>,
+}
+
+/// A canary upstream the router refused: desired state like a route,
+/// retried on observation ticks with the routes' backoff until applied.
+/// Meanwhile no route that sends the canary traffic is applied (it would
+/// reach the previous canary) and analyses hold.
+#[derive(Clone, Debug)]
+struct PendingCanary {
+    /// The newest desired upstream (a later start replaces it).
+    target: CanaryTarget,
+    /// When the router first refused (this target or one it replaced).
+    since: Timestamp,
+    /// When to try again.
+    retry_at: Timestamp,
+    /// The wait after the next refusal (doubling up to `ROUTE_RETRY_MAX`).
+    backoff: Duration,
+    /// Tries refused so far.
+    refusals: u64,
+    /// The router's last error.
+    error: String,
 }
 
 /// A route the router refused: desired state, retried until applied.
@@ -201,6 +223,7 @@ impl Persistence {
             retry_at: None,
             failures: 0,
             pending: None,
+            pending_canary: None,
         }
     }
 
@@ -345,19 +368,12 @@ impl<C: Clock> Driver<C> {
             if let Some(command) = command {
                 let event = match command {
                     Command::Start(target) => {
-                        if let Err(error) = self.router.set_canary(&target).await {
-                            self.warn(
-                                now,
-                                format!("cannot point the router at {}: {error}", target.address),
-                            );
-                            continue;
-                        }
                         let previous = self
                             .persistence
                             .placement
                             .canary
                             .replace(target.address.clone());
-                        let revision = target.revision;
+                        let revision = target.revision.clone();
                         let failures = self.persistence.failures;
                         self.handle(
                             now,
@@ -370,10 +386,15 @@ impl<C: Clock> Driver<C> {
                         let taken = self.state.revision.as_deref() == Some(revision.as_str())
                             || self.state.queued_revision.as_deref() == Some(revision.as_str());
                         if !taken || self.persistence.failures != failures {
-                            // Refused, or not saved: route as the saved state says.
+                            // Refused, or not saved: the router was asked
+                            // nothing for it.
                             self.persistence.placement.canary = previous;
-                            self.reroute(now).await;
+                            continue;
                         }
+                        // Saved: point the router at the new canary before
+                        // the first step sends it traffic (a refusal stays
+                        // pending and holds the rollout).
+                        let _ = self.apply_canary(now, target).await;
                         continue;
                     }
                     Command::Pause => Event::Pause,
@@ -389,7 +410,10 @@ impl<C: Clock> Driver<C> {
                 // the last look, as one).
                 let at = cadence::observation_at(now);
                 next_observe = at.saturating_add(OBSERVE_EVERY);
-                self.retry_route(now).await;
+                self.retry_canary(now).await;
+                if !self.route_waits_for_canary() {
+                    self.retry_route(now).await;
+                }
                 let totals = self.traffic.totals();
                 let delta = totals.since(&last_totals);
                 // Requests served before the rollout began are not its own.
@@ -531,12 +555,33 @@ impl<C: Clock> Driver<C> {
         next_tick: &mut Option<Timestamp>,
     ) -> Option<Event> {
         match action {
+            Action::SetRoute(route)
+                if route != Route::STABLE && self.persistence.pending_canary.is_some() =>
+            {
+                // Sent once the router points at the new canary (see
+                // `apply_canary`): until then it would reach the old one.
+                None
+            }
             Action::SetRoute(route) => {
                 // A refusal is remembered and retried on observation ticks.
                 let _ = self.apply_route(now, route).await;
                 None
             }
             Action::RunAnalysis => {
+                if let Some(pending) = &self.persistence.pending_canary {
+                    // Nothing is judged before the canary is the one started.
+                    let reason = format!(
+                        "{} does not point at canary {} ({}) yet (refused for {}s: {})",
+                        self.router.name(),
+                        pending.target.revision,
+                        pending.target.address,
+                        now.saturating_since(pending.since).as_secs(),
+                        pending.error
+                    );
+                    return Some(Event::Analysis(serin_rollout::Verdict::system_hold(vec![
+                        reason,
+                    ])));
+                }
                 if let Some(pending) = &self.persistence.pending {
                     // Nothing is judged on a split that was never set: hold
                     // (no failed check); the progress deadline bounds this.
@@ -696,42 +741,141 @@ impl<C: Clock> Driver<C> {
 
     /// Routes as the saved state says: the canary upstream of a rollout in
     /// progress and its weights. The daemon calls this before its proxy
-    /// accepts a request; it is idempotent. A refused route stays pending
-    /// (warned once) and the loop retries it, as any desired route.
+    /// accepts a request; it is idempotent. A refused upstream or route
+    /// stays pending (warned once) and the loop retries it, as any desired
+    /// state; the first refusal is returned.
     pub async fn restore_routes(&mut self) -> Result<(), PortError> {
-        self.restore_canary().await?;
         let now = self.clock.now();
-        self.apply_route(now, self.state.route()).await
+        self.reroute(now).await
     }
 
-    /// Points the router at the canary upstream of a rollout in progress.
-    async fn restore_canary(&mut self) -> Result<(), PortError> {
-        if self.state.phase.is_active()
-            && let (Some(address), Some(revision)) = (
-                self.persistence.placement.canary.clone(),
-                self.state.revision.clone(),
-            )
-        {
-            self.router
-                .set_canary(&CanaryTarget { address, revision })
-                .await?;
+    /// The canary upstream of a rollout in progress, as saved.
+    fn restored_canary(&self) -> Option<CanaryTarget> {
+        if !self.state.phase.is_active() {
+            return None;
         }
-        Ok(())
+        let address = self.persistence.placement.canary.clone()?;
+        let revision = self.state.revision.clone()?;
+        Some(CanaryTarget { address, revision })
     }
 
-    /// [`Self::restore_routes`] from inside the loop: a canary upstream the
-    /// router refuses is warned about; a refused route is pending (and
-    /// warned about once by [`Self::apply_route`]).
-    async fn reroute(&mut self, now: Timestamp) {
-        match self.restore_canary().await {
+    /// [`Self::restore_routes`]: the saved canary upstream, then the saved
+    /// route, unless that route sends traffic to a canary upstream the
+    /// router has not taken (it follows the upstream once taken).
+    async fn reroute(&mut self, now: Timestamp) -> Result<(), PortError> {
+        let mut first = Ok(());
+        if let Some(target) = self.restored_canary() {
+            first = self.apply_canary(now, target).await;
+        }
+        let route = self.state.route();
+        if route == Route::STABLE || self.persistence.pending_canary.is_none() {
+            let applied = self.apply_route(now, route).await;
+            first = first.and(applied);
+        }
+        first
+    }
+
+    /// Points the router at a canary upstream: desired state, like a
+    /// route. A refusal is remembered as pending (a newer target replaces
+    /// it) and retried by [`Self::retry_canary`] on observation ticks with
+    /// the routes' backoff; meanwhile routes that send the canary traffic
+    /// wait and analyses hold. Once the router takes it, the state's route
+    /// follows. One warning when the router first refuses, one record when
+    /// it finally takes the upstream.
+    async fn apply_canary(
+        &mut self,
+        now: Timestamp,
+        target: CanaryTarget,
+    ) -> Result<(), PortError> {
+        match self.router.set_canary(&target).await {
             Ok(()) => {
-                let _ = self.apply_route(now, self.state.route()).await;
+                if let Some(pending) = self.persistence.pending_canary.take() {
+                    self.note(
+                        now,
+                        format!(
+                            "{} points at canary {} ({}) after {}s ({} refused {})",
+                            self.router.name(),
+                            target.revision,
+                            target.address,
+                            now.saturating_since(pending.since).as_secs(),
+                            pending.refusals,
+                            if pending.refusals == 1 {
+                                "try"
+                            } else {
+                                "tries"
+                            },
+                        ),
+                    );
+                    // The route waited for the upstream.
+                    let _ = self.apply_route(now, self.state.route()).await;
+                }
+                Ok(())
             }
-            Err(error) => self.warn(
-                now,
-                format!("{} could not restore routes: {error}", self.router.name()),
-            ),
+            Err(error) => {
+                match &mut self.persistence.pending_canary {
+                    Some(pending) => {
+                        if pending.target != target {
+                            // A newer desired upstream starts a fresh backoff.
+                            pending.target = target;
+                            pending.backoff = ROUTE_RETRY_FIRST;
+                        }
+                        pending.retry_at = now.saturating_add(pending.backoff);
+                        pending.backoff = pending.backoff.saturating_mul(2).min(ROUTE_RETRY_MAX);
+                        pending.refusals += 1;
+                        pending.error = error.to_string();
+                    }
+                    None => {
+                        self.warn(
+                            now,
+                            format!(
+                                "{} could not point at canary {} ({}): {error}; analysis holds, no traffic goes to the canary, and the upstream is retried (every {}s up to {}s) until applied",
+                                self.router.name(),
+                                target.revision,
+                                target.address,
+                                ROUTE_RETRY_FIRST.as_secs(),
+                                ROUTE_RETRY_MAX.as_secs()
+                            ),
+                        );
+                        self.persistence.pending_canary = Some(PendingCanary {
+                            target,
+                            since: now,
+                            retry_at: now.saturating_add(ROUTE_RETRY_FIRST),
+                            backoff: ROUTE_RETRY_FIRST.saturating_mul(2),
+                            refusals: 1,
+                            error: error.to_string(),
+                        });
+                    }
+                }
+                Err(error)
+            }
         }
+    }
+
+    /// Tries the pending canary upstream again when its backoff has passed;
+    /// forgets it once the rollout is over (its canary takes no traffic).
+    async fn retry_canary(&mut self, now: Timestamp) {
+        let Some(pending) = &self.persistence.pending_canary else {
+            return;
+        };
+        if !self.state.phase.is_active() {
+            self.persistence.pending_canary = None;
+            return;
+        }
+        if now >= pending.retry_at {
+            let target = pending.target.clone();
+            let _ = self.apply_canary(now, target).await;
+        }
+    }
+
+    /// Whether the pending route sends traffic to a canary upstream the
+    /// router has not taken: it is tried again once the upstream is.
+    fn route_waits_for_canary(&self) -> bool {
+        self.persistence.pending_canary.is_some()
+            && self
+                .persistence
+                .pending
+                .as_ref()
+                .is_some_and(|pending| pending.route != Route::STABLE)
     }
 
     /// Picks up where the saved state stopped: re-applies the route, re-arms
@@ -749,7 +893,7 @@ impl<C: Clock> Driver<C> {
                     source,
                 }
             })?;
-        self.reroute(now).await;
+        let _ = self.reroute(now).await;
         // The proxy's statistics start empty after a restart: the next
         // interval waits until a window of fresh traffic was seen, and the
         // tick asks again the question whose answer was lost (the machine

@@ -36,6 +36,8 @@ struct RecordingRouter {
     calls: Mutex<Vec<String>>,
     weight: Mutex<u8>,
     refuse: Mutex<Option<Refuse>>,
+    /// How many more canary upstreams to refuse.
+    refuse_canary: Mutex<u32>,
 }
 
 impl RecordingRouter {
@@ -66,6 +68,20 @@ impl Router for RecordingRouter {
         "recording"
     }
     fn set_canary(&self, canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
+        let mut left = self.refuse_canary.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("refused canary {}", canary.revision));
+            return Box::pin(async {
+                Err(PortError::Unavailable {
+                    system: "balancer".into(),
+                    message: "connection refused".into(),
+                })
+            });
+        }
         self.calls
             .lock()
             .unwrap()
@@ -407,6 +423,74 @@ async fn a_refused_step_holds_until_the_router_accepts_then_the_rollout_promotes
     assert!(recovered[0].contains("after 121s"), "{recovered:?}");
     // The hold cost time: five steps plus the refused two minutes.
     assert!(started.elapsed() >= Duration::from_secs(7 * 60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_canary_upstream_holds_until_the_router_takes_it_then_the_rollout_promotes() {
+    // Refused for two minutes of backoff (1+2+4+8+16+30+30+30 s): past
+    // the first interval's analysis.
+    let router = RecordingRouter {
+        refuse_canary: Mutex::new(8),
+        ..RecordingRouter::default()
+    };
+    let (state, calls, updates) = tokio::time::timeout(
+        Duration::from_secs(3_600),
+        rollout_through(router, 0.0, JudgeKind::Sequential),
+    )
+    .await
+    .expect("the start was dropped: no verdict within an hour");
+    assert_eq!(state.phase, Phase::Succeeded);
+    assert_eq!(state.failed_checks, 0);
+    let refused = calls.iter().filter(|c| *c == "refused canary v2").count();
+    assert_eq!(refused, 8, "{calls:?}");
+    // No traffic reached the canary before the router pointed at it.
+    let taken = calls.iter().position(|c| c == "canary v2").unwrap();
+    let first_traffic = calls
+        .iter()
+        .position(|c| c.starts_with("weight") && c != "weight 0")
+        .unwrap();
+    assert!(taken < first_traffic, "{calls:?}");
+    let weights: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.starts_with("weight") && *c != "weight 0")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            "weight 10",
+            "weight 20",
+            "weight 30",
+            "weight 40",
+            "weight 50"
+        ]
+    );
+    let records = records(&updates);
+    let holds: Vec<&String> = records
+        .iter()
+        .filter(|(_, m)| m.starts_with("Hold"))
+        .map(|(_, m)| m)
+        .collect();
+    assert!(!holds.is_empty(), "{records:?}");
+    assert!(
+        holds.iter().all(|m| m.contains("recording")
+            && m.contains("http://canary")
+            && m.contains("connection refused")),
+        "{holds:?}"
+    );
+    let warnings: Vec<&String> = records.iter().filter(|(w, _)| *w).map(|(_, m)| m).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("could not point at canary v2"),
+        "{warnings:?}"
+    );
+    let recovered: Vec<&String> = records
+        .iter()
+        .filter(|(w, m)| !w && m.starts_with("recording points at canary v2"))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(recovered[0].contains("after 121s"), "{recovered:?}");
 }
 
 #[tokio::test(start_paused = true)]
