@@ -16,8 +16,8 @@ use serde::Serialize;
 use serin_proxy::{ProxyHandle, Recorder};
 use serin_rollout::{Phase, RolloutState, Timestamp, ports::CanaryTarget};
 use serin_server::{
-    Clock, Command, DriverError, Persistence, Prepared, RunError, Saved, StateStore, StoreError,
-    TokioClock, Update, run::Parts,
+    Clock, Command, Lifetime, Persistence, Prepared, RunError, Running, Saved, StateStore,
+    StoreError, TokioClock, Update,
 };
 use serin_spec::{Canary, Catalog};
 use std::{
@@ -26,7 +26,7 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    sync::{Semaphore, broadcast, mpsc, oneshot, watch},
+    sync::{Semaphore, broadcast, mpsc, watch},
     task::JoinHandle,
 };
 
@@ -217,17 +217,14 @@ type Handles = (
 struct Entry {
     canary: Canary,
     file: String,
-    commands: mpsc::Sender<Command>,
+    /// Its proxy and rollout loop (commands, recorder, proxy handle).
+    running: Running,
     status: watch::Receiver<CanaryStatus>,
     status_tx: Arc<watch::Sender<CanaryStatus>>,
     /// What the file names, as last recorded in the store.
     file_target: Option<FileTarget>,
-    stop_proxy: oneshot::Sender<()>,
-    tasks: Vec<JoinHandle<()>>,
-    /// What the canary's proxy records, for `/metrics`.
-    recorder: Arc<Recorder>,
-    /// The canary's proxy, for its own counters on `/metrics`.
-    proxy: ProxyHandle,
+    /// Keeps `status` current from the rollout's updates.
+    forward: JoinHandle<()>,
 }
 
 // === impl Supervisor ===
@@ -322,13 +319,17 @@ impl Supervisor {
     /// What a running canary's proxy records (exact status codes and
     /// latencies per version), for `/metrics`.
     pub fn recorder(&self, name: &str) -> Option<Arc<Recorder>> {
-        self.read().get(name).map(|entry| entry.recorder.clone())
+        self.read()
+            .get(name)
+            .map(|entry| entry.running.recorder.clone())
     }
 
     /// A running canary's proxy (its own counters: connections, upstream
     /// errors, rejections, mirrors), for `/metrics`.
     pub fn proxy(&self, name: &str) -> Option<ProxyHandle> {
-        self.read().get(name).map(|entry| entry.proxy.clone())
+        self.read()
+            .get(name)
+            .map(|entry| entry.running.proxy.clone())
     }
 
     /// The names of the running canaries.
@@ -679,58 +680,29 @@ impl Supervisor {
             status: status_tx.clone(),
             clock: clock.clone(),
         });
-        let (mut driver, parts) =
-            assembled.into_driver(state, updates, Persistence::new(store, placement));
-        let Parts {
-            proxy: bound,
-            recorder,
-            ..
-        } = parts;
-        // Routes as saved before a single request is accepted.
-        if let Err(error) = driver.restore_routes().await {
-            tracing::warn!(canary = %name, %error, "could not restore routes");
-        }
-        let proxy = bound.handle();
-        let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
-        let proxy_name = name.clone();
-        let proxy_task = tokio::spawn(async move {
-            if let Err(error) = bound
-                .serve(async move {
-                    let _ = proxy_stopped.await;
-                })
-                .await
-            {
-                tracing::error!(canary = %proxy_name, %error, "proxy stopped");
-            }
-        });
+        let running = serin_server::launch(
+            assembled,
+            state,
+            Persistence::new(store, placement),
+            updates,
+            Lifetime::Revisions,
+        )
+        .await;
         let forward = tokio::spawn(forward(
             name.clone(),
             updates_rx,
             status_tx.clone(),
             self.inner.changes.clone(),
         ));
-        let (commands, receiver) = mpsc::channel(16);
-        let driver_name = name.clone();
-        let driver_task = tokio::spawn(async move {
-            match driver.run(receiver, false).await {
-                Ok(_) | Err(DriverError::Idle(_)) => {}
-                Err(error) => {
-                    tracing::error!(canary = %driver_name, %error, "rollout loop stopped")
-                }
-            }
-        });
-        tracing::info!(canary = %name, listen = %status_rx.borrow().listen, "serving");
+        tracing::info!(canary = %name, listen = %running.listen, "serving");
         Ok(Entry {
             canary: canary.clone(),
             file: file.to_owned(),
-            commands,
+            running,
             status: status_rx,
             status_tx,
             file_target,
-            stop_proxy,
-            tasks: vec![driver_task, forward, proxy_task],
-            recorder,
-            proxy,
+            forward,
         })
     }
 
@@ -738,7 +710,7 @@ impl Supervisor {
         let canaries = self.read();
         match canaries.get(name) {
             Some(entry) => Ok((
-                entry.commands.clone(),
+                entry.running.commands.clone(),
                 entry.status.clone(),
                 entry.status_tx.clone(),
             )),
@@ -804,22 +776,20 @@ impl StateStore for WatchedStore {
 // === impl Entry ===
 
 impl Entry {
-    /// Ends the rollout loop (it saved after its last event), then drains
-    /// the proxy.
+    /// Ends the rollout loop (it saved after its last event) while the
+    /// proxy drains.
     async fn stop(self) {
         let Entry {
-            commands,
-            stop_proxy,
-            tasks,
+            running,
+            forward,
             file,
             ..
         } = self;
-        drop(commands);
-        let _ = stop_proxy.send(());
-        for task in tasks {
-            if let Err(error) = task.await {
-                tracing::warn!(%file, %error, "canary task ended abnormally");
-            }
+        if let Err(error) = running.stop().await {
+            tracing::error!(%file, %error, "rollout loop stopped");
+        }
+        if let Err(error) = forward.await {
+            tracing::warn!(%file, %error, "canary task ended abnormally");
         }
     }
 }

@@ -285,23 +285,47 @@ pub enum DriverError {
         /// The machine's refusal.
         source: serin_rollout::Error,
     },
-    /// Every command sender is gone and the rollout has nothing left to do.
-    #[error("rollout {0}: nothing left to wait for")]
-    Idle(String),
+}
+
+/// When a rollout loop ends: the one difference between
+/// [`Driver::run_to_verdict`] and [`Driver::serve_revisions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// At the first verdict, once its last route is applied.
+    Verdict,
+    /// When every command sender is gone.
+    Stopped,
 }
 
 // === impl Driver ===
 
 impl<C: Clock> Driver<C> {
-    /// Runs until the rollout succeeds or fails, returning the final phase.
-    ///
-    /// `commands` carries manual gates and new revisions; `stop_when_done`
-    /// ends the loop at the first verdict (what `serin run` wants), otherwise
-    /// the loop waits for the next revision (what the daemon wants).
-    pub async fn run(
+    /// Runs one rollout to its verdict (promoted or rolled back, its last
+    /// route applied) and returns the final state: what `serin run` and
+    /// `serin demo` want. `commands` carries the start and manual gates;
+    /// once every sender is gone the rollout goes on alone.
+    pub async fn run_to_verdict(
+        self,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<RolloutState, DriverError> {
+        self.run(commands, Until::Verdict).await
+    }
+
+    /// Serves rollout after rollout: after each verdict it waits for the
+    /// next revision, until every command sender is gone; returns the state
+    /// then (saved after its last event). What the daemon wants.
+    pub async fn serve_revisions(
+        self,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<RolloutState, DriverError> {
+        self.run(commands, Until::Stopped).await
+    }
+
+    /// The loop of both.
+    async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        stop_when_done: bool,
+        until: Until,
     ) -> Result<RolloutState, DriverError> {
         let mut next_tick: Option<Timestamp> = None;
         let mut last_totals = self.traffic.totals();
@@ -327,7 +351,7 @@ impl<C: Clock> Driver<C> {
                 epoch = now_epoch;
                 judged_from = Some(self.fresh_evidence(self.clock.now()));
             }
-            if stop_when_done
+            if until == Until::Verdict
                 && matches!(self.state.phase, Phase::Succeeded | Phase::Failed)
                 && self.final_route_settled(self.clock.now())
             {
@@ -348,8 +372,8 @@ impl<C: Clock> Driver<C> {
                     Some(command) => Some(command),
                     None => {
                         commands_open = false;
-                        if !stop_when_done {
-                            return Err(DriverError::Idle(self.name));
+                        if until == Until::Stopped {
+                            return Ok(self.state);
                         }
                         None
                     }

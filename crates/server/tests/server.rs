@@ -262,7 +262,7 @@ fn spawn_saving_rollout(
             revision: "v2".into(),
         }))
         .unwrap();
-    let task = tokio::spawn(async move { driver.run(receiver, true).await.unwrap() });
+    let task = tokio::spawn(async move { driver.run_to_verdict(receiver).await.unwrap() });
     (router, commands, watch, task)
 }
 

@@ -237,7 +237,7 @@ async fn a_full_disk_holds_the_rollout_says_so_and_loses_nothing() {
         ))
         .await
         .unwrap();
-    let run = tokio::spawn(driver.run(receiver, true));
+    let run = tokio::spawn(driver.run_to_verdict(receiver));
 
     // Wait for the second step, then fill the disk.
     let mut weight = 0;

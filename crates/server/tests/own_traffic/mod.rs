@@ -194,7 +194,7 @@ impl Rig {
             persistence: serin_server::driver::Persistence::none(),
         };
         let (commands, receiver) = mpsc::channel(4);
-        tokio::spawn(async move { driver.run(receiver, false).await });
+        tokio::spawn(async move { driver.serve_revisions(receiver).await });
         Rig {
             service,
             commands,

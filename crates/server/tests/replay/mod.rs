@@ -100,7 +100,7 @@ spec:
         .send(Command::Start(target.unwrap()))
         .await
         .unwrap();
-    let state = tokio::time::timeout(LIMIT, driver.run(receiver, true))
+    let state = tokio::time::timeout(LIMIT, driver.run_to_verdict(receiver))
         .await
         .expect("a verdict within the limit")
         .unwrap();
