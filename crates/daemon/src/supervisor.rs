@@ -14,7 +14,7 @@ use crate::{
 };
 use serde::Serialize;
 use serin_proxy::{ProxyHandle, Recorder};
-use serin_rollout::{Phase, RolloutState, Timestamp, ports::CanaryTarget};
+use serin_rollout::{Manual, Rollout, RolloutState, Timestamp, ports::CanaryTarget};
 use serin_server::{
     Clock, Command, Lifetime, Persistence, Prepared, RunError, Running, Saved, StateStore,
     StoreError, TokioClock, Update,
@@ -152,6 +152,16 @@ impl Gate {
         }
     }
 
+    /// The state machine's name for it.
+    fn manual(self) -> Manual {
+        match self {
+            Gate::Pause => Manual::Pause,
+            Gate::Resume => Manual::Resume,
+            Gate::Promote => Manual::PromoteNow,
+            Gate::Abort => Manual::Abort,
+        }
+    }
+
     fn command(self) -> Command {
         match self {
             Gate::Pause => Command::Pause,
@@ -161,22 +171,14 @@ impl Gate {
         }
     }
 
-    /// Why the gate does not apply to a rollout at `status`, if it does not
-    /// (the state machine's own rule: manual gates act before promotion).
+    /// Why the gate does not apply to a rollout at `status`, if it does not:
+    /// the state machine's own rule ([`Manual::check`]), asked before the
+    /// rollout is, so the refusal is answered at once.
     fn refusal(self, status: &CanaryStatus) -> Option<String> {
-        let name = &status.name;
-        if !status.phase.is_before_promotion() {
-            return Some(format!(
-                "canary {name} is {}: {} applies to a rollout before promotion only",
-                status.phase,
-                self.as_str()
-            ));
-        }
-        match self {
-            Gate::Pause if status.paused => Some(format!("canary {name} is already paused")),
-            Gate::Resume if !status.paused => Some(format!("canary {name} is not paused")),
-            _ => None,
-        }
+        self.manual()
+            .check(status.phase, status.paused)
+            .err()
+            .map(|refused| format!("canary {}: {refused}", status.name))
     }
 
     /// Whether `status` shows the gate was taken.
@@ -349,9 +351,9 @@ impl Supervisor {
                 "revision: must be 1 to 256 characters".into(),
             ));
         }
-        let (commands, mut status, status_tx) = self.handles(name)?;
+        let (commands, mut status, _) = self.handles(name)?;
         let current = status.borrow().clone();
-        if matches!(current.phase, Phase::Promoting | Phase::Finalising) {
+        if current.phase.is_promoting() {
             return Err(CommandError::Conflict(format!(
                 "canary {name} is {}: promotion of {} is underway; start {} when it finishes",
                 current.phase,
@@ -366,7 +368,6 @@ impl Supervisor {
             // so CI jobs can retry.
             return Ok(current);
         }
-        let address = target.address.clone();
         let revision = target.revision.clone();
         commands
             .send(Command::Start(target))
@@ -384,10 +385,8 @@ impl Supervisor {
         .await
         .map(|taken| taken.map(|s| s.clone()));
         match taken {
-            Ok(Ok(_)) => {
-                status_tx.send_modify(|s| s.canary = Some(address));
-                Ok(status_tx.borrow().clone())
-            }
+            // The canary upstream shows once saved (see `WatchedStore`).
+            Ok(Ok(taken)) => Ok(taken),
             Ok(Err(_)) => Err(CommandError::Stopped(name.to_owned())),
             Err(_) => Err(CommandError::Timeout {
                 name: name.to_owned(),
@@ -539,7 +538,7 @@ impl Supervisor {
         if same && recorded.as_ref().is_some_and(|r| r.started) {
             return Ok(());
         }
-        if matches!(phase, Phase::Promoting | Phase::Finalising) {
+        if phase.is_promoting() {
             // Picked up by a later reconcile, once promotion is over.
             return Ok(());
         }
@@ -630,18 +629,21 @@ impl Supervisor {
             placement,
             file_target,
             ..
-        } = stored.unwrap_or_else(|| {
-            // A canary seen for the first time: stable takes all traffic.
-            let now = clock.now();
-            let mut state = RolloutState::new(now);
-            let _ = serin_rollout::step(&mut state, &plan, now, serin_rollout::Event::Initialize);
-            StoredCanary {
-                name: name.clone(),
-                state,
-                placement: serin_server::Placement::default(),
-                file_target: None,
+        } = match stored {
+            Some(stored) => stored,
+            None => {
+                // A canary seen for the first time: stable takes all traffic.
+                let (_, state) = Rollout::initialized(plan.clone(), clock.now())
+                    .map_err(|refused| invalid("spec.analysis", refused.to_string()))?
+                    .into_parts();
+                StoredCanary {
+                    name: name.clone(),
+                    state,
+                    placement: serin_server::Placement::default(),
+                    file_target: None,
+                }
             }
-        });
+        };
         if let Some(stable) = &placement.stable {
             // A promoted canary is the stable version, whatever the file says.
             prepared.routes.routes.stable = stable.parse().map_err(|e| {
@@ -677,6 +679,7 @@ impl Supervisor {
         let store = Arc::new(WatchedStore {
             store: self.inner.store.clone(),
             threshold: plan.threshold,
+            file_stable,
             status: status_tx.clone(),
             clock: clock.clone(),
         });
@@ -687,7 +690,8 @@ impl Supervisor {
             updates,
             Lifetime::Revisions,
         )
-        .await;
+        .await
+        .map_err(|error| invalid("spec", error.to_string()))?;
         let forward = tokio::spawn(forward(
             name.clone(),
             updates_rx,
@@ -736,12 +740,15 @@ impl Supervisor {
 }
 
 /// The store as one canary's rollout sees it: a save that fails shows as
-/// the canary's `StateSaveFailed` condition until a save succeeds. (The
-/// rollout itself holds and says so in its history.)
+/// the canary's `StateSaveFailed` condition until a save succeeds (the
+/// rollout itself holds and says so in its history); one that succeeds
+/// shows where the upstreams point, as saved before anything acts on it.
 struct WatchedStore {
     store: Arc<Store>,
     /// The canary's `threshold`, for the revision records.
     threshold: u32,
+    /// The stable upstream the canary file names.
+    file_stable: String,
     status: Arc<watch::Sender<CanaryStatus>>,
     clock: TokioClock,
 }
@@ -756,8 +763,16 @@ impl StateStore for WatchedStore {
             });
         match &result {
             Ok(()) => {
-                self.status
-                    .send_if_modified(|status| status.clear_fault(Fault::StateSaveFailed));
+                let placement = saved.placement;
+                self.status.send_if_modified(|status| {
+                    let stable = placement.stable_or(&self.file_stable);
+                    let moved = status.stable != stable || status.canary != placement.canary;
+                    if moved {
+                        stable.clone_into(&mut status.stable);
+                        status.canary.clone_from(&placement.canary);
+                    }
+                    status.clear_fault(Fault::StateSaveFailed) || moved
+                });
             }
             Err(error) => {
                 let message = format!(
@@ -806,16 +821,8 @@ async fn forward(
         match updates.recv().await {
             Ok(update) => {
                 if let Update::State { state, .. } = &update {
-                    status.send_modify(|s| {
-                        s.apply(state);
-                        if matches!(
-                            s.phase,
-                            Phase::Promoting | Phase::Finalising | Phase::Succeeded
-                        ) && let Some(canary) = &s.canary
-                        {
-                            s.stable.clone_from(canary);
-                        }
-                    });
+                    // Where the upstreams point comes with each save.
+                    status.send_modify(|s| s.apply(state));
                 }
                 if changes.receiver_count() > 0 {
                     let _ = changes.send(Change {

@@ -3,10 +3,11 @@
 //! actions it returns.
 
 use crate::{cadence, clock::Clock};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serin_analysis::{Analyzer, Decision, TickInput};
+pub use serin_rollout::Placement;
 use serin_rollout::{
-    Action, Event, Phase, Plan, Record, Rollout, RolloutState, Route, Severity, Timestamp,
+    Action, Event, Phase, Record, Rollout, RolloutState, Route, Severity, Timestamp,
     ports::{
         CanaryTarget, HookAnswer, HookContext, MetricQuery, PortError, Router, TrafficSource,
         Webhooks,
@@ -92,18 +93,6 @@ pub enum Command {
     PromoteNow,
     /// Roll back now.
     Abort,
-}
-
-/// Where a rollout's upstreams point, saved with its state so a restarted
-/// daemon routes to the same places (after a promotion the stable side is the
-/// old canary, whatever the canary file still says).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    /// The stable upstream, when it differs from the canary file's (after a
-    /// promotion); `None` means "as the file says".
-    pub stable: Option<String>,
-    /// The canary upstream of the revision last started.
-    pub canary: Option<String>,
 }
 
 /// What is saved after every event, before its actions are carried out.
@@ -252,10 +241,8 @@ impl Persistence {
 pub struct Driver<C: Clock> {
     /// The canary's name, for messages.
     pub name: String,
-    /// What the state machine follows.
-    pub plan: Plan,
-    /// Where the machine stands.
-    pub state: RolloutState,
+    /// The state machine: its plan and where it stands.
+    pub rollout: Rollout,
     /// The analysis.
     pub judge: Analyzer,
     /// Moves traffic.
@@ -340,25 +327,25 @@ impl<C: Clock> Driver<C> {
         // routes everything to stable.
         self.recover(self.clock.now(), &mut next_tick).await?;
         // After a restart the judge and the windows are new already.
-        let mut epoch = Epoch::of(&self.state);
+        let mut epoch = Epoch::of(self.rollout.state());
         loop {
             // Every event is handled before the loop comes back here, with
             // its actions carried out (the route switched): a start, a
             // restart, a promotion or a rollback since the last pass begins
             // a new rollout of evidence.
-            let now_epoch = Epoch::of(&self.state);
+            let now_epoch = Epoch::of(self.rollout.state());
             if now_epoch != epoch {
                 epoch = now_epoch;
                 judged_from = Some(self.fresh_evidence(self.clock.now()));
             }
             if until == Until::Verdict
-                && matches!(self.state.phase, Phase::Succeeded | Phase::Failed)
+                && matches!(self.rollout.state().phase, Phase::Succeeded | Phase::Failed)
                 && self.final_route_settled(self.clock.now())
             {
-                return Ok(self.state);
+                return Ok(self.rollout.into_parts().1);
             }
             // A rollout's first step falls on a whole second (see `cadence`).
-            let due = next_tick.map(|tick| cadence::tick_at(&self.state, tick));
+            let due = next_tick.map(|tick| cadence::tick_at(self.rollout.state(), tick));
             let mut wake = match due {
                 Some(tick) if tick < next_observe => tick,
                 _ => next_observe,
@@ -373,7 +360,7 @@ impl<C: Clock> Driver<C> {
                     None => {
                         commands_open = false;
                         if until == Until::Stopped {
-                            return Ok(self.state);
+                            return Ok(self.rollout.into_parts().1);
                         }
                         None
                     }
@@ -407,8 +394,10 @@ impl<C: Clock> Driver<C> {
                             &mut next_tick,
                         )
                         .await?;
-                        let taken = self.state.revision.as_deref() == Some(revision.as_str())
-                            || self.state.queued_revision.as_deref() == Some(revision.as_str());
+                        let taken = self.rollout.state().revision.as_deref()
+                            == Some(revision.as_str())
+                            || self.rollout.state().queued_revision.as_deref()
+                                == Some(revision.as_str());
                         if !taken || self.persistence.failures != failures {
                             // Refused, or not saved: the router was asked
                             // nothing for it.
@@ -446,9 +435,9 @@ impl<C: Clock> Driver<C> {
                     None => delta.clone(),
                 };
                 last_totals = totals;
-                if cadence::judged(&self.state) {
+                if cadence::judged(self.rollout.state()) {
                     self.judge
-                        .observe(at.as_millis(), self.state.canary_weight, &judged);
+                        .observe(at.as_millis(), self.rollout.state().canary_weight, &judged);
                     if let Some(decision) = self.judge.early(at.as_millis()) {
                         self.publish(Update::Decision {
                             at,
@@ -472,13 +461,15 @@ impl<C: Clock> Driver<C> {
                 });
             }
             // Asked again: the observation may have moved the machine on.
-            let due = next_tick.map(|tick| cadence::tick_at(&self.state, tick));
+            let due = next_tick.map(|tick| cadence::tick_at(self.rollout.state(), tick));
             if let Some(tick) = due.filter(|tick| now >= *tick) {
                 next_tick = None;
                 // At the time it was due, so ticks keep the rollout's cadence;
                 // one late by a whole interval happens when it does, so a
                 // stalled loop fires no burst of catch-up ticks.
-                let at = if now.saturating_since(tick) < self.plan.interval.max(OBSERVE_EVERY) {
+                let at = if now.saturating_since(tick)
+                    < self.rollout.plan().interval.max(OBSERVE_EVERY)
+                {
                     tick
                 } else {
                     now
@@ -517,11 +508,11 @@ impl<C: Clock> Driver<C> {
     ) -> Result<(), DriverError> {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
-            let weight_before = self.state.canary_weight;
-            let step_before = self.state.step_index;
-            let saved_state = self.state.clone();
+            let weight_before = self.rollout.state().canary_weight;
+            let step_before = self.rollout.state().step_index;
+            let saved_rollout = self.rollout.clone();
             let saved_placement = self.persistence.placement.clone();
-            let actions = match serin_rollout::step(&mut self.state, &self.plan, now, event) {
+            let actions = match self.rollout.handle(now, event) {
                 Ok(actions) => actions,
                 Err(serin_rollout::Error::InvalidPlan(source)) => {
                     return Err(DriverError::Machine {
@@ -540,7 +531,7 @@ impl<C: Clock> Driver<C> {
             if let Err(error) = self.save(now, &actions).await {
                 // Nothing of this event happened: go back to the saved state,
                 // say so, and try again later from there.
-                self.state = saved_state;
+                self.rollout = saved_rollout;
                 self.persistence.placement = saved_placement;
                 self.persistence.retry_at = Some(now.saturating_add(STORE_RETRY));
                 self.persistence.failures += 1;
@@ -548,15 +539,17 @@ impl<C: Clock> Driver<C> {
                     now,
                     format!(
                         "cannot save the rollout's state ({error}): holding at canary weight {} and retrying in {}s",
-                        self.state.canary_weight,
+                        self.rollout.state().canary_weight,
                         STORE_RETRY.as_secs()
                     ),
                 );
                 return Ok(());
             }
-            if self.state.step_index != step_before || self.state.canary_weight != weight_before {
+            if self.rollout.state().step_index != step_before
+                || self.rollout.state().canary_weight != weight_before
+            {
                 self.judge
-                    .step_advanced(now.as_millis(), self.state.canary_weight);
+                    .step_advanced(now.as_millis(), self.rollout.state().canary_weight);
             }
             for action in actions {
                 if let Some(answer) = self.perform(now, action, next_tick).await {
@@ -565,7 +558,7 @@ impl<C: Clock> Driver<C> {
             }
             self.publish(Update::State {
                 at: now,
-                state: Box::new(self.state.clone()),
+                state: Box::new(self.rollout.state().clone()),
             });
         }
         Ok(())
@@ -705,25 +698,22 @@ impl<C: Clock> Driver<C> {
     /// before carrying out a single action.
     async fn save(&mut self, now: Timestamp, actions: &[Action]) -> Result<(), StoreError> {
         let mut history = std::mem::take(&mut self.persistence.unsaved);
+        // A promotion makes the canary the stable version: saved before the
+        // router is told, so a restart routes to it either way.
+        self.persistence.placement.follow(actions);
         for action in actions {
-            match action {
-                Action::Promote => {
-                    // The canary becomes the stable version: saved before the
-                    // router is told, so a restart routes to it either way.
-                    self.persistence.placement.stable = self.persistence.placement.canary.clone();
-                }
-                Action::Emit(record) => history.push(Update::Record {
+            if let Action::Emit(record) = action {
+                history.push(Update::Record {
                     at: now,
                     record: record.clone(),
-                }),
-                _ => {}
+                });
             }
         }
         let history = Arc::new(history);
         let job = {
             let store = self.persistence.store.clone();
             let name = self.name.clone();
-            let state = self.state.clone();
+            let state = self.rollout.state().clone();
             let placement = self.persistence.placement.clone();
             let history = history.clone();
             move || {
@@ -775,11 +765,11 @@ impl<C: Clock> Driver<C> {
 
     /// The canary upstream of a rollout in progress, as saved.
     fn restored_canary(&self) -> Option<CanaryTarget> {
-        if !self.state.phase.is_active() {
+        if !self.rollout.state().phase.is_active() {
             return None;
         }
         let address = self.persistence.placement.canary.clone()?;
-        let revision = self.state.revision.clone()?;
+        let revision = self.rollout.state().revision.clone()?;
         Some(CanaryTarget { address, revision })
     }
 
@@ -791,7 +781,7 @@ impl<C: Clock> Driver<C> {
         if let Some(target) = self.restored_canary() {
             first = self.apply_canary(now, target).await;
         }
-        let route = self.state.route();
+        let route = self.rollout.state().route();
         if route == Route::STABLE || self.persistence.pending_canary.is_none() {
             let applied = self.apply_route(now, route).await;
             first = first.and(applied);
@@ -831,7 +821,7 @@ impl<C: Clock> Driver<C> {
                         ),
                     );
                     // The route waited for the upstream.
-                    let _ = self.apply_route(now, self.state.route()).await;
+                    let _ = self.apply_route(now, self.rollout.state().route()).await;
                 }
                 Ok(())
             }
@@ -881,7 +871,7 @@ impl<C: Clock> Driver<C> {
         let Some(pending) = &self.persistence.pending_canary else {
             return;
         };
-        if !self.state.phase.is_active() {
+        if !self.rollout.state().phase.is_active() {
             self.persistence.pending_canary = None;
             return;
         }
@@ -910,23 +900,21 @@ impl<C: Clock> Driver<C> {
         now: Timestamp,
         next_tick: &mut Option<Timestamp>,
     ) -> Result<(), DriverError> {
-        let rollout =
-            Rollout::restore(self.plan.clone(), self.state.clone()).map_err(|source| {
-                DriverError::Machine {
-                    name: self.name.clone(),
-                    source,
-                }
-            })?;
         let _ = self.reroute(now).await;
         // The proxy's statistics start empty after a restart: the next
         // interval waits until a window of fresh traffic was seen, and the
         // tick asks again the question whose answer was lost (the machine
         // re-asks what is pending on a tick). Nothing is skipped: the
         // machine's position is the saved one.
-        let warmup = self.judge.config().longest_window().min(self.plan.interval);
-        let rearmed = self.state.phase.is_active() && self.state.next_tick_at.is_some();
+        let warmup = self
+            .judge
+            .config()
+            .longest_window()
+            .min(self.rollout.plan().interval);
+        let rearmed =
+            self.rollout.state().phase.is_active() && self.rollout.state().next_tick_at.is_some();
         let mut answers = Vec::new();
-        for action in rollout.recover() {
+        for action in self.rollout.recover() {
             match action {
                 Action::SetRoute(_) => continue, // applied above, with the canary upstream
                 Action::ScheduleTick { at } if rearmed => {
@@ -1035,7 +1023,7 @@ impl<C: Clock> Driver<C> {
             return true;
         };
         let waited = now.saturating_since(pending.desired_at);
-        if waited < self.plan.effective_deadline() {
+        if waited < self.rollout.plan().effective_deadline() {
             return false;
         }
         let message = format!(
@@ -1052,8 +1040,8 @@ impl<C: Clock> Driver<C> {
     /// What webhooks are told about the rollout.
     fn context(&self) -> HookContext {
         HookContext {
-            phase: self.state.phase.to_string(),
-            revision: self.state.revision.clone().unwrap_or_default(),
+            phase: self.rollout.state().phase.to_string(),
+            revision: self.rollout.state().revision.clone().unwrap_or_default(),
         }
     }
 
@@ -1180,7 +1168,7 @@ mod tests {
     use crate::clock::TokioClock;
     use serin_analysis::AnalysisConfig;
     use serin_rollout::{
-        Strategy,
+        Plan, Strategy,
         ports::{BoxFuture, NoWebhooks},
     };
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -1222,12 +1210,15 @@ mod tests {
         let (updates, mut watch) = broadcast::channel(16);
         let mut driver = Driver {
             name: "shop".into(),
-            plan: Plan::new(
-                Strategy::Canary { steps: vec![50] },
-                Duration::from_secs(60),
-                5,
-            ),
-            state: RolloutState::new(clock.now()),
+            rollout: Rollout::new(
+                Plan::new(
+                    Strategy::Canary { steps: vec![50] },
+                    Duration::from_secs(60),
+                    5,
+                ),
+                clock.now(),
+            )
+            .expect("a valid plan"),
             judge: Analyzer::new(AnalysisConfig::flagger_defaults()).expect("default analysis"),
             router: router.clone(),
             traffic: Arc::new(serin_stats::Recorder::new(Duration::from_secs(60))),

@@ -11,7 +11,7 @@ use serin_analysis::{AnalysisConfig, Analyzer};
 use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, Notifier, ProxyRouter};
 use serin_proxy::{IpRange, Limits, Proxy, ProxyConfig, ProxyHandle, Recorder, TrustedProxies};
 use serin_rollout::{
-    Phase, Plan, RolloutState,
+    Phase, Plan, Rollout, RolloutState,
     ports::{CanaryTarget, MetricQuery, Router},
 };
 use serin_spec::{Canary, Catalog, Diagnostic};
@@ -353,16 +353,22 @@ pub struct Parts {
 impl Assembled {
     /// The rollout loop over these parts, starting from `state` and saving
     /// through `persistence`; `serin run` and the daemon differ only there.
+    /// Refused when the state machine refuses the plan.
     pub fn into_driver(
         self,
         state: RolloutState,
         updates: broadcast::Sender<Update>,
         persistence: crate::driver::Persistence,
-    ) -> (Driver<TokioClock>, Parts) {
+    ) -> Result<(Driver<TokioClock>, Parts), DriverError> {
+        let name = self.canary.name().to_owned();
+        let rollout =
+            Rollout::restore(self.plan, state).map_err(|source| DriverError::Machine {
+                name: name.clone(),
+                source,
+            })?;
         let driver = Driver {
-            name: self.canary.name().to_owned(),
-            plan: self.plan,
-            state,
+            name,
+            rollout,
             judge: self.judge,
             router: self.router,
             traffic: self.recorder.clone(),
@@ -378,7 +384,7 @@ impl Assembled {
             notifier: self.notifier,
             target: self.target,
         };
-        (driver, parts)
+        Ok((driver, parts))
     }
 }
 
@@ -442,7 +448,7 @@ pub async fn start(
         updates,
         Lifetime::Verdict,
     )
-    .await;
+    .await?;
     if let Some(target) = target {
         // The channel has room for 16 commands and is empty: this cannot
         // fail (and the loop cannot have ended: nothing started it yet).
@@ -455,16 +461,16 @@ pub async fn start(
 /// daemon run one: routes as `state` says before a single request is
 /// accepted, then the proxy serves while the rollout loop runs for
 /// `lifetime`; when the loop ends the proxy stops and drains. Returns once
-/// the proxy listens.
+/// the proxy listens; refused when the state machine refuses the plan.
 pub async fn launch(
     assembled: Assembled,
     state: RolloutState,
     persistence: crate::driver::Persistence,
     updates: broadcast::Sender<Update>,
     lifetime: Lifetime,
-) -> Running {
+) -> Result<Running, RunError> {
     let name = assembled.canary.name().to_owned();
-    let (mut driver, parts) = assembled.into_driver(state, updates, persistence);
+    let (mut driver, parts) = assembled.into_driver(state, updates, persistence)?;
     let Parts {
         proxy,
         recorder,
@@ -506,14 +512,14 @@ pub async fn launch(
         }
         result.map_err(RunError::from)
     });
-    Running {
+    Ok(Running {
         listen,
         commands,
         recorder,
         proxy: handle,
         stop_proxy,
         outcome,
-    }
+    })
 }
 
 /// Whether a final state means the canary was promoted.

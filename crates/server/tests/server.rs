@@ -15,7 +15,7 @@ mod slow_store;
 
 use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck};
 use serin_rollout::{
-    Phase, Plan, RolloutState, Route, Strategy, Timestamp,
+    Phase, Plan, Rollout, RolloutState, Route, Strategy, Timestamp,
     ports::{BoxFuture, CanaryTarget, NoWebhooks, PortError, Router, TrafficSource},
 };
 use serin_server::{Clock, Command, Driver, TokioClock, Update};
@@ -244,8 +244,7 @@ fn spawn_saving_rollout(
     let (updates, watch) = broadcast::channel(4096);
     let driver = Driver {
         name: "shop".into(),
-        plan,
-        state: RolloutState::new(clock.now()),
+        rollout: Rollout::new(plan, clock.now()).unwrap(),
         judge: Analyzer::new(config).unwrap(),
         router: router.clone(),
         traffic,

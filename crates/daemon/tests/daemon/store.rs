@@ -219,8 +219,8 @@ async fn a_full_disk_holds_the_rollout_says_so_and_loses_nothing() {
     let clock = serin_server::TokioClock::new();
     let driver = serin_server::Driver {
         name: "web".into(),
-        plan: prepared.plan,
-        state: RolloutState::new(serin_server::Clock::now(&clock)),
+        rollout: serin_rollout::Rollout::new(prepared.plan, serin_server::Clock::now(&clock))
+            .unwrap(),
         judge: serin_analysis::Analyzer::new(prepared.analysis).unwrap(),
         router,
         traffic: recorder,

@@ -70,7 +70,9 @@ spec:
     let (updates, mut watch) = broadcast::channel(16 * 1024);
     let assembled = assemble(prepared).await.unwrap();
     let state = RolloutState::new(serin_server::TokioClock::new().now());
-    let (driver, parts) = assembled.into_driver(state, updates, Persistence::none());
+    let (driver, parts) = assembled
+        .into_driver(state, updates, Persistence::none())
+        .unwrap();
     let Parts {
         proxy,
         recorder,
