@@ -580,3 +580,61 @@ spec:
     let prepared = serin_server::Prepared::from_catalog(&catalog, None, "front.yaml").unwrap();
     assert!(prepared.proxy.trusted_proxies.is_empty());
 }
+
+/// `launch` routes as the starting state says before it returns, so before
+/// its proxy's task (or its loop's) ever ran on this one-thread runtime: a
+/// restarted canary serves no request on a table the state does not say.
+#[tokio::test]
+async fn a_launched_canary_routes_as_its_state_says_before_it_serves() {
+    let yaml = "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {name: web}
+spec:
+  provider: builtin
+  service: {listen: 127.0.0.1:0}
+  upstreams: {stable: http://127.0.0.1:9001}
+  analysis: {interval: 1m, threshold: 5, stepWeights: [10, 30, 50]}
+";
+    let catalog = serin_spec::load_files([("web.yaml", yaml)]).unwrap();
+    let catalog_canary = &catalog.canaries()[0];
+    let prepared =
+        serin_server::Prepared::for_canary(&catalog, catalog_canary, "web.yaml").unwrap();
+    let assembled = serin_server::run::assemble(prepared).await.unwrap();
+    let now = TokioClock::new().now();
+    let state = RolloutState {
+        phase: Phase::Progressing,
+        revision: Some("v2".into()),
+        canary_weight: 30,
+        step_index: 2,
+        started_at: Some(now),
+        next_tick_at: Some(now.saturating_add(Duration::from_secs(60))),
+        ..RolloutState::new(now)
+    };
+    let placement = serin_server::Placement {
+        stable: None,
+        canary: Some("http://127.0.0.1:9002".into()),
+    };
+    let (updates, _watch) = broadcast::channel(16);
+    let running = serin_server::launch(
+        assembled,
+        state,
+        serin_server::Persistence::new(Arc::new(serin_server::NoStore), placement),
+        updates,
+        serin_server::Lifetime::Revisions,
+    )
+    .await
+    .unwrap();
+    let table = running.proxy.routes();
+    assert_eq!(table.canary_weight, 30);
+    assert_eq!(
+        table
+            .canary
+            .as_ref()
+            .and_then(|uri| uri.authority())
+            .map(|a| a.as_str()),
+        Some("127.0.0.1:9002")
+    );
+    let state = running.stop().await.unwrap();
+    assert_eq!(state.canary_weight, 30, "stopped where it was");
+}
