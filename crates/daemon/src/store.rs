@@ -5,6 +5,9 @@
 //! ([`serin_server::StateStore`]), so a daemon killed at any moment restarts
 //! from the last decision it acted on. The schema carries a version; older
 //! state directories are migrated in one transaction, newer ones refused.
+//!
+//! Every call blocks on the disk: the driver saves on tokio's blocking
+//! pool, and the rest of the daemon calls the store through [`blocking`].
 
 use crate::revisions::{RevisionOutcome, Tracker};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};

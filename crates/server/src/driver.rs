@@ -142,9 +142,9 @@ impl StateStore for NoStore {
 }
 
 /// A driver's link to its store: the store, the placement saved with the
-/// state, history not saved yet, and the route the router has not applied
-/// yet (the saved state carries the desired route; this is how far the
-/// router is behind it).
+/// state, history not saved yet, and the route and canary upstream the
+/// router has not applied yet (the saved state and placement carry the
+/// desired ones; this is how far the router is behind them).
 pub struct Persistence {
     store: Arc<dyn StateStore>,
     placement: Placement,
