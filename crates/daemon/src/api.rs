@@ -499,13 +499,18 @@ async fn read_history(
     state.supervisor.get(&name)?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_HISTORY_LIMIT);
     let after = query.after.unwrap_or(0);
-    let store = state.supervisor.store().clone();
-    let entries = tokio::task::spawn_blocking(move || store.history(&name, after, limit, kind))
+    let entries = state
+        .supervisor
+        .read_store(move |store| store.history(&name, after, limit, kind))
         .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+        .map_err(store_failed)?;
     let next = entries.last().map(|entry| entry.id);
     Ok(Json(HistoryPage { entries, next }))
+}
+
+/// A store read that failed: the daemon's fault, not the caller's.
+fn store_failed(error: crate::store::Error) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
 }
 
 async fn revisions(
@@ -515,11 +520,11 @@ async fn revisions(
 ) -> Result<Json<RevisionList>, ApiError> {
     state.supervisor.get(&name)?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_HISTORY_LIMIT);
-    let store = state.supervisor.store().clone();
-    let revisions = tokio::task::spawn_blocking(move || store.revisions(&name, limit))
+    let revisions = state
+        .supervisor
+        .read_store(move |store| store.revisions(&name, limit))
         .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+        .map_err(store_failed)?;
     Ok(Json(RevisionList { revisions }))
 }
 
@@ -529,12 +534,12 @@ async fn revision(
     Path((name, revision)): Path<(String, String)>,
 ) -> Result<Json<RevisionOutcome>, ApiError> {
     let status = state.supervisor.get(&name)?;
-    let store = state.supervisor.store().clone();
     let (canary, wanted) = (name.clone(), revision.clone());
-    let found = tokio::task::spawn_blocking(move || store.revision(&canary, &wanted))
+    let found = state
+        .supervisor
+        .read_store(move |store| store.revision(&canary, &wanted))
         .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+        .map_err(store_failed)?;
     found.map(Json).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

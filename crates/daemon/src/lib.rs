@@ -100,7 +100,11 @@ impl Daemon {
         api_limits: ApiLimits,
     ) -> Result<Daemon, Error> {
         let loaded = reload::load(&config.files).map_err(Error::Invalid)?;
-        let store = Arc::new(Store::open(&config.state_dir)?);
+        let state_dir = config.state_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&state_dir))
+            .await
+            .map_err(|error| store::Error::Interrupted(error.to_string()))?;
+        let store = Arc::new(store?);
         let listener = tokio::net::TcpListener::bind(config.api)
             .await
             .map_err(|source| Error::Api {

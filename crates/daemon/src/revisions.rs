@@ -265,7 +265,7 @@ impl RevisionOutcome {
         if self.is_done() {
             return;
         }
-        if matches!(self.phase, Phase::Promoting | Phase::Finalising) {
+        if self.phase.is_promoting() {
             // The state machine never rolls back once promotion began: the
             // queued revision starts as promotion completes.
             self.phase = Phase::Succeeded;

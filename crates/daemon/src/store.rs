@@ -5,6 +5,9 @@
 //! ([`serin_server::StateStore`]), so a daemon killed at any moment restarts
 //! from the last decision it acted on. The schema carries a version; older
 //! state directories are migrated in one transaction, newer ones refused.
+//!
+//! Every call blocks on the disk: the driver saves on tokio's blocking
+//! pool, and the rest of the daemon calls the store through [`blocking`].
 
 use crate::revisions::{RevisionOutcome, Tracker};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -14,7 +17,7 @@ use serin_server::{Placement, Saved, StateStore, Update};
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -111,6 +114,10 @@ pub enum Error {
     /// A read or write failed (a full disk, a broken file).
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A call run off the async workers did not finish (it panicked, or
+    /// the runtime is shutting down).
+    #[error("state store: the call did not finish: {0}")]
+    Interrupted(String),
     /// A stored value could not be read back.
     #[error("state store: canary {canary}: stored {what} unreadable: {source}")]
     Corrupt {
@@ -166,11 +173,17 @@ pub struct HistoryEntry {
     pub body: serde_json::Value,
 }
 
-/// The SQLite store. One connection behind a mutex: writes are small and
-/// SQLite serialises them anyway.
+/// The SQLite store. One connection for writes behind a mutex (writes are
+/// small and SQLite serialises them anyway) and one for reads, so that with
+/// WAL a read never waits for a write, however slow the disk.
+///
+/// Every call blocks: async code calls it through [`blocking`] (or, for
+/// saves, the driver's blocking pool), never on an async worker.
 #[derive(Debug)]
 pub struct Store {
     connection: Mutex<Connection>,
+    /// Reads only (`query_only`): history, revisions and stored states.
+    reader: Mutex<Connection>,
     /// History entries written per canary since its last pruning. Counted
     /// per canary, not from the store-wide row id: ids interleave between
     /// canaries, so a canary whose ids never land on a multiple would never
@@ -249,8 +262,15 @@ impl Store {
             .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(open)?;
         migrate(&mut connection, dir)?;
+        // Opened once the schema is in place; WAL is a property of the file.
+        let reader = Connection::open(dir.join(DATABASE_FILE)).map_err(open)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
+        reader
+            .execute_batch("PRAGMA query_only = ON;")
+            .map_err(open)?;
         Ok(Store {
             connection: Mutex::new(connection),
+            reader: Mutex::new(reader),
             unpruned: Mutex::new(HashMap::new()),
             path: dir.to_path_buf(),
             _lock: lock,
@@ -264,7 +284,7 @@ impl Store {
 
     /// The schema version of the open store.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(read_version(&self.lock())?.unwrap_or(0))
+        Ok(read_version(&self.read())?.unwrap_or(0))
     }
 
     /// Caps the database's size (a quota; tests use it to play a full disk).
@@ -283,7 +303,7 @@ impl Store {
 
     /// One canary, if it was ever saved.
     pub fn load(&self, name: &str) -> Result<Option<StoredCanary>> {
-        let connection = self.lock();
+        let connection = self.read();
         let row = connection
             .query_row(
                 "SELECT name, state, placement, file_target FROM canaries WHERE name = ?1",
@@ -296,7 +316,7 @@ impl Store {
 
     /// Every canary ever saved, by name.
     pub fn load_all(&self) -> Result<Vec<StoredCanary>> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection
             .prepare("SELECT name, state, placement, file_target FROM canaries ORDER BY name")?;
         let rows = statement.query_map([], raw_row)?;
@@ -354,7 +374,7 @@ impl Store {
         limit: u32,
         kind: Option<&str>,
     ) -> Result<Vec<HistoryEntry>> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection.prepare(
             "SELECT id, canary, at, kind, body FROM history
              WHERE canary = ?1 AND id > ?2 AND (?3 IS NULL OR kind = ?3)
@@ -391,7 +411,7 @@ impl Store {
     /// The latest rollout of `revision` of a canary, if it was ever started
     /// (since this store recorded revisions).
     pub fn revision(&self, name: &str, revision: &str) -> Result<Option<RevisionOutcome>> {
-        let connection = self.lock();
+        let connection = self.read();
         let body: Option<String> = connection
             .query_row(
                 "SELECT body FROM revisions WHERE canary = ?1 AND revision = ?2
@@ -412,7 +432,7 @@ impl Store {
 
     /// A canary's rollouts, newest first, at most `limit`.
     pub fn revisions(&self, name: &str, limit: u32) -> Result<Vec<RevisionOutcome>> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection
             .prepare("SELECT body FROM revisions WHERE canary = ?1 ORDER BY id DESC LIMIT ?2")?;
         let rows = statement.query_map(params![name, limit], |row| row.get::<_, String>(0))?;
@@ -429,6 +449,15 @@ impl Store {
         Ok(revisions)
     }
 
+    /// The read connection.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        // Reads leave nothing half done: a poisoned lock is still usable.
+        self.reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The write connection.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite
         // rolls back the open transaction when the `Transaction` drops.
@@ -503,6 +532,22 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Runs `job` on `store` on tokio's blocking pool and waits for it there.
+///
+/// SQLite blocks on the disk and on locks; a call made on an async worker
+/// would hold up every rollout loop, proxy connection and API call that
+/// worker runs until the disk answers. A caller that stops waiting (a timed
+/// out API call) leaves the job to finish on its own.
+pub async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    job: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || job(&store))
+        .await
+        .unwrap_or_else(|error| Err(Error::Interrupted(error.to_string())))
 }
 
 impl StateStore for Store {

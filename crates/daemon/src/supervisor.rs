@@ -14,10 +14,10 @@ use crate::{
 };
 use serde::Serialize;
 use serin_proxy::{ProxyHandle, Recorder};
-use serin_rollout::{Phase, RolloutState, Timestamp, ports::CanaryTarget};
+use serin_rollout::{Manual, Rollout, RolloutState, Timestamp, ports::CanaryTarget};
 use serin_server::{
-    Clock, Command, DriverError, Persistence, Prepared, RunError, Saved, StateStore, StoreError,
-    TokioClock, Update, run::Parts,
+    Clock, Command, Lifetime, Persistence, Prepared, RunError, Running, Saved, StateStore,
+    StoreError, TokioClock, Update,
 };
 use serin_spec::{Canary, Catalog, UpstreamUrl};
 use std::{
@@ -26,7 +26,7 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    sync::{broadcast, mpsc, oneshot, watch},
+    sync::{Semaphore, broadcast, mpsc, watch},
     task::JoinHandle,
 };
 
@@ -35,6 +35,11 @@ pub const COMMAND_WAIT: Duration = Duration::from_secs(10);
 
 /// Changes buffered for slow event-stream readers before they miss some.
 const CHANGES_CAPACITY: usize = 4_096;
+
+/// Store reads run at once for the API (history, revisions); further ones
+/// wait their turn without holding a thread, so a slow disk cannot make
+/// the API pile up blocked threads.
+pub const STORE_READS: usize = 4;
 
 /// One change of one canary, for the event stream and the dashboard.
 #[derive(Clone, Debug, Serialize)]
@@ -147,6 +152,16 @@ impl Gate {
         }
     }
 
+    /// The state machine's name for it.
+    fn manual(self) -> Manual {
+        match self {
+            Gate::Pause => Manual::Pause,
+            Gate::Resume => Manual::Resume,
+            Gate::Promote => Manual::PromoteNow,
+            Gate::Abort => Manual::Abort,
+        }
+    }
+
     fn command(self) -> Command {
         match self {
             Gate::Pause => Command::Pause,
@@ -156,22 +171,14 @@ impl Gate {
         }
     }
 
-    /// Why the gate does not apply to a rollout at `status`, if it does not
-    /// (the state machine's own rule: manual gates act before promotion).
+    /// Why the gate does not apply to a rollout at `status`, if it does not:
+    /// the state machine's own rule ([`Manual::check`]), asked before the
+    /// rollout is, so the refusal is answered at once.
     fn refusal(self, status: &CanaryStatus) -> Option<String> {
-        let name = &status.name;
-        if !status.phase.is_before_promotion() {
-            return Some(format!(
-                "canary {name} is {}: {} applies to a rollout before promotion only",
-                status.phase,
-                self.as_str()
-            ));
-        }
-        match self {
-            Gate::Pause if status.paused => Some(format!("canary {name} is already paused")),
-            Gate::Resume if !status.paused => Some(format!("canary {name} is not paused")),
-            _ => None,
-        }
+        self.manual()
+            .check(status.phase, status.paused)
+            .err()
+            .map(|refused| format!("canary {}: {refused}", status.name))
     }
 
     /// Whether `status` shows the gate was taken.
@@ -192,6 +199,8 @@ pub struct Supervisor {
 
 struct Inner {
     store: Arc<Store>,
+    /// Permits for the API's store reads ([`STORE_READS`]).
+    reads: Arc<Semaphore>,
     canaries: RwLock<BTreeMap<String, Entry>>,
     changes: broadcast::Sender<Change>,
     /// The open-file limit and the API's share of it, when known: each
@@ -210,17 +219,14 @@ type Handles = (
 struct Entry {
     canary: Canary,
     file: String,
-    commands: mpsc::Sender<Command>,
+    /// Its proxy and rollout loop (commands, recorder, proxy handle).
+    running: Running,
     status: watch::Receiver<CanaryStatus>,
     status_tx: Arc<watch::Sender<CanaryStatus>>,
     /// What the file names, as last recorded in the store.
     file_target: Option<FileTarget>,
-    stop_proxy: oneshot::Sender<()>,
-    tasks: Vec<JoinHandle<()>>,
-    /// What the canary's proxy records, for `/metrics`.
-    recorder: Arc<Recorder>,
-    /// The canary's proxy, for its own counters on `/metrics`.
-    proxy: ProxyHandle,
+    /// Keeps `status` current from the rollout's updates.
+    forward: JoinHandle<()>,
 }
 
 // === impl Supervisor ===
@@ -232,6 +238,7 @@ impl Supervisor {
         Supervisor {
             inner: Arc::new(Inner {
                 store,
+                reads: Arc::new(Semaphore::new(STORE_READS)),
                 canaries: RwLock::new(BTreeMap::new()),
                 changes,
                 open_files: RwLock::new(None),
@@ -261,9 +268,31 @@ impl Supervisor {
         crate::fds::budget(open_files, canaries, api).per_proxy
     }
 
-    /// The store (history for the API and the dashboard).
+    /// The store (history for the API and the dashboard). Its calls block:
+    /// from async code, go through [`Self::read_store`].
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
+    }
+
+    /// Runs a read of the store off the async workers, at most
+    /// [`STORE_READS`] at a time; a caller that stops waiting gives its
+    /// turn back (or, once running, lets the read finish on its own).
+    pub async fn read_store<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> crate::store::Result<T> {
+        let permit = self
+            .inner
+            .reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|closed| crate::store::Error::Interrupted(closed.to_string()))?;
+        crate::store::blocking(&self.inner.store, move |store| {
+            let _permit = permit;
+            job(store)
+        })
+        .await
     }
 
     /// Every change of every canary, as it happens. A reader that falls
@@ -292,13 +321,17 @@ impl Supervisor {
     /// What a running canary's proxy records (exact status codes and
     /// latencies per version), for `/metrics`.
     pub fn recorder(&self, name: &str) -> Option<Arc<Recorder>> {
-        self.read().get(name).map(|entry| entry.recorder.clone())
+        self.read()
+            .get(name)
+            .map(|entry| entry.running.recorder.clone())
     }
 
     /// A running canary's proxy (its own counters: connections, upstream
     /// errors, rejections, mirrors), for `/metrics`.
     pub fn proxy(&self, name: &str) -> Option<ProxyHandle> {
-        self.read().get(name).map(|entry| entry.proxy.clone())
+        self.read()
+            .get(name)
+            .and_then(|entry| entry.running.proxy.clone())
     }
 
     /// The names of the running canaries.
@@ -324,9 +357,9 @@ impl Supervisor {
                 "revision: must be 1 to 256 characters".into(),
             ));
         }
-        let (commands, mut status, status_tx) = self.handles(name)?;
+        let (commands, mut status, _) = self.handles(name)?;
         let current = status.borrow().clone();
-        if matches!(current.phase, Phase::Promoting | Phase::Finalising) {
+        if current.phase.is_promoting() {
             return Err(CommandError::Conflict(format!(
                 "canary {name} is {}: promotion of {} is underway; start {} when it finishes",
                 current.phase,
@@ -341,7 +374,6 @@ impl Supervisor {
             // so CI jobs can retry.
             return Ok(current);
         }
-        let address = target.address.clone();
         let revision = target.revision.clone();
         commands
             .send(Command::Start(target))
@@ -359,10 +391,8 @@ impl Supervisor {
         .await
         .map(|taken| taken.map(|s| s.clone()));
         match taken {
-            Ok(Ok(_)) => {
-                status_tx.send_modify(|s| s.canary = Some(address));
-                Ok(status_tx.borrow().clone())
-            }
+            // The canary upstream shows once saved (see `WatchedStore`).
+            Ok(Ok(taken)) => Ok(taken),
             Ok(Err(_)) => Err(CommandError::Stopped(name.to_owned())),
             Err(_) => Err(CommandError::Timeout {
                 name: name.to_owned(),
@@ -514,7 +544,7 @@ impl Supervisor {
         if same && recorded.as_ref().is_some_and(|r| r.started) {
             return Ok(());
         }
-        if matches!(phase, Phase::Promoting | Phase::Finalising) {
+        if phase.is_promoting() {
             // Picked up by a later reconcile, once promotion is over.
             return Ok(());
         }
@@ -527,23 +557,25 @@ impl Supervisor {
         // taken" and the start is sent again, unless the state shows it ran.
         if same && state_revision.as_deref() == Some(revision.as_str()) {
             target.started = true;
-            self.record_target(name, &target)?;
+            self.record_target(name, &target).await?;
             return Ok(());
         }
-        self.record_target(name, &target)?;
+        self.record_target(name, &target).await?;
         tracing::info!(canary = %name, %revision, "canary file names a new revision: starting a rollout");
         self.start(name, CanaryTarget { address, revision }).await?;
         target.started = true;
-        self.record_target(name, &target)
+        self.record_target(name, &target).await
     }
 
-    fn record_target(&self, name: &str, target: &FileTarget) -> Result<(), CommandError> {
-        self.inner
-            .store
-            .set_file_target(name, Some(target), &RolloutState::default())
-            .map_err(|error| {
-                CommandError::Conflict(format!("cannot record the file's revision: {error}"))
-            })?;
+    async fn record_target(&self, name: &str, target: &FileTarget) -> Result<(), CommandError> {
+        let (canary, recorded) = (name.to_owned(), target.clone());
+        crate::store::blocking(&self.inner.store, move |store| {
+            store.set_file_target(&canary, Some(&recorded), &RolloutState::default())
+        })
+        .await
+        .map_err(|error| {
+            CommandError::Conflict(format!("cannot record the file's revision: {error}"))
+        })?;
         if let Some(entry) = self.write().get_mut(name) {
             entry.file_target = Some(target.clone());
         }
@@ -592,7 +624,12 @@ impl Supervisor {
             source,
         };
         let clock = TokioClock::new();
-        let stored = self.inner.store.load(&name).map_err(store_error)?;
+        let stored = {
+            let name = name.clone();
+            crate::store::blocking(&self.inner.store, move |store| store.load(&name))
+                .await
+                .map_err(store_error)?
+        };
         let plan = prepared.plan.clone();
         if let Some(stored) = &stored {
             crate::stored::check(stored, &plan).map_err(|bad| LaunchError::State {
@@ -605,18 +642,21 @@ impl Supervisor {
             placement,
             file_target,
             ..
-        } = stored.unwrap_or_else(|| {
-            // A canary seen for the first time: stable takes all traffic.
-            let now = clock.now();
-            let mut state = RolloutState::new(now);
-            let _ = serin_rollout::step(&mut state, &plan, now, serin_rollout::Event::Initialize);
-            StoredCanary {
-                name: name.clone(),
-                state,
-                placement: serin_server::Placement::default(),
-                file_target: None,
+        } = match stored {
+            Some(stored) => stored,
+            None => {
+                // A canary seen for the first time: stable takes all traffic.
+                let (_, state) = Rollout::initialized(plan.clone(), clock.now())
+                    .map_err(|refused| invalid("spec.analysis", refused.to_string()))?
+                    .into_parts();
+                StoredCanary {
+                    name: name.clone(),
+                    state,
+                    placement: serin_server::Placement::default(),
+                    file_target: None,
+                }
             }
-        });
+        };
         if let Some(stable) = &placement.stable {
             // A promoted canary is the stable version, whatever the file says.
             prepared.routes.routes.stable = stable.parse().map_err(|e| {
@@ -652,61 +692,34 @@ impl Supervisor {
         let store = Arc::new(WatchedStore {
             store: self.inner.store.clone(),
             threshold: plan.threshold,
+            file_stable,
             status: status_tx.clone(),
             clock: clock.clone(),
         });
-        let (mut driver, parts) =
-            assembled.into_driver(state, updates, Persistence::new(store, placement));
-        let Parts {
-            proxy: bound,
-            recorder,
-            ..
-        } = parts;
-        // Routes as saved before a single request is accepted.
-        if let Err(error) = driver.restore_routes().await {
-            tracing::warn!(canary = %name, %error, "could not restore routes");
-        }
-        let proxy = bound.handle();
-        let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
-        let proxy_name = name.clone();
-        let proxy_task = tokio::spawn(async move {
-            if let Err(error) = bound
-                .serve(async move {
-                    let _ = proxy_stopped.await;
-                })
-                .await
-            {
-                tracing::error!(canary = %proxy_name, %error, "proxy stopped");
-            }
-        });
+        let running = serin_server::launch(
+            assembled,
+            state,
+            Persistence::new(store, placement),
+            updates,
+            Lifetime::Revisions,
+        )
+        .await
+        .map_err(|error| invalid("spec", error.to_string()))?;
         let forward = tokio::spawn(forward(
             name.clone(),
             updates_rx,
             status_tx.clone(),
             self.inner.changes.clone(),
         ));
-        let (commands, receiver) = mpsc::channel(16);
-        let driver_name = name.clone();
-        let driver_task = tokio::spawn(async move {
-            match driver.run(receiver, false).await {
-                Ok(_) | Err(DriverError::Idle(_)) => {}
-                Err(error) => {
-                    tracing::error!(canary = %driver_name, %error, "rollout loop stopped")
-                }
-            }
-        });
-        tracing::info!(canary = %name, listen = %status_rx.borrow().listen, "serving");
+        tracing::info!(canary = %name, listen = %running.listen, "serving");
         Ok(Entry {
             canary: canary.clone(),
             file: file.to_owned(),
-            commands,
+            running,
             status: status_rx,
             status_tx,
             file_target,
-            stop_proxy,
-            tasks: vec![driver_task, forward, proxy_task],
-            recorder,
-            proxy,
+            forward,
         })
     }
 
@@ -714,7 +727,7 @@ impl Supervisor {
         let canaries = self.read();
         match canaries.get(name) {
             Some(entry) => Ok((
-                entry.commands.clone(),
+                entry.running.commands.clone(),
                 entry.status.clone(),
                 entry.status_tx.clone(),
             )),
@@ -740,12 +753,15 @@ impl Supervisor {
 }
 
 /// The store as one canary's rollout sees it: a save that fails shows as
-/// the canary's `StateSaveFailed` condition until a save succeeds. (The
-/// rollout itself holds and says so in its history.)
+/// the canary's `StateSaveFailed` condition until a save succeeds (the
+/// rollout itself holds and says so in its history); one that succeeds
+/// shows where the upstreams point, as saved before anything acts on it.
 struct WatchedStore {
     store: Arc<Store>,
     /// The canary's `threshold`, for the revision records.
     threshold: u32,
+    /// The stable upstream the canary file names.
+    file_stable: String,
     status: Arc<watch::Sender<CanaryStatus>>,
     clock: TokioClock,
 }
@@ -760,8 +776,16 @@ impl StateStore for WatchedStore {
             });
         match &result {
             Ok(()) => {
-                self.status
-                    .send_if_modified(|status| status.clear_fault(Fault::StateSaveFailed));
+                let placement = saved.placement;
+                self.status.send_if_modified(|status| {
+                    let stable = placement.stable_or(&self.file_stable);
+                    let moved = status.stable != stable || status.canary != placement.canary;
+                    if moved {
+                        stable.clone_into(&mut status.stable);
+                        status.canary.clone_from(&placement.canary);
+                    }
+                    status.clear_fault(Fault::StateSaveFailed) || moved
+                });
             }
             Err(error) => {
                 let message = format!(
@@ -780,22 +804,20 @@ impl StateStore for WatchedStore {
 // === impl Entry ===
 
 impl Entry {
-    /// Ends the rollout loop (it saved after its last event), then drains
-    /// the proxy.
+    /// Ends the rollout loop (it saved after its last event) while the
+    /// proxy drains.
     async fn stop(self) {
         let Entry {
-            commands,
-            stop_proxy,
-            tasks,
+            running,
+            forward,
             file,
             ..
         } = self;
-        drop(commands);
-        let _ = stop_proxy.send(());
-        for task in tasks {
-            if let Err(error) = task.await {
-                tracing::warn!(%file, %error, "canary task ended abnormally");
-            }
+        if let Err(error) = running.stop().await {
+            tracing::error!(%file, %error, "rollout loop stopped");
+        }
+        if let Err(error) = forward.await {
+            tracing::warn!(%file, %error, "canary task ended abnormally");
         }
     }
 }
@@ -812,16 +834,8 @@ async fn forward(
         match updates.recv().await {
             Ok(update) => {
                 if let Update::State { state, .. } = &update {
-                    status.send_modify(|s| {
-                        s.apply(state);
-                        if matches!(
-                            s.phase,
-                            Phase::Promoting | Phase::Finalising | Phase::Succeeded
-                        ) && let Some(canary) = &s.canary
-                        {
-                            s.stable.clone_from(canary);
-                        }
-                    });
+                    // Where the upstreams point comes with each save.
+                    status.send_modify(|s| s.apply(state));
                 }
                 if changes.receiver_count() > 0 {
                     let _ = changes.send(Change {

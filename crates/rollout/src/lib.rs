@@ -100,6 +100,7 @@ mod backoff;
 pub mod error;
 mod event;
 mod machine;
+mod manual;
 mod plan;
 pub mod ports;
 mod state;
@@ -111,6 +112,7 @@ pub use crate::{
     error::{Error, Result},
     event::{Event, HoldKind, Verdict},
     machine::step,
+    manual::{Manual, Placement},
     plan::{
         DEFAULT_PROGRESS_DEADLINE, GateKind, HookKind, HookSet, Plan, PlanError, Strategy,
         steps_from_step_weight,
@@ -138,6 +140,15 @@ impl Rollout {
             plan,
             state: RolloutState::new(now),
         })
+    }
+
+    /// A canary seen for the first time at `now`, set up: the stable version takes
+    /// all traffic (phase `Initialized`). The actions that says so are not returned:
+    /// a runtime routes a rollout as [`Rollout::recover`] says before it serves.
+    pub fn initialized(plan: Plan, now: Timestamp) -> Result<Self> {
+        let mut rollout = Self::new(plan, now)?;
+        rollout.handle(now, Event::Initialize)?;
+        Ok(rollout)
     }
 
     /// A rollout restored from storage.

@@ -11,6 +11,7 @@ use crate::{
     action::{Action, Record, Route, Severity},
     error::{Error, Result},
     event::{Event, HoldKind, Verdict},
+    manual::{Manual, before_promotion},
     plan::{GateKind, HookKind, Plan, Strategy},
     state::{Condition, ConditionStatus, Pending, Phase, RolloutState},
     time::{Timestamp, human},
@@ -531,24 +532,18 @@ impl Turn<'_> {
 // === impl Turn: people ===
 
 impl Turn<'_> {
-    /// Pause, resume, promote and abort act before promotion only: once the canary was
-    /// copied to the primary there is no older version left to hold or go back to.
+    /// A person's action applies when [`Manual::check`] says so.
+    fn manual(&self, manual: Manual) -> Result<()> {
+        manual.check(self.state.phase, self.state.paused)
+    }
+
+    /// Rollback webhooks and decisive harm act before promotion only, as people do.
     fn before_promotion(&self, event: &'static str) -> Result<()> {
-        let phase = self.state.phase;
-        if phase.is_before_promotion() {
-            Ok(())
-        } else if matches!(phase, Phase::Promoting | Phase::Finalising) {
-            Err(Error::PromotionUnderway { phase, event })
-        } else {
-            Err(Error::NotInProgress { phase, event })
-        }
+        before_promotion(self.state.phase, event)
     }
 
     fn pause(&mut self) -> Result<()> {
-        self.before_promotion("pause")?;
-        if self.state.paused {
-            return Err(Error::AlreadyPaused);
-        }
+        self.manual(Manual::Pause)?;
         self.state.paused = true;
         self.normal(format!(
             "Paused by operator at {}: analysis continues and failures still count; advancement and progress deadline held",
@@ -558,10 +553,7 @@ impl Turn<'_> {
     }
 
     fn resume(&mut self) -> Result<()> {
-        self.before_promotion("resume")?;
-        if !self.state.paused {
-            return Err(Error::NotPaused);
-        }
+        self.manual(Manual::Resume)?;
         self.state.paused = false;
         self.state.progressed_at = self.now;
         self.normal(format!("Resumed by operator at {}", self.position()));
@@ -569,7 +561,7 @@ impl Turn<'_> {
     }
 
     fn promote_now(&mut self) -> Result<()> {
-        self.before_promotion("promote")?;
+        self.manual(Manual::PromoteNow)?;
         let reason = format!(
             "promoted by operator at {}, skipping remaining steps and gates",
             self.position()
@@ -579,7 +571,7 @@ impl Turn<'_> {
     }
 
     fn abort(&mut self) -> Result<()> {
-        self.before_promotion("abort")?;
+        self.manual(Manual::Abort)?;
         self.rollback(format!("aborted by operator at {}", self.position()));
         Ok(())
     }

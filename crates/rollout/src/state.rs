@@ -159,6 +159,12 @@ impl Phase {
         )
     }
 
+    /// Promotion has begun and not finished: the canary was copied to the primary and
+    /// traffic moves back to it. A new revision waits for the end of it.
+    pub fn is_promoting(self) -> bool {
+        matches!(self, Phase::Promoting | Phase::Finalising)
+    }
+
     /// The rollout can still be paused, aborted or promoted by a person: promotion has
     /// not begun.
     pub fn is_before_promotion(self) -> bool {

@@ -3,10 +3,11 @@
 //! actions it returns.
 
 use crate::{cadence, clock::Clock};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serin_analysis::{Analyzer, Decision, TickInput};
+pub use serin_rollout::Placement;
 use serin_rollout::{
-    Action, Backoff, Event, Phase, Plan, Record, Rollout, RolloutState, Route, Severity, Timestamp,
+    Action, Backoff, Event, Phase, Record, Rollout, RolloutState, Route, Severity, Timestamp,
     ports::{
         CanaryTarget, HookAnswer, HookContext, MetricQuery, PortError, Router, TrafficSource,
         Webhooks,
@@ -91,18 +92,6 @@ pub enum Command {
     Abort,
 }
 
-/// Where a rollout's upstreams point, saved with its state so a restarted
-/// daemon routes to the same places (after a promotion the stable side is the
-/// old canary, whatever the canary file still says).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    /// The stable upstream, when it differs from the canary file's (after a
-    /// promotion); `None` means "as the file says".
-    pub stable: Option<String>,
-    /// The canary upstream of the revision last started.
-    pub canary: Option<String>,
-}
-
 /// What is saved after every event, before its actions are carried out.
 #[derive(Clone, Copy, Debug)]
 pub struct Saved<'a> {
@@ -129,6 +118,11 @@ pub struct StoreError {
 /// actions it returned are carried out: a crash after the save repeats no
 /// decision (the state says it was taken) and a crash before it loses none
 /// that had an effect. A store that refuses a write makes the rollout hold.
+///
+/// `save` may block (a slow disk, a database lock): the driver calls it on
+/// tokio's blocking pool and awaits the answer there, so a slow store holds
+/// the rollout that saves and nothing else: not the async workers that run
+/// the other rollouts, the proxies and the API.
 pub trait StateStore: Send + Sync {
     /// Saves one rollout's state and appends its history, atomically.
     fn save(&self, canary: &str, saved: Saved<'_>) -> Result<(), StoreError>;
@@ -145,9 +139,9 @@ impl StateStore for NoStore {
 }
 
 /// A driver's link to its store: the store, the placement saved with the
-/// state, history not saved yet, and the route the router has not applied
-/// yet (the saved state carries the desired route; this is how far the
-/// router is behind it).
+/// state, history not saved yet, and the route and canary upstream the
+/// router has not applied yet (the saved state and placement carry the
+/// desired ones; this is how far the router is behind them).
 pub struct Persistence {
     store: Arc<dyn StateStore>,
     placement: Placement,
@@ -158,6 +152,28 @@ pub struct Persistence {
     failures: u64,
     /// The desired route while the router refuses it.
     pending: Option<PendingRoute>,
+    /// The desired canary upstream while the router refuses it.
+    pending_canary: Option<PendingCanary>,
+}
+
+/// A canary upstream the router refused: desired state like a route,
+/// retried on observation ticks with the routes' backoff until applied.
+/// Meanwhile no route that sends the canary traffic is applied (it would
+/// reach the previous canary) and analyses hold.
+#[derive(Clone, Debug)]
+struct PendingCanary {
+    /// The newest desired upstream (a later start replaces it).
+    target: CanaryTarget,
+    /// When the router first refused (this target or one it replaced).
+    since: Timestamp,
+    /// When to try again.
+    retry_at: Timestamp,
+    /// The waits after refusals ([`ROUTE_RETRY`], as for routes).
+    backoff: Backoff,
+    /// Tries refused so far.
+    refusals: u64,
+    /// The router's last error.
+    error: String,
 }
 
 /// A route the router refused: desired state, retried until applied.
@@ -194,6 +210,7 @@ impl Persistence {
             retry_at: None,
             failures: 0,
             pending: None,
+            pending_canary: None,
         }
     }
 
@@ -222,10 +239,8 @@ impl Persistence {
 pub struct Driver<C: Clock> {
     /// The canary's name, for messages.
     pub name: String,
-    /// What the state machine follows.
-    pub plan: Plan,
-    /// Where the machine stands.
-    pub state: RolloutState,
+    /// The state machine: its plan and where it stands.
+    pub rollout: Rollout,
     /// The analysis.
     pub judge: Analyzer,
     /// Moves traffic.
@@ -255,23 +270,47 @@ pub enum DriverError {
         /// The machine's refusal.
         source: serin_rollout::Error,
     },
-    /// Every command sender is gone and the rollout has nothing left to do.
-    #[error("rollout {0}: nothing left to wait for")]
-    Idle(String),
+}
+
+/// When a rollout loop ends: the one difference between
+/// [`Driver::run_to_verdict`] and [`Driver::serve_revisions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// At the first verdict, once its last route is applied.
+    Verdict,
+    /// When every command sender is gone.
+    Stopped,
 }
 
 // === impl Driver ===
 
 impl<C: Clock> Driver<C> {
-    /// Runs until the rollout succeeds or fails, returning the final phase.
-    ///
-    /// `commands` carries manual gates and new revisions; `stop_when_done`
-    /// ends the loop at the first verdict (what `serin run` wants), otherwise
-    /// the loop waits for the next revision (what the daemon wants).
-    pub async fn run(
+    /// Runs one rollout to its verdict (promoted or rolled back, its last
+    /// route applied) and returns the final state: what `serin run` and
+    /// `serin demo` want. `commands` carries the start and manual gates;
+    /// once every sender is gone the rollout goes on alone.
+    pub async fn run_to_verdict(
+        self,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<RolloutState, DriverError> {
+        self.run(commands, Until::Verdict).await
+    }
+
+    /// Serves rollout after rollout: after each verdict it waits for the
+    /// next revision, until every command sender is gone; returns the state
+    /// then (saved after its last event). What the daemon wants.
+    pub async fn serve_revisions(
+        self,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<RolloutState, DriverError> {
+        self.run(commands, Until::Stopped).await
+    }
+
+    /// The loop of both.
+    async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        stop_when_done: bool,
+        until: Until,
     ) -> Result<RolloutState, DriverError> {
         let mut next_tick: Option<Timestamp> = None;
         let mut last_totals = self.traffic.totals();
@@ -286,25 +325,25 @@ impl<C: Clock> Driver<C> {
         // routes everything to stable.
         self.recover(self.clock.now(), &mut next_tick).await?;
         // After a restart the judge and the windows are new already.
-        let mut epoch = Epoch::of(&self.state);
+        let mut epoch = Epoch::of(self.rollout.state());
         loop {
             // Every event is handled before the loop comes back here, with
             // its actions carried out (the route switched): a start, a
             // restart, a promotion or a rollback since the last pass begins
             // a new rollout of evidence.
-            let now_epoch = Epoch::of(&self.state);
+            let now_epoch = Epoch::of(self.rollout.state());
             if now_epoch != epoch {
                 epoch = now_epoch;
                 judged_from = Some(self.fresh_evidence(self.clock.now()));
             }
-            if stop_when_done
-                && matches!(self.state.phase, Phase::Succeeded | Phase::Failed)
+            if until == Until::Verdict
+                && matches!(self.rollout.state().phase, Phase::Succeeded | Phase::Failed)
                 && self.final_route_settled(self.clock.now())
             {
-                return Ok(self.state);
+                return Ok(self.rollout.into_parts().1);
             }
             // A rollout's first step falls on a whole second (see `cadence`).
-            let due = next_tick.map(|tick| cadence::tick_at(&self.state, tick));
+            let due = next_tick.map(|tick| cadence::tick_at(self.rollout.state(), tick));
             let mut wake = match due {
                 Some(tick) if tick < next_observe => tick,
                 _ => next_observe,
@@ -318,8 +357,8 @@ impl<C: Clock> Driver<C> {
                     Some(command) => Some(command),
                     None => {
                         commands_open = false;
-                        if !stop_when_done {
-                            return Err(DriverError::Idle(self.name));
+                        if until == Until::Stopped {
+                            return Ok(self.rollout.into_parts().1);
                         }
                         None
                     }
@@ -338,19 +377,12 @@ impl<C: Clock> Driver<C> {
             if let Some(command) = command {
                 let event = match command {
                     Command::Start(target) => {
-                        if let Err(error) = self.router.set_canary(&target).await {
-                            self.warn(
-                                now,
-                                format!("cannot point the router at {}: {error}", target.address),
-                            );
-                            continue;
-                        }
                         let previous = self
                             .persistence
                             .placement
                             .canary
                             .replace(target.address.clone());
-                        let revision = target.revision;
+                        let revision = target.revision.clone();
                         let failures = self.persistence.failures;
                         self.handle(
                             now,
@@ -360,13 +392,20 @@ impl<C: Clock> Driver<C> {
                             &mut next_tick,
                         )
                         .await?;
-                        let taken = self.state.revision.as_deref() == Some(revision.as_str())
-                            || self.state.queued_revision.as_deref() == Some(revision.as_str());
+                        let taken = self.rollout.state().revision.as_deref()
+                            == Some(revision.as_str())
+                            || self.rollout.state().queued_revision.as_deref()
+                                == Some(revision.as_str());
                         if !taken || self.persistence.failures != failures {
-                            // Refused, or not saved: route as the saved state says.
+                            // Refused, or not saved: the router was asked
+                            // nothing for it.
                             self.persistence.placement.canary = previous;
-                            self.reroute(now).await;
+                            continue;
                         }
+                        // Saved: point the router at the new canary before
+                        // the first step sends it traffic (a refusal stays
+                        // pending and holds the rollout).
+                        let _ = self.apply_canary(now, target).await;
                         continue;
                     }
                     Command::Pause => Event::Pause,
@@ -382,7 +421,10 @@ impl<C: Clock> Driver<C> {
                 // the last look, as one).
                 let at = cadence::observation_at(now);
                 next_observe = at.saturating_add(OBSERVE_EVERY);
-                self.retry_route(now).await;
+                self.retry_canary(now).await;
+                if !self.route_waits_for_canary() {
+                    self.retry_route(now).await;
+                }
                 let totals = self.traffic.totals();
                 let delta = totals.since(&last_totals);
                 // Requests served before the rollout began are not its own.
@@ -391,9 +433,9 @@ impl<C: Clock> Driver<C> {
                     None => delta.clone(),
                 };
                 last_totals = totals;
-                if cadence::judged(&self.state) {
+                if cadence::judged(self.rollout.state()) {
                     self.judge
-                        .observe(at.as_millis(), self.state.canary_weight, &judged);
+                        .observe(at.as_millis(), self.rollout.state().canary_weight, &judged);
                     if let Some(decision) = self.judge.early(at.as_millis()) {
                         self.publish(Update::Decision {
                             at,
@@ -417,13 +459,15 @@ impl<C: Clock> Driver<C> {
                 });
             }
             // Asked again: the observation may have moved the machine on.
-            let due = next_tick.map(|tick| cadence::tick_at(&self.state, tick));
+            let due = next_tick.map(|tick| cadence::tick_at(self.rollout.state(), tick));
             if let Some(tick) = due.filter(|tick| now >= *tick) {
                 next_tick = None;
                 // At the time it was due, so ticks keep the rollout's cadence;
                 // one late by a whole interval happens when it does, so a
                 // stalled loop fires no burst of catch-up ticks.
-                let at = if now.saturating_since(tick) < self.plan.interval.max(OBSERVE_EVERY) {
+                let at = if now.saturating_since(tick)
+                    < self.rollout.plan().interval.max(OBSERVE_EVERY)
+                {
                     tick
                 } else {
                     now
@@ -462,11 +506,11 @@ impl<C: Clock> Driver<C> {
     ) -> Result<(), DriverError> {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
-            let weight_before = self.state.canary_weight;
-            let step_before = self.state.step_index;
-            let saved_state = self.state.clone();
+            let weight_before = self.rollout.state().canary_weight;
+            let step_before = self.rollout.state().step_index;
+            let saved_rollout = self.rollout.clone();
             let saved_placement = self.persistence.placement.clone();
-            let actions = match serin_rollout::step(&mut self.state, &self.plan, now, event) {
+            let actions = match self.rollout.handle(now, event) {
                 Ok(actions) => actions,
                 Err(serin_rollout::Error::InvalidPlan(source)) => {
                     return Err(DriverError::Machine {
@@ -482,10 +526,10 @@ impl<C: Clock> Driver<C> {
                     continue;
                 }
             };
-            if let Err(error) = self.save(now, &actions) {
+            if let Err(error) = self.save(now, &actions).await {
                 // Nothing of this event happened: go back to the saved state,
                 // say so, and try again later from there.
-                self.state = saved_state;
+                self.rollout = saved_rollout;
                 self.persistence.placement = saved_placement;
                 self.persistence.retry_at = Some(now.saturating_add(STORE_RETRY));
                 self.persistence.failures += 1;
@@ -493,15 +537,17 @@ impl<C: Clock> Driver<C> {
                     now,
                     format!(
                         "cannot save the rollout's state ({error}): holding at canary weight {} and retrying in {}s",
-                        self.state.canary_weight,
+                        self.rollout.state().canary_weight,
                         STORE_RETRY.as_secs()
                     ),
                 );
                 return Ok(());
             }
-            if self.state.step_index != step_before || self.state.canary_weight != weight_before {
+            if self.rollout.state().step_index != step_before
+                || self.rollout.state().canary_weight != weight_before
+            {
                 self.judge
-                    .step_advanced(now.as_millis(), self.state.canary_weight);
+                    .step_advanced(now.as_millis(), self.rollout.state().canary_weight);
             }
             for action in actions {
                 if let Some(answer) = self.perform(now, action, next_tick).await {
@@ -510,7 +556,7 @@ impl<C: Clock> Driver<C> {
             }
             self.publish(Update::State {
                 at: now,
-                state: Box::new(self.state.clone()),
+                state: Box::new(self.rollout.state().clone()),
             });
         }
         Ok(())
@@ -524,12 +570,33 @@ impl<C: Clock> Driver<C> {
         next_tick: &mut Option<Timestamp>,
     ) -> Option<Event> {
         match action {
+            Action::SetRoute(route)
+                if route != Route::STABLE && self.persistence.pending_canary.is_some() =>
+            {
+                // Sent once the router points at the new canary (see
+                // `apply_canary`): until then it would reach the old one.
+                None
+            }
             Action::SetRoute(route) => {
                 // A refusal is remembered and retried on observation ticks.
                 let _ = self.apply_route(now, route).await;
                 None
             }
             Action::RunAnalysis => {
+                if let Some(pending) = &self.persistence.pending_canary {
+                    // Nothing is judged before the canary is the one started.
+                    let reason = format!(
+                        "{} does not point at canary {} ({}) yet (refused for {}s: {})",
+                        self.router.name(),
+                        pending.target.revision,
+                        pending.target.address,
+                        now.saturating_since(pending.since).as_secs(),
+                        pending.error
+                    );
+                    return Some(Event::Analysis(serin_rollout::Verdict::system_hold(vec![
+                        reason,
+                    ])));
+                }
                 if let Some(pending) = &self.persistence.pending {
                     // Nothing is judged on a split that was never set: hold
                     // (no failed check); the progress deadline bounds this.
@@ -624,33 +691,55 @@ impl<C: Clock> Driver<C> {
     }
 
     /// Saves the state an event led to, with the records its actions emit
-    /// and the history gathered since the last save.
-    fn save(&mut self, now: Timestamp, actions: &[Action]) -> Result<(), StoreError> {
+    /// and the history gathered since the last save. The store is called on
+    /// tokio's blocking pool (see [`StateStore`]); the loop awaits its answer
+    /// before carrying out a single action.
+    async fn save(&mut self, now: Timestamp, actions: &[Action]) -> Result<(), StoreError> {
         let mut history = std::mem::take(&mut self.persistence.unsaved);
+        // A promotion makes the canary the stable version: saved before the
+        // router is told, so a restart routes to it either way.
+        self.persistence.placement.follow(actions);
         for action in actions {
-            match action {
-                Action::Promote => {
-                    // The canary becomes the stable version: saved before the
-                    // router is told, so a restart routes to it either way.
-                    self.persistence.placement.stable = self.persistence.placement.canary.clone();
-                }
-                Action::Emit(record) => history.push(Update::Record {
+            if let Action::Emit(record) = action {
+                history.push(Update::Record {
                     at: now,
                     record: record.clone(),
-                }),
-                _ => {}
+                });
             }
         }
-        let saved = Saved {
-            state: &self.state,
-            placement: &self.persistence.placement,
-            history: &history,
+        let history = Arc::new(history);
+        let job = {
+            let store = self.persistence.store.clone();
+            let name = self.name.clone();
+            let state = self.rollout.state().clone();
+            let placement = self.persistence.placement.clone();
+            let history = history.clone();
+            move || {
+                store.save(
+                    &name,
+                    Saved {
+                        state: &state,
+                        placement: &placement,
+                        history: &history,
+                    },
+                )
+            }
         };
-        match self.persistence.store.save(&self.name, saved) {
+        let result = tokio::task::spawn_blocking(job)
+            .await
+            .unwrap_or_else(|error| {
+                Err(StoreError {
+                    message: format!("the save did not finish: {error}"),
+                })
+            });
+        match result {
             Ok(()) => Ok(()),
             Err(error) => {
                 // Keep what was gathered before this event; this event's own
-                // records go with it, as it did not happen.
+                // records go with it, as it did not happen. (The job is over:
+                // its copy of the history is dropped, so this takes it back.)
+                let mut history =
+                    Arc::try_unwrap(history).unwrap_or_else(|shared| shared.as_ref().clone());
                 let own = actions
                     .iter()
                     .filter(|action| matches!(action, Action::Emit(_)))
@@ -664,42 +753,141 @@ impl<C: Clock> Driver<C> {
 
     /// Routes as the saved state says: the canary upstream of a rollout in
     /// progress and its weights. The daemon calls this before its proxy
-    /// accepts a request; it is idempotent. A refused route stays pending
-    /// (warned once) and the loop retries it, as any desired route.
+    /// accepts a request; it is idempotent. A refused upstream or route
+    /// stays pending (warned once) and the loop retries it, as any desired
+    /// state; the first refusal is returned.
     pub async fn restore_routes(&mut self) -> Result<(), PortError> {
-        self.restore_canary().await?;
         let now = self.clock.now();
-        self.apply_route(now, self.state.route()).await
+        self.reroute(now).await
     }
 
-    /// Points the router at the canary upstream of a rollout in progress.
-    async fn restore_canary(&mut self) -> Result<(), PortError> {
-        if self.state.phase.is_active()
-            && let (Some(address), Some(revision)) = (
-                self.persistence.placement.canary.clone(),
-                self.state.revision.clone(),
-            )
-        {
-            self.router
-                .set_canary(&CanaryTarget { address, revision })
-                .await?;
+    /// The canary upstream of a rollout in progress, as saved.
+    fn restored_canary(&self) -> Option<CanaryTarget> {
+        if !self.rollout.state().phase.is_active() {
+            return None;
         }
-        Ok(())
+        let address = self.persistence.placement.canary.clone()?;
+        let revision = self.rollout.state().revision.clone()?;
+        Some(CanaryTarget { address, revision })
     }
 
-    /// [`Self::restore_routes`] from inside the loop: a canary upstream the
-    /// router refuses is warned about; a refused route is pending (and
-    /// warned about once by [`Self::apply_route`]).
-    async fn reroute(&mut self, now: Timestamp) {
-        match self.restore_canary().await {
+    /// [`Self::restore_routes`]: the saved canary upstream, then the saved
+    /// route, unless that route sends traffic to a canary upstream the
+    /// router has not taken (it follows the upstream once taken).
+    async fn reroute(&mut self, now: Timestamp) -> Result<(), PortError> {
+        let mut first = Ok(());
+        if let Some(target) = self.restored_canary() {
+            first = self.apply_canary(now, target).await;
+        }
+        let route = self.rollout.state().route();
+        if route == Route::STABLE || self.persistence.pending_canary.is_none() {
+            let applied = self.apply_route(now, route).await;
+            first = first.and(applied);
+        }
+        first
+    }
+
+    /// Points the router at a canary upstream: desired state, like a
+    /// route. A refusal is remembered as pending (a newer target replaces
+    /// it) and retried by [`Self::retry_canary`] on observation ticks with
+    /// the routes' backoff; meanwhile routes that send the canary traffic
+    /// wait and analyses hold. Once the router takes it, the state's route
+    /// follows. One warning when the router first refuses, one record when
+    /// it finally takes the upstream.
+    async fn apply_canary(
+        &mut self,
+        now: Timestamp,
+        target: CanaryTarget,
+    ) -> Result<(), PortError> {
+        match self.router.set_canary(&target).await {
             Ok(()) => {
-                let _ = self.apply_route(now, self.state.route()).await;
+                if let Some(pending) = self.persistence.pending_canary.take() {
+                    self.note(
+                        now,
+                        format!(
+                            "{} points at canary {} ({}) after {}s ({} refused {})",
+                            self.router.name(),
+                            target.revision,
+                            target.address,
+                            now.saturating_since(pending.since).as_secs(),
+                            pending.refusals,
+                            if pending.refusals == 1 {
+                                "try"
+                            } else {
+                                "tries"
+                            },
+                        ),
+                    );
+                    // The route waited for the upstream.
+                    let _ = self.apply_route(now, self.rollout.state().route()).await;
+                }
+                Ok(())
             }
-            Err(error) => self.warn(
-                now,
-                format!("{} could not restore routes: {error}", self.router.name()),
-            ),
+            Err(error) => {
+                match &mut self.persistence.pending_canary {
+                    Some(pending) => {
+                        if pending.target != target {
+                            // A newer desired upstream starts a fresh backoff.
+                            pending.target = target;
+                            pending.backoff.reset();
+                        }
+                        pending.retry_at = now.saturating_add(pending.backoff.next());
+                        pending.refusals += 1;
+                        pending.error = error.to_string();
+                    }
+                    None => {
+                        self.warn(
+                            now,
+                            format!(
+                                "{} could not point at canary {} ({}): {error}; analysis holds, no traffic goes to the canary, and the upstream is retried (every {}s up to {}s) until applied",
+                                self.router.name(),
+                                target.revision,
+                                target.address,
+                                ROUTE_RETRY.first().as_secs(),
+                                ROUTE_RETRY.max().as_secs()
+                            ),
+                        );
+                        let mut backoff = ROUTE_RETRY;
+                        self.persistence.pending_canary = Some(PendingCanary {
+                            target,
+                            since: now,
+                            retry_at: now.saturating_add(backoff.next()),
+                            backoff,
+                            refusals: 1,
+                            error: error.to_string(),
+                        });
+                    }
+                }
+                Err(error)
+            }
         }
+    }
+
+    /// Tries the pending canary upstream again when its backoff has passed;
+    /// forgets it once the rollout is over (its canary takes no traffic).
+    async fn retry_canary(&mut self, now: Timestamp) {
+        let Some(pending) = &self.persistence.pending_canary else {
+            return;
+        };
+        if !self.rollout.state().phase.is_active() {
+            self.persistence.pending_canary = None;
+            return;
+        }
+        if now >= pending.retry_at {
+            let target = pending.target.clone();
+            let _ = self.apply_canary(now, target).await;
+        }
+    }
+
+    /// Whether the pending route sends traffic to a canary upstream the
+    /// router has not taken: it is tried again once the upstream is.
+    fn route_waits_for_canary(&self) -> bool {
+        self.persistence.pending_canary.is_some()
+            && self
+                .persistence
+                .pending
+                .as_ref()
+                .is_some_and(|pending| pending.route != Route::STABLE)
     }
 
     /// Picks up where the saved state stopped: re-applies the route, re-arms
@@ -710,23 +898,21 @@ impl<C: Clock> Driver<C> {
         now: Timestamp,
         next_tick: &mut Option<Timestamp>,
     ) -> Result<(), DriverError> {
-        let rollout =
-            Rollout::restore(self.plan.clone(), self.state.clone()).map_err(|source| {
-                DriverError::Machine {
-                    name: self.name.clone(),
-                    source,
-                }
-            })?;
-        self.reroute(now).await;
+        let _ = self.reroute(now).await;
         // The proxy's statistics start empty after a restart: the next
         // interval waits until a window of fresh traffic was seen, and the
         // tick asks again the question whose answer was lost (the machine
         // re-asks what is pending on a tick). Nothing is skipped: the
         // machine's position is the saved one.
-        let warmup = self.judge.config().longest_window().min(self.plan.interval);
-        let rearmed = self.state.phase.is_active() && self.state.next_tick_at.is_some();
+        let warmup = self
+            .judge
+            .config()
+            .longest_window()
+            .min(self.rollout.plan().interval);
+        let rearmed =
+            self.rollout.state().phase.is_active() && self.rollout.state().next_tick_at.is_some();
         let mut answers = Vec::new();
-        for action in rollout.recover() {
+        for action in self.rollout.recover() {
             match action {
                 Action::SetRoute(_) => continue, // applied above, with the canary upstream
                 Action::ScheduleTick { at } if rearmed => {
@@ -835,7 +1021,7 @@ impl<C: Clock> Driver<C> {
             return true;
         };
         let waited = now.saturating_since(pending.desired_at);
-        if waited < self.plan.effective_deadline() {
+        if waited < self.rollout.plan().effective_deadline() {
             return false;
         }
         let message = format!(
@@ -852,8 +1038,8 @@ impl<C: Clock> Driver<C> {
     /// What webhooks are told about the rollout.
     fn context(&self) -> HookContext {
         HookContext {
-            phase: self.state.phase.to_string(),
-            revision: self.state.revision.clone().unwrap_or_default(),
+            phase: self.rollout.state().phase.to_string(),
+            revision: self.rollout.state().revision.clone().unwrap_or_default(),
         }
     }
 
@@ -980,7 +1166,7 @@ mod tests {
     use crate::clock::TokioClock;
     use serin_analysis::AnalysisConfig;
     use serin_rollout::{
-        Strategy,
+        Plan, Strategy,
         ports::{BoxFuture, NoWebhooks},
     };
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -1022,12 +1208,15 @@ mod tests {
         let (updates, mut watch) = broadcast::channel(16);
         let mut driver = Driver {
             name: "shop".into(),
-            plan: Plan::new(
-                Strategy::Canary { steps: vec![50] },
-                Duration::from_secs(60),
-                5,
-            ),
-            state: RolloutState::new(clock.now()),
+            rollout: Rollout::new(
+                Plan::new(
+                    Strategy::Canary { steps: vec![50] },
+                    Duration::from_secs(60),
+                    5,
+                ),
+                clock.now(),
+            )
+            .expect("a valid plan"),
             judge: Analyzer::new(AnalysisConfig::flagger_defaults()).expect("default analysis"),
             router: router.clone(),
             traffic: Arc::new(serin_stats::Recorder::new(Duration::from_secs(60))),

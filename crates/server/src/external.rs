@@ -15,7 +15,7 @@ use serin_providers::{
 };
 use serin_proxy::Recorder;
 use serin_rollout::{
-    RolloutState,
+    Rollout, RolloutState,
     ports::{PortError, Router},
 };
 use serin_spec::{Canary, HaproxySpec, Problem};
@@ -114,10 +114,15 @@ pub async fn start_haproxy(
     );
     let router: Arc<dyn Router> = notifier.tap(Arc::new(router));
     let clock = TokioClock::new();
+    let rollout = Rollout::restore(plan, RolloutState::new(clock.now())).map_err(|source| {
+        RunError::from(crate::driver::DriverError::Machine {
+            name: canary.name().to_owned(),
+            source,
+        })
+    })?;
     let driver = Driver {
         name: canary.name().to_owned(),
-        plan,
-        state: RolloutState::new(clock.now()),
+        rollout,
         judge,
         router,
         traffic: recorder.clone(),
@@ -134,7 +139,7 @@ pub async fn start_haproxy(
         let _ = commands.try_send(Command::Start(target));
     }
     let outcome = tokio::spawn(async move {
-        let result = driver.run(commands_rx, true).await;
+        let result = driver.run_to_verdict(commands_rx).await;
         if !notifier.flush(FLUSH_ALERTS).await {
             tracing::warn!("alerts or event webhooks still pending after {FLUSH_ALERTS:?}");
         }
@@ -146,5 +151,5 @@ pub async fn start_haproxy(
         drop(receiver);
         result.map_err(RunError::from)
     });
-    Ok(Running::new(listen, commands, recorder, None, outcome))
+    Ok(Running::external(listen, commands, recorder, outcome))
 }

@@ -18,4 +18,4 @@ pub use driver::{
 };
 pub mod run;
 
-pub use run::{Prepared, RunError, Running, promoted, start};
+pub use run::{Lifetime, Prepared, RunError, Running, launch, promoted, start};

@@ -1,5 +1,6 @@
-//! One canary served by the built-in proxy and rolled out to its verdict:
-//! what `serin run` and `serin demo` do.
+//! One canary served by the built-in proxy: prepared from its file, wired
+//! ([`assemble`]) and run ([`launch`]), to its verdict (`serin run`,
+//! `serin demo`: [`start`]) or rollout after rollout (the daemon).
 
 use crate::{
     clock::{Clock, TokioClock},
@@ -10,12 +11,12 @@ use serin_analysis::{AnalysisConfig, Analyzer};
 use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, Notifier, ProxyRouter};
 use serin_proxy::{IpRange, Limits, Proxy, ProxyConfig, ProxyHandle, Recorder, TrustedProxies};
 use serin_rollout::{
-    Phase, Plan, RolloutState,
+    Phase, Plan, Rollout, RolloutState,
     ports::{CanaryTarget, MetricQuery, Router},
 };
 use serin_spec::{Canary, Catalog, Diagnostic};
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 /// The environment variable with the dashboard's base URL, for alert links.
 pub const DASHBOARD_URL_VAR: &str = "SERIN_DASHBOARD_URL";
@@ -74,6 +75,10 @@ pub enum RunError {
     /// The rollout loop stopped without a verdict.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// The canary's task ended abnormally (it panicked, or the runtime is
+    /// shutting down).
+    #[error("rollout task ended abnormally: {0}")]
+    Task(String),
 }
 
 fn render(diagnostics: &[Diagnostic]) -> String {
@@ -255,47 +260,81 @@ pub fn limits_for(canary: &Canary) -> Limits {
     limits
 }
 
-/// A rollout in progress: its proxy's address, a way to send manual gates,
-/// and its outcome.
+/// A canary running: its proxy's address, a way to send commands, and the
+/// rollout loop's outcome. Made by [`launch`].
 pub struct Running {
     /// Where serin receives the traffic: the proxy's listener, or for an
     /// external router the socket its request log arrives on.
     pub listen: SocketAddr,
-    /// Manual gates (pause, resume, promote now, abort).
+    /// Starts and manual gates (pause, resume, promote now, abort).
     pub commands: mpsc::Sender<Command>,
     /// The statistics the proxy records.
     pub recorder: Arc<Recorder>,
     /// The proxy, for its own counters (`None`: an external router).
     pub proxy: Option<ProxyHandle>,
+    /// Tells the proxy to stop accepting and drain.
+    stop_proxy: Arc<Notify>,
     outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
+}
+
+/// How long a launched canary's rollout loop runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// To its first verdict ([`Driver::run_to_verdict`]); the verdict's
+    /// alerts and events go out before the proxy stops. `serin run` and
+    /// `serin demo`.
+    Verdict,
+    /// Rollout after rollout ([`Driver::serve_revisions`]) until
+    /// [`Running::stop`]. The daemon: alerts still pending then are not
+    /// waited for, so a relaunched canary gets its listener back at once.
+    Revisions,
 }
 
 // === impl Running ===
 
 impl Running {
-    pub(crate) fn new(
+    /// A canary running behind an external router: no proxy of serin's
+    /// own to stop or drain.
+    pub(crate) fn external(
         listen: SocketAddr,
         commands: mpsc::Sender<Command>,
         recorder: Arc<Recorder>,
-        proxy: Option<ProxyHandle>,
         outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
     ) -> Self {
         Running {
             listen,
             commands,
             recorder,
-            proxy,
+            proxy: None,
+            stop_proxy: Arc::new(Notify::new()),
             outcome,
         }
     }
 
-    /// Waits for the verdict.
+    /// Waits for the rollout loop to end (the verdict, for
+    /// [`Lifetime::Verdict`]), then for the proxy to drain.
     pub async fn outcome(self) -> Result<RolloutState, RunError> {
         match self.outcome.await {
             Ok(result) => result,
-            Err(join) => Err(RunError::Driver(DriverError::Idle(format!(
-                "rollout task ended abnormally: {join}"
-            )))),
+            Err(join) => Err(RunError::Task(join.to_string())),
+        }
+    }
+
+    /// Stops a [`Lifetime::Revisions`] canary: its rollout loop ends (it
+    /// saved after its last event) while its proxy drains; the loop's last
+    /// state.
+    pub async fn stop(self) -> Result<RolloutState, RunError> {
+        let Running {
+            commands,
+            stop_proxy,
+            outcome,
+            ..
+        } = self;
+        drop(commands);
+        stop_proxy.notify_one();
+        match outcome.await {
+            Ok(result) => result,
+            Err(join) => Err(RunError::Task(join.to_string())),
         }
     }
 }
@@ -343,16 +382,22 @@ pub struct Parts {
 impl Assembled {
     /// The rollout loop over these parts, starting from `state` and saving
     /// through `persistence`; `serin run` and the daemon differ only there.
+    /// Refused when the state machine refuses the plan.
     pub fn into_driver(
         self,
         state: RolloutState,
         updates: broadcast::Sender<Update>,
         persistence: crate::driver::Persistence,
-    ) -> (Driver<TokioClock>, Parts) {
+    ) -> Result<(Driver<TokioClock>, Parts), DriverError> {
+        let name = self.canary.name().to_owned();
+        let rollout =
+            Rollout::restore(self.plan, state).map_err(|source| DriverError::Machine {
+                name: name.clone(),
+                source,
+            })?;
         let driver = Driver {
-            name: self.canary.name().to_owned(),
-            plan: self.plan,
-            state,
+            name,
+            rollout,
             judge: self.judge,
             router: self.router,
             traffic: self.recorder.clone(),
@@ -368,7 +413,7 @@ impl Assembled {
             notifier: self.notifier,
             target: self.target,
         };
-        (driver, parts)
+        Ok((driver, parts))
     }
 }
 
@@ -416,7 +461,9 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
     })
 }
 
-/// Starts the proxy and the rollout; returns once the proxy listens.
+/// Starts the proxy and the rollout of a prepared canary to its verdict
+/// (`serin run`, `serin demo`): a fresh state, saved nowhere, and the
+/// revision the file names started at once.
 pub async fn start(
     prepared: Prepared,
     updates: broadcast::Sender<Update>,
@@ -424,37 +471,78 @@ pub async fn start(
     if let Some(haproxy) = prepared.haproxy.clone() {
         return crate::external::start_haproxy(prepared, haproxy, updates).await;
     }
-    let (driver, parts) = assemble(prepared).await?.into_driver(
-        RolloutState::new(TokioClock::new().now()),
-        updates,
+    let assembled = assemble(prepared).await?;
+    let target = assembled.target.clone();
+    let state = RolloutState::new(TokioClock::new().now());
+    let running = launch(
+        assembled,
+        state,
         crate::driver::Persistence::none(),
-    );
+        updates,
+        Lifetime::Verdict,
+    )
+    .await?;
+    if let Some(target) = target {
+        // The channel has room for 16 commands and is empty: this cannot
+        // fail (and the loop cannot have ended: nothing started it yet).
+        let _ = running.commands.try_send(Command::Start(target));
+    }
+    Ok(running)
+}
+
+/// A canary's whole life, the one way `serin run`, `serin demo` and the
+/// daemon run one: routes as `state` says before a single request is
+/// accepted, then the proxy serves while the rollout loop runs for
+/// `lifetime`; when the loop ends the proxy stops and drains. Returns once
+/// the proxy listens; refused when the state machine refuses the plan.
+pub async fn launch(
+    assembled: Assembled,
+    state: RolloutState,
+    persistence: crate::driver::Persistence,
+    updates: broadcast::Sender<Update>,
+    lifetime: Lifetime,
+) -> Result<Running, RunError> {
+    let name = assembled.canary.name().to_owned();
+    let (mut driver, parts) = assembled.into_driver(state, updates, persistence)?;
     let Parts {
         proxy,
         recorder,
         notifier,
-        target,
+        ..
     } = parts;
+    // A refusal stays pending: the loop retries it, and analyses hold.
+    if let Err(error) = driver.restore_routes().await {
+        tracing::warn!(canary = %name, %error, "could not restore routes");
+    }
     let listen = proxy.local_addr();
     let handle = proxy.handle();
-    let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
-    let proxy_task = tokio::spawn(proxy.serve(async move {
-        let _ = proxy_stopped.await;
-    }));
+    let stop_proxy = Arc::new(Notify::new());
+    let proxy_task = {
+        let stop = stop_proxy.clone();
+        // A stored permit: a stop signalled before the proxy waits still
+        // stops it.
+        tokio::spawn(proxy.serve(async move { stop.notified().await }))
+    };
     let (commands, receiver) = mpsc::channel(16);
-    if let Some(target) = target {
-        // The channel has room for 16 commands and is empty: this cannot fail.
-        let _ = commands.try_send(Command::Start(target));
-    }
+    let stop = stop_proxy.clone();
     let outcome = tokio::spawn(async move {
-        let result = driver.run(receiver, true).await;
+        let result = match lifetime {
+            Lifetime::Verdict => driver.run_to_verdict(receiver).await,
+            Lifetime::Revisions => driver.serve_revisions(receiver).await,
+        };
         // The verdict's alerts and events go out before the process may exit.
-        if !notifier.flush(FLUSH_ALERTS).await {
-            tracing::warn!("alerts or event webhooks still pending after {FLUSH_ALERTS:?}");
+        if lifetime == Lifetime::Verdict && !notifier.flush(FLUSH_ALERTS).await {
+            tracing::warn!(canary = %name, "alerts or event webhooks still pending after {FLUSH_ALERTS:?}");
         }
-        let _ = stop_proxy.send(());
-        // The proxy drains in-flight requests before the verdict is reported.
-        let _ = proxy_task.await;
+        stop.notify_one();
+        // The proxy drains in-flight requests before the outcome is reported.
+        match proxy_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(canary = %name, %error, "proxy stopped"),
+            Err(join) => {
+                tracing::error!(canary = %name, error = %join, "proxy task ended abnormally")
+            }
+        }
         result.map_err(RunError::from)
     });
     Ok(Running {
@@ -462,6 +550,7 @@ pub async fn start(
         commands,
         recorder,
         proxy: Some(handle),
+        stop_proxy,
         outcome,
     })
 }

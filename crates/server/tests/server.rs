@@ -10,10 +10,12 @@ mod hooks;
 mod own_traffic;
 /// Live rollouts replayed from their access logs.
 mod replay;
+/// A slow state store holds its own rollout only.
+mod slow_store;
 
 use serin_analysis::{AnalysisConfig, Analyzer, JudgeKind, MetricCheck};
 use serin_rollout::{
-    Phase, Plan, RolloutState, Route, Strategy, Timestamp,
+    Phase, Plan, Rollout, RolloutState, Route, Strategy, Timestamp,
     ports::{BoxFuture, CanaryTarget, NoWebhooks, PortError, Router, TrafficSource},
 };
 use serin_server::{Clock, Command, Driver, TokioClock, Update};
@@ -34,6 +36,8 @@ struct RecordingRouter {
     calls: Mutex<Vec<String>>,
     weight: Mutex<u8>,
     refuse: Mutex<Option<Refuse>>,
+    /// How many more canary upstreams to refuse.
+    refuse_canary: Mutex<u32>,
 }
 
 impl RecordingRouter {
@@ -64,6 +68,20 @@ impl Router for RecordingRouter {
         "recording"
     }
     fn set_canary(&self, canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
+        let mut left = self.refuse_canary.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("refused canary {}", canary.revision));
+            return Box::pin(async {
+                Err(PortError::Unavailable {
+                    system: "balancer".into(),
+                    message: "connection refused".into(),
+                })
+            });
+        }
         self.calls
             .lock()
             .unwrap()
@@ -184,6 +202,26 @@ fn spawn_rollout(
     broadcast::Receiver<Update>,
     tokio::task::JoinHandle<RolloutState>,
 ) {
+    spawn_saving_rollout(
+        router,
+        canary_errors,
+        judge,
+        serin_server::driver::Persistence::none(),
+    )
+}
+
+/// [`spawn_rollout`], saving through `persistence`.
+fn spawn_saving_rollout(
+    router: RecordingRouter,
+    canary_errors: f64,
+    judge: JudgeKind,
+    persistence: serin_server::driver::Persistence,
+) -> (
+    Arc<RecordingRouter>,
+    mpsc::Sender<Command>,
+    broadcast::Receiver<Update>,
+    tokio::task::JoinHandle<RolloutState>,
+) {
     let clock = TokioClock::starting_at(Timestamp::from_millis(1_764_150_000_000));
     let router = Arc::new(router);
     let traffic = Arc::new(SyntheticTraffic {
@@ -206,8 +244,7 @@ fn spawn_rollout(
     let (updates, watch) = broadcast::channel(4096);
     let driver = Driver {
         name: "shop".into(),
-        plan,
-        state: RolloutState::new(clock.now()),
+        rollout: Rollout::new(plan, clock.now()).unwrap(),
         judge: Analyzer::new(config).unwrap(),
         router: router.clone(),
         traffic,
@@ -215,7 +252,7 @@ fn spawn_rollout(
         webhooks: Arc::new(NoWebhooks),
         clock,
         updates,
-        persistence: serin_server::driver::Persistence::none(),
+        persistence,
     };
     let (commands, receiver) = mpsc::channel(4);
     commands
@@ -224,7 +261,7 @@ fn spawn_rollout(
             revision: "v2".into(),
         }))
         .unwrap();
-    let task = tokio::spawn(async move { driver.run(receiver, true).await.unwrap() });
+    let task = tokio::spawn(async move { driver.run_to_verdict(receiver).await.unwrap() });
     (router, commands, watch, task)
 }
 
@@ -388,6 +425,74 @@ async fn a_refused_step_holds_until_the_router_accepts_then_the_rollout_promotes
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refused_canary_upstream_holds_until_the_router_takes_it_then_the_rollout_promotes() {
+    // Refused for two minutes of backoff (1+2+4+8+16+30+30+30 s): past
+    // the first interval's analysis.
+    let router = RecordingRouter {
+        refuse_canary: Mutex::new(8),
+        ..RecordingRouter::default()
+    };
+    let (state, calls, updates) = tokio::time::timeout(
+        Duration::from_secs(3_600),
+        rollout_through(router, 0.0, JudgeKind::Sequential),
+    )
+    .await
+    .expect("the start was dropped: no verdict within an hour");
+    assert_eq!(state.phase, Phase::Succeeded);
+    assert_eq!(state.failed_checks, 0);
+    let refused = calls.iter().filter(|c| *c == "refused canary v2").count();
+    assert_eq!(refused, 8, "{calls:?}");
+    // No traffic reached the canary before the router pointed at it.
+    let taken = calls.iter().position(|c| c == "canary v2").unwrap();
+    let first_traffic = calls
+        .iter()
+        .position(|c| c.starts_with("weight") && c != "weight 0")
+        .unwrap();
+    assert!(taken < first_traffic, "{calls:?}");
+    let weights: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.starts_with("weight") && *c != "weight 0")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            "weight 10",
+            "weight 20",
+            "weight 30",
+            "weight 40",
+            "weight 50"
+        ]
+    );
+    let records = records(&updates);
+    let holds: Vec<&String> = records
+        .iter()
+        .filter(|(_, m)| m.starts_with("Hold"))
+        .map(|(_, m)| m)
+        .collect();
+    assert!(!holds.is_empty(), "{records:?}");
+    assert!(
+        holds.iter().all(|m| m.contains("recording")
+            && m.contains("http://canary")
+            && m.contains("connection refused")),
+        "{holds:?}"
+    );
+    let warnings: Vec<&String> = records.iter().filter(|(w, _)| *w).map(|(_, m)| m).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("could not point at canary v2"),
+        "{warnings:?}"
+    );
+    let recovered: Vec<&String> = records
+        .iter()
+        .filter(|(w, m)| !w && m.starts_with("recording points at canary v2"))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(recovered[0].contains("after 121s"), "{recovered:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refused_rollback_still_ends_at_weight_zero_once_accepted() {
     // Harm at weight 10; the rollback's route to stable is refused 3 times.
     let router = RecordingRouter::refusing(0, 3, Some("weight 10"));
@@ -474,4 +579,62 @@ spec:
     let catalog = serin_spec::load_files([("front.yaml", plain.as_str())]).unwrap();
     let prepared = serin_server::Prepared::from_catalog(&catalog, None, "front.yaml").unwrap();
     assert!(prepared.proxy.trusted_proxies.is_empty());
+}
+
+/// `launch` routes as the starting state says before it returns, so before
+/// its proxy's task (or its loop's) ever ran on this one-thread runtime: a
+/// restarted canary serves no request on a table the state does not say.
+#[tokio::test]
+async fn a_launched_canary_routes_as_its_state_says_before_it_serves() {
+    let yaml = "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {name: web}
+spec:
+  provider: builtin
+  service: {listen: 127.0.0.1:0}
+  upstreams: {stable: http://127.0.0.1:9001}
+  analysis: {interval: 1m, threshold: 5, stepWeights: [10, 30, 50]}
+";
+    let catalog = serin_spec::load_files([("web.yaml", yaml)]).unwrap();
+    let catalog_canary = &catalog.canaries()[0];
+    let prepared =
+        serin_server::Prepared::for_canary(&catalog, catalog_canary, "web.yaml").unwrap();
+    let assembled = serin_server::run::assemble(prepared).await.unwrap();
+    let now = TokioClock::new().now();
+    let state = RolloutState {
+        phase: Phase::Progressing,
+        revision: Some("v2".into()),
+        canary_weight: 30,
+        step_index: 2,
+        started_at: Some(now),
+        next_tick_at: Some(now.saturating_add(Duration::from_secs(60))),
+        ..RolloutState::new(now)
+    };
+    let placement = serin_server::Placement {
+        stable: None,
+        canary: Some("http://127.0.0.1:9002".into()),
+    };
+    let (updates, _watch) = broadcast::channel(16);
+    let running = serin_server::launch(
+        assembled,
+        state,
+        serin_server::Persistence::new(Arc::new(serin_server::NoStore), placement),
+        updates,
+        serin_server::Lifetime::Revisions,
+    )
+    .await
+    .unwrap();
+    let table = running.proxy.as_ref().expect("a built-in proxy").routes();
+    assert_eq!(table.canary_weight, 30);
+    assert_eq!(
+        table
+            .canary
+            .as_ref()
+            .and_then(|uri| uri.authority())
+            .map(|a| a.as_str()),
+        Some("127.0.0.1:9002")
+    );
+    let state = running.stop().await.unwrap();
+    assert_eq!(state.canary_weight, 30, "stopped where it was");
 }

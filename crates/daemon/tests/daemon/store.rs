@@ -219,8 +219,8 @@ async fn a_full_disk_holds_the_rollout_says_so_and_loses_nothing() {
     let clock = serin_server::TokioClock::new();
     let driver = serin_server::Driver {
         name: "web".into(),
-        plan: prepared.plan,
-        state: RolloutState::new(serin_server::Clock::now(&clock)),
+        rollout: serin_rollout::Rollout::new(prepared.plan, serin_server::Clock::now(&clock))
+            .unwrap(),
         judge: serin_analysis::Analyzer::new(prepared.analysis).unwrap(),
         router,
         traffic: recorder,
@@ -237,7 +237,7 @@ async fn a_full_disk_holds_the_rollout_says_so_and_loses_nothing() {
         ))
         .await
         .unwrap();
-    let run = tokio::spawn(driver.run(receiver, true));
+    let run = tokio::spawn(driver.run_to_verdict(receiver));
 
     // Wait for the second step, then fill the disk.
     let mut weight = 0;
@@ -449,5 +449,63 @@ async fn a_full_disk_is_a_condition_until_a_save_succeeds() {
         async || save_condition(api, "web").await.is_none(),
     )
     .await;
+    daemon.shutdown().await;
+}
+
+/// A database another writer holds locked looks, to the daemon, like a
+/// disk that does not answer. The rollout that saves waits for it; the API
+/// does not: statuses and history (read on their own connection) answer at
+/// once, and the start goes through once the lock is gone.
+#[tokio::test] // One thread: a save blocking it would hold up the API too.
+async fn a_locked_database_holds_the_save_and_not_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &canary_yaml(
+            "web",
+            free_port(),
+            "http://127.0.0.1:9",
+            None,
+            "    interval: 1h\n    threshold: 2\n    stepWeights: [50]\n",
+        ),
+    );
+    let daemon = daemon(dir.path(), vec![file], Some(TOKEN), Duration::from_secs(60)).await;
+    let api = daemon.api_addr();
+    let db = dir.path().join("state").join(store::DATABASE_FILE);
+    let locker = Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let start = tokio::spawn(request(
+        api,
+        "POST",
+        "/api/v1/canaries/web/start",
+        Some(TOKEN),
+        br#"{"canary": "http://127.0.0.1:10", "revision": "v2"}"#,
+    ));
+    // Let the rollout take the start and block on the lock (SQLite waits
+    // up to five seconds for it).
+    let asked = std::time::Instant::now();
+    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let list = json(api, "/api/v1/canaries").await;
+    assert_eq!(
+        list["canaries"][0]["phase"], "Initialized",
+        "the start was acted on before it was saved: {list}"
+    );
+    let history = json(api, "/api/v1/canaries/web/history").await;
+    assert!(history["entries"].is_array(), "{history}");
+    let waited = asked.elapsed();
+    assert!(
+        waited < Duration::from_millis(1_500),
+        "the API waited {waited:?} for a save"
+    );
+
+    locker.execute_batch("COMMIT").unwrap();
+    let (status, body) = start.await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    let web = json(api, "/api/v1/canaries/web").await;
+    assert_eq!(web["phase"], "Progressing", "{web}");
     daemon.shutdown().await;
 }

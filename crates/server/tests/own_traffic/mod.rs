@@ -10,7 +10,7 @@
 
 use serin_analysis::{AnalysisConfig, Analyzer, Decision, JudgeKind, MetricCheck};
 use serin_rollout::{
-    Phase, Plan, RolloutState, Route, Strategy, Timestamp,
+    Phase, Plan, Rollout, RolloutState, Route, Strategy, Timestamp,
     ports::{BoxFuture, CanaryTarget, NoWebhooks, PortError, Router, TrafficSource},
 };
 use serin_server::{Clock, Command, Driver, TokioClock, Update};
@@ -182,8 +182,7 @@ impl Rig {
         let (updates, watch) = broadcast::channel(1 << 16);
         let driver = Driver {
             name: "shop".into(),
-            plan,
-            state: RolloutState::new(clock.now()),
+            rollout: Rollout::new(plan, clock.now()).unwrap(),
             judge: Analyzer::new(config).unwrap(),
             router: service.clone(),
             traffic: service.clone(),
@@ -194,7 +193,7 @@ impl Rig {
             persistence: serin_server::driver::Persistence::none(),
         };
         let (commands, receiver) = mpsc::channel(4);
-        tokio::spawn(async move { driver.run(receiver, false).await });
+        tokio::spawn(async move { driver.serve_revisions(receiver).await });
         Rig {
             service,
             commands,

@@ -70,7 +70,9 @@ spec:
     let (updates, mut watch) = broadcast::channel(16 * 1024);
     let assembled = assemble(prepared).await.unwrap();
     let state = RolloutState::new(serin_server::TokioClock::new().now());
-    let (driver, parts) = assembled.into_driver(state, updates, Persistence::none());
+    let (driver, parts) = assembled
+        .into_driver(state, updates, Persistence::none())
+        .unwrap();
     let Parts {
         proxy,
         recorder,
@@ -100,7 +102,7 @@ spec:
         .send(Command::Start(target.unwrap()))
         .await
         .unwrap();
-    let state = tokio::time::timeout(LIMIT, driver.run(receiver, true))
+    let state = tokio::time::timeout(LIMIT, driver.run_to_verdict(receiver))
         .await
         .expect("a verdict within the limit")
         .unwrap();
