@@ -100,6 +100,10 @@ pub struct CanarySpec {
     /// serin: the HAProxy instances, backend and servers of `provider: haproxy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<crate::haproxy::HaproxySpec>,
+    /// serin: the upstream block, file and reload command of `provider:
+    /// nginx` outside Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<crate::nginx::NginxSpec>,
 }
 
 /// `spec.autoscalerRef`.
@@ -425,6 +429,14 @@ impl Canary {
     /// Whether HAProxy carries the traffic (`provider: haproxy`).
     pub fn is_haproxy(&self) -> bool {
         self.spec.provider.as_deref() == Some(crate::haproxy::HAPROXY_PROVIDER)
+    }
+
+    /// Whether nginx outside Kubernetes carries the traffic: `provider:
+    /// nginx` with an `nginx` block or serin's `upstreams` (without them it
+    /// is Flagger's ingress-nginx, or a fragment of such a canary).
+    pub fn is_nginx(&self) -> bool {
+        self.spec.provider.as_deref() == Some(crate::nginx::NGINX_PROVIDER)
+            && (self.spec.nginx.is_some() || self.spec.upstreams.is_some())
     }
 
     /// Whether `serin run` drives this canary itself: its router is one

@@ -109,6 +109,16 @@ pub fn validate_canary(canary: &Canary) -> Vec<Problem> {
             upstreams.and_then(|u| u.canary.as_deref()),
         ));
         check.haproxy_routing(&spec.key("analysis"), &canary.analysis());
+    } else if canary.is_nginx() {
+        let upstreams = canary.spec.upstreams.as_ref();
+        check.problems.extend(crate::nginx::validate(
+            &spec.key("nginx"),
+            canary.spec.nginx.as_ref(),
+            &spec.key("upstreams"),
+            upstreams.and_then(|u| u.stable.as_deref()),
+            upstreams.and_then(|u| u.canary.as_deref()),
+        ));
+        check.weights_only_routing(&spec.key("analysis"), &canary.analysis(), "nginx");
     } else if let Some(upstreams) = &canary.spec.upstreams {
         let path = spec.key("upstreams");
         if let Some(stable) = &upstreams.stable {
@@ -842,12 +852,18 @@ impl Checker {
     /// sessions and mirroring need rules in HAProxy's configuration, which
     /// serin does not write.
     fn haproxy_routing(&mut self, path: &Path, analysis: &Analysis) {
-        let unsupported = "not supported by provider haproxy (serin sets server weights only)";
+        self.weights_only_routing(path, analysis, "haproxy");
+    }
+
+    /// What a router that only sets server weights cannot express.
+    fn weights_only_routing(&mut self, path: &Path, analysis: &Analysis, provider: &str) {
+        let unsupported =
+            format!("not supported by provider {provider} (serin sets server weights only)");
         if !analysis.match_rules.is_empty() {
-            self.push(path.key("match"), unsupported);
+            self.push(path.key("match"), unsupported.clone());
         }
         if analysis.session_affinity.is_some() {
-            self.push(path.key("sessionAffinity"), unsupported);
+            self.push(path.key("sessionAffinity"), unsupported.clone());
         }
         if analysis.mirror {
             self.push(path.key("mirror"), unsupported);
