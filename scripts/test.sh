@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests start as real processes.
-packages=(curl prometheus hey chromium openssl apache2-utils procps python3 haproxy)
+packages=(curl prometheus hey chromium openssl apache2-utils procps python3 haproxy nginx-light)
 need_install=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_install+=("$p")

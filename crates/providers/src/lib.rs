@@ -2,7 +2,8 @@
 //! as a router; webhooks over HTTP(S) and alerts (Slack, Teams, Discord,
 //! Rocket.Chat, Google Chat, JSON); the `prometheus` and `web` (JSON/HTTP)
 //! metric providers; HAProxy (a runtime API router and a syslog traffic
-//! source). Later nginx, ALB, Istio and the Gateway API, each one more
+//! source); nginx (an upstream file it owns and reloads, and the same syslog
+//! receiver for its access log). Later ALB, Istio and the Gateway API, each one more
 //! implementation, never a branch in the runtime.
 
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@ pub mod builtin;
 pub mod haproxy;
 pub mod metric_http;
 pub mod metrics;
+pub mod nginx;
 pub mod outbound;
 pub mod prometheus;
 pub mod syslog;
@@ -24,6 +26,7 @@ pub use alerts::{Alert, AlertSeverity, AlertTarget, Notifier, ProviderKind};
 pub use builtin::{BaseRoutes, ProxyRouter, RoutingError};
 pub use haproxy::HaproxyRouter;
 pub use metrics::metric_queries;
+pub use nginx::NginxRouter;
 pub use prometheus::PrometheusQuery;
 pub use syslog::{LogCounters, SyslogReceiver};
 pub use web::WebQuery;

@@ -6,6 +6,7 @@
 
 mod builtin_router;
 mod haproxy_router;
+mod nginx_router;
 mod prometheus;
 mod secured;
 mod support;

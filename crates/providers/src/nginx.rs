@@ -1,0 +1,415 @@
+//! nginx as a [`Router`]: serin owns one `upstream NAME { ... }` block in a
+//! file nginx includes (`spec.nginx.configFile`), rewrites it for every
+//! change and runs `spec.nginx.reloadCommand` (an argv, never a shell).
+//!
+//! nginx has no `weight=0`: a version without traffic is left out of the
+//! block, and the block always holds at least one server, so every file
+//! serin writes passes `nginx -t`. Files are written atomically (a temporary
+//! file in the same directory, then a rename); when the reload fails the
+//! previous file is put back and the error names the command and its
+//! stderr, so the runtime keeps the route pending and retries it.
+
+use serin_rollout::{
+    Route,
+    ports::{BoxFuture, CanaryTarget, PortError, Router},
+};
+use serin_spec::NginxSpec;
+use serin_stats::Version;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// How long the reload command may run: `nginx -s reload` parses the
+/// configuration and signals the master, which takes well under a second.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of the reload command's stderr an error quotes.
+const MAX_STDERR_CHARS: usize = 600;
+/// nginx's weights for the percentages serin sets (1..=99 when both serve).
+const FULL_WEIGHT: u8 = 100;
+
+/// The upstream serin wants nginx to hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Desired {
+    /// The stable server's address.
+    stable: SocketAddr,
+    /// The canary server's address, while a rollout is on.
+    canary: Option<SocketAddr>,
+    /// The canary's percentage; stable gets the rest.
+    canary_weight: u8,
+}
+
+/// The addresses of both versions as the router last set them, shared with
+/// the log receiver: nginx logs `$upstream_addr`, and this tells which
+/// version that is.
+#[derive(Debug)]
+pub struct VersionAddrs {
+    desired: Mutex<Desired>,
+}
+
+// === impl VersionAddrs ===
+
+impl VersionAddrs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Desired> {
+        // A poisoned lock means a panic while copying a plain value; the
+        // value is still whole, so recover it.
+        self.desired
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The version served from `addr` (`IP:port` as nginx logs it), if any.
+    /// The canary is checked first: after a promotion both are the same.
+    pub fn version_of(&self, addr: &str) -> Option<Version> {
+        let addr: SocketAddr = addr.trim().parse().ok()?;
+        let desired = *self.lock();
+        if desired.canary == Some(addr) {
+            Some(Version::Canary)
+        } else if desired.stable == addr {
+            Some(Version::Stable)
+        } else {
+            None
+        }
+    }
+}
+
+/// The text of the upstream block for `desired`: only servers with traffic,
+/// at least one.
+fn render(upstream: &str, desired: Desired) -> String {
+    let weight = desired.canary_weight.min(FULL_WEIGHT);
+    let mut servers = Vec::new();
+    match desired.canary {
+        Some(canary) if canary == desired.stable => servers.push((canary, FULL_WEIGHT)),
+        Some(canary) if weight > 0 => {
+            if weight < FULL_WEIGHT {
+                servers.push((desired.stable, FULL_WEIGHT - weight));
+            }
+            servers.push((canary, weight));
+        }
+        _ => servers.push((desired.stable, FULL_WEIGHT)),
+    }
+    let mut text = format!(
+        "# Written by serin: the upstream of a canary, rewritten at every weight change.\n\
+         # Edits are overwritten; a version without traffic is left out (nginx has no weight=0).\n\
+         upstream {upstream} {{\n"
+    );
+    for (addr, weight) in servers {
+        text.push_str(&format!("    server {addr} weight={weight};\n"));
+    }
+    text.push_str("}\n");
+    text
+}
+
+/// nginx behind the [`Router`] port.
+#[derive(Debug)]
+pub struct NginxRouter {
+    upstream: String,
+    config_file: PathBuf,
+    reload: Vec<String>,
+    addrs: Arc<VersionAddrs>,
+    /// One write-and-reload at a time.
+    writing: tokio::sync::Mutex<()>,
+}
+
+// === impl NginxRouter ===
+
+impl NginxRouter {
+    /// A router for the canary's `spec.nginx`, everything on `stable`
+    /// (`spec.upstreams.stable`). Validation checked both; should one be
+    /// wrong anyway it is refused here, never guessed.
+    pub fn new(spec: &NginxSpec, stable: &str) -> Result<Self, PortError> {
+        let refused = |message: String| PortError::Refused {
+            system: "nginx".into(),
+            message,
+        };
+        let stable = serin_spec::nginx::server_addr(stable)
+            .map_err(|e| refused(format!("spec.upstreams.stable: {e}")))?;
+        let reload = spec.reload_argv();
+        if reload.first().is_none_or(|p| p.trim().is_empty()) {
+            return Err(refused("spec.nginx.reloadCommand: names no program".into()));
+        }
+        if spec.config_file.trim().is_empty() {
+            return Err(refused("spec.nginx.configFile: required".into()));
+        }
+        Ok(NginxRouter {
+            upstream: spec.upstream.clone(),
+            config_file: PathBuf::from(spec.config_file.trim()),
+            reload,
+            addrs: Arc::new(VersionAddrs {
+                desired: Mutex::new(Desired {
+                    stable,
+                    canary: None,
+                    canary_weight: 0,
+                }),
+            }),
+            writing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The versions' addresses, for the log receiver.
+    pub fn version_addrs(&self) -> Arc<VersionAddrs> {
+        self.addrs.clone()
+    }
+
+    /// The file serin writes.
+    pub fn config_file(&self) -> &Path {
+        &self.config_file
+    }
+
+    /// The upstream block as serin would write it now.
+    pub fn rendered(&self) -> String {
+        render(&self.upstream, *self.addrs.lock())
+    }
+
+    /// Writes the desired block and reloads nginx again: what each
+    /// operation does, and what repairs a file edited by hand.
+    pub async fn repair(&self) -> Result<(), PortError> {
+        self.change(|_| {}).await
+    }
+
+    /// Changes the desired upstream, writes it and reloads. When either
+    /// fails the desired upstream stays changed (the runtime retries the
+    /// same operation) and the previous file stays in place.
+    async fn change(&self, change: impl FnOnce(&mut Desired)) -> Result<(), PortError> {
+        let _writing = self.writing.lock().await;
+        let desired = {
+            let mut guard = self.addrs.lock();
+            change(&mut guard);
+            *guard
+        };
+        let text = render(&self.upstream, desired);
+        let previous = match tokio::fs::read(&self.config_file).await {
+            Ok(bytes) => Some(bytes),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(self.file_error(&error)),
+        };
+        write_atomically(&self.config_file, text.as_bytes())
+            .await
+            .map_err(|error| self.file_error(&error))?;
+        if let Err(error) = self.run_reload().await {
+            let restored = match &previous {
+                Some(bytes) => write_atomically(&self.config_file, bytes).await,
+                None => tokio::fs::remove_file(&self.config_file).await,
+            };
+            if let Err(restore) = restored {
+                tracing::error!(file = %self.config_file.display(), error = %restore, "could not restore the previous nginx upstream file");
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    fn file_error(&self, error: &std::io::Error) -> PortError {
+        PortError::Unavailable {
+            system: format!("nginx upstream file {}", self.config_file.display()),
+            message: error.to_string(),
+        }
+    }
+
+    /// Runs the reload argv, bounded in time; its failure names the command
+    /// and quotes its stderr.
+    async fn run_reload(&self) -> Result<(), PortError> {
+        let shown = self.reload.join(" ");
+        let system = || format!("nginx reload `{shown}`");
+        let Some((program, args)) = self.reload.split_first() else {
+            return Err(PortError::Refused {
+                system: system(),
+                message: "no program".into(),
+            });
+        };
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| PortError::Unavailable {
+                system: system(),
+                message: error.to_string(),
+            })?;
+        let output = match tokio::time::timeout(RELOAD_TIMEOUT, child.wait_with_output()).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(error)) => {
+                return Err(PortError::Unavailable {
+                    system: system(),
+                    message: error.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(PortError::Timeout {
+                    system: system(),
+                    after: RELOAD_TIMEOUT,
+                });
+            }
+        };
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr: String = stderr.trim().chars().take(MAX_STDERR_CHARS).collect();
+        Err(PortError::Refused {
+            system: system(),
+            message: format!(
+                "{} (the previous upstream file is back in place): {stderr}",
+                output.status
+            ),
+        })
+    }
+}
+
+/// Writes `bytes` to a temporary file in `path`'s directory, then renames it
+/// over `path`: nginx (or a reader) sees the old file or the new one, whole.
+async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} names no file", path.display()),
+        )
+    })?;
+    let mut temporary = name.to_owned();
+    temporary.push(format!(".serin-{}.tmp", std::process::id()));
+    let temporary = path.with_file_name(temporary);
+    let result = async {
+        let mut file = tokio::fs::File::create(&temporary).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, bytes).await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&temporary, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temporary).await;
+    }
+    result
+}
+
+impl Router for NginxRouter {
+    fn name(&self) -> &str {
+        "nginx"
+    }
+
+    fn set_canary(&self, canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
+        let addr = serin_spec::nginx::server_addr(&canary.address);
+        Box::pin(async move {
+            let addr = addr.map_err(|message| PortError::Refused {
+                system: "nginx".into(),
+                message: format!("canary {message}"),
+            })?;
+            // A new revision starts without traffic; the rollout's first
+            // route gives it its weight.
+            self.change(|desired| {
+                desired.canary = Some(addr);
+                desired.canary_weight = 0;
+            })
+            .await
+        })
+    }
+
+    fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>> {
+        Box::pin(async move {
+            if route.mirror.is_some() {
+                return Err(PortError::Unsupported(
+                    "nginx: mirroring is not supported (serin sets server weights only)".into(),
+                ));
+            }
+            self.change(|desired| desired.canary_weight = route.canary_weight)
+                .await
+        })
+    }
+
+    fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
+        Box::pin(async move {
+            let canary = self.addrs.lock().canary;
+            let Some(canary) = canary else {
+                return Err(PortError::Refused {
+                    system: "nginx".into(),
+                    message: "no canary address to promote".into(),
+                });
+            };
+            self.change(|desired| {
+                desired.stable = canary;
+                desired.canary_weight = 0;
+            })
+            .await
+        })
+    }
+
+    fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
+        Box::pin(async move {
+            self.change(|desired| {
+                desired.canary = None;
+                desired.canary_weight = 0;
+            })
+            .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("address")
+    }
+
+    fn servers(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("server "))
+            .collect()
+    }
+
+    #[test]
+    fn weight_zero_leaves_the_version_out_and_one_server_stays() {
+        let stable = addr("127.0.0.1:9001");
+        let canary = addr("127.0.0.1:9002");
+        let at = |canary_addr, canary_weight| {
+            render(
+                "shop",
+                Desired {
+                    stable,
+                    canary: canary_addr,
+                    canary_weight,
+                },
+            )
+        };
+        assert_eq!(servers(&at(None, 0)), ["127.0.0.1:9001 weight=100;"]);
+        assert_eq!(
+            servers(&at(Some(canary), 0)),
+            ["127.0.0.1:9001 weight=100;"]
+        );
+        assert_eq!(
+            servers(&at(Some(canary), 10)),
+            ["127.0.0.1:9001 weight=90;", "127.0.0.1:9002 weight=10;"]
+        );
+        assert_eq!(
+            servers(&at(Some(canary), 100)),
+            ["127.0.0.1:9002 weight=100;"]
+        );
+        assert_eq!(
+            servers(&at(Some(stable), 50)),
+            ["127.0.0.1:9001 weight=100;"]
+        );
+        assert!(at(None, 0).contains("upstream shop {\n"));
+    }
+
+    #[test]
+    fn versions_are_told_apart_by_address() {
+        let spec = NginxSpec {
+            upstream: "shop".into(),
+            config_file: "/tmp/x.conf".into(),
+            reload_command: None,
+            log_listen: "127.0.0.1:5140".into(),
+        };
+        let router = NginxRouter::new(&spec, "127.0.0.1:9001").expect("valid");
+        let addrs = router.version_addrs();
+        addrs.lock().canary = Some(addr("127.0.0.1:9002"));
+        assert_eq!(addrs.version_of("127.0.0.1:9001"), Some(Version::Stable));
+        assert_eq!(addrs.version_of("127.0.0.1:9002"), Some(Version::Canary));
+        assert_eq!(addrs.version_of("127.0.0.1:9003"), None);
+        assert_eq!(addrs.version_of("-"), None);
+    }
+}
