@@ -9,6 +9,7 @@
 //! previous file is put back and the error names the command and its
 //! stderr, so the runtime keeps the route pending and retries it.
 
+use crate::syslog::{Dropped, LogFormat, LoggedRequest};
 use serin_rollout::{
     Route,
     ports::{BoxFuture, CanaryTarget, PortError, Router},
@@ -72,6 +73,46 @@ impl VersionAddrs {
         } else {
             None
         }
+    }
+}
+
+/// nginx's access log in serin's format
+/// (`{"ts":$msec,"upstream":"$upstream_addr","status":$status,"request_time":$request_time}`
+/// with `escape=json`), versions told apart by the address nginx connected
+/// to, as the router last set them.
+#[derive(Clone, Debug)]
+pub struct NginxFormat(pub Arc<VersionAddrs>);
+
+#[derive(serde::Deserialize)]
+struct NginxMessage {
+    #[allow(dead_code)] // Checked for presence: a line without it is not ours.
+    ts: f64,
+    upstream: String,
+    status: i64,
+    request_time: f64,
+}
+
+impl LogFormat for NginxFormat {
+    fn request(&self, message: &str) -> Result<LoggedRequest, Dropped> {
+        let message: NginxMessage = serde_json::from_str(message).map_err(|_| Dropped::Message)?;
+        let status = u16::try_from(message.status)
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or(Dropped::Message)?;
+        // `$upstream_addr` lists every server tried (`a, b`), and those of
+        // internal redirects (`a : b`); the last one gave the answer.
+        let served_by = message
+            .upstream
+            .rsplit([',', ' '])
+            .find(|part| !part.is_empty() && *part != ":")
+            .unwrap_or_default();
+        let version = self.0.version_of(served_by).ok_or(Dropped::ForeignServer)?;
+        let latency = Duration::try_from_secs_f64(message.request_time).unwrap_or_default();
+        Ok(LoggedRequest {
+            version,
+            status,
+            latency,
+        })
     }
 }
 
@@ -411,5 +452,38 @@ mod tests {
         assert_eq!(addrs.version_of("127.0.0.1:9002"), Some(Version::Canary));
         assert_eq!(addrs.version_of("127.0.0.1:9003"), None);
         assert_eq!(addrs.version_of("-"), None);
+
+        let format = NginxFormat(addrs);
+        let line = |upstream: &str, status: u16| {
+            format!(
+                r#"{{"ts":1764150000.123,"upstream":"{upstream}","status":{status},"request_time":0.250}}"#
+            )
+        };
+        assert_eq!(
+            format.request(&line("127.0.0.1:9002", 503)),
+            Ok(LoggedRequest {
+                version: Version::Canary,
+                status: 503,
+                latency: Duration::from_millis(250),
+            })
+        );
+        assert_eq!(
+            format
+                .request(&line("127.0.0.1:9002, 127.0.0.1:9001", 200))
+                .map(|r| r.version),
+            Ok(Version::Stable)
+        );
+        assert_eq!(
+            format
+                .request(&line("127.0.0.1:9003 : 127.0.0.1:9002", 200))
+                .map(|r| r.version),
+            Ok(Version::Canary)
+        );
+        assert_eq!(format.request(&line("", 404)), Err(Dropped::ForeignServer));
+        assert_eq!(format.request("GET / 200"), Err(Dropped::Message));
+        assert_eq!(
+            format.request(&line("127.0.0.1:9001", 0)),
+            Err(Dropped::Message)
+        );
     }
 }

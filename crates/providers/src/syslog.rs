@@ -32,7 +32,7 @@ pub enum Dropped {
     #[error("not a syslog frame")]
     Frame,
     /// A syslog frame whose message is not serin's JSON log format.
-    #[error("message is not serin's haproxy log format")]
+    #[error("message is not serin's log format")]
     Message,
     /// A request served by no server serin drives (`<NOSRV>`, another backend).
     #[error("server is neither the stable nor the canary server")]
@@ -159,8 +159,12 @@ fn rfc5424_message(header: &str) -> Result<&str, Dropped> {
 /// One datagram as a request, if it is one of serin's log lines.
 pub fn parse_datagram(datagram: &[u8]) -> Result<LogLine, Dropped> {
     let frame = std::str::from_utf8(datagram).map_err(|_| Dropped::Frame)?;
-    let message: Message =
-        serde_json::from_str(syslog_message(frame)?).map_err(|_| Dropped::Message)?;
+    parse_message(syslog_message(frame)?)
+}
+
+/// One HAProxy message (a frame's payload) as a request.
+fn parse_message(message: &str) -> Result<LogLine, Dropped> {
+    let message: Message = serde_json::from_str(message).map_err(|_| Dropped::Message)?;
     let status = u16::try_from(message.status)
         .ok()
         .filter(|s| (100..=599).contains(s))
@@ -172,7 +176,48 @@ pub fn parse_datagram(datagram: &[u8]) -> Result<LogLine, Dropped> {
     })
 }
 
-/// Receives HAProxy's log on a UDP socket and records each request; stops
+/// One logged request, attributed to a version.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoggedRequest {
+    /// The version that served it.
+    pub version: Version,
+    /// The HTTP status sent to the client.
+    pub status: u16,
+    /// How long it took.
+    pub latency: Duration,
+}
+
+/// How the message of one syslog frame becomes one request of a version:
+/// the balancer's log format, and how it names the versions.
+pub trait LogFormat: Send + Sync + 'static {
+    /// The request `message` logs, or why it is not one of serin's.
+    fn request(&self, message: &str) -> Result<LoggedRequest, Dropped>;
+}
+
+/// HAProxy's lines (`{"ts":%Ts.%ms,"server":"%s","status":%ST,"tr":%Tr}`),
+/// versions told apart by server line name.
+#[derive(Clone, Debug)]
+pub struct HaproxyFormat(pub HaproxyServers);
+
+impl LogFormat for HaproxyFormat {
+    fn request(&self, message: &str) -> Result<LoggedRequest, Dropped> {
+        let line = parse_message(message)?;
+        let version = if line.server == self.0.canary {
+            Version::Canary
+        } else if line.server == self.0.stable {
+            Version::Stable
+        } else {
+            return Err(Dropped::ForeignServer);
+        };
+        Ok(LoggedRequest {
+            version,
+            status: line.status,
+            latency: Duration::from_millis(line.tr_ms.unwrap_or(0)),
+        })
+    }
+}
+
+/// Receives a balancer's log on a UDP socket and records each request; stops
 /// when dropped.
 #[derive(Debug)]
 pub struct SyslogReceiver {
@@ -191,12 +236,22 @@ impl SyslogReceiver {
         servers: HaproxyServers,
         recorder: Arc<Recorder>,
     ) -> std::io::Result<SyslogReceiver> {
+        Self::bind_format(addr, Arc::new(HaproxyFormat(servers)), recorder).await
+    }
+
+    /// Binds `addr` and records every line `format` attributes to a version
+    /// into `recorder`.
+    pub async fn bind_format(
+        addr: SocketAddr,
+        format: Arc<dyn LogFormat>,
+        recorder: Arc<Recorder>,
+    ) -> std::io::Result<SyslogReceiver> {
         let socket = std::net::UdpSocket::bind(addr)?;
         socket.set_nonblocking(true)?;
         let socket = tokio::net::UdpSocket::from_std(socket)?;
         let local_addr = socket.local_addr()?;
         let counters = Arc::new(LogCounters::default());
-        let task = tokio::spawn(receive(socket, servers, recorder, counters.clone()));
+        let task = tokio::spawn(receive(socket, format, recorder, counters.clone()));
         Ok(SyslogReceiver {
             local_addr,
             counters,
@@ -223,7 +278,7 @@ impl Drop for SyslogReceiver {
 
 async fn receive(
     socket: tokio::net::UdpSocket,
-    servers: HaproxyServers,
+    format: Arc<dyn LogFormat>,
     recorder: Arc<Recorder>,
     counters: Arc<LogCounters>,
 ) {
@@ -234,7 +289,7 @@ async fn receive(
             Ok(length) => length,
             Err(error) => {
                 // ICMP errors and the like: the socket stays usable.
-                tracing::debug!(%error, "haproxy log socket");
+                tracing::debug!(%error, "syslog socket");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -242,7 +297,7 @@ async fn receive(
         let outcome = if length >= MAX_DATAGRAM {
             Err(Dropped::Oversized)
         } else {
-            record(&buffer[..length], &servers, &recorder)
+            record(&buffer[..length], format.as_ref(), &recorder)
         };
         counters.count(outcome);
     }
@@ -251,20 +306,13 @@ async fn receive(
 /// Records one datagram into its version's statistics. The request counts
 /// when its line arrives (HAProxy logs at the end of a request), as the
 /// built-in proxy counts a request when its response ends.
-fn record(datagram: &[u8], servers: &HaproxyServers, recorder: &Recorder) -> Result<(), Dropped> {
-    let line = parse_datagram(datagram)?;
-    let version = if line.server == servers.canary {
-        Version::Canary
-    } else if line.server == servers.stable {
-        Version::Stable
-    } else {
-        return Err(Dropped::ForeignServer);
-    };
+fn record(datagram: &[u8], format: &dyn LogFormat, recorder: &Recorder) -> Result<(), Dropped> {
+    let frame = std::str::from_utf8(datagram).map_err(|_| Dropped::Frame)?;
+    let request = format.request(syslog_message(frame)?)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let latency = Duration::from_millis(line.tr_ms.unwrap_or(0));
-    recorder.record(version, now_ms, line.status, latency);
+    recorder.record(request.version, now_ms, request.status, request.latency);
     Ok(())
 }
 
@@ -323,6 +371,7 @@ mod tests {
             stable: "stable".into(),
             canary: "canary".into(),
         };
+        let servers = HaproxyFormat(servers);
         let recorder = Recorder::new(Duration::from_secs(60));
         let line = |server: &str, status: u16| {
             format!(

@@ -174,3 +174,65 @@ async fn a_failed_reload_restores_the_previous_file_and_names_the_command() {
     nginx.test_config().unwrap();
     assert!(all_from(&nginx.frontend, "stable v1").await);
 }
+
+#[tokio::test]
+async fn the_access_log_is_recorded_per_version() {
+    use serin_providers::{NginxFormat, SyslogReceiver};
+    use serin_stats::{Recorder, Version};
+    use std::{sync::Arc, time::Duration};
+
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary v2"))
+        .await
+        .unwrap();
+    let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let log_addr = udp.local_addr().unwrap();
+    drop(udp);
+    let nginx = Nginx::start(&stable.addr().to_string(), Some(&log_addr.to_string())).await;
+    let router = NginxRouter::new(
+        &spec(&nginx, nginx.argv(&["-s", "reload"])),
+        &stable.addr().to_string(),
+    )
+    .unwrap();
+    let receiver = SyslogReceiver::bind_format(
+        log_addr,
+        Arc::new(NginxFormat(router.version_addrs())),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    router
+        .set_canary(&CanaryTarget {
+            address: canary.addr().to_string(),
+            revision: "v2".into(),
+        })
+        .await
+        .unwrap();
+    router.set_route(route(100)).await.unwrap();
+    assert!(all_from(&nginx.frontend, "canary v2").await);
+    let before = recorder.totals();
+    bodies(&nginx.frontend, 10).await;
+    let mut counted = (0, 0);
+    for _ in 0..50 {
+        let totals = recorder.totals();
+        counted = (
+            totals.get(Version::Stable).requests - before.get(Version::Stable).requests,
+            totals.get(Version::Canary).requests - before.get(Version::Canary).requests,
+        );
+        if counted.1 >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        counted,
+        (0, 10),
+        "dropped: {}",
+        receiver.counters().dropped()
+    );
+    assert!(recorder.totals().get(Version::Canary).requests >= 10);
+}
