@@ -606,11 +606,16 @@ impl Supervisor {
                 ),
                 other => LaunchError::Invalid(format!("{file}: {name}: {other}")),
             })?;
-        if prepared.haproxy.is_some() {
+        if prepared.haproxy.is_some() || prepared.nginx.is_some() {
             // The daemon's router and traffic source are the built-in proxy's.
+            let provider = if prepared.nginx.is_some() {
+                "nginx"
+            } else {
+                "haproxy"
+            };
             return Err(invalid(
                 "spec.provider",
-                "haproxy canaries run with `serin run` (not yet under `serin serve`)".into(),
+                format!("{provider} canaries run with `serin run` (not yet under `serin serve`)"),
             ));
         }
         if let Some(cap) = proxy_connections {

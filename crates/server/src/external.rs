@@ -1,5 +1,5 @@
 //! Canaries whose traffic an external balancer carries (`provider:
-//! haproxy`): serin drives the balancer through its `Router` and measures
+//! haproxy`, `provider: nginx`): serin drives the balancer through its `Router` and measures
 //! both versions from the balancer's request log instead of its own proxy.
 //! Everything else (plan, judges, webhooks, alerts, the rollout loop) is the
 //! same as for the built-in proxy.
@@ -11,14 +11,15 @@ use crate::{
 };
 use serin_analysis::Analyzer;
 use serin_providers::{
-    BaseRoutes, HaproxyRouter, HttpWebhooks, Notifier, RoutingError, SyslogReceiver,
+    BaseRoutes, HaproxyFormat, HaproxyRouter, HttpWebhooks, LogFormat, NginxFormat, NginxRouter,
+    Notifier, RoutingError, SyslogReceiver,
 };
 use serin_proxy::Recorder;
 use serin_rollout::{
     Rollout, RolloutState,
     ports::{PortError, Router},
 };
-use serin_spec::{Canary, HaproxySpec, Problem};
+use serin_spec::{Canary, HaproxySpec, NginxSpec, Problem};
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
@@ -51,6 +52,28 @@ pub fn haproxy_of(canary: &Canary) -> Result<Option<HaproxySpec>, Vec<Problem>> 
     }
 }
 
+/// The nginx settings of a `provider: nginx` canary outside Kubernetes
+/// (`None` for other providers), checked by the rule `serin validate`
+/// applies.
+pub fn nginx_of(canary: &Canary) -> Result<Option<NginxSpec>, Vec<Problem>> {
+    if !canary.is_nginx() {
+        return Ok(None);
+    }
+    let spec = serin_spec::problem::Path::root().key("spec");
+    let upstreams = canary.spec.upstreams.as_ref();
+    let problems = serin_spec::nginx::validate(
+        &spec.key("nginx"),
+        canary.spec.nginx.as_ref(),
+        &spec.key("upstreams"),
+        upstreams.and_then(|u| u.stable.as_deref()),
+        upstreams.and_then(|u| u.canary.as_deref()),
+    );
+    match (problems.is_empty(), &canary.spec.nginx) {
+        (true, Some(nginx)) => Ok(Some(nginx.clone())),
+        _ => Err(problems),
+    }
+}
+
 /// The routing table [`Prepared`] carries. An external balancer's upstreams
 /// are `IP:port`; they are written as URLs so the table still says which
 /// version is where, though no proxy serves it.
@@ -74,6 +97,58 @@ pub async fn start_haproxy(
     haproxy: HaproxySpec,
     updates: broadcast::Sender<Update>,
 ) -> Result<Running, RunError> {
+    let router = HaproxyRouter::new(
+        &haproxy,
+        prepared.canary.stable_upstream().unwrap_or_default(),
+    )?;
+    let format = Arc::new(HaproxyFormat(haproxy.servers.clone()));
+    let log = LogSource {
+        balancer: "haproxy",
+        listen: haproxy.log_listen.clone(),
+        format,
+    };
+    start_external(prepared, Arc::new(router), log, updates).await
+}
+
+/// Starts the rollout of a `provider: nginx` canary: the nginx router (the
+/// upstream file it owns), the syslog receiver of nginx's access log, and
+/// the rollout loop; returns once the receiver listens.
+pub async fn start_nginx(
+    prepared: Prepared,
+    nginx: NginxSpec,
+    updates: broadcast::Sender<Update>,
+) -> Result<Running, RunError> {
+    let router = NginxRouter::new(
+        &nginx,
+        prepared.canary.stable_upstream().unwrap_or_default(),
+    )?;
+    let format = Arc::new(NginxFormat(router.version_addrs()));
+    let log = LogSource {
+        balancer: "nginx",
+        listen: nginx.log_listen.clone(),
+        format,
+    };
+    start_external(prepared, Arc::new(router), log, updates).await
+}
+
+/// Where and how an external balancer's request log arrives.
+struct LogSource {
+    /// `haproxy`, `nginx`: for messages.
+    balancer: &'static str,
+    /// `spec.<balancer>.logListen`.
+    listen: String,
+    /// How its lines name the versions.
+    format: Arc<dyn LogFormat>,
+}
+
+/// The rollout of a canary behind an external balancer: `router` moves
+/// traffic, the syslog receiver measures it.
+async fn start_external(
+    prepared: Prepared,
+    router: Arc<dyn Router>,
+    log: LogSource,
+    updates: broadcast::Sender<Update>,
+) -> Result<Running, RunError> {
     let Prepared {
         canary,
         plan,
@@ -91,18 +166,22 @@ pub async fn start_haproxy(
             Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
         ])
     })?;
-    let router = HaproxyRouter::new(&haproxy, canary.stable_upstream().unwrap_or_default())?;
-    let log_listen = haproxy.log_listen.trim();
+    let LogSource {
+        balancer,
+        listen: log_listen,
+        format,
+    } = log;
+    let log_listen = log_listen.trim();
     let unavailable = |message: String| {
         RunError::Router(PortError::Unavailable {
-            system: format!("haproxy log receiver at {log_listen}"),
+            system: format!("{balancer} log receiver at {log_listen}"),
             message,
         })
     };
     let addr: SocketAddr = log_listen
         .parse()
-        .map_err(|_| unavailable("spec.haproxy.logListen is not IP:port".into()))?;
-    let receiver = SyslogReceiver::bind(addr, haproxy.servers.clone(), recorder.clone())
+        .map_err(|_| unavailable(format!("spec.{balancer}.logListen is not IP:port")))?;
+    let receiver = SyslogReceiver::bind_format(addr, format, recorder.clone())
         .await
         .map_err(|error| unavailable(error.to_string()))?;
     let notifier = Notifier::new(
@@ -112,7 +191,7 @@ pub async fn start_haproxy(
         alerts,
         std::env::var(DASHBOARD_URL_VAR).ok(),
     );
-    let router: Arc<dyn Router> = notifier.tap(Arc::new(router));
+    let router: Arc<dyn Router> = notifier.tap(router);
     let clock = TokioClock::new();
     let rollout = Rollout::restore(plan, RolloutState::new(clock.now())).map_err(|source| {
         RunError::from(crate::driver::DriverError::Machine {
@@ -146,7 +225,8 @@ pub async fn start_haproxy(
         let counters = receiver.counters();
         tracing::info!(
             dropped = counters.dropped(),
-            "haproxy log lines dropped (not serin's format or another server)"
+            balancer,
+            "log lines dropped (not serin's format or another server)"
         );
         drop(receiver);
         result.map_err(RunError::from)

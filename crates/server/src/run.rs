@@ -45,6 +45,9 @@ pub struct Prepared {
     /// `provider: haproxy`: HAProxy carries the traffic, serin drives it and
     /// reads its log; `proxy` and `routes` are then not served.
     pub haproxy: Option<serin_spec::HaproxySpec>,
+    /// `provider: nginx` outside Kubernetes: nginx carries the traffic from
+    /// the upstream file serin writes; `proxy` and `routes` are not served.
+    pub nginx: Option<serin_spec::NginxSpec>,
 }
 
 /// The custom metrics of a canary: Prometheus and JSON/HTTP queries.
@@ -143,7 +146,7 @@ impl Prepared {
             return Err(invalid(
                 "spec.provider",
                 format!(
-                    "{:?} is driven by neither `serin run` nor `serin serve`; use `provider: builtin` with `service.listen` and `upstreams`, or `provider: haproxy`",
+                    "{:?} is driven by neither `serin run` nor `serin serve`; use `provider: builtin` with `service.listen` and `upstreams`, `provider: haproxy` or `provider: nginx`",
                     canary.spec.provider.as_deref().unwrap_or("")
                 ),
             ));
@@ -168,11 +171,15 @@ impl Prepared {
         let haproxy = crate::external::haproxy_of(canary).map_err(|problems| {
             RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
         })?;
-        let routes = crate::external::base_routes(canary, haproxy.is_some())
+        let nginx = crate::external::nginx_of(canary).map_err(|problems| {
+            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
+        })?;
+        let external = haproxy.is_some() || nginx.is_some();
+        let routes = crate::external::base_routes(canary, external)
             .map_err(|error| invalid("spec", error.to_string()))?;
         let listen = canary
             .listen_addr()
-            .or(haproxy.as_ref().map(|_| crate::external::UNSERVED_LISTEN))
+            .or(external.then_some(crate::external::UNSERVED_LISTEN))
             .ok_or_else(|| {
                 invalid(
                     "spec.service.listen",
@@ -213,6 +220,7 @@ impl Prepared {
             metrics: CustomMetrics(metrics),
             alerts,
             haproxy,
+            nginx,
         })
     }
 }
@@ -429,6 +437,7 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         metrics,
         alerts,
         haproxy: _,
+        nginx: _,
     } = prepared;
     // Windows cover the longest metric interval in whole slots; a replay of
     // the access log builds the same ones.
@@ -470,6 +479,9 @@ pub async fn start(
 ) -> Result<Running, RunError> {
     if let Some(haproxy) = prepared.haproxy.clone() {
         return crate::external::start_haproxy(prepared, haproxy, updates).await;
+    }
+    if let Some(nginx) = prepared.nginx.clone() {
+        return crate::external::start_nginx(prepared, nginx, updates).await;
     }
     let assembled = assemble(prepared).await?;
     let target = assembled.target.clone();

@@ -440,9 +440,9 @@ impl Canary {
     }
 
     /// Whether `serin run` drives this canary itself: its router is one
-    /// serin implements outside Kubernetes (builtin, haproxy).
+    /// serin implements outside Kubernetes (builtin, haproxy, nginx).
     pub fn is_runnable(&self) -> bool {
-        self.is_builtin() || self.is_haproxy()
+        self.is_builtin() || self.is_haproxy() || self.is_nginx()
     }
 
     /// `metadata.name`, or an empty string for fragments without one.

@@ -5,6 +5,7 @@
 mod analyze;
 mod haproxy;
 mod hostile;
+mod nginx;
 mod observe;
 mod run;
 mod serve;
