@@ -115,9 +115,9 @@ pub fn analysis_for(
         });
     }
     let judge = match analysis.judge() {
-        serin_spec::Judge::Sequential => JudgeKind::Sequential,
-        serin_spec::Judge::Threshold => JudgeKind::Threshold,
-        serin_spec::Judge::MannWhitney => JudgeKind::MannWhitney,
+        serin_spec::JudgeKind::Sequential => JudgeKind::Sequential,
+        serin_spec::JudgeKind::Threshold => JudgeKind::Threshold,
+        serin_spec::JudgeKind::MannWhitney => JudgeKind::MannWhitney,
     };
     let steps = match &plan.strategy {
         Strategy::Canary { steps } => steps.clone(),

@@ -203,7 +203,7 @@ pub struct Analysis {
     pub alerts: Vec<Alert>,
     /// serin: how metric checks are decided (default `sequential`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judge: Option<Judge>,
+    pub judge: Option<JudgeKind>,
     /// serin: false-rollback budget of statistical judges, in (0, 0.5] (default 0.01).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
@@ -230,10 +230,11 @@ pub enum Pace {
     Schedule,
 }
 
-/// serin: how metric checks decide.
+/// serin: how metric checks decide (`judge:`); the runtime maps it to
+/// `serin_analysis::JudgeKind`, which names the same judges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Judge {
+pub enum JudgeKind {
     /// Anytime-valid sequential tests: safe to look at every interval.
     #[default]
     Sequential,
@@ -594,7 +595,7 @@ impl Analysis {
     }
 
     /// The judge (default `sequential`).
-    pub fn judge(&self) -> Judge {
+    pub fn judge(&self) -> JudgeKind {
         self.judge.unwrap_or_default()
     }
 
@@ -734,7 +735,7 @@ impl fmt::Display for WebhookType {
     }
 }
 
-impl fmt::Display for Judge {
+impl fmt::Display for JudgeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Sequential => "sequential",
@@ -854,7 +855,7 @@ mod tests {
         assert_eq!(analysis.interval(), std::time::Duration::from_secs(60));
         assert_eq!(analysis.threshold(), 1);
         assert_eq!(analysis.max_weight(), 100);
-        assert_eq!(analysis.judge(), Judge::Sequential);
+        assert_eq!(analysis.judge(), JudgeKind::Sequential);
         assert_eq!(analysis.alpha(), 0.01);
     }
 }
