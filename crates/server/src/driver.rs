@@ -624,7 +624,7 @@ impl<C: Clock> Driver<C> {
                     input.push_scalar(metric.name(), canary, stable);
                 }
                 let decision = self.judge.evaluate(now.as_millis(), &input);
-                let verdict = verdict_for_machine(&decision);
+                let verdict = analysis_result(&decision);
                 self.publish(Update::Decision { at: now, decision });
                 Some(Event::Analysis(verdict))
             }
@@ -1138,10 +1138,10 @@ impl Epoch {
     }
 }
 
-/// The state machine's verdict for an analysis decision. A hold the judge
+/// What the state machine is told about an analysis decision. A hold the judge
 /// says waits for evidence is an evidence hold (not counted against the
 /// progress deadline); any other hold is the system's.
-pub fn verdict_for_machine(decision: &Decision) -> serin_rollout::AnalysisResult {
+pub fn analysis_result(decision: &Decision) -> serin_rollout::AnalysisResult {
     // The machine's records are read by people: only what explains the
     // verdict; the whole decision is published alongside.
     let reasons = decision.why();
@@ -1287,15 +1287,15 @@ mod tests {
         };
         let why = vec!["why".to_owned()];
         assert_eq!(
-            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::Evidence))),
+            analysis_result(&decision(Some(serin_analysis::HoldReason::Evidence))),
             serin_rollout::AnalysisResult::evidence_hold(why.clone())
         );
         assert_eq!(
-            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::System))),
+            analysis_result(&decision(Some(serin_analysis::HoldReason::System))),
             serin_rollout::AnalysisResult::system_hold(why.clone())
         );
         assert_eq!(
-            verdict_for_machine(&decision(None)),
+            analysis_result(&decision(None)),
             serin_rollout::AnalysisResult::system_hold(why)
         );
     }

@@ -10,13 +10,13 @@ use serin_spec::{Canary, MetricSource, Problem, ResolvedCanary, WebhookType};
 pub fn plan_for(canary: &Canary) -> Plan {
     let analysis = canary.analysis();
     let strategy = match canary.strategy() {
-        serin_spec::Strategy::Canary => Strategy::Canary {
+        serin_spec::StrategyKind::Canary => Strategy::Canary {
             steps: steps_of(canary),
         },
-        serin_spec::Strategy::ABTesting => Strategy::AbTesting {
+        serin_spec::StrategyKind::ABTesting => Strategy::AbTesting {
             iterations: analysis.iterations().max(1),
         },
-        serin_spec::Strategy::BlueGreen => Strategy::BlueGreen {
+        serin_spec::StrategyKind::BlueGreen => Strategy::BlueGreen {
             iterations: analysis.iterations().max(1),
         },
     };

@@ -244,9 +244,10 @@ pub enum JudgeKind {
     MannWhitney,
 }
 
-/// The rollout strategy a canary's analysis selects (Flagger's rules).
+/// Which rollout strategy a canary's fields select (Flagger's rules), without
+/// its steps or iterations: the runtime builds `serin_rollout::Strategy` from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Strategy {
+pub enum StrategyKind {
     /// Progressive traffic shifting by steps.
     Canary,
     /// `iterations` with `match`: matching requests go to the canary for N ticks.
@@ -459,9 +460,9 @@ impl Canary {
 
     /// The strategy, as Flagger picks it: the `kubernetes` provider cannot shift
     /// traffic, so it always runs blue/green.
-    pub fn strategy(&self) -> Strategy {
+    pub fn strategy(&self) -> StrategyKind {
         if self.spec.provider.as_deref() == Some("kubernetes") {
-            return Strategy::BlueGreen;
+            return StrategyKind::BlueGreen;
         }
         self.analysis().strategy()
     }
@@ -512,11 +513,11 @@ impl Analysis {
 
     /// The strategy: A/B testing when `iterations` and `match` are set, blue/green
     /// with `iterations` only, progressive canary otherwise.
-    pub fn strategy(&self) -> Strategy {
+    pub fn strategy(&self) -> StrategyKind {
         match (self.iterations() > 0, self.match_rules.is_empty()) {
-            (true, false) => Strategy::ABTesting,
-            (true, true) => Strategy::BlueGreen,
-            (false, _) => Strategy::Canary,
+            (true, false) => StrategyKind::ABTesting,
+            (true, true) => StrategyKind::BlueGreen,
+            (false, _) => StrategyKind::Canary,
         }
     }
 
@@ -842,11 +843,11 @@ mod tests {
             iterations: Some(10),
             ..Default::default()
         };
-        assert_eq!(analysis.strategy(), Strategy::BlueGreen);
+        assert_eq!(analysis.strategy(), StrategyKind::BlueGreen);
         analysis.match_rules.push(HttpMatchRequest::default());
-        assert_eq!(analysis.strategy(), Strategy::ABTesting);
+        assert_eq!(analysis.strategy(), StrategyKind::ABTesting);
         analysis.iterations = None;
-        assert_eq!(analysis.strategy(), Strategy::Canary);
+        assert_eq!(analysis.strategy(), StrategyKind::Canary);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub use alert::{AlertProvider, AlertProviderSpec};
 pub use builtin::{BuiltinMetric, Direction};
 pub use canary::{
     Alert, Analysis, Canary, CanarySpec, Compare, JudgeKind, Metric, Pace, SessionAffinity,
-    Strategy, ThresholdRange, Upstreams, Webhook, WebhookType,
+    StrategyKind, ThresholdRange, Upstreams, Webhook, WebhookType,
 };
 pub use catalog::{Catalog, MetricSource, ResolvedAlert, ResolvedCanary, ResolvedMetric};
 pub use document::Document;
