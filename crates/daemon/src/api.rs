@@ -13,7 +13,7 @@ use crate::{
     revisions::RevisionOutcome,
     status::CanaryStatus,
     store::HistoryEntry,
-    supervisor::{Change, CommandError, Gate, Supervisor},
+    supervisor::{Change, CommandError, ManualAction, Supervisor},
 };
 use axum::{
     Json, Router,
@@ -579,36 +579,40 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(status)))
 }
 
-async fn gate(state: ApiState, name: String, gate: Gate) -> Result<Json<CanaryStatus>, ApiError> {
-    Ok(Json(state.supervisor.gate(&name, gate).await?))
+async fn manual_action(
+    state: ApiState,
+    name: String,
+    action: ManualAction,
+) -> Result<Json<CanaryStatus>, ApiError> {
+    Ok(Json(state.supervisor.manual_action(&name, action).await?))
 }
 
 async fn promote(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<CanaryStatus>, ApiError> {
-    gate(state, name, Gate::Promote).await
+    manual_action(state, name, ManualAction::Promote).await
 }
 
 async fn abort(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<CanaryStatus>, ApiError> {
-    gate(state, name, Gate::Abort).await
+    manual_action(state, name, ManualAction::Abort).await
 }
 
 async fn pause(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<CanaryStatus>, ApiError> {
-    gate(state, name, Gate::Pause).await
+    manual_action(state, name, ManualAction::Pause).await
 }
 
 async fn resume(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<CanaryStatus>, ApiError> {
-    gate(state, name, Gate::Resume).await
+    manual_action(state, name, ManualAction::Resume).await
 }
 
 /// `GET /api/v1/events`: first a `status` event per canary, then every

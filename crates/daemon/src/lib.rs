@@ -31,7 +31,7 @@ pub use api::{Access, ApiState};
 pub use listener::ApiLimits;
 pub use status::CanaryStatus;
 pub use store::Store;
-pub use supervisor::{Change, CommandError, Gate, Supervisor};
+pub use supervisor::{Change, CommandError, ManualAction, Supervisor};
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};

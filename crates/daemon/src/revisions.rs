@@ -597,7 +597,7 @@ mod tests {
             self.event(Event::Tick);
             if self.state.pending == Some(serin_rollout::Pending::Analysis) {
                 self.tracker.decision(decision);
-                self.event(Event::Analysis(serin_server::verdict_for_machine(decision)));
+                self.event(Event::Analysis(serin_server::analysis_result(decision)));
             }
         }
 

@@ -30,7 +30,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-/// How long `start` and the manual gates wait for the rollout to take them.
+/// How long `start` and the manual actions wait for the rollout to take them.
 pub const COMMAND_WAIT: Duration = Duration::from_secs(10);
 
 /// Changes buffered for slow event-stream readers before they miss some.
@@ -126,9 +126,9 @@ fn known_list(known: &[String]) -> String {
     }
 }
 
-/// The manual gates.
+/// An operator's manual action (not a webhook gate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gate {
+pub enum ManualAction {
     /// Hold the current weight.
     Pause,
     /// Advance again.
@@ -139,39 +139,39 @@ pub enum Gate {
     Abort,
 }
 
-// === impl Gate ===
+// === impl ManualAction ===
 
-impl Gate {
-    /// The gate's name in the API and the CLI.
+impl ManualAction {
+    /// The action's name in the API and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
-            Gate::Pause => "pause",
-            Gate::Resume => "resume",
-            Gate::Promote => "promote",
-            Gate::Abort => "abort",
+            ManualAction::Pause => "pause",
+            ManualAction::Resume => "resume",
+            ManualAction::Promote => "promote",
+            ManualAction::Abort => "abort",
         }
     }
 
     /// The state machine's name for it.
     fn manual(self) -> Manual {
         match self {
-            Gate::Pause => Manual::Pause,
-            Gate::Resume => Manual::Resume,
-            Gate::Promote => Manual::PromoteNow,
-            Gate::Abort => Manual::Abort,
+            ManualAction::Pause => Manual::Pause,
+            ManualAction::Resume => Manual::Resume,
+            ManualAction::Promote => Manual::PromoteNow,
+            ManualAction::Abort => Manual::Abort,
         }
     }
 
     fn command(self) -> Command {
         match self {
-            Gate::Pause => Command::Pause,
-            Gate::Resume => Command::Resume,
-            Gate::Promote => Command::PromoteNow,
-            Gate::Abort => Command::Abort,
+            ManualAction::Pause => Command::Pause,
+            ManualAction::Resume => Command::Resume,
+            ManualAction::Promote => Command::PromoteNow,
+            ManualAction::Abort => Command::Abort,
         }
     }
 
-    /// Why the gate does not apply to a rollout at `status`, if it does not:
+    /// Why the action does not apply to a rollout at `status`, if it does not:
     /// the state machine's own rule ([`Manual::check`]), asked before the
     /// rollout is, so the refusal is answered at once.
     fn refusal(self, status: &CanaryStatus) -> Option<String> {
@@ -181,12 +181,12 @@ impl Gate {
             .map(|refused| format!("canary {}: {refused}", status.name))
     }
 
-    /// Whether `status` shows the gate was taken.
+    /// Whether `status` shows the action was taken.
     fn taken(self, status: &CanaryStatus) -> bool {
         match self {
-            Gate::Pause => status.paused,
-            Gate::Resume => !status.paused,
-            Gate::Promote | Gate::Abort => !status.phase.is_before_promotion(),
+            ManualAction::Pause => status.paused,
+            ManualAction::Resume => !status.paused,
+            ManualAction::Promote | ManualAction::Abort => !status.phase.is_before_promotion(),
         }
     }
 }
@@ -401,17 +401,21 @@ impl Supervisor {
         }
     }
 
-    /// A manual gate: pause, resume, promote now or abort.
-    pub async fn gate(&self, name: &str, gate: Gate) -> Result<CanaryStatus, CommandError> {
+    /// A manual action: pause, resume, promote now or abort.
+    pub async fn manual_action(
+        &self,
+        name: &str,
+        action: ManualAction,
+    ) -> Result<CanaryStatus, CommandError> {
         let (commands, mut status, _) = self.handles(name)?;
-        if let Some(refusal) = gate.refusal(&status.borrow()) {
+        if let Some(refusal) = action.refusal(&status.borrow()) {
             return Err(CommandError::Conflict(refusal));
         }
         commands
-            .send(gate.command())
+            .send(action.command())
             .await
             .map_err(|_| CommandError::Stopped(name.to_owned()))?;
-        let taken = tokio::time::timeout(COMMAND_WAIT, status.wait_for(|s| gate.taken(s)))
+        let taken = tokio::time::timeout(COMMAND_WAIT, status.wait_for(|s| action.taken(s)))
             .await
             .map(|taken| taken.map(|s| s.clone()));
         match taken {

@@ -21,7 +21,7 @@ pub enum Event {
     Tick,
     /// The outcome of the checks requested by
     /// [`Action::RunAnalysis`](crate::Action::RunAnalysis).
-    Analysis(Verdict),
+    Analysis(AnalysisResult),
     /// The answer of the gate requested by [`Action::CallGate`](crate::Action::CallGate).
     Gate {
         /// Which gate answered.
@@ -58,9 +58,11 @@ pub enum Event {
     Abort,
 }
 
-/// What the analysis concluded for one interval.
+/// What the analysis concluded for one interval, as the state machine is told it:
+/// the judge's verdict (`serin_analysis::Verdict`) with its reasons and, for a
+/// hold, what the hold waits for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Verdict {
+pub enum AnalysisResult {
     /// Every check passed: advance.
     Pass,
     /// At least one check failed: counts one failed check; the rollout rolls back when
@@ -88,7 +90,7 @@ pub enum Verdict {
     },
 }
 
-/// What a [`Verdict::Hold`] waits for, which decides whether it counts as "no
+/// What a [`AnalysisResult::Hold`] waits for, which decides whether it counts as "no
 /// progress" for the progress deadline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -104,12 +106,12 @@ pub enum HoldKind {
     Evidence,
 }
 
-// === impl Verdict ===
+// === impl AnalysisResult ===
 
-impl Verdict {
+impl AnalysisResult {
     /// A hold caused by the system ([`HoldKind::System`]).
     pub fn system_hold(reasons: Vec<String>) -> Self {
-        Verdict::Hold {
+        AnalysisResult::Hold {
             reasons,
             kind: HoldKind::System,
         }
@@ -117,7 +119,7 @@ impl Verdict {
 
     /// A hold while evidence accumulates ([`HoldKind::Evidence`]).
     pub fn evidence_hold(reasons: Vec<String>) -> Self {
-        Verdict::Hold {
+        AnalysisResult::Hold {
             reasons,
             kind: HoldKind::Evidence,
         }

@@ -27,7 +27,7 @@
 //! | [`Action::Emit`] | records, alerts, `event` webhooks | nothing |
 //!
 //! ```
-//! use serin_rollout::{Action, Event, Phase, Plan, Rollout, Strategy, Timestamp, Verdict};
+//! use serin_rollout::{Action, AnalysisResult, Event, Phase, Plan, Rollout, Strategy, Timestamp};
 //! use std::{collections::VecDeque, time::Duration};
 //!
 //! let plan = Plan::new(Strategy::Canary { steps: vec![10, 20] }, Duration::from_secs(60), 5);
@@ -40,7 +40,7 @@
 //!         match action {
 //!             Action::ScheduleTick { at } => timer = Some(at), // replaces the timer
 //!             Action::RunAnalysis => {
-//!                 todo.extend(rollout.handle(now, Event::Analysis(Verdict::Pass))?)
+//!                 todo.extend(rollout.handle(now, Event::Analysis(AnalysisResult::Pass))?)
 //!             }
 //!             _ => {} // SetRoute, Promote, Finalise, Emit: carry out, no answer
 //!         }
@@ -73,7 +73,7 @@
 //! Different, and why:
 //! - the threshold rolls back as soon as failed checks reach it, not one interval
 //!   later;
-//! - [`Verdict::Hold`] (inconclusive) and [`Verdict::Rollback`] (decisive harm) exist
+//! - [`AnalysisResult::Hold`] (inconclusive) and [`AnalysisResult::Rollback`] (decisive harm) exist
 //!   besides pass and fail, for serin's sequential analysis;
 //! - the progress deadline measures advancement (a step, an iteration or a phase),
 //!   since serin has no pod readiness to watch; it is held while a person decides
@@ -110,7 +110,7 @@ pub use crate::{
     action::{Action, Record, Route, Severity},
     backoff::Backoff,
     error::{Error, Result},
-    event::{Event, HoldKind, Verdict},
+    event::{AnalysisResult, Event, HoldKind},
     machine::step,
     manual::{Manual, Placement},
     plan::{

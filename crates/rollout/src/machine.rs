@@ -10,7 +10,7 @@
 use crate::{
     action::{Action, Record, Route, Severity},
     error::{Error, Result},
-    event::{Event, HoldKind, Verdict},
+    event::{AnalysisResult, Event, HoldKind},
     manual::{Manual, before_promotion},
     plan::{GateKind, HookKind, Plan, Strategy},
     state::{Condition, ConditionStatus, Pending, Phase, RolloutState},
@@ -359,15 +359,15 @@ impl Turn<'_> {
         Ok(())
     }
 
-    fn on_analysis(&mut self, verdict: Verdict) -> Result<()> {
+    fn on_analysis(&mut self, verdict: AnalysisResult) -> Result<()> {
         self.accept(Pending::Analysis, "analysis".to_string())?;
         let position = self.position();
         match verdict {
-            Verdict::Pass => {
+            AnalysisResult::Pass => {
                 self.normal(format!("Analysis passed at {position}"));
                 self.advance();
             }
-            Verdict::Hold {
+            AnalysisResult::Hold {
                 reasons,
                 kind: HoldKind::System,
             } => {
@@ -377,7 +377,7 @@ impl Turn<'_> {
                 ));
                 self.state.stall_reason = Some(format!("held: {reasons}"));
             }
-            Verdict::Hold {
+            AnalysisResult::Hold {
                 reasons,
                 kind: HoldKind::Evidence,
             } => {
@@ -391,10 +391,10 @@ impl Turn<'_> {
                 self.state.progressed_at = self.now;
                 self.state.stall_reason = Some(format!("held for evidence: {reasons}"));
             }
-            Verdict::Fail { reasons } => {
+            AnalysisResult::Fail { reasons } => {
                 self.failed_check(format!("analysis failed: {}", join(&reasons)));
             }
-            Verdict::Rollback { reasons } => {
+            AnalysisResult::Rollback { reasons } => {
                 self.rollback(format!(
                     "decisive evidence of harm at {position}: {}",
                     join(&reasons)

@@ -36,7 +36,7 @@ pub struct Plan {
     /// Which webhook kinds the canary configures.
     pub hooks: HookSet,
     /// Minimum canary requests per interval; the analysis uses it to answer
-    /// [`Verdict::Hold`](crate::Verdict::Hold). Carried here only so one value travels
+    /// [`AnalysisResult::Hold`](crate::AnalysisResult::Hold). Carried here only so one value travels
     /// with the plan.
     pub min_requests: Option<u64>,
 }

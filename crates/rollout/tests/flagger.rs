@@ -4,8 +4,8 @@
 mod support;
 
 use serin_rollout::{
-    Action, ConditionStatus, Error, Event, GateKind, HookKind, Pending, Phase, Plan, Route,
-    Strategy, Verdict,
+    Action, AnalysisResult, ConditionStatus, Error, Event, GateKind, HookKind, Pending, Phase,
+    Plan, Route, Strategy,
 };
 use std::time::Duration;
 use support::*;
@@ -158,21 +158,26 @@ fn mirroring_takes_one_interval_before_the_first_step() {
 #[test]
 fn failed_checks_are_cumulative_and_roll_back_at_threshold() {
     // (verdicts, threshold, rolled back after this many analyses, weight before rollback)
-    let cases: Vec<(Vec<Verdict>, u32, Option<usize>)> = vec![
+    let cases: Vec<(Vec<AnalysisResult>, u32, Option<usize>)> = vec![
         (vec![fail("x"); 5], 5, Some(5)),
         (
             vec![
                 fail("x"),
-                Verdict::Pass,
+                AnalysisResult::Pass,
                 fail("x"),
-                Verdict::Pass,
+                AnalysisResult::Pass,
                 fail("x"),
             ],
             3,
             Some(5),
         ),
         (
-            vec![fail("x"), Verdict::Pass, fail("x"), Verdict::Pass],
+            vec![
+                fail("x"),
+                AnalysisResult::Pass,
+                fail("x"),
+                AnalysisResult::Pass,
+            ],
             3,
             None,
         ),
@@ -224,7 +229,7 @@ fn a_failed_check_holds_the_weight_and_says_why() {
 #[test]
 fn rollback_verdict_rolls_back_at_once() {
     let mut h = Harness::started(canary(&[10, 20, 30]));
-    let mut world = World::verdicts([Verdict::Rollback {
+    let mut world = World::verdicts([AnalysisResult::Rollback {
         reasons: vec!["error rate 12% vs 0.1% (p < 0.001)".into()],
     }]);
     let _ = h.interval(&mut world);
@@ -243,7 +248,7 @@ fn rollback_verdict_rolls_back_at_once() {
 #[test]
 fn harm_between_ticks_rolls_back_whatever_is_pending() {
     let mut h = Harness::started(canary(&[10, 20, 30]));
-    let mut world = World::verdicts([Verdict::Pass]);
+    let mut world = World::verdicts([AnalysisResult::Pass]);
     let _ = h.interval(&mut world);
     assert_eq!(h.weight(), 10);
     h.advance_clock(Duration::from_secs(7));
@@ -278,7 +283,11 @@ fn hold_never_counts_as_a_failure() {
     // 40 holds at 1m: the 60m deadline fires eventually, but no check ever failed.
     assert_eq!(h.state().failed_checks, 0);
     let mut h2 = Harness::started(canary(&[10, 20]));
-    let mut world = World::verdicts([hold("few requests"), hold("few requests"), Verdict::Pass]);
+    let mut world = World::verdicts([
+        hold("few requests"),
+        hold("few requests"),
+        AnalysisResult::Pass,
+    ]);
     let all = h2.run(&mut world, 20);
     assert_eq!(h2.phase(), Phase::Succeeded);
     assert_eq!(h2.state().failed_checks, 0);
@@ -357,7 +366,7 @@ fn progress_deadline_never_shorter_than_three_intervals() {
     let mut plan = canary(&[10, 20, 30]);
     plan.interval = Duration::from_secs(900); // longer than the 600s deadline
     let mut h = Harness::started(plan);
-    let mut world = World::verdicts([Verdict::Pass, hold("few"), Verdict::Pass]);
+    let mut world = World::verdicts([AnalysisResult::Pass, hold("few"), AnalysisResult::Pass]);
     h.run(&mut world, 20);
     assert_eq!(h.phase(), Phase::Succeeded);
 }
@@ -387,7 +396,7 @@ fn evidence_holds_past_the_deadline_do_not_fail_the_rollout() {
         Some("held for evidence: evidence 3.1 of 9.2")
     );
     // Once the evidence is in, the canary is promoted.
-    world.default_verdict = Verdict::Pass;
+    world.default_verdict = AnalysisResult::Pass;
     h.run(&mut world, 10);
     assert_eq!(h.phase(), Phase::Succeeded);
 }
@@ -564,7 +573,7 @@ fn blue_green_failure_at_full_traffic_rolls_back() {
     let mut plan = Plan::new(Strategy::BlueGreen { iterations: 1 }, MINUTE, 1);
     plan.hooks.post_rollout = true;
     let mut h = Harness::started(plan);
-    let mut world = World::verdicts([Verdict::Pass, fail("p99 812ms > 500ms")]);
+    let mut world = World::verdicts([AnalysisResult::Pass, fail("p99 812ms > 500ms")]);
     let all = h.run(&mut world, 20);
     assert_eq!(h.phase(), Phase::Failed);
     assert_eq!(weights(&all), vec![100, 0]);
@@ -795,7 +804,7 @@ fn rollout_hooks_run_before_metrics_and_failures_count() {
         ok: true,
     });
     assert_eq!(out, vec![Action::RunAnalysis]);
-    h.send(Event::Analysis(Verdict::Pass));
+    h.send(Event::Analysis(AnalysisResult::Pass));
     assert_eq!(h.weight(), 20);
     let out = h.tick();
     assert!(out.contains(&Action::CallHook(HookKind::Rollout)));
@@ -813,8 +822,8 @@ fn rollout_hooks_run_before_metrics_and_failures_count() {
 #[test]
 fn post_rollout_hook_after_success_and_failure() {
     for (verdict, phase) in [
-        (Verdict::Pass, Phase::Succeeded),
-        (Verdict::Rollback { reasons: vec![] }, Phase::Failed),
+        (AnalysisResult::Pass, Phase::Succeeded),
+        (AnalysisResult::Rollback { reasons: vec![] }, Phase::Failed),
     ] {
         let mut plan = canary(&[10]);
         plan.hooks.post_rollout = true;
@@ -1074,7 +1083,9 @@ fn late_answers_after_promote_now_are_refused() {
     h.interval(&mut World::default());
     h.tick(); // asks for analysis
     h.send(Event::PromoteNow);
-    let e = h.try_send(Event::Analysis(Verdict::Pass)).unwrap_err();
+    let e = h
+        .try_send(Event::Analysis(AnalysisResult::Pass))
+        .unwrap_err();
     assert!(matches!(e, Error::Unexpected { awaiting: None, .. }), "{e}");
 }
 
@@ -1083,7 +1094,7 @@ fn late_answers_after_promote_now_are_refused() {
 #[test]
 fn new_revision_mid_rollout_restarts_analysis() {
     let mut h = Harness::started(canary(&[10, 20, 30]));
-    let mut world = World::verdicts([Verdict::Pass, fail("x"), Verdict::Pass]);
+    let mut world = World::verdicts([AnalysisResult::Pass, fail("x"), AnalysisResult::Pass]);
     h.run(&mut world, 3);
     assert_eq!((h.weight(), h.state().failed_checks), (20, 1));
     let out = h.send(Event::Start {
@@ -1201,7 +1212,7 @@ fn refused_events_change_nothing() {
     let cases = [
         (Event::Tick, Error::TickEarly { due, now: h.now }),
         (
-            Event::Analysis(Verdict::Pass),
+            Event::Analysis(AnalysisResult::Pass),
             Error::Unexpected {
                 event: "analysis".into(),
                 awaiting: None,

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use serin_rollout::{
-    Action, Event, GateKind, HoldKind, HookKind, HookSet, Pending, Phase, Plan, Rollout, Route,
-    Strategy as Traffic, Timestamp, Verdict,
+    Action, AnalysisResult, Event, GateKind, HoldKind, HookKind, HookSet, Pending, Phase, Plan,
+    Rollout, Route, Strategy as Traffic, Timestamp,
 };
 use std::time::Duration;
 
@@ -58,13 +58,13 @@ fn plan() -> impl Strategy<Value = Plan> {
         )
 }
 
-fn verdict() -> impl Strategy<Value = Verdict> {
+fn verdict() -> impl Strategy<Value = AnalysisResult> {
     prop_oneof![
-        12 => Just(Verdict::Pass),
-        3 => Just(Verdict::system_hold(vec!["few requests".into()])),
-        2 => Just(Verdict::evidence_hold(vec!["evidence 2 of 9".into()])),
-        3 => Just(Verdict::Fail { reasons: vec!["error rate".into()] }),
-        1 => Just(Verdict::Rollback { reasons: vec!["harm".into()] }),
+        12 => Just(AnalysisResult::Pass),
+        3 => Just(AnalysisResult::system_hold(vec!["few requests".into()])),
+        2 => Just(AnalysisResult::evidence_hold(vec!["evidence 2 of 9".into()])),
+        3 => Just(AnalysisResult::Fail { reasons: vec!["error rate".into()] }),
+        1 => Just(AnalysisResult::Rollback { reasons: vec!["harm".into()] }),
     ]
 }
 
@@ -111,7 +111,7 @@ enum Move {
     /// The scheduled tick fires when due.
     Tick,
     /// The pending request is answered: verdict, gate approval, hook outcome.
-    Answer(Verdict, bool, bool),
+    Answer(AnalysisResult, bool, bool),
     /// Any event at all, expected or not.
     Raw(Event),
 }
@@ -283,7 +283,7 @@ impl World {
                 "deadline rollback {since:?} after an evidence hold"
             );
         }
-        if let Event::Analysis(Verdict::Hold {
+        if let Event::Analysis(AnalysisResult::Hold {
             kind: HoldKind::Evidence,
             ..
         }) = event
@@ -299,7 +299,7 @@ impl World {
                 ..Evidence::default()
             };
         }
-        if let Event::Analysis(Verdict::Pass) = event {
+        if let Event::Analysis(AnalysisResult::Pass) = event {
             self.evidence.passed_weights.push(before.canary_weight);
             self.evidence.passes += 1;
         }
@@ -352,7 +352,8 @@ impl World {
             }
             let event = if s.paused {
                 Event::Resume
-            } else if let Some(e) = self.event_for(&Move::Answer(Verdict::Pass, true, true)) {
+            } else if let Some(e) = self.event_for(&Move::Answer(AnalysisResult::Pass, true, true))
+            {
                 e
             } else {
                 self.event_for(&Move::Tick).unwrap()

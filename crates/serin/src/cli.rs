@@ -137,16 +137,16 @@ pub enum Command {
     Status(crate::client::StatusArgs),
 
     /// Promote now, skipping the remaining steps.
-    Promote(crate::client::GateArgs),
+    Promote(crate::client::ManualActionArgs),
 
     /// Roll back now.
-    Abort(crate::client::GateArgs),
+    Abort(crate::client::ManualActionArgs),
 
     /// Hold the current weight; analysis continues.
-    Pause(crate::client::GateArgs),
+    Pause(crate::client::ManualActionArgs),
 
     /// Let a paused rollout advance again.
-    Resume(crate::client::GateArgs),
+    Resume(crate::client::ManualActionArgs),
 
     /// Forget a canary's stored state, so serin serve starts it afresh.
     ///

@@ -82,16 +82,16 @@ pub struct StatusArgs {
 
 /// `serin promote|abort|pause|resume`.
 #[derive(Debug, Args)]
-pub struct GateArgs {
+pub struct ManualActionArgs {
     /// The canary (metadata.name).
     pub name: String,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
-/// A manual gate, as the API names it.
+/// A manual action, as the API names it.
 #[derive(Clone, Copy, Debug)]
-pub enum Gate {
+pub enum ManualAction {
     Promote,
     Abort,
     Pause,
@@ -231,13 +231,13 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
     }
 }
 
-pub async fn gate(gate: Gate, args: GateArgs) -> Result<ExitCode> {
+pub async fn manual_action(action: ManualAction, args: ManualActionArgs) -> Result<ExitCode> {
     let api = Api::new(&args.server)?;
-    let verb = match gate {
-        Gate::Promote => "promote",
-        Gate::Abort => "abort",
-        Gate::Pause => "pause",
-        Gate::Resume => "resume",
+    let verb = match action {
+        ManualAction::Promote => "promote",
+        ManualAction::Abort => "abort",
+        ManualAction::Pause => "pause",
+        ManualAction::Resume => "resume",
     };
     let path = format!("/api/v1/canaries/{}/{verb}", segment(&args.name));
     match api
@@ -245,11 +245,11 @@ pub async fn gate(gate: Gate, args: GateArgs) -> Result<ExitCode> {
         .await
     {
         Ok(status) => {
-            let done = match gate {
-                Gate::Promote => "promoting",
-                Gate::Abort => "rolled back",
-                Gate::Pause => "paused",
-                Gate::Resume => "resumed",
+            let done = match action {
+                ManualAction::Promote => "promoting",
+                ManualAction::Abort => "rolled back",
+                ManualAction::Pause => "paused",
+                ManualAction::Resume => "resumed",
             };
             println!(
                 "{}: {done} ({}, canary weight {}%)",

@@ -30,18 +30,22 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Loadtester(args) => runtime()?.block_on(crate::loadtester::loadtester(args)),
         Command::Start(args) => runtime()?.block_on(crate::client::start(args)),
         Command::Status(args) => runtime()?.block_on(crate::client::status(args)),
-        Command::Promote(args) => {
-            runtime()?.block_on(crate::client::gate(crate::client::Gate::Promote, args))
-        }
-        Command::Abort(args) => {
-            runtime()?.block_on(crate::client::gate(crate::client::Gate::Abort, args))
-        }
-        Command::Pause(args) => {
-            runtime()?.block_on(crate::client::gate(crate::client::Gate::Pause, args))
-        }
-        Command::Resume(args) => {
-            runtime()?.block_on(crate::client::gate(crate::client::Gate::Resume, args))
-        }
+        Command::Promote(args) => runtime()?.block_on(crate::client::manual_action(
+            crate::client::ManualAction::Promote,
+            args,
+        )),
+        Command::Abort(args) => runtime()?.block_on(crate::client::manual_action(
+            crate::client::ManualAction::Abort,
+            args,
+        )),
+        Command::Pause(args) => runtime()?.block_on(crate::client::manual_action(
+            crate::client::ManualAction::Pause,
+            args,
+        )),
+        Command::Resume(args) => runtime()?.block_on(crate::client::manual_action(
+            crate::client::ManualAction::Resume,
+            args,
+        )),
         Command::Run {
             files,
             output,

@@ -593,9 +593,9 @@ impl<C: Clock> Driver<C> {
                         now.saturating_since(pending.since).as_secs(),
                         pending.error
                     );
-                    return Some(Event::Analysis(serin_rollout::Verdict::system_hold(vec![
-                        reason,
-                    ])));
+                    return Some(Event::Analysis(serin_rollout::AnalysisResult::system_hold(
+                        vec![reason],
+                    )));
                 }
                 if let Some(pending) = &self.persistence.pending {
                     // Nothing is judged on a split that was never set: hold
@@ -607,9 +607,9 @@ impl<C: Clock> Driver<C> {
                         now.saturating_since(pending.since).as_secs(),
                         pending.error
                     );
-                    return Some(Event::Analysis(serin_rollout::Verdict::system_hold(vec![
-                        reason,
-                    ])));
+                    return Some(Event::Analysis(serin_rollout::AnalysisResult::system_hold(
+                        vec![reason],
+                    )));
                 }
                 let traffic = self.traffic.clone();
                 let mut input =
@@ -624,7 +624,7 @@ impl<C: Clock> Driver<C> {
                     input.push_scalar(metric.name(), canary, stable);
                 }
                 let decision = self.judge.evaluate(now.as_millis(), &input);
-                let verdict = verdict_for_machine(&decision);
+                let verdict = analysis_result(&decision);
                 self.publish(Update::Decision { at: now, decision });
                 Some(Event::Analysis(verdict))
             }
@@ -1138,25 +1138,25 @@ impl Epoch {
     }
 }
 
-/// The state machine's verdict for an analysis decision. A hold the judge
+/// What the state machine is told about an analysis decision. A hold the judge
 /// says waits for evidence is an evidence hold (not counted against the
 /// progress deadline); any other hold is the system's.
-pub fn verdict_for_machine(decision: &Decision) -> serin_rollout::Verdict {
+pub fn analysis_result(decision: &Decision) -> serin_rollout::AnalysisResult {
     // The machine's records are read by people: only what explains the
     // verdict; the whole decision is published alongside.
     let reasons = decision.why();
     match decision.verdict {
-        serin_analysis::Verdict::Pass => serin_rollout::Verdict::Pass,
+        serin_analysis::Verdict::Pass => serin_rollout::AnalysisResult::Pass,
         serin_analysis::Verdict::Hold => match decision.hold {
             Some(serin_analysis::HoldReason::Evidence) => {
-                serin_rollout::Verdict::evidence_hold(reasons)
+                serin_rollout::AnalysisResult::evidence_hold(reasons)
             }
             Some(serin_analysis::HoldReason::System) | None => {
-                serin_rollout::Verdict::system_hold(reasons)
+                serin_rollout::AnalysisResult::system_hold(reasons)
             }
         },
-        serin_analysis::Verdict::Fail => serin_rollout::Verdict::Fail { reasons },
-        serin_analysis::Verdict::Rollback => serin_rollout::Verdict::Rollback { reasons },
+        serin_analysis::Verdict::Fail => serin_rollout::AnalysisResult::Fail { reasons },
+        serin_analysis::Verdict::Rollback => serin_rollout::AnalysisResult::Rollback { reasons },
     }
 }
 
@@ -1256,7 +1256,7 @@ mod tests {
             .perform(clock.now(), Action::RunAnalysis, &mut None)
             .await;
         match answer {
-            Some(Event::Analysis(serin_rollout::Verdict::Hold {
+            Some(Event::Analysis(serin_rollout::AnalysisResult::Hold {
                 reasons,
                 kind: serin_rollout::HoldKind::System,
             })) => {
@@ -1287,16 +1287,16 @@ mod tests {
         };
         let why = vec!["why".to_owned()];
         assert_eq!(
-            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::Evidence))),
-            serin_rollout::Verdict::evidence_hold(why.clone())
+            analysis_result(&decision(Some(serin_analysis::HoldReason::Evidence))),
+            serin_rollout::AnalysisResult::evidence_hold(why.clone())
         );
         assert_eq!(
-            verdict_for_machine(&decision(Some(serin_analysis::HoldReason::System))),
-            serin_rollout::Verdict::system_hold(why.clone())
+            analysis_result(&decision(Some(serin_analysis::HoldReason::System))),
+            serin_rollout::AnalysisResult::system_hold(why.clone())
         );
         assert_eq!(
-            verdict_for_machine(&decision(None)),
-            serin_rollout::Verdict::system_hold(why)
+            analysis_result(&decision(None)),
+            serin_rollout::AnalysisResult::system_hold(why)
         );
     }
 

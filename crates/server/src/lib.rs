@@ -14,7 +14,7 @@ pub mod replay;
 pub use clock::{Clock, TokioClock};
 pub use driver::{
     Command, Driver, DriverError, NoStore, OBSERVE_EVERY, Persistence, Placement, STORE_RETRY,
-    Saved, StateStore, StoreError, Update, verdict_for_machine,
+    Saved, StateStore, StoreError, Update, analysis_result,
 };
 pub mod run;
 

@@ -10,13 +10,13 @@ use serin_spec::{Canary, MetricSource, Problem, ResolvedCanary, WebhookType};
 pub fn plan_for(canary: &Canary) -> Plan {
     let analysis = canary.analysis();
     let strategy = match canary.strategy() {
-        serin_spec::Strategy::Canary => Strategy::Canary {
+        serin_spec::StrategyKind::Canary => Strategy::Canary {
             steps: steps_of(canary),
         },
-        serin_spec::Strategy::ABTesting => Strategy::AbTesting {
+        serin_spec::StrategyKind::ABTesting => Strategy::AbTesting {
             iterations: analysis.iterations().max(1),
         },
-        serin_spec::Strategy::BlueGreen => Strategy::BlueGreen {
+        serin_spec::StrategyKind::BlueGreen => Strategy::BlueGreen {
             iterations: analysis.iterations().max(1),
         },
     };
@@ -115,9 +115,9 @@ pub fn analysis_for(
         });
     }
     let judge = match analysis.judge() {
-        serin_spec::Judge::Sequential => JudgeKind::Sequential,
-        serin_spec::Judge::Threshold => JudgeKind::Threshold,
-        serin_spec::Judge::MannWhitney => JudgeKind::MannWhitney,
+        serin_spec::JudgeKind::Sequential => JudgeKind::Sequential,
+        serin_spec::JudgeKind::Threshold => JudgeKind::Threshold,
+        serin_spec::JudgeKind::MannWhitney => JudgeKind::MannWhitney,
     };
     let steps = match &plan.strategy {
         Strategy::Canary { steps } => steps.clone(),

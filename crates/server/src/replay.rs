@@ -38,7 +38,7 @@
 //! not grow with the log. Lines that are not request records are counted
 //! and reported, not fatal.
 
-use crate::{cadence, driver::verdict_for_machine};
+use crate::{cadence, driver::analysis_result};
 use serde::{Deserialize, Serialize};
 use serin_analysis::{
     AnalysisConfig, Analyzer, ConfigError, Decision, MetricEvidence, MetricKind, TickInput, Verdict,
@@ -1008,7 +1008,7 @@ impl Session {
                             canary: canary.last(now, span),
                         });
                         let decision = self.analyzer.evaluate(now, &input);
-                        queue.push_back(Event::Analysis(verdict_for_machine(&decision)));
+                        queue.push_back(Event::Analysis(analysis_result(&decision)));
                         self.analysis = Some((decision, self.state.canary_weight));
                     }
                     Action::CallGate(kind) => queue.push_back(Event::Gate {

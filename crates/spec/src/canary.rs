@@ -207,7 +207,7 @@ pub struct Analysis {
     pub alerts: Vec<Alert>,
     /// serin: how metric checks are decided (default `sequential`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judge: Option<Judge>,
+    pub judge: Option<JudgeKind>,
     /// serin: false-rollback budget of statistical judges, in (0, 0.5] (default 0.01).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
@@ -234,10 +234,11 @@ pub enum Pace {
     Schedule,
 }
 
-/// serin: how metric checks decide.
+/// serin: how metric checks decide (`judge:`); the runtime maps it to
+/// `serin_analysis::JudgeKind`, which names the same judges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Judge {
+pub enum JudgeKind {
     /// Anytime-valid sequential tests: safe to look at every interval.
     #[default]
     Sequential,
@@ -247,9 +248,10 @@ pub enum Judge {
     MannWhitney,
 }
 
-/// The rollout strategy a canary's analysis selects (Flagger's rules).
+/// Which rollout strategy a canary's fields select (Flagger's rules), without
+/// its steps or iterations: the runtime builds `serin_rollout::Strategy` from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Strategy {
+pub enum StrategyKind {
     /// Progressive traffic shifting by steps.
     Canary,
     /// `iterations` with `match`: matching requests go to the canary for N ticks.
@@ -470,9 +472,9 @@ impl Canary {
 
     /// The strategy, as Flagger picks it: the `kubernetes` provider cannot shift
     /// traffic, so it always runs blue/green.
-    pub fn strategy(&self) -> Strategy {
+    pub fn strategy(&self) -> StrategyKind {
         if self.spec.provider.as_deref() == Some("kubernetes") {
-            return Strategy::BlueGreen;
+            return StrategyKind::BlueGreen;
         }
         self.analysis().strategy()
     }
@@ -523,11 +525,11 @@ impl Analysis {
 
     /// The strategy: A/B testing when `iterations` and `match` are set, blue/green
     /// with `iterations` only, progressive canary otherwise.
-    pub fn strategy(&self) -> Strategy {
+    pub fn strategy(&self) -> StrategyKind {
         match (self.iterations() > 0, self.match_rules.is_empty()) {
-            (true, false) => Strategy::ABTesting,
-            (true, true) => Strategy::BlueGreen,
-            (false, _) => Strategy::Canary,
+            (true, false) => StrategyKind::ABTesting,
+            (true, true) => StrategyKind::BlueGreen,
+            (false, _) => StrategyKind::Canary,
         }
     }
 
@@ -606,7 +608,7 @@ impl Analysis {
     }
 
     /// The judge (default `sequential`).
-    pub fn judge(&self) -> Judge {
+    pub fn judge(&self) -> JudgeKind {
         self.judge.unwrap_or_default()
     }
 
@@ -746,7 +748,7 @@ impl fmt::Display for WebhookType {
     }
 }
 
-impl fmt::Display for Judge {
+impl fmt::Display for JudgeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Sequential => "sequential",
@@ -853,11 +855,11 @@ mod tests {
             iterations: Some(10),
             ..Default::default()
         };
-        assert_eq!(analysis.strategy(), Strategy::BlueGreen);
+        assert_eq!(analysis.strategy(), StrategyKind::BlueGreen);
         analysis.match_rules.push(HttpMatchRequest::default());
-        assert_eq!(analysis.strategy(), Strategy::ABTesting);
+        assert_eq!(analysis.strategy(), StrategyKind::ABTesting);
         analysis.iterations = None;
-        assert_eq!(analysis.strategy(), Strategy::Canary);
+        assert_eq!(analysis.strategy(), StrategyKind::Canary);
     }
 
     #[test]
@@ -866,7 +868,7 @@ mod tests {
         assert_eq!(analysis.interval(), std::time::Duration::from_secs(60));
         assert_eq!(analysis.threshold(), 1);
         assert_eq!(analysis.max_weight(), 100);
-        assert_eq!(analysis.judge(), Judge::Sequential);
+        assert_eq!(analysis.judge(), JudgeKind::Sequential);
         assert_eq!(analysis.alpha(), 0.01);
     }
 }

@@ -49,8 +49,8 @@ pub mod validate;
 pub use alert::{AlertProvider, AlertProviderSpec};
 pub use builtin::{BuiltinMetric, Direction};
 pub use canary::{
-    Alert, Analysis, Canary, CanarySpec, Compare, Judge, Metric, Pace, SessionAffinity, Strategy,
-    ThresholdRange, Upstreams, Webhook, WebhookType,
+    Alert, Analysis, Canary, CanarySpec, Compare, JudgeKind, Metric, Pace, SessionAffinity,
+    StrategyKind, ThresholdRange, Upstreams, Webhook, WebhookType,
 };
 pub use catalog::{Catalog, MetricSource, ResolvedAlert, ResolvedCanary, ResolvedMetric};
 pub use document::Document;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serin_spec::{
-    BuiltinMetric, Catalog, Direction, Judge, MetricSource, Strategy, WebhookType, load_documents,
-    load_files,
+    BuiltinMetric, Catalog, Direction, JudgeKind, MetricSource, StrategyKind, WebhookType,
+    load_documents, load_files,
 };
 
 const EXAMPLE: &str = "\
@@ -104,10 +104,10 @@ fn the_briefs_example_reads_as_written() {
     assert_eq!(analysis.steps(), [10, 20, 30, 40, 50]);
     assert_eq!(analysis.interval(), Duration::from_secs(60));
     assert_eq!(analysis.threshold(), 5);
-    assert_eq!(analysis.judge(), Judge::MannWhitney);
+    assert_eq!(analysis.judge(), JudgeKind::MannWhitney);
     assert_eq!(analysis.alpha(), 0.05);
     assert_eq!(analysis.min_requests(), 200);
-    assert_eq!(analysis.strategy(), Strategy::Canary);
+    assert_eq!(analysis.strategy(), StrategyKind::Canary);
     assert_eq!(
         analysis.session_affinity.as_ref().unwrap().cookie_name,
         "canary"
@@ -200,7 +200,7 @@ spec:
 ";
     let documents = load_documents("ab.yaml", text).unwrap();
     let canary = documents[0].as_canary().unwrap();
-    assert_eq!(canary.strategy(), Strategy::ABTesting);
+    assert_eq!(canary.strategy(), StrategyKind::ABTesting);
     assert_eq!(canary.analysis().iterations(), 10);
     assert!(canary.analysis().steps().is_empty());
 }

@@ -2,8 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use serin_rollout::{
-    Action, Event, GateKind, HookKind, Phase, Plan, Record, Result, Rollout, Route, Severity,
-    Strategy, Timestamp, Verdict,
+    Action, AnalysisResult, Event, GateKind, HookKind, Phase, Plan, Record, Result, Rollout, Route,
+    Severity, Strategy, Timestamp,
 };
 use std::{
     collections::{HashMap, VecDeque},
@@ -27,8 +27,8 @@ pub fn canary(steps: &[u8]) -> Plan {
 #[derive(Clone, Debug)]
 pub struct World {
     /// Verdicts to give, in order; then `default_verdict`.
-    pub verdicts: VecDeque<Verdict>,
-    pub default_verdict: Verdict,
+    pub verdicts: VecDeque<AnalysisResult>,
+    pub default_verdict: AnalysisResult,
     /// Gate answers (default: approved).
     pub gates: HashMap<GateKind, bool>,
     /// Hook answers (default: ok; rollback default: not signalling).
@@ -39,7 +39,7 @@ impl Default for World {
     fn default() -> Self {
         Self {
             verdicts: VecDeque::new(),
-            default_verdict: Verdict::Pass,
+            default_verdict: AnalysisResult::Pass,
             gates: HashMap::new(),
             hooks: HashMap::new(),
         }
@@ -47,7 +47,7 @@ impl Default for World {
 }
 
 impl World {
-    pub fn verdicts(verdicts: impl IntoIterator<Item = Verdict>) -> Self {
+    pub fn verdicts(verdicts: impl IntoIterator<Item = AnalysisResult>) -> Self {
         Self {
             verdicts: verdicts.into_iter().collect(),
             ..Self::default()
@@ -92,21 +92,21 @@ impl World {
     }
 }
 
-pub fn fail(reason: &str) -> Verdict {
-    Verdict::Fail {
+pub fn fail(reason: &str) -> AnalysisResult {
+    AnalysisResult::Fail {
         reasons: vec![reason.to_string()],
     }
 }
 
 /// A hold caused by the system (too few requests, a route not applied):
 /// counts against the progress deadline.
-pub fn hold(reason: &str) -> Verdict {
-    Verdict::system_hold(vec![reason.to_string()])
+pub fn hold(reason: &str) -> AnalysisResult {
+    AnalysisResult::system_hold(vec![reason.to_string()])
 }
 
 /// A hold while evidence accumulates: not counted against the progress deadline.
-pub fn evidence_hold(reason: &str) -> Verdict {
-    Verdict::evidence_hold(vec![reason.to_string()])
+pub fn evidence_hold(reason: &str) -> AnalysisResult {
+    AnalysisResult::evidence_hold(vec![reason.to_string()])
 }
 
 /// A rollout with a clock.
