@@ -274,7 +274,10 @@ pub fn router_with(state: ApiState, extra: Vec<Router>) -> Router {
     let events = Router::new()
         .route(EVENTS, get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), reads_guard));
-    let mut router = calls.merge(events).with_state(state);
+    let mut router = calls
+        .merge(events)
+        .layer(middleware::from_fn(json_errors))
+        .with_state(state);
     for routes in extra {
         router = router.merge(routes);
     }
@@ -319,6 +322,40 @@ async fn deadline(request: Request, next: Next) -> Response {
         )
         .into_response(),
     }
+}
+
+/// Answers every error of the API's routes as `{"error": "..."}`, as
+/// `docs/openapi.yaml` says: axum's own too, which are plain text (a query,
+/// path or body its extractors refuse) or empty (a method a route does not
+/// take, which keeps its `Allow`).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), MAX_BODY_BYTES)
+        .await
+        .map(|body| String::from_utf8_lossy(&body).trim().to_owned())
+        .unwrap_or_default();
+    let message = match (status, text.is_empty()) {
+        (StatusCode::METHOD_NOT_ALLOWED, true) => format!("no route {method} {path}: see docs/openapi.yaml"),
+        (_, true) => status.canonical_reason().unwrap_or("error").to_owned(),
+        (_, false) => text,
+    };
+    let mut response = ApiError::new(status, message).into_response();
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
 }
 
 async fn no_route(request: Request) -> ApiError {

@@ -18,9 +18,10 @@
 //!   answered within a bound;
 //! - no call is answered 500 (what a client sends is never the server's
 //!   fault) or with a status the API does not use;
-//! - a JSON answer is JSON; an error answer from serin's own handlers is
-//!   `{"error": "..."}` with a message; a 2xx answer to a call that
-//!   changes something came with the right token.
+//! - a JSON answer is JSON; every error answer is `{"error": "..."}` with a
+//!   message, as `docs/openapi.yaml` says (axum's own refusals included);
+//!   a 2xx answer to a call that changes something came with the right
+//!   token.
 //!
 //! After a call that changed something the daemon starts afresh for the
 //! next input, so each input is judged from the same state.
@@ -211,6 +212,10 @@ impl Answer {
             .content_type
             .as_deref()
             .is_some_and(|t| t.starts_with("application/json"));
+        assert!(
+            json || self.status.is_success(),
+            "an error answer that is not JSON: {what}"
+        );
         if json {
             let value: serde_json::Value = match serde_json::from_slice(&self.body) {
                 Ok(value) => value,
