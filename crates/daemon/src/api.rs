@@ -347,7 +347,9 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .map(|body| String::from_utf8_lossy(&body).trim().to_owned())
         .unwrap_or_default();
     let message = match (status, text.is_empty()) {
-        (StatusCode::METHOD_NOT_ALLOWED, true) => format!("no route {method} {path}: see docs/openapi.yaml"),
+        (StatusCode::METHOD_NOT_ALLOWED, true) => {
+            format!("no route {method} {path}: see docs/openapi.yaml")
+        }
         (_, true) => status.canonical_reason().unwrap_or("error").to_owned(),
         (_, false) => text,
     };

@@ -84,12 +84,14 @@ pub fn check(data: &[u8]) {
     crate::panicked();
     let mut changed = false;
     for call in split(data).into_iter().take(MAX_CALLS) {
-        let Some(call) = Call::parse(call) else {
+        // Not a request http can even build: nothing to send.
+        let Some((call, request)) = Call::parse(call).and_then(|c| c.request().map(|r| (c, r)))
+        else {
             continue;
         };
-        let answer = harness
-            .runtime
-            .block_on(async { tokio::time::timeout(DEADLINE, daemon.answer(&call)).await });
+        let answer = harness.runtime.block_on(async {
+            tokio::time::timeout(DEADLINE, daemon.answer(&call, request)).await
+        });
         let Ok(answer) = answer else {
             panic!(
                 "{} {} not answered within {DEADLINE:?}",
@@ -311,15 +313,7 @@ impl Daemon {
         self.supervisor.shutdown().await;
     }
 
-    async fn answer(&self, call: &Call) -> Answer {
-        let Some(request) = call.request() else {
-            // Not a request http can even build: nothing to answer.
-            return Answer {
-                status: StatusCode::BAD_REQUEST,
-                content_type: None,
-                body: Vec::new(),
-            };
-        };
+    async fn answer(&self, call: &Call, request: Request<Body>) -> Answer {
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
