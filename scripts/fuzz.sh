@@ -49,9 +49,11 @@ for crash in "$out"/default/crashes/id:*; do
 done
 
 # The queue, minimised to the inputs that keep its coverage, is the corpus.
+# (afl-cmin.bash: the Python afl-cmin finds no coverage in these binaries.)
 minimised="$out/cmin"
-AFL_PATH= nice cargo afl cmin -i "$out/default/queue" -o "$minimised" -t "$timeout_ms" -m none -- "$binary" \
-  >> "$out.log" 2>&1
+afl_bin=$(dirname "$(ls -d "${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/rustc-*/afl.rs-*/afl/bin/afl-cmin.bash | tail -1)")
+PATH="$afl_bin:$PATH" AFL_PATH="$afl_bin" nice "$afl_bin/afl-cmin.bash" -i "$out/default/queue" -o "$minimised" \
+  -t "$timeout_ms" -m none -- "$binary" >> "$out.log" 2>&1
 if [ -n "$(ls -A "$minimised" 2>/dev/null)" ]; then
   rm -f "$corpus"/*
   for input in "$minimised"/*; do
