@@ -3,8 +3,10 @@
 //! formed or not). They go to a real [`serin_proxy::Proxy`] over loopback,
 //! in front of two trivial upstreams (stable, and canary for requests with
 //! `x-canary: 1`) that read what they are forwarded with the strict reader
-//! of [`crate::wire`]; the client then closes its side and reads the answer
-//! to the end.
+//! of [`crate::wire`]; the client then reads the answer until the proxy
+//! closes the connection (when the request says so, or when it has been idle
+//! for the proxy's idle timeout). The client keeps its side open: a proxy
+//! drops requests in flight when a client half-closes, as nginx does.
 //!
 //! Properties:
 //! - nothing panics, in the proxy's tasks either;
@@ -21,7 +23,10 @@
 //!
 //! Everything runs on one single-threaded runtime, started once per process
 //! and driven only while an input is checked, so runs are repeatable and
-//! the proxy's code is seen by the fuzzer's coverage.
+//! the proxy's code is seen by the fuzzer's coverage. Its clock is paused
+//! and skips ahead whenever every task waits (loopback sockets deliver at
+//! once), so the proxy's timeouts (a body that never comes, an idle
+//! connection) pass without taking real time.
 
 use crate::wire::{self, Parsed};
 use serin_proxy::{
@@ -41,9 +46,10 @@ use tokio::{
     runtime::Runtime,
 };
 
-/// How long one input may take before it counts as a hang: well above every
-/// timeout the proxy is given below.
-const DEADLINE: Duration = Duration::from_secs(10);
+/// How long one input may take, on the paused clock, before it counts as a
+/// hang: well above every timeout the proxy is given below. (A loop that
+/// never yields is the fuzzer's to catch, with its own timeout.)
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Largest request head the proxy accepts here (small, so the limit is
 /// reached by small inputs).
@@ -142,7 +148,6 @@ async fn exchange(proxy: SocketAddr, data: &[u8]) -> Answer {
         // The proxy may close before reading everything (after a 400):
         // what it did not read does not matter.
         let _ = write.write_all(data).await;
-        let _ = write.shutdown().await;
     };
     let receive = async {
         let mut bytes = Vec::new();
@@ -154,7 +159,7 @@ async fn exchange(proxy: SocketAddr, data: &[u8]) -> Answer {
 }
 
 /// Lets the proxy finish what it does after a client left: until no
-/// connection is open, at most a second.
+/// connection is open, at most a second (of the paused clock).
 async fn settle(proxy: &ProxyHandle) {
     for _ in 0..1000 {
         if proxy.counters().active_connections == 0 {
@@ -184,6 +189,7 @@ impl Harness {
         crate::note_panics();
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .start_paused(true)
             .build()
         {
             Ok(runtime) => runtime,
