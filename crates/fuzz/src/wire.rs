@@ -276,7 +276,9 @@ pub fn request(buf: &[u8]) -> Parsed<Request> {
     if method.is_empty() || !method.iter().all(|b| is_tchar(*b)) {
         return Parsed::Invalid(format!("method {:?}", show(method, 0)));
     }
-    if target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b)) {
+    // Origin form (or `*`): what a proxy sends on, never empty.
+    let origin = target.starts_with(b"/") || *target == b"*";
+    if !origin || !target.iter().all(|b| (0x21..0x7f).contains(b)) {
         return Parsed::Invalid(format!("request target {:?}", show(target, 0)));
     }
     if *version != b"HTTP/1.1" {
@@ -472,6 +474,8 @@ mod tests {
             b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcd\r\n"
         ));
         assert!(invalid(b"GET / HTTP/1.1\r\nhost: a\nb\r\n\r\n"));
+        assert!(invalid(b"GET  HTTP/1.1\r\nhost: a\r\n\r\n"));
+        assert!(invalid(b"GET ?q HTTP/1.1\r\nhost: a\r\n\r\n"));
     }
 
     #[test]
