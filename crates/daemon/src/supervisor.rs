@@ -800,5 +800,8 @@ fn check_upstream(address: &str) -> Result<(), CommandError> {
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
         return Err(invalid("must be an http:// URL with a host"));
     }
+    if let Some(reason) = serin_proxy::upstream_problem(&uri) {
+        return Err(invalid(reason));
+    }
     Ok(())
 }

@@ -17,7 +17,8 @@
 //! - nothing panics, in the daemon's tasks either, and every call is
 //!   answered within a bound;
 //! - no call is answered 500 (what a client sends is never the server's
-//!   fault) or with a status the API does not use;
+//!   fault) or with a status the API does not use, nor 504: a command the
+//!   daemon accepts (a start with a canary URL) is one it can carry out;
 //! - a JSON answer is JSON; every error answer is `{"error": "..."}` with a
 //!   message, as `docs/openapi.yaml` says (axum's own refusals included);
 //!   a 2xx answer to a call that changes something came with the right
@@ -209,6 +210,13 @@ impl Answer {
         assert!(
             STATUSES.contains(&self.status.as_u16()),
             "a status the API does not use: {what}"
+        );
+        // The daemon here is healthy and idle: a command it does not take
+        // in time is one it accepted and then could not carry out.
+        assert_ne!(
+            self.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "a command accepted and never carried out: {what}"
         );
         let json = self
             .content_type

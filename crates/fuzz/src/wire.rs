@@ -158,16 +158,22 @@ fn framing(fields: &[(String, Vec<u8>)], request: bool) -> Result<Framing, Strin
     }
     match lengths.first() {
         Some(length) => {
-            if length.is_empty() || length.len() > 18 || !length.iter().all(u8::is_ascii_digit) {
+            // `1*DIGIT`: leading zeros are allowed, the value must fit.
+            if length.is_empty() || !length.iter().all(u8::is_ascii_digit) {
                 return Err(format!(
                     "Content-Length {:?}",
                     String::from_utf8_lossy(length)
                 ));
             }
-            let n = std::str::from_utf8(length)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or("Content-Length out of range")?;
+            let significant = std::str::from_utf8(length)
+                .unwrap_or_default()
+                .trim_start_matches('0');
+            let n = match significant {
+                "" => 0,
+                digits => digits
+                    .parse::<u64>()
+                    .map_err(|_| "Content-Length out of range")?,
+            };
             Ok(Framing::Length(n))
         }
         None if request => Ok(Framing::Length(0)),
@@ -475,6 +481,9 @@ mod tests {
         ));
         assert!(invalid(b"GET / HTTP/1.1\r\nhost: a\nb\r\n\r\n"));
         assert!(invalid(b"GET  HTTP/1.1\r\nhost: a\r\n\r\n"));
+        let zeros =
+            b"PUT / HTTP/1.1\r\nhost: a\r\ncontent-length: 0000000000000000000000001\r\n\r\nx";
+        assert!(matches!(request(zeros), Parsed::Complete(r) if r.len == zeros.len()));
         assert!(invalid(b"GET ?q HTTP/1.1\r\nhost: a\r\n\r\n"));
     }
 

@@ -1,7 +1,8 @@
 //! Replays every fuzz target's checked-in corpus and past crashes, then a
 //! bounded random sample of mutated corpus inputs: what the fuzzers found
 //! stays found, without a fuzzer. `SERIN_FUZZ_SEED=N` repeats a sample;
-//! `SERIN_FUZZ_SAMPLES=N` sets its size.
+//! `SERIN_FUZZ_SAMPLES=N` sets its size; `SERIN_FUZZ_INPUT=FILE` checks that
+//! one input instead (name the target's test too).
 
 use std::{
     path::{Path, PathBuf},
@@ -37,6 +38,11 @@ impl Drop for Naming<'_> {
 }
 
 fn replay(target: &str, default_samples: usize) {
+    if let Some(path) = std::env::var_os("SERIN_FUZZ_INPUT") {
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        serin_fuzz::check(target, &data);
+        return;
+    }
     let corpus = inputs(&serin_fuzz::corpus_dir(target));
     let regressions = inputs(&serin_fuzz::regressions_dir(target));
     assert!(!corpus.is_empty(), "{target}: no corpus");

@@ -210,6 +210,12 @@ fn parse_upstream(path: &str, url: Option<&str>) -> Result<http::Uri, RoutingErr
             message: format!("{url:?}: the builtin proxy forwards to http://host:port URLs"),
         });
     }
+    if let Some(reason) = serin_proxy::upstream_problem(&uri) {
+        return Err(RoutingError::Upstream {
+            path: path.into(),
+            message: format!("{url:?}: {reason}"),
+        });
+    }
     Ok(uri)
 }
 

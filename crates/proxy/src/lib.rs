@@ -56,7 +56,7 @@ use std::{io, net::SocketAddr, path::PathBuf};
 pub use counters::CountersSnapshot;
 pub use limits::Limits;
 pub use matching::{MatchRule, StringMatch};
-pub use routes::{Routes, StickySessions};
+pub use routes::{Routes, StickySessions, upstream_problem};
 pub use serin_stats::{Recorder, Version};
 pub use server::{Proxy, ProxyHandle};
 pub use trust::{InvalidIpRange, IpRange, TrustedProxies};

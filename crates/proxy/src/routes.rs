@@ -108,6 +108,18 @@ impl Upstream {
     }
 }
 
+/// Why the proxy cannot forward to `uri`, if it cannot: it takes
+/// `http://host[:port]` with an optional base path, nothing else. For those
+/// who accept an upstream before it reaches a routing table (the daemon's
+/// API), so it is refused at once, as the table would refuse it.
+pub fn upstream_problem(uri: &Uri) -> Option<&'static str> {
+    match Upstream::new(Version::Canary, uri) {
+        Ok(_) => None,
+        Err(Error::InvalidUpstream { reason, .. }) => Some(reason),
+        Err(_) => Some("not an upstream the proxy can forward to"),
+    }
+}
+
 /// Where one request goes, decided by [`Table::route`].
 #[derive(Debug)]
 pub(crate) struct Decision {
