@@ -282,9 +282,12 @@ pub fn request(buf: &[u8]) -> Parsed<Request> {
     if method.is_empty() || !method.iter().all(|b| is_tchar(*b)) {
         return Parsed::Invalid(format!("method {:?}", show(method, 0)));
     }
-    // Origin form (or `*`): what a proxy sends on, never empty.
+    // Origin form (or `*`): what a proxy sends on, never empty; no space
+    // or control character. Bytes past ASCII are let through, as hyper
+    // and nginx take them (a UTF-8 path sent raw): they cannot end a
+    // request line or a message early.
     let origin = target.starts_with(b"/") || *target == b"*";
-    if !origin || !target.iter().all(|b| (0x21..0x7f).contains(b)) {
+    if !origin || !target.iter().all(|b| (0x21..0x7f).contains(b) || *b >= 0x80) {
         return Parsed::Invalid(format!("request target {:?}", show(target, 0)));
     }
     if *version != b"HTTP/1.1" {
