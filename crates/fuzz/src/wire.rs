@@ -287,7 +287,11 @@ pub fn request(buf: &[u8]) -> Parsed<Request> {
     // and nginx take them (a UTF-8 path sent raw): they cannot end a
     // request line or a message early.
     let origin = target.starts_with(b"/") || *target == b"*";
-    if !origin || !target.iter().all(|b| (0x21..0x7f).contains(b) || *b >= 0x80) {
+    if !origin
+        || !target
+            .iter()
+            .all(|b| (0x21..0x7f).contains(b) || *b >= 0x80)
+    {
         return Parsed::Invalid(format!("request target {:?}", show(target, 0)));
     }
     if *version != b"HTTP/1.1" {
