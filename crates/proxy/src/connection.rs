@@ -126,6 +126,11 @@ pub(crate) async fn serve_connection(
     let idle_check = tokio::time::sleep(idle);
     tokio::pin!(idle_check);
     let mut draining = false;
+    // Set when the connection was closed for being idle: a peer that does
+    // not finish the graceful close within another idle timeout, with no
+    // request in flight (an HTTP/2 client that never acknowledges the
+    // close), is dropped.
+    let mut idle_closing = false;
     let mut state_open = true;
     loop {
         tokio::select! {
@@ -149,13 +154,23 @@ pub(crate) async fn serve_connection(
                     draining = true;
                 }
             }
-            () = &mut idle_check, if !draining => {
+            () = &mut idle_check, if !draining || idle_closing => {
+                if idle_closing {
+                    if conn.in_flight.load(Ordering::Acquire) == 0 {
+                        return;
+                    }
+                    // A request that raced the close: it may finish.
+                    idle_check.as_mut().reset(Instant::now() + idle);
+                    continue;
+                }
                 let last = conn.last_active_ms.load(Ordering::Acquire);
                 let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
                 let now = shared.mono_ms();
                 if conn.in_flight.load(Ordering::Acquire) == 0 && now.saturating_sub(last) >= idle_ms {
                     connection.as_mut().graceful_shutdown();
                     draining = true;
+                    idle_closing = true;
+                    idle_check.as_mut().reset(Instant::now() + idle);
                 } else {
                     let due = last.saturating_add(idle_ms).max(now.saturating_add(1));
                     let wait = Duration::from_millis(due - now).min(idle);

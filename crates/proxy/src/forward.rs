@@ -254,7 +254,14 @@ pub(crate) fn upstream_path(upstream: &Upstream, original: &Uri) -> Result<Uri, 
             PathAndQuery::try_from(joined)?
         }
     };
-    Ok(Uri::from(path_and_query))
+    let uri = Uri::from(path_and_query);
+    // An absolute-form target with nothing after its authority but a
+    // fragment (`http://host#top`) keeps an empty path, which hyper would
+    // send as an empty request target: origin form needs at least `/`.
+    if uri.path().is_empty() {
+        return Ok(Uri::from_static("/"));
+    }
+    Ok(uri)
 }
 
 /// Why forwarding failed, and so what the client is answered.
@@ -420,6 +427,21 @@ mod tests {
         upstream_uri(&upstream(base), &uri)
             .unwrap_or_else(|e| panic!("{e}"))
             .to_string()
+    }
+
+    #[test]
+    fn a_target_without_a_path_is_sent_as_the_root() {
+        let path = |uri: &str| {
+            let uri: Uri = uri.parse().unwrap_or_else(|e| panic!("{e}"));
+            upstream_path(&upstream(None), &uri)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .to_string()
+        };
+        assert_eq!(path("http://front.example#top"), "/");
+        assert_eq!(path("http://front.example?q=1"), "/?q=1");
+        assert_eq!(path("http://front.example"), "/");
+        assert_eq!(path("/a?b"), "/a?b");
+        assert_eq!(path("*"), "*");
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub struct Limits {
     /// whole within it.
     pub client_body_timeout: Duration,
     /// A client connection without a request in flight for this long is
-    /// closed gracefully (HTTP/1 and HTTP/2).
+    /// closed gracefully (HTTP/1 and HTTP/2); one whose peer has not let the
+    /// close finish after as long again (an HTTP/2 client that never
+    /// acknowledges it) is dropped.
     pub idle_timeout: Duration,
     /// Largest request head (request line plus headers) accepted; larger ones
     /// are answered with 431. It also sets how many header lines an HTTP/1

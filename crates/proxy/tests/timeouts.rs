@@ -214,3 +214,36 @@ async fn a_body_buffered_for_mirroring_must_arrive_within_the_client_timeout() {
     assert!(stable.seen().is_empty());
     assert!(canary.seen().is_empty());
 }
+
+/// A client that opens an HTTP/2 connection and then says nothing, not even
+/// the acknowledgement the graceful close waits for, is closed all the same
+/// soon after the idle timeout: a silent peer cannot hold a connection (and
+/// its slot under `max_connections`) until the proxy stops.
+#[tokio::test(start_paused = true)]
+async fn a_silent_http2_client_is_closed_after_the_idle_timeout() {
+    let stable = counting().await;
+    let idle = Duration::from_secs(5);
+    let limits = Limits {
+        idle_timeout: idle,
+        ..limits()
+    };
+    let mut proxy = TestProxy::start_with(Routes::stable_only(stable.uri()), limits, None).await;
+    let mut stream = must(TcpStream::connect(proxy.addr).await);
+    must(stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await);
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(3600), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => {}
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "still open after an hour");
+    assert!(
+        started.elapsed() <= idle * 2 + Duration::from_secs(1),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    proxy.shutdown().await;
+}
