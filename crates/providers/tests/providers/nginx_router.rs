@@ -214,7 +214,17 @@ async fn the_access_log_is_recorded_per_version() {
         .unwrap();
     router.set_route(route(100)).await.unwrap();
     assert!(all_from(&nginx.frontend, "canary v2").await);
-    let before = recorder.totals();
+    // The log lines of those checks arrive over UDP a little later: wait
+    // until the counts stand still (bounded) before counting from here.
+    let mut before = recorder.totals();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = recorder.totals();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     bodies(&nginx.frontend, 10).await;
     let mut counted = (0, 0);
     for _ in 0..50 {
