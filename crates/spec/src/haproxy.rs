@@ -197,20 +197,14 @@ pub fn validate(
             ),
         ));
     }
-    if haproxy.log_listen.trim().is_empty() {
-        problems.push(Problem::new(
-            path.key("logListen"),
-            "required by provider haproxy: the UDP address serin receives HAProxy's log on, e.g. 127.0.0.1:5141",
-        ));
-    } else if haproxy.log_listen.trim().parse::<SocketAddr>().is_err() {
-        problems.push(Problem::new(
-            path.key("logListen"),
-            format!(
-                "{:?} is not an IP address and port, e.g. 127.0.0.1:5141",
-                haproxy.log_listen
-            ),
-        ));
-    }
+    crate::balancer::check_log_listen(
+        path.key("logListen"),
+        "haproxy",
+        "HAProxy's log",
+        "127.0.0.1:5141",
+        &haproxy.log_listen,
+        &mut problems,
+    );
     problems
 }
 

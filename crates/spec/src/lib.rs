@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+mod balancer;
 pub mod builtin;
 pub mod canary;
 pub mod catalog;

@@ -129,20 +129,14 @@ pub fn validate(
             "must name a program: an argv such as [\"nginx\", \"-s\", \"reload\"]",
         ));
     }
-    if nginx.log_listen.trim().is_empty() {
-        problems.push(Problem::new(
-            path.key("logListen"),
-            "required by provider nginx: the UDP address serin receives nginx's access log on, e.g. 127.0.0.1:5140",
-        ));
-    } else if nginx.log_listen.trim().parse::<SocketAddr>().is_err() {
-        problems.push(Problem::new(
-            path.key("logListen"),
-            format!(
-                "{:?} is not an IP address and port, e.g. 127.0.0.1:5140",
-                nginx.log_listen
-            ),
-        ));
-    }
+    crate::balancer::check_log_listen(
+        path.key("logListen"),
+        "nginx",
+        "nginx's access log",
+        "127.0.0.1:5140",
+        &nginx.log_listen,
+        &mut problems,
+    );
     problems
 }
 
