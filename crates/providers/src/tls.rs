@@ -1,4 +1,4 @@
-//! https for metric providers: rustls with the `ring` provider; Mozilla's
+//! https for metric providers: rustls with the `aws-lc-rs` provider; Mozilla's
 //! roots built in, or the CA of `spec.provider.caFile`; `insecureSkipVerify`
 //! (Flagger's field) turns certificate checks off, for test setups only.
 
@@ -8,7 +8,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::{CryptoProvider, ring},
+    crypto::{CryptoProvider, aws_lc_rs},
     pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
 };
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub fn connector(
     ca_file: Option<&str>,
     insecure_skip_verify: bool,
 ) -> Result<Connector, SetupError> {
-    let provider = Arc::new(ring::default_provider());
+    let provider = Arc::new(aws_lc_rs::default_provider());
     let tls = |reason: String| SetupError::Tls { reason };
     if ca_file.is_none() && !insecure_skip_verify {
         return Ok(HttpsConnectorBuilder::new()
