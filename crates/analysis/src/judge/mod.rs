@@ -127,12 +127,21 @@ fn held_to_checks(mut decision: Decision, checks: &[checks::Check]) -> Decision 
                 &mut decision.metrics[last]
             }
         };
+        // Where the judge had nothing to judge a metric by (Kayenta's
+        // judge with no time point in its window, say) while the check had
+        // a value and passed it, the check decides: a metric in a passing
+        // verdict has passed something, never "no data".
+        let deferred = evidence.status == MetricStatus::NoData && check.verdict == Verdict::Pass;
         evidence.status = match (check.verdict, evidence.status) {
             (_, MetricStatus::Harm) => MetricStatus::Harm,
             (Verdict::Fail, _) => check.status,
             (Verdict::Hold, MetricStatus::Pass) => MetricStatus::Inconclusive,
+            (Verdict::Pass, MetricStatus::NoData) => check.status,
             (_, status) => status,
         };
+        if deferred {
+            evidence.reason = format!("{}; judged by the check alone", evidence.reason);
+        }
         if evidence.canary.is_none() {
             evidence.canary = check.point.canary;
         }

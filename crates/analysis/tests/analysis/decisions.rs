@@ -416,6 +416,38 @@ proptest! {
     }
 }
 
+/// The minimal input proptest found: Kayenta's judge had no time point in
+/// the metric's window (the one second it saw lies just outside it) while
+/// the tick's totals have requests. Flagger's check passes the success rate;
+/// the judge's "no data" must not stand in a passing verdict: the check
+/// decides that metric.
+#[test]
+fn a_judge_without_time_points_defers_to_the_check_in_a_pass() {
+    let mut config = AnalysisConfig::flagger_defaults().with_judge(JudgeKind::MannWhitney);
+    config.min_requests = Some(1);
+    config.metrics = vec![
+        MetricCheck::named("request-success-rate"),
+        MetricCheck::named("request-duration"),
+        MetricCheck::named("error-rate").range(None, Some(1.0)),
+    ];
+    let second = pair(counts(137, 0, 20), counts(1, 0, 20));
+    let mut analyzer = Analyzer::new(config.clone()).unwrap();
+    analyzer.observe(0, 10, &second);
+    let mut input = TickInput::builtin(&config, |_| second.clone());
+    input.push_scalar("error-rate", Some(0.0), Some(0.0));
+    let d = analyzer.evaluate(60_000, &input);
+    assert_eq!(d.verdict, Verdict::Pass, "{:?}", d.reasons);
+    for m in &d.metrics {
+        assert_eq!(m.status, MetricStatus::Pass, "{m:?}");
+    }
+    let rate = &d.metrics[0];
+    assert!(
+        rate.reason.contains("no data") && rate.reason.contains("judged by the check alone"),
+        "{}",
+        rate.reason
+    );
+}
+
 #[test]
 fn pace_schedule_promotes_at_the_end_of_the_schedule_and_says_what_power_it_had() {
     // Both versions at 0.4 % errors, no margin: with the default pace the
