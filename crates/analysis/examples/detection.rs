@@ -38,17 +38,114 @@ struct Scenario {
     steps: &'static [u8],
     /// Longest simulated rollout, seconds.
     cap: u64,
+    /// `compare` on the success rate (maxDelta in points, maxRatio); when
+    /// set, the success rate has no `thresholdRange` ("canary at most
+    /// stable plus a margin").
+    compare: Option<(Option<f64>, Option<f64>)>,
 }
 
 impl Scenario {
     fn is_null(&self) -> bool {
         self.err_delta == 0.0 && self.slow == 1.0
     }
+
+    /// The highest canary error rate the comparison's null allows when
+    /// stable's is `p_s`.
+    fn boundary(&self, p_s: f64) -> f64 {
+        match self.compare {
+            Some((delta, ratio)) => {
+                let mut b = f64::INFINITY;
+                if let Some(d) = delta {
+                    b = b.min(p_s + d / 100.0);
+                }
+                if let Some(r) = ratio {
+                    b = b.min(p_s * r);
+                }
+                if b.is_finite() { b } else { p_s }
+            }
+            None => p_s,
+        }
+    }
+
+    /// Stable's error rate at second `t`.
+    fn stable_rate(&self, t: u64) -> f64 {
+        match self.incident {
+            Some((from, to, p, _)) if (from..to).contains(&t) => p,
+            _ => self.base,
+        }
+    }
+
+    fn config(&self, judge: JudgeKind) -> AnalysisConfig {
+        let mut cfg = AnalysisConfig::flagger_defaults().with_judge(judge);
+        cfg.steps = self.steps.to_vec();
+        if let Some((delta, ratio)) = self.compare {
+            cfg.metrics[0] = cfg.metrics[0]
+                .clone()
+                .range(None, None)
+                .compare(delta, ratio);
+        }
+        cfg
+    }
 }
 
 const FLAGGER_STEPS: &[u8] = &[10, 20, 30, 40, 50];
 const HEAVY_STEPS: &[u8] = &[50];
 const LIGHT_STEPS: &[u8] = &[2, 5, 10];
+const FIXED_10: &[u8] = &[10];
+/// Stable's error rate in the margin scenarios.
+const MARGIN_BASE: f64 = 0.005;
+
+/// Margins on the success rate (maxDelta 0.5 and 1 point, maxRatio 1.2)
+/// at 1.5, 20 and 100 requests a second, the canary's share fixed at 10 %
+/// or following Flagger's steps: an A/A twin, and a canary half a point
+/// beyond the margin (stable 0.5 %: canary 1.5 %, 2 %, 1.1 %).
+fn margin_scenarios() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    let margins: [(&str, Option<f64>, Option<f64>); 3] = [
+        ("maxDelta 0.5", Some(0.5), None),
+        ("maxDelta 1", Some(1.0), None),
+        ("maxRatio 1.2", None, Some(1.2)),
+    ];
+    let traffic: [(&str, f64, u64); 3] = [
+        ("1.5 rps", 1.5, 7200),
+        ("20 rps", 20.0, 1800),
+        ("100 rps", 100.0, 1800),
+    ];
+    for (steps_name, steps) in [("share 10%", FIXED_10), ("steps", FLAGGER_STEPS)] {
+        for (margin_name, delta, ratio) in margins {
+            for (traffic_name, rps, cap) in traffic {
+                let sc = Scenario {
+                    name: "",
+                    rps,
+                    base: MARGIN_BASE,
+                    err_delta: 0.0,
+                    slow: 1.0,
+                    incident: None,
+                    steps,
+                    cap,
+                    compare: Some((delta, ratio)),
+                };
+                let name = |what: &str| -> &'static str {
+                    Box::leak(
+                        format!("margin {margin_name}, {what}, {traffic_name}, {steps_name}")
+                            .into_boxed_str(),
+                    )
+                };
+                let bad = sc.boundary(MARGIN_BASE) + 0.005;
+                out.push(Scenario {
+                    name: name("A/A 0.5%"),
+                    ..sc
+                });
+                out.push(Scenario {
+                    name: name(&format!("canary {:.1}%", bad * 100.0)),
+                    err_delta: bad - MARGIN_BASE,
+                    ..sc
+                });
+            }
+        }
+    }
+    out
+}
 
 fn scenarios() -> Vec<Scenario> {
     let s = |name, rps, cap| Scenario {
@@ -60,11 +157,12 @@ fn scenarios() -> Vec<Scenario> {
         incident: None,
         steps: FLAGGER_STEPS,
         cap,
+        compare: None,
     };
     let low = |n| s(n, 1.5, 7200);
     let med = |n| s(n, 20.0, 3600);
     let high = |n| s(n, 200.0, 3600);
-    vec![
+    let mut all = vec![
         low("A/A low (0.15-0.75 canary rps)"),
         med("A/A medium (20 rps)"),
         high("A/A high (200 rps)"),
@@ -159,7 +257,9 @@ fn scenarios() -> Vec<Scenario> {
             slow: 4.0,
             ..med("latency x4 (p99 > 500 ms), medium")
         },
-    ]
+    ];
+    all.extend(margin_scenarios());
+    all
 }
 
 fn poisson(rng: &mut Pcg64Mcg, lambda: f64) -> u64 {
@@ -222,11 +322,14 @@ struct RunResult {
     canary_requests: u64,
     /// Canary errors beyond what stable's rate would have produced.
     excess: f64,
+    /// The rollback came from the judge's evidence (the sequential tests'
+    /// e-value, or the oracle's likelihood ratio), not from counting
+    /// failed checks.
+    by_evidence: bool,
 }
 
 fn run(sc: &Scenario, judge: JudgeKind, seed: u64) -> RunResult {
-    let mut cfg = AnalysisConfig::flagger_defaults().with_judge(judge);
-    cfg.steps = sc.steps.to_vec();
+    let cfg = sc.config(judge);
     let mut analyzer = match Analyzer::new(cfg.clone()) {
         Ok(a) => a,
         // The benchmark's configs are constants; an invalid one is a bug in
@@ -241,6 +344,7 @@ fn run(sc: &Scenario, judge: JudgeKind, seed: u64) -> RunResult {
         secs: sc.cap,
         canary_requests: 0,
         excess: 0.0,
+        by_evidence: false,
     };
     let mut delta = Pair::default();
     for t in 0..sc.cap {
@@ -249,16 +353,14 @@ fn run(sc: &Scenario, judge: JudgeKind, seed: u64) -> RunResult {
         delta.canary.clear();
         second(sc, seed, t, weight, &mut delta);
         res.canary_requests += delta.canary.requests;
-        let p_s = match sc.incident {
-            Some((from, to, p, _)) if (from..to).contains(&t) => p,
-            _ => sc.base,
-        };
+        let p_s = sc.stable_rate(t);
         res.excess += delta.canary.errors as f64 - delta.canary.requests as f64 * p_s;
         window.merge(&delta);
         let at = (t + 1) * 1000;
         analyzer.observe(at, weight, &delta);
         if analyzer.early(at).is_some() {
             res.rolled_back = true;
+            res.by_evidence = true;
             res.secs = t + 1;
             return res;
         }
@@ -286,9 +388,81 @@ fn run(sc: &Scenario, judge: JudgeKind, seed: u64) -> RunResult {
                 }
                 Verdict::Rollback => {
                     res.rolled_back = true;
+                    res.by_evidence = true;
                     res.secs = t + 1;
                     return res;
                 }
+            }
+        }
+    }
+    res
+}
+
+/// The oracle: Wald's sequential probability ratio test on the canary's
+/// requests, knowing both true rates every second: the null is the canary
+/// at the comparison's boundary (stable's true rate plus the margin), the
+/// alternative its true rate (or, for a canary within the margin, the
+/// boundary plus one point). It rolls back when the likelihood ratio
+/// reaches 1/α (α = 0.01, as the judges), accepts the null at β = 0.05,
+/// and follows the steps one per interval, promoting at the end of the
+/// schedule once it has accepted. The limit no real test beats on
+/// average: nothing about the rates is estimated.
+fn run_oracle(sc: &Scenario, seed: u64) -> RunResult {
+    let alpha: f64 = 0.01;
+    let beta: f64 = 0.05;
+    let (upper, lower) = ((1.0 / alpha).ln(), (beta / (1.0 - alpha)).ln());
+    let mut res = RunResult {
+        rolled_back: false,
+        promoted: false,
+        secs: sc.cap,
+        canary_requests: 0,
+        excess: 0.0,
+        by_evidence: false,
+    };
+    let (mut step, mut llr, mut accepted) = (0usize, 0.0f64, false);
+    let mut delta = Pair::default();
+    for t in 0..sc.cap {
+        let weight = sc.steps[step];
+        delta.stable.clear();
+        delta.canary.clear();
+        second(sc, seed, t, weight, &mut delta);
+        res.canary_requests += delta.canary.requests;
+        let p_s = sc.stable_rate(t);
+        res.excess += delta.canary.errors as f64 - delta.canary.requests as f64 * p_s;
+        if !accepted {
+            let p0 = sc.boundary(p_s).min(1.0);
+            let truth = (p_s + sc.err_delta).min(1.0);
+            let p1 = if truth > p0 {
+                truth
+            } else {
+                (p0 + 0.01).min(1.0)
+            };
+            let (x, n) = (delta.canary.errors as f64, delta.canary.requests as f64);
+            let step_llr = if p0 <= 0.0 {
+                if x > 0.0 {
+                    f64::INFINITY
+                } else {
+                    n * (1.0 - p1).ln()
+                }
+            } else {
+                x * (p1 / p0).ln() + (n - x) * ((1.0 - p1) / (1.0 - p0)).ln()
+            };
+            llr += step_llr;
+            if llr >= upper {
+                res.rolled_back = true;
+                res.by_evidence = true;
+                res.secs = t + 1;
+                return res;
+            }
+            accepted = llr <= lower;
+        }
+        if (t + 1) % 60 == 0 {
+            if step + 1 < sc.steps.len() {
+                step += 1;
+            } else if accepted {
+                res.promoted = true;
+                res.secs = t + 1;
+                return res;
             }
         }
     }
@@ -315,6 +489,9 @@ struct Summary {
     median_requests: Option<f64>,
     median_promote_secs: Option<f64>,
     mean_excess: f64,
+    /// Share of runs rolled back by evidence, and their median time.
+    evidence_rate: f64,
+    median_evidence_secs: Option<f64>,
 }
 
 fn summarize(results: &[RunResult]) -> Summary {
@@ -335,6 +512,14 @@ fn summarize(results: &[RunResult]) -> Summary {
                 .collect::<Vec<_>>(),
         ),
         mean_excess: results.iter().map(|r| r.excess.max(0.0)).sum::<f64>() / n,
+        evidence_rate: results.iter().filter(|r| r.by_evidence).count() as f64 / n,
+        median_evidence_secs: median(
+            &mut results
+                .iter()
+                .filter(|r| r.by_evidence)
+                .map(|r| r.secs as f64)
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 
@@ -355,12 +540,31 @@ fn main() {
     let mut speedups = Vec::new();
     let mut excess_ratios = Vec::new();
     let mut notes = Vec::new();
+    let mut against_oracle = Vec::new();
     for (i, sc) in scenarios().iter().enumerate() {
         if !sc.name.contains(filter.as_str()) {
             continue;
         }
         let runs = if sc.is_null() { runs_aa } else { runs_ab };
         let mut per_judge = Vec::new();
+        let oracle = (sc.slow == 1.0).then(|| {
+            let results: Vec<RunResult> = (0..runs)
+                .map(|r| run_oracle(sc, (i as u64) << 32 | r))
+                .collect();
+            summarize(&results)
+        });
+        if let Some(s) = &oracle {
+            println!(
+                "| {} | oracle SPRT | {runs} | {:.1}% | {:.1}% | {} | {} | {} | {:.1} |",
+                sc.name,
+                100.0 * s.rollback_rate,
+                100.0 * s.promote_rate,
+                fmt(s.median_secs),
+                fmt(s.median_requests),
+                fmt(s.median_promote_secs),
+                s.mean_excess
+            );
+        }
         for judge in JudgeKind::ALL {
             let results: Vec<RunResult> = (0..runs)
                 .map(|r| run(sc, judge, (i as u64) << 32 | r))
@@ -378,6 +582,41 @@ fn main() {
                 s.mean_excess
             );
             per_judge.push(s);
+        }
+        if let Some(o) = &oracle {
+            let seq = &per_judge[0];
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "-".to_owned(),
+            };
+            against_oracle.push(if sc.is_null() {
+                format!(
+                    "| {} | false rollbacks {:.1}% (oracle {:.1}%) | - | {:.1}% | promote in {} vs {} s ({}x) |",
+                    sc.name,
+                    100.0 * seq.rollback_rate,
+                    100.0 * o.rollback_rate,
+                    100.0 * seq.evidence_rate,
+                    fmt(seq.median_promote_secs),
+                    fmt(o.median_promote_secs),
+                    ratio(seq.median_promote_secs, o.median_promote_secs)
+                )
+            } else {
+                format!(
+                    "| {} | caught {:.0}% vs oracle {:.0}% ({}) | {} vs {} s ({}x) | {:.0}% in {} s | {:.1} vs {:.1} ({}x) |",
+                    sc.name,
+                    100.0 * seq.rollback_rate,
+                    100.0 * o.rollback_rate,
+                    ratio(Some(seq.rollback_rate), Some(o.rollback_rate)),
+                    fmt(seq.median_secs),
+                    fmt(o.median_secs),
+                    ratio(seq.median_secs, o.median_secs),
+                    100.0 * seq.evidence_rate,
+                    fmt(seq.median_evidence_secs),
+                    seq.mean_excess,
+                    o.mean_excess,
+                    ratio(Some(seq.mean_excess), Some(o.mean_excess))
+                )
+            });
         }
         if !sc.is_null() {
             let (seq, thr) = (&per_judge[0], &per_judge[1]);
@@ -426,6 +665,16 @@ fn main() {
     println!();
     for n in &notes {
         println!("- {n}");
+    }
+    println!();
+    println!("Sequential against the oracle SPRT (same users):");
+    println!();
+    println!(
+        "| scenario | rollbacks (sequential vs oracle) | median s to rollback | rolled back by the e-value | mean excess failed requests / healthy: median s to promote |"
+    );
+    println!("|---|---|---|---|---|");
+    for line in &against_oracle {
+        println!("{line}");
     }
     eprintln!("benchmark took {:.1} s", start.elapsed().as_secs_f64());
 }

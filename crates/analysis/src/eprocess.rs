@@ -306,6 +306,293 @@ impl RateTest {
     }
 }
 
+/// The null a [`TableTest`] tests: the canary's event rate is at most
+/// stable's plus a margin.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Margin {
+    /// `p_c ≤ p_s + d` (`d` a fraction, ≥ 0).
+    Delta(f64),
+    /// `p_c ≤ r · p_s` (`r ≥ 1`).
+    Ratio(f64),
+}
+
+// === impl Margin ===
+
+impl Margin {
+    /// The highest canary rate the null allows when stable's rate is `p_s`.
+    pub fn boundary(self, p_s: f64) -> f64 {
+        match self {
+            Margin::Delta(d) => p_s + d,
+            Margin::Ratio(r) => p_s * r,
+        }
+    }
+
+    /// The slope of the boundary in `p_s`.
+    fn slope(self) -> f64 {
+        match self {
+            Margin::Delta(_) => 1.0,
+            Margin::Ratio(r) => r,
+        }
+    }
+
+    /// The largest stable rate at which the boundary is still below 1.
+    fn max_stable(self) -> f64 {
+        match self {
+            Margin::Delta(d) => (1.0 - d).min(1.0),
+            Margin::Ratio(r) => (1.0 / r).min(1.0),
+        }
+    }
+}
+
+/// `(q − p) / (p (1 − p))`: the derivative of a Bernoulli log-likelihood
+/// ratio's expectation, decreasing in `p` on (0, 1).
+fn score(q: f64, p: f64) -> f64 {
+    (q - p) / (p * (1.0 - p))
+}
+
+/// The null point a block's likelihood ratio is taken against: the reverse
+/// information projection of the alternative `(q_c, q_s)` onto the null's
+/// boundary `p_c = g(p_s)` for a block of `n_c` canary and `n_s` stable
+/// requests. Returns `(p_c*, p_s*)`.
+///
+/// For Bernoulli blocks `E_p[LR]` factorises into
+/// `(p_c a_c + (1−p_c) b_c)^{n_c} (p_s a_s + (1−p_s) b_s)^{n_s}`, whose ln is
+/// concave in `(p_c, p_s)`; it is 0 at `p*`, and `p*` is where its gradient
+/// is normal to the boundary: `n_c g' score(q_c, p_c*) + n_s score(q_s,
+/// p_s*) = 0`. With `q_c > g(q_s)` the gradient points out of the null
+/// region (`q_c ≥ p_c*`), so by concavity `p*` is the maximum over the whole
+/// region `p_c ≤ g(p_s)`: `E_p[LR] ≤ 1` for every null point (Turner, Ly &
+/// Grünwald, "Generic E-variables for exact sequential k-sample tests that
+/// allow for optional stopping", 2024, for `g(p) = p`).
+fn null_point(margin: Margin, n_c: f64, n_s: f64, q_c: f64, q_s: f64) -> Option<(f64, f64)> {
+    let g = |p: f64| margin.boundary(p);
+    let slope = margin.slope();
+    let h = |p_s: f64| n_c * slope * score(q_c, g(p_s)) + n_s * score(q_s, p_s);
+    // h decreases from +∞ (p_s → 0, when n_s > 0 and q_s > 0) to −∞.
+    let (mut lo, mut hi) = (0.0f64, margin.max_stable());
+    for _ in 0..80 {
+        let mid = (lo + hi) / 2.0;
+        if mid <= 0.0 || mid >= 1.0 || g(mid) >= 1.0 {
+            hi = mid;
+            continue;
+        }
+        if h(mid) > 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let p_s = (lo + hi) / 2.0;
+    let p_c = g(p_s);
+    (p_s > 0.0 && p_s < 1.0 && p_c > 0.0 && p_c < 1.0).then_some((p_c, p_s))
+}
+
+/// `ln` of a Bernoulli likelihood ratio of `x` events in `n` trials, `q`
+/// against `p`.
+fn bernoulli_log_lr(x: f64, n: f64, q: f64, p: f64) -> f64 {
+    let mut v = 0.0;
+    if x > 0.0 {
+        v += x * (q / p).ln();
+    }
+    if n > x {
+        v += (n - x) * ((1.0 - q) / (1.0 - p)).ln();
+    }
+    v
+}
+
+/// `KL(q ‖ p)` of one Bernoulli trial.
+fn bernoulli_kl(q: f64, p: f64) -> f64 {
+    bernoulli_log_lr(q, 1.0, q, p)
+}
+
+/// Is the canary's event rate above stable's plus a margin? The safe test
+/// for 2×2 tables: each block (a second, or a few pooled while one version
+/// has no requests) contributes the likelihood ratio of its counts under a
+/// predictable alternative `(q_c, q_s)` against the null point closest to
+/// it ([`null_point`]), which has expectation at most 1 under *every*
+/// null point. So the product is a test supermartingale even when both
+/// rates move from second to second (a shared incident), as long as within
+/// a block the canary's rate is at most stable's plus the margin.
+///
+/// Unlike the [`SplitTest`], which only sees who got the errors, this test
+/// also uses how many requests succeeded, and so gets close to an oracle
+/// that knows stable's rate: with a fixed split the per-block null points
+/// coincide with the pooled one, so stratifying by second costs nothing.
+///
+/// The alternative is a plug-in: stable's rate so far, and the canary's rate
+/// so far shrunk toward the null boundary plus the planning regression
+/// (so the first blocks bet on a regression worth catching, and a healthy
+/// canary's bets fade to nothing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableTest {
+    /// The null's margins (one or two); each block tests the one tighter
+    /// at stable's rate so far (a superset of the null, so still valid).
+    margins: Vec<Margin>,
+    /// ln of the e-value so far.
+    log_e: f64,
+    /// Everything seen in closed blocks: canary requests, events, stable
+    /// requests, events.
+    total: [u64; 4],
+    /// The open block.
+    pending: [u64; 4],
+    pending_secs: u32,
+    /// Planning regression above the boundary (a fraction).
+    planned: f64,
+    /// Expected ln e-value had the canary regressed by `planned`.
+    info: f64,
+    /// The same for the last closed block, and its canary requests.
+    last_info: (f64, u64),
+}
+
+/// Pseudo-requests of the canary's plug-in prior.
+const PRIOR_REQUESTS: f64 = 50.0;
+
+// === impl TableTest ===
+
+impl TableTest {
+    /// A fresh test of the null "canary rate ≤ every one of `margins`'
+    /// boundaries" (none: equal rates), planning to catch a regression
+    /// `planned` (a fraction) above the boundary.
+    pub fn new(margins: &[Margin], planned: f64) -> Self {
+        let mut margins: Vec<Margin> = margins
+            .iter()
+            .filter_map(|m| match *m {
+                Margin::Delta(d) if (0.0..1.0).contains(&d) => Some(*m),
+                Margin::Ratio(r) if r.is_finite() && r >= 1.0 => Some(*m),
+                _ => None,
+            })
+            .collect();
+        if margins.is_empty() {
+            margins.push(Margin::Ratio(1.0));
+        }
+        TableTest {
+            margins,
+            log_e: 0.0,
+            total: [0; 4],
+            pending: [0; 4],
+            pending_secs: 0,
+            planned: planned.max(1e-6),
+            info: 0.0,
+            last_info: (0.0, 0),
+        }
+    }
+
+    /// Stable's rate so far, shrunk toward nothing (never 0 or 1).
+    fn stable_rate(&self) -> f64 {
+        (self.total[3] as f64 + 0.5) / (self.total[2] as f64 + 1.0)
+    }
+
+    /// The margin tighter at stable's rate `q_s`.
+    fn margin(&self, q_s: f64) -> Margin {
+        self.margins
+            .iter()
+            .copied()
+            .min_by(|a, b| a.boundary(q_s).total_cmp(&b.boundary(q_s)))
+            .unwrap_or(Margin::Ratio(1.0))
+    }
+
+    /// The alternative bet on for the next block, and the margin tested.
+    fn alternative(&self) -> (f64, f64, Margin) {
+        let q_s = self.stable_rate();
+        let margin = self.margin(q_s);
+        let edge = margin.boundary(q_s);
+        let prior = (edge + self.planned).min(0.999);
+        let q_c = (self.total[1] as f64 + PRIOR_REQUESTS * prior)
+            / (self.total[0] as f64 + PRIOR_REQUESTS);
+        let floor = edge + (edge * 1e-3).max(1e-9);
+        (q_c.max(floor).min(0.9999), q_s, margin)
+    }
+
+    /// One second's counts. Seconds where one version had no requests are
+    /// pooled with the next ones (at most [`MAX_BUCKET_SECS`]).
+    pub fn update(
+        &mut self,
+        canary_requests: u64,
+        canary_events: u64,
+        stable_requests: u64,
+        stable_events: u64,
+    ) {
+        if canary_requests.saturating_add(stable_requests) == 0 {
+            return;
+        }
+        let add = [
+            canary_requests,
+            canary_events.min(canary_requests),
+            stable_requests,
+            stable_events.min(stable_requests),
+        ];
+        for (p, a) in self.pending.iter_mut().zip(add) {
+            *p = p.saturating_add(a);
+        }
+        self.pending_secs += 1;
+        let [nc, xc, ns, xs] = self.pending;
+        if nc > 0 && ns > 0 {
+            let (n_c, n_s) = (nc as f64, ns as f64);
+            let (q_c, q_s, margin) = self.alternative();
+            if q_c < 1.0
+                && let Some((p_c, p_s)) = null_point(margin, n_c, n_s, q_c, q_s)
+            {
+                let step = bernoulli_log_lr(xc as f64, n_c, q_c, p_c)
+                    + bernoulli_log_lr(xs as f64, n_s, q_s, p_s);
+                if step.is_finite() {
+                    self.log_e += step;
+                }
+            }
+            let gain = self.planned_gain(n_c, n_s, q_s);
+            self.info += gain;
+            self.last_info = (gain, nc);
+            for (t, p) in self.total.iter_mut().zip(self.pending) {
+                *t = t.saturating_add(p);
+            }
+            self.pending = [0; 4];
+            self.pending_secs = 0;
+        } else if self.pending_secs >= MAX_BUCKET_SECS {
+            // Counted for the plug-in rates (they only steer the bets), not
+            // tested.
+            for (t, p) in self.total.iter_mut().zip(self.pending) {
+                *t = t.saturating_add(p);
+            }
+            self.pending = [0; 4];
+            self.pending_secs = 0;
+        }
+    }
+
+    /// Expected ln-likelihood ratio of a block had the canary been at the
+    /// boundary plus the planning regression (depends on counts only).
+    fn planned_gain(&self, n_c: f64, n_s: f64, q_s: f64) -> f64 {
+        let margin = self.margin(q_s);
+        let q_c = (margin.boundary(q_s) + self.planned).min(0.999);
+        match null_point(margin, n_c, n_s, q_c, q_s) {
+            Some((p_c, p_s)) => {
+                let v = n_c * bernoulli_kl(q_c, p_c) + n_s * bernoulli_kl(q_s, p_s);
+                if v.is_finite() { v.max(0.0) } else { 0.0 }
+            }
+            None => 0.0,
+        }
+    }
+
+    /// ln of the e-value against "canary rate ≤ stable's plus the margin".
+    pub fn log_e(&self) -> f64 {
+        self.log_e
+    }
+
+    /// The e-value.
+    pub fn e_value(&self) -> f64 {
+        self.log_e.exp()
+    }
+
+    /// Expected growth of ln(e-value) so far under the planning regression.
+    pub fn info(&self) -> f64 {
+        self.info
+    }
+
+    /// Expected gain per canary request in the last block (0 before any).
+    pub fn info_per_canary_request(&self) -> f64 {
+        let (gain, nc) = self.last_info;
+        if nc == 0 { 0.0 } else { gain / nc as f64 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +757,120 @@ mod tests {
         }
         assert!(crossed <= 40, "crossed {crossed} of 500 at alpha 0.05");
         assert!(detected >= 450, "detected {detected} of 500");
+    }
+
+    /// `E_p[LR]` of one block, from its factorised form.
+    fn block_expectation(
+        n_c: f64,
+        n_s: f64,
+        q: (f64, f64),
+        star: (f64, f64),
+        p: (f64, f64),
+    ) -> f64 {
+        let side = |n: f64, q: f64, star: f64, p: f64| {
+            (p * q / star + (1.0 - p) * (1.0 - q) / (1.0 - star)).powf(n)
+        };
+        side(n_c, q.0, star.0, p.0) * side(n_s, q.1, star.1, p.1)
+    }
+
+    #[test]
+    fn a_block_is_an_e_value_at_every_null_point() {
+        for margin in [
+            Margin::Delta(0.0),
+            Margin::Delta(0.005),
+            Margin::Delta(0.01),
+            Margin::Ratio(1.2),
+            Margin::Ratio(3.0),
+        ] {
+            for (n_c, n_s) in [(1.0, 9.0), (10.0, 90.0), (60.0, 40.0), (3.0, 1.0)] {
+                for q_s in [0.0005, 0.005, 0.05] {
+                    let q_c = margin.boundary(q_s) + 0.01;
+                    let star = null_point(margin, n_c, n_s, q_c, q_s).unwrap();
+                    assert!((star.0 - margin.boundary(star.1)).abs() < 1e-12);
+                    let mut worst: f64 = 0.0;
+                    for i in 1..400 {
+                        let p_s = i as f64 / 400.0;
+                        for j in 0..=40 {
+                            let p_c = margin.boundary(p_s).min(1.0) * j as f64 / 40.0;
+                            worst = worst.max(block_expectation(
+                                n_c,
+                                n_s,
+                                (q_c, q_s),
+                                star,
+                                (p_c, p_s),
+                            ));
+                        }
+                    }
+                    assert!(
+                        worst <= 1.0 + 1e-9,
+                        "{margin:?} {n_c}/{n_s} q_s {q_s}: {worst}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Canary at the null's edge, both rates moving (an incident), the split
+    /// changing: rejections stay within α.
+    #[test]
+    fn table_test_is_calibrated_at_the_margin_under_moving_rates() {
+        let mut rng = Pcg64Mcg::seed_from_u64(11);
+        for margin in [Margin::Delta(0.005), Margin::Ratio(1.5), Margin::Delta(0.0)] {
+            let mut crossed = 0;
+            for _ in 0..1000 {
+                let mut t = TableTest::new(&[margin], 0.01);
+                for s in 0..400u64 {
+                    let w = [0.05, 0.1, 0.3, 0.6][(s / 100) as usize];
+                    let n = rng.random_range(0..60u64);
+                    let p_s = if (100..160).contains(&s) { 0.2 } else { 0.004 };
+                    let p_c = margin.boundary(p_s).min(1.0);
+                    let (mut nc, mut ec, mut es) = (0, 0, 0);
+                    for _ in 0..n {
+                        if rng.random_bool(w) {
+                            nc += 1;
+                            ec += u64::from(rng.random_bool(p_c));
+                        } else {
+                            es += u64::from(rng.random_bool(p_s));
+                        }
+                    }
+                    t.update(nc, ec, n - nc, es);
+                    if t.e_value() >= 20.0 {
+                        crossed += 1;
+                        break;
+                    }
+                }
+            }
+            assert!(
+                crossed <= 65,
+                "{margin:?}: crossed {crossed} of 1000 at alpha 0.05"
+            );
+        }
+    }
+
+    /// Stable 0.5 %, canary 1.5 %, margin +0.5 point, 10 % of 100 requests a
+    /// second: close to the oracle's ≈ 450 s (a sequential probability ratio
+    /// test of 1 % against 1.5 % on the canary's requests alone).
+    #[test]
+    fn table_test_catches_a_regression_beyond_the_margin() {
+        let mut rng = Pcg64Mcg::seed_from_u64(5);
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let mut t = TableTest::new(&[Margin::Delta(0.005)], 0.01);
+            let mut at = None;
+            for s in 0..1800u64 {
+                let nc = 10;
+                let ec = (0..nc).filter(|_| rng.random_bool(0.015)).count() as u64;
+                let es = (0..90).filter(|_| rng.random_bool(0.005)).count() as u64;
+                t.update(nc, ec, 90, es);
+                if t.e_value() >= 100.0 {
+                    at = Some(s);
+                    break;
+                }
+            }
+            times.push(at.unwrap_or(u64::MAX));
+        }
+        times.sort_unstable();
+        let median = times[times.len() / 2];
+        assert!(median < 1000, "median {median} s");
     }
 }

@@ -19,6 +19,15 @@
 //!   margin into a ratio is approximate at the margin's boundary and
 //!   conservative for identical versions). Without `compare`, the default
 //!   margin is 0: any excess of errors over stable is harm.
+//!   The split test only sees who got the errors, so with a margin most of
+//!   the information is lost: it is averaged with the safe test for 2×2
+//!   tables of [`crate::eprocess::TableTest`] (Turner, Ly & Grünwald), which
+//!   tests the margin exactly (`p_c ≤ p_s + D`, `p_c ≤ R·p_s`) second by
+//!   second from both versions' counts, errors and successes alike, and gets
+//!   within a few nats of an oracle that knows both rates. Each is valid
+//!   under rates that move from second to second (a shared incident), so
+//!   their average is too; the average costs ln 2 against the better of the
+//!   two, and keeps the split test's quick answer to gross regressions.
 //! - **Latency** (`request-duration` = p99, `-p50/-p95/-p99`): a tail
 //!   exceedance split test. Each second the threshold `Q` is stable's
 //!   q-quantile over everything seen *before* that second; canary requests
@@ -129,7 +138,7 @@ use crate::{
     config::{AnalysisConfig, BuiltinMetric, Direction, MetricCheck, MetricKind},
     confseq,
     decision::{Bounds, Decision, HoldReason, MetricEvidence, MetricStatus, Verdict, num},
-    eprocess::{LogitMixture, RateTest, SplitTest, log_sum_exp},
+    eprocess::{LogitMixture, Margin, RateTest, SplitTest, TableTest, log_sum_exp},
     input::TickInput,
     judge::{Judge, point, range_violation, worse_by},
 };
@@ -178,6 +187,9 @@ struct SeqMetric {
 enum SeqTest {
     Errors {
         cmp: SplitTest,
+        /// The 2×2-table test of the same null, which also uses how many
+        /// requests succeeded: the comparison is the average of the two.
+        table: TableTest,
         max_ratio: Option<f64>,
         /// Allowed excess as a fraction (points / 100).
         max_delta: Option<f64>,
@@ -214,6 +226,11 @@ pub const DETECT_ERROR_POINTS: f64 = 1.0;
 /// stable's spread (σ = 0.5) it is a p99 about 15 % slower.
 pub const DETECT_TAIL_RATIO: f64 = 3.0;
 
+/// What the table test's plug-in alternative loses, in nats, against a test
+/// that knew the regression's size from the start: its first bets are on
+/// the planning size, and it learns the canary's rate as requests arrive.
+const TABLE_LEARNING: f64 = 1.5;
+
 /// Power asked of the evidence gate: one-sided normal quantile (95 %).
 const DETECT_POWER_Z: f64 = 1.645;
 
@@ -223,8 +240,13 @@ const DETECT_POWER_Z: f64 = 1.645;
 /// and the mixture's smallest prior weight of one grid point); with the ln
 /// likelihood ratio roughly normal with variance 2× its mean, reaching `a`
 /// with probability 95 % needs a mean `T` with `T − z·√(2T) = a`.
-fn evidence_target(alpha: f64, log_weight: f64) -> f64 {
-    let a = (1.0 / alpha).ln() - log_weight + crate::eprocess::grid_penalty();
+///
+/// `cost` is what the test loses against the planning alternative's own
+/// likelihood ratio: the grid mixture's smallest prior weight for the split
+/// test ([`crate::eprocess::grid_penalty`]), the plug-in's learning for the
+/// table test ([`TABLE_LEARNING`]).
+fn evidence_target(alpha: f64, log_weight: f64, cost: f64) -> f64 {
+    let a = (1.0 / alpha).ln() - log_weight + cost;
     let z = DETECT_POWER_Z;
     let root = (z * std::f64::consts::SQRT_2 + (2.0 * z * z + 4.0 * a).sqrt()) / 2.0;
     root * root
@@ -234,11 +256,11 @@ fn evidence_target(alpha: f64, log_weight: f64) -> f64 {
 /// rollback bound by now, given the information `info` gathered: the ln
 /// likelihood ratio roughly normal with mean `info` and variance `2·info`,
 /// against the bound `ln(1/α) − ln(weight) − ln(w_min)`.
-fn power_of(info: f64, alpha: f64, log_weight: f64) -> f64 {
+fn power_of(info: f64, alpha: f64, log_weight: f64, cost: f64) -> f64 {
     if info.is_nan() || info <= 0.0 {
         return 0.0;
     }
-    let a = (1.0 / alpha).ln() - log_weight + crate::eprocess::grid_penalty();
+    let a = (1.0 / alpha).ln() - log_weight + cost;
     let z = (info - a) / (2.0 * info).sqrt();
     let p = statrs::distribution::ContinuousCDF::cdf(&statrs::distribution::Normal::standard(), z);
     if p.is_finite() {
@@ -333,8 +355,16 @@ impl SeqTest {
                     }
                     _ => None,
                 };
+                let mut margins = Vec::new();
+                if let Some(r) = compare.max_ratio {
+                    margins.push(Margin::Ratio(r.max(1.0)));
+                }
+                if let Some(d) = max_delta {
+                    margins.push(Margin::Delta(d.max(0.0)));
+                }
                 SeqTest::Errors {
                     cmp: SplitTest::new(),
+                    table: TableTest::new(&margins, DETECT_ERROR_POINTS / 100.0),
                     max_ratio: compare.max_ratio,
                     max_delta,
                     range,
@@ -393,8 +423,16 @@ impl SeqTest {
             log_sum_exp(parts.iter().copied()) - (parts.len() as f64).ln()
         }
         match self {
-            SeqTest::Errors { cmp, range, .. } | SeqTest::Latency { cmp, range, .. } => match range
-            {
+            SeqTest::Errors {
+                cmp, table, range, ..
+            } => {
+                let compared = avg(&[cmp.log_e(), table.log_e()]);
+                match range {
+                    Some((r, _, cmp0)) => avg(&[compared, r.log_e().min(cmp0.log_e())]),
+                    None => compared,
+                }
+            }
+            SeqTest::Latency { cmp, range, .. } => match range {
                 Some((r, _, cmp0)) => avg(&[cmp.log_e(), r.log_e().min(cmp0.log_e())]),
                 None => cmp.log_e(),
             },
@@ -493,9 +531,14 @@ impl SequentialJudge {
             if !m.log_weight.is_finite() {
                 continue;
             }
-            let (cmp, range, what, trials, events, limit) = match &m.test {
+            // Each route to power: (information so far, per canary request
+            // lately, ln of its share of the metric's weight, its cost).
+            let half = std::f64::consts::LN_2;
+            let penalty = crate::eprocess::grid_penalty();
+            let (routes, range, what, trials, events, limit) = match &m.test {
                 SeqTest::Errors {
                     cmp,
+                    table,
                     range,
                     max_ratio,
                     max_delta,
@@ -503,7 +546,15 @@ impl SequentialJudge {
                     let p_s = self.stable.error_ratio().unwrap_or(0.0);
                     let boundary = null_boundary(p_s, *max_ratio, *max_delta);
                     (
-                        cmp,
+                        vec![
+                            (cmp.info(), cmp.info_per_canary_request(), half, penalty),
+                            (
+                                table.info(),
+                                table.info_per_canary_request(),
+                                half,
+                                TABLE_LEARNING,
+                            ),
+                        ],
                         range.is_some(),
                         format!("+{} point of errors", num(DETECT_ERROR_POINTS)),
                         self.canary.requests,
@@ -524,7 +575,7 @@ impl SequentialJudge {
                         0.0
                     };
                     (
-                        cmp,
+                        vec![(cmp.info(), cmp.info_per_canary_request(), 0.0, penalty)],
                         range.is_some(),
                         format!(
                             "{}× as many requests above stable's p{}",
@@ -538,30 +589,37 @@ impl SequentialJudge {
                 }
                 _ => continue,
             };
-            let part = if range { std::f64::consts::LN_2 } else { 0.0 };
-            let log_weight = m.log_weight - part;
-            let target = evidence_target(self.alpha, log_weight);
-            let info = cmp.info();
+            let part = if range { half } else { 0.0 };
             let (_, high) = confseq::bernoulli(trials, events, self.alpha);
             let bounded = trials > 0 && high <= limit;
-            let by_power = power_of(info, self.alpha, log_weight);
+            let mut by_power: f64 = 0.0;
+            let mut met = false;
+            let mut wanted: Option<f64> = None;
+            for (info, rate, share, cost) in routes {
+                let log_weight = m.log_weight - part - share;
+                let target = evidence_target(self.alpha, log_weight, cost);
+                by_power = by_power.max(power_of(info, self.alpha, log_weight, cost));
+                met |= info >= target;
+                if rate > 0.0 {
+                    let n = ((target - info) / rate).ceil();
+                    wanted = Some(wanted.map_or(n, |w| w.min(n)));
+                }
+            }
             let mut gate = Gate {
                 metric: m.check.name.clone(),
                 what,
-                power: if bounded {
+                power: if bounded || met {
                     by_power.max(0.95)
                 } else {
                     by_power
                 },
                 more: None,
             };
-            if info < target && !bounded {
+            if !met && !bounded {
                 // Requests still needed by each route, if the rates stay as seen.
-                let rate = cmp.info_per_canary_request();
-                let by_power = (rate > 0.0).then(|| ((target - info) / rate).ceil());
                 let by_bound = requests_to_bound(trials, events, limit, self.alpha)
                     .map(|n| n.saturating_sub(trials) as f64);
-                gate.more = Some(match (by_power, by_bound) {
+                gate.more = Some(match (wanted, by_bound) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 });
@@ -802,10 +860,12 @@ impl Judge for SequentialJudge {
             match &mut m.test {
                 SeqTest::Errors {
                     cmp,
+                    table,
                     max_ratio,
                     max_delta,
                     range,
                 } => {
+                    table.update(c.requests, c.errors, s.requests, s.errors);
                     // Stable's rate from the past only (predictable), shrunk
                     // toward nothing so an unknown rate gives a wide margin.
                     let p_s =
@@ -971,6 +1031,16 @@ impl Judge for SequentialJudge {
             reasons.extend(missing);
             if self.pace == crate::config::Pace::Schedule && self.gate_reported {
                 reasons.extend(self.power_reached());
+            } else if !hold && self.evidence_gate {
+                // The promotion's evidence, said as the power it reached.
+                reasons.extend(self.gate().into_iter().map(|g| {
+                    format!(
+                        "{}: promoting with {} % power to have caught a regression of {} (or it is ruled out)",
+                        g.metric,
+                        num((g.power * 100.0).floor()),
+                        g.what
+                    )
+                }));
             }
         }
         // The power reached so far, per comparison, for the JSON and the
@@ -1163,7 +1233,7 @@ mod tests {
         assert!(
             d.metrics[0]
                 .reason
-                .contains("errors 4.11% of 73 canary requests"),
+                .contains("errors 2.36% of 212 canary requests"),
             "{}",
             d.metrics[0].reason
         );

@@ -292,6 +292,20 @@ fn a_healthy_canary_is_promoted_and_its_evidence_requirement_shrinks() {
         );
         let took = decisions.len() as u64 * 5;
         assert!(took <= limit, "{rate}/s: promotion took {took}s");
+        // The promotion says the power it reached, in the reasons and in
+        // each comparison's evidence.
+        assert!(
+            last.reasons
+                .iter()
+                .any(|r| r.starts_with("request-success-rate: promoting with")),
+            "{:?}",
+            last.reasons
+        );
+        assert!(
+            last.metrics[0].power.is_some_and(|p| p >= 0.95),
+            "{:?}",
+            last.metrics[0]
+        );
         // Holding for evidence is said to be that (the progress deadline
         // does not count it); other holds are not.
         for (_, d) in &decisions {
