@@ -76,7 +76,7 @@ pub(crate) fn log_sum_exp(values: impl Iterator<Item = f64> + Clone) -> f64 {
 }
 
 /// A grid-mixture e-process over log-odds shifts of binary events.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogitMixture {
     /// ln of each grid point's likelihood ratio so far.
     log_lr: [f64; GRID.len()],
@@ -144,7 +144,7 @@ impl LogitMixture {
 /// request arrivals, never on outcomes, so the conditional argument holds
 /// for the bucket as it does for a second, provided rates are steady within
 /// those few seconds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SplitTest {
     mixture: LogitMixture,
     /// Pooled (canary requests, canary events, stable requests, stable events).
@@ -273,7 +273,7 @@ fn expected_gain(nc: u64, ns: u64, p_ref: f64, r0: f64, r1: f64) -> f64 {
 
 /// Is the event rate above `p₀`? One version's trials, the null "every trial's
 /// probability is at most `p₀`" (a supermartingale even when the rate drifts).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RateTest {
     mixture: LogitMixture,
 }
@@ -308,7 +308,7 @@ impl RateTest {
 
 /// The null a [`TableTest`] tests: the canary's event rate is at most
 /// stable's plus a margin.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Margin {
     /// `p_c ≤ p_s + d` (`d` a fraction, ≥ 0).
     Delta(f64),
@@ -423,7 +423,7 @@ fn bernoulli_kl(q: f64, p: f64) -> f64 {
 /// so far shrunk toward the null boundary plus the planning regression
 /// (so the first blocks bet on a regression worth catching, and a healthy
 /// canary's bets fade to nothing).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableTest {
     /// The null's margins (one or two); each block tests the one tighter
     /// at stable's rate so far (a superset of the null, so still valid).

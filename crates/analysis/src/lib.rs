@@ -24,4 +24,4 @@ pub use config::{
 };
 pub use decision::{Bounds, Decision, HoldReason, MetricEvidence, MetricStatus, Verdict};
 pub use input::{MetricInput, MetricValue, TickInput};
-pub use judge::{Analyzer, Judge};
+pub use judge::{Analyzer, Judge, ResumeError};

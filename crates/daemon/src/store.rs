@@ -22,7 +22,7 @@ use std::{
 };
 
 /// The schema this serin writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "serin.db";
@@ -42,7 +42,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` (index `n - 1`) moves the schema from version `n - 1` to
 /// `n`. Append only: a released migration never changes.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1: state and history.
     "CREATE TABLE canaries (
          name TEXT PRIMARY KEY,
@@ -69,6 +69,8 @@ const MIGRATIONS: [&str; 3] = [
      );
      CREATE INDEX revisions_by_canary ON revisions (canary, id);
      CREATE INDEX revisions_by_revision ON revisions (canary, revision, id);",
+    // 4: the judge's accumulated evidence, saved with the state.
+    "ALTER TABLE canaries ADD COLUMN evidence TEXT;",
 ];
 
 /// Why the state directory cannot be used.
@@ -156,6 +158,9 @@ pub struct StoredCanary {
     pub placement: Placement,
     /// The revision its file named when last read.
     pub file_target: Option<FileTarget>,
+    /// The judge's evidence saved with the state
+    /// ([`serin_analysis::Analyzer::evidence`]), resumed at the next launch.
+    pub evidence: Option<String>,
 }
 
 /// One history entry: a record, a decision with its evidence, or webhook calls.
@@ -306,7 +311,7 @@ impl Store {
         let connection = self.read();
         let row = connection
             .query_row(
-                "SELECT name, state, placement, file_target FROM canaries WHERE name = ?1",
+                "SELECT name, state, placement, file_target, evidence FROM canaries WHERE name = ?1",
                 [name],
                 raw_row,
             )
@@ -317,8 +322,9 @@ impl Store {
     /// Every canary ever saved, by name.
     pub fn load_all(&self) -> Result<Vec<StoredCanary>> {
         let connection = self.read();
-        let mut statement = connection
-            .prepare("SELECT name, state, placement, file_target FROM canaries ORDER BY name")?;
+        let mut statement = connection.prepare(
+            "SELECT name, state, placement, file_target, evidence FROM canaries ORDER BY name",
+        )?;
         let rows = statement.query_map([], raw_row)?;
         let mut canaries = Vec::new();
         for row in rows {
@@ -502,10 +508,12 @@ impl Store {
         let prune = !history.is_empty() && written.is_none_or(|count| count >= PRUNE_EVERY);
         let transaction = connection.transaction()?;
         transaction.execute(
-            "INSERT INTO canaries (name, state, placement, updated_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO canaries (name, state, placement, updated_at, evidence)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (name) DO UPDATE SET state = excluded.state,
-                 placement = excluded.placement, updated_at = excluded.updated_at",
-            params![canary, state, placement, now_millis()],
+                 placement = excluded.placement, updated_at = excluded.updated_at,
+                 evidence = excluded.evidence",
+            params![canary, state, placement, now_millis(), saved.evidence],
         )?;
         follow_revisions(&transaction, canary, saved, threshold)?;
         if !history.is_empty() {
@@ -689,13 +697,19 @@ fn read_version(connection: &Connection) -> Result<Option<i64>> {
     Ok(Some(version.unwrap_or(0)))
 }
 
-type RawRow = (String, String, String, Option<String>);
+type RawRow = (String, String, String, Option<String>, Option<String>);
 
 fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
-fn decode((name, state, placement, target): RawRow) -> Result<StoredCanary> {
+fn decode((name, state, placement, target, evidence): RawRow) -> Result<StoredCanary> {
     let corrupt = |what, source| Error::Corrupt {
         canary: name.clone(),
         what,
@@ -712,6 +726,7 @@ fn decode((name, state, placement, target): RawRow) -> Result<StoredCanary> {
         state,
         placement,
         file_target,
+        evidence,
     })
 }
 

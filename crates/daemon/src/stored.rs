@@ -195,6 +195,7 @@ mod tests {
             state,
             placement: serin_server::Placement::default(),
             file_target: None,
+            evidence: None,
         }
     }
 

@@ -650,6 +650,7 @@ impl Supervisor {
             state,
             placement,
             file_target,
+            evidence,
             ..
         } = match stored {
             Some(stored) => stored,
@@ -663,6 +664,7 @@ impl Supervisor {
                     state,
                     placement: serin_server::Placement::default(),
                     file_target: None,
+                    evidence: None,
                 }
             }
         };
@@ -676,7 +678,7 @@ impl Supervisor {
             })?;
         }
         let analysis = AnalysisView::of(&prepared.analysis);
-        let assembled =
+        let mut assembled =
             serin_server::run::assemble(prepared)
                 .await
                 .map_err(|error| match error {
@@ -686,6 +688,14 @@ impl Supervisor {
                     },
                     other => invalid("spec", other.to_string()),
                 })?;
+        // The evidence saved with the state goes on: the false-rollback
+        // budget spent is not handed back by a restart. Evidence of another
+        // configuration (the file changed meanwhile) is not resumed from.
+        if let Some(evidence) = &evidence
+            && let Err(error) = assembled.judge.resume(evidence)
+        {
+            tracing::warn!(canary = %name, %error, "analysis starts afresh");
+        }
         let (updates, updates_rx) = broadcast::channel(256);
         let mut status = CanaryStatus::new(
             &name,

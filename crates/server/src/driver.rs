@@ -102,6 +102,10 @@ pub struct Saved<'a> {
     /// History produced since the last save (records, decisions with their
     /// evidence, webhook calls), oldest first.
     pub history: &'a [Update],
+    /// The judge's accumulated evidence ([`Analyzer::evidence`]): saved with
+    /// the state so a restart neither hands back the false-rollback budget
+    /// spent nor loses the evidence gathered.
+    pub evidence: Option<&'a str>,
 }
 
 /// Why a store could not save.
@@ -714,6 +718,7 @@ impl<C: Clock> Driver<C> {
             let state = self.rollout.state().clone();
             let placement = self.persistence.placement.clone();
             let history = history.clone();
+            let evidence = self.judge.evidence();
             move || {
                 store.save(
                     &name,
@@ -721,6 +726,7 @@ impl<C: Clock> Driver<C> {
                         state: &state,
                         placement: &placement,
                         history: &history,
+                        evidence: evidence.as_deref(),
                     },
                 )
             }

@@ -36,6 +36,39 @@ pub trait Judge: std::fmt::Debug + Send {
 
     /// The check at an analysis tick.
     fn evaluate(&mut self, at_ms: u64, input: &TickInput) -> Decision;
+
+    /// The evidence this judge has gathered, to be saved with the rollout's
+    /// state (`None`: it keeps nothing a restart would lose).
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Goes on from a [`snapshot`](Judge::snapshot) taken by a judge of the
+    /// same kind and configuration.
+    fn resume(&mut self, _evidence: serde_json::Value) -> Result<(), ResumeError> {
+        Err(ResumeError::Unsupported)
+    }
+}
+
+/// Why saved evidence could not be resumed from. The judge is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The evidence is not what a judge of this kind saves.
+    #[error("saved evidence unreadable: {0}")]
+    Format(String),
+    /// It was gathered under another configuration.
+    #[error("saved evidence is for another configuration: {0}")]
+    Mismatch(String),
+    /// This judge keeps no evidence to resume from.
+    #[error("this judge keeps no evidence across restarts")]
+    Unsupported,
+}
+
+/// A judge's saved evidence: which judge saved it, and what.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    judge: JudgeKind,
+    evidence: serde_json::Value,
 }
 
 /// The judge a configuration asks for, ready to be driven.
@@ -62,6 +95,33 @@ impl Analyzer {
     /// The configuration this analyzer judges by.
     pub fn config(&self) -> &AnalysisConfig {
         &self.config
+    }
+
+    /// The judge's accumulated evidence (e-processes, and with them the
+    /// false-rollback budget spent), as JSON to be saved with the rollout's
+    /// state; `None` for judges that keep none.
+    pub fn evidence(&self) -> Option<String> {
+        let evidence = self.judge.snapshot()?;
+        serde_json::to_string(&Saved {
+            judge: self.config.judge,
+            evidence,
+        })
+        .ok()
+    }
+
+    /// Goes on from [`evidence`](Self::evidence) saved by an analyzer of the
+    /// same configuration (after a restart). Refused, the analyzer
+    /// unchanged, when it was saved by another judge or configuration.
+    pub fn resume(&mut self, evidence: &str) -> Result<(), ResumeError> {
+        let saved: Saved =
+            serde_json::from_str(evidence).map_err(|e| ResumeError::Format(e.to_string()))?;
+        if saved.judge != self.config.judge {
+            return Err(ResumeError::Mismatch(format!(
+                "saved by the {} judge, now {}",
+                saved.judge, self.config.judge
+            )));
+        }
+        self.judge.resume(saved.evidence)
     }
 
     /// See [`Judge::observe`].

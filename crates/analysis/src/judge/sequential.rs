@@ -183,7 +183,7 @@ struct SeqMetric {
     log_weight: f64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum SeqTest {
     Errors {
         cmp: SplitTest,
@@ -454,9 +454,103 @@ impl SeqTest {
     }
 }
 
+/// What a [`SequentialJudge`] has gathered, as saved with the rollout's
+/// state: its e-processes and the counts they go on from. Restored after a
+/// restart, the false-rollback budget goes on being spent where it stood
+/// (a fresh budget per restart would give a canary a new chance at a false
+/// rollback each time) and no evidence is lost but that of the seconds
+/// since the last save.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    /// [`SNAPSHOT_VERSION`] when written.
+    version: u32,
+    /// The budget the evidence was gathered under.
+    alpha: f64,
+    /// Each metric's check, as configured, and its tests.
+    metrics: Vec<(MetricCheck, SeqTest)>,
+    stable: Counts,
+    canary: Counts,
+    step_canary: u64,
+    weight: u8,
+}
+
+/// [`Snapshot`], borrowed, for writing.
+#[derive(serde::Serialize)]
+struct SnapshotRef<'a> {
+    version: u32,
+    alpha: f64,
+    metrics: Vec<(&'a MetricCheck, &'a SeqTest)>,
+    stable: &'a Counts,
+    canary: &'a Counts,
+    step_canary: u64,
+    weight: u8,
+}
+
+/// The layout of [`Snapshot`]; another version is not resumed from.
+const SNAPSHOT_VERSION: u32 = 1;
+
 // === impl SequentialJudge ===
 
 impl SequentialJudge {
+    /// The evidence gathered so far, to be saved with the rollout's state.
+    pub fn snapshot(&self) -> Result<serde_json::Value, serde_json::Error> {
+        let snapshot = SnapshotRef {
+            version: SNAPSHOT_VERSION,
+            alpha: self.alpha,
+            metrics: self.metrics.iter().map(|m| (&m.check, &m.test)).collect(),
+            stable: &self.stable,
+            canary: &self.canary,
+            step_canary: self.step_canary,
+            weight: self.weight,
+        };
+        serde_json::to_value(snapshot)
+    }
+
+    /// Goes on from a [`snapshot`](Self::snapshot) of a judge with the same
+    /// configuration. Refused (the judge unchanged) when the snapshot is of
+    /// another layout, another budget or other metrics.
+    pub fn resume(&mut self, value: serde_json::Value) -> Result<(), super::ResumeError> {
+        use super::ResumeError;
+        let snapshot: Snapshot =
+            serde_json::from_value(value).map_err(|e| ResumeError::Format(e.to_string()))?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(ResumeError::Mismatch(format!(
+                "evidence layout {} (this serin reads {SNAPSHOT_VERSION})",
+                snapshot.version
+            )));
+        }
+        if snapshot.alpha != self.alpha {
+            return Err(ResumeError::Mismatch(format!(
+                "alpha {} (now {})",
+                num(snapshot.alpha),
+                num(self.alpha)
+            )));
+        }
+        let same = snapshot.metrics.len() == self.metrics.len()
+            && snapshot
+                .metrics
+                .iter()
+                .zip(&self.metrics)
+                .all(|((check, test), m)| {
+                    *check == m.check
+                        && std::mem::discriminant(test) == std::mem::discriminant(&m.test)
+                });
+        if !same {
+            return Err(ResumeError::Mismatch(
+                "the metrics changed since the evidence was saved".to_owned(),
+            ));
+        }
+        for (m, (_, test)) in self.metrics.iter_mut().zip(snapshot.metrics) {
+            m.test = test;
+        }
+        self.stable = snapshot.stable;
+        self.canary = snapshot.canary;
+        self.step_canary = snapshot.step_canary;
+        self.weight = snapshot.weight;
+        self.rolled_back = None;
+        Ok(())
+    }
+
     /// A judge for `config`.
     pub fn new(config: &AnalysisConfig) -> Self {
         let mut metrics: Vec<SeqMetric> = config
@@ -850,6 +944,14 @@ impl SequentialJudge {
 }
 
 impl Judge for SequentialJudge {
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        SequentialJudge::snapshot(self).ok()
+    }
+
+    fn resume(&mut self, evidence: serde_json::Value) -> Result<(), super::ResumeError> {
+        SequentialJudge::resume(self, evidence)
+    }
+
     fn observe(&mut self, _at_ms: u64, canary_weight: u8, delta: &Pair) {
         if self.rolled_back.is_some() {
             return;

@@ -515,3 +515,59 @@ fn pace_schedule_promotes_at_the_end_of_the_schedule_and_says_what_power_it_had(
         promoted.metrics[0]
     );
 }
+
+/// A restart resumes the evidence where it was saved: the resumed judge
+/// decides exactly as one that never stopped, with the same e-value (the
+/// budget spent is not handed back), and evidence saved under another
+/// configuration is refused.
+#[test]
+fn saved_evidence_resumes_where_it_stood() {
+    let mut config = readme(5, vec![10, 25, 50]);
+    config.metrics[0].compare = Some(serin_analysis::Compare {
+        max_delta: Some(0.5),
+        max_ratio: None,
+    });
+    let traffic = |t: u64| split(t, 60, 25, (0.012, 0.004));
+    let mut whole = Analyzer::new(config.clone()).unwrap();
+    let mut first = Analyzer::new(config.clone()).unwrap();
+    for t in 1..=40 {
+        whole.observe(t * 1000, 25, &traffic(t));
+        first.observe(t * 1000, 25, &traffic(t));
+    }
+    let saved = first
+        .evidence()
+        .expect("the sequential judge keeps evidence");
+    let mut resumed = Analyzer::new(config.clone()).unwrap();
+    resumed.resume(&saved).unwrap();
+    assert_eq!(resumed.evidence().as_deref(), Some(saved.as_str()));
+    for t in 41..=120 {
+        whole.observe(t * 1000, 25, &traffic(t));
+        resumed.observe(t * 1000, 25, &traffic(t));
+        assert_eq!(whole.early(t * 1000), resumed.early(t * 1000), "second {t}");
+    }
+    let input = TickInput::builtin(&config, |_| traffic(120));
+    assert_eq!(
+        whole.evaluate(120_000, &input),
+        resumed.evaluate(120_000, &input)
+    );
+    // Another budget, other metrics, another judge: refused, nothing changed.
+    let mut other = config.clone();
+    other.alpha = 0.05;
+    let mut fresh = Analyzer::new(other).unwrap();
+    let before = fresh.evidence();
+    assert!(fresh.resume(&saved).is_err());
+    assert_eq!(fresh.evidence(), before);
+    let mut fewer = config.clone();
+    fewer.metrics.pop();
+    assert!(Analyzer::new(fewer).unwrap().resume(&saved).is_err());
+    let threshold = config.clone().with_judge(JudgeKind::Threshold);
+    let mut flagger = Analyzer::new(threshold).unwrap();
+    assert_eq!(flagger.evidence(), None);
+    assert!(flagger.resume(&saved).is_err());
+    assert!(
+        Analyzer::new(config)
+            .unwrap()
+            .resume("not evidence")
+            .is_err()
+    );
+}

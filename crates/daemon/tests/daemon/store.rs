@@ -51,6 +51,7 @@ fn saves_and_loads_state_placement_and_history() {
                 state: &state(30),
                 placement: &placement,
                 history: &history,
+                evidence: Some(r#"{"judge":"sequential","evidence":{}}"#),
             },
         )
         .unwrap();
@@ -59,6 +60,11 @@ fn saves_and_loads_state_placement_and_history() {
     let web = store.load("web").unwrap().unwrap();
     assert_eq!(web.state, state(30));
     assert_eq!(web.placement, placement);
+    // The judge's evidence is saved with the state.
+    assert_eq!(
+        web.evidence.as_deref(),
+        Some(r#"{"judge":"sequential","evidence":{}}"#)
+    );
     let entries = store.history("web", 0, 10, None).unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1].body["record"]["message"], "two");
@@ -159,6 +165,7 @@ fn a_full_database_refuses_the_write_whole() {
                 state: &state(10),
                 placement: &Placement::default(),
                 history: &big,
+                evidence: None,
             },
         )
         .unwrap_err();
@@ -319,6 +326,7 @@ fn history_is_pruned_to_its_cap() {
                     state: &state(10),
                     placement: &Placement::default(),
                     history: &chunk,
+                    evidence: None,
                 },
             )
             .unwrap();
@@ -348,6 +356,7 @@ fn history_of_interleaved_canaries_is_pruned_too() {
                     state: &state(10),
                     placement: &Placement::default(),
                     history,
+                    evidence: None,
                 },
             )
             .unwrap();

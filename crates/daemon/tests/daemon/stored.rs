@@ -34,6 +34,7 @@ async fn stored_once(dir: &Path) -> std::path::PathBuf {
                 state: &state,
                 placement: &serin_server::Placement::default(),
                 history: &[],
+                evidence: None,
             },
         )
         .unwrap();

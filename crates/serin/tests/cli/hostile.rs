@@ -179,6 +179,7 @@ spec:
             state: &state,
             placement: &serin_server::Placement::default(),
             history: &[],
+            evidence: None,
         };
         store.save("myapp", saved).unwrap();
     }

@@ -264,6 +264,96 @@ async fn kill_9_at_many_points_neither_repeats_nor_skips() {
     serve.kill_9();
 }
 
+/// The judge's evidence saved with the state: how many requests of each
+/// version its e-processes have seen, `None` before the first save.
+fn saved_evidence(state_dir: &Path, name: &str) -> Option<(u64, u64)> {
+    let db = rusqlite::Connection::open(state_dir.join("serin.db")).unwrap();
+    let evidence: Option<String> = db
+        .query_row(
+            "SELECT evidence FROM canaries WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .ok()
+        .flatten();
+    let evidence: Value = serde_json::from_str(&evidence?).unwrap();
+    let seen = |side: &str| evidence["evidence"][side]["requests"].as_u64().unwrap();
+    Some((seen("canary"), seen("stable")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_judges_evidence_survives_kill_9() {
+    // The default (sequential) judge, a healthy canary held at its first
+    // steps by the requests each step needs, checked every second (so
+    // saved every second). Killed with SIGKILL again and again: after each
+    // restart the evidence goes on from what was saved — it never starts
+    // over, which would hand the false-rollback budget back.
+    let dir = tempfile::tempdir().unwrap();
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary v2"))
+        .await
+        .unwrap();
+    let listen = free_port();
+    let file = canary_file(
+        dir.path(),
+        "shop",
+        listen,
+        &stable.url(),
+        &canary.url(),
+        "    interval: 1s
+    threshold: 5
+    stepWeight: 5
+    maxWeight: 50
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+      interval: 1s
+",
+    );
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // Bounded load: 80 requests per second for at most 60 seconds.
+    let mut spec = LoadSpec::new(
+        format!("http://127.0.0.1:{listen}/").parse().unwrap(),
+        Some(80.0),
+        Duration::from_secs(60),
+    );
+    spec.concurrency = 4;
+    let traffic = tokio::spawn(load::run(spec));
+    let state_dir = dir.path().join("state");
+    let mut serve = Serve::start(dir.path(), &file, api, 0);
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    for (run, delay) in [2500u64, 1800, 2200, 1500, 2600, 2000].iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(*delay)).await;
+        let before = serve.status("shop");
+        serve.kill_9();
+        assert_eq!(before["phase"], "Progressing", "{before}");
+        if let Some(evidence) = saved_evidence(&state_dir, "shop") {
+            seen.push(evidence);
+        }
+        serve = Serve::start(dir.path(), &file, api, run + 1);
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    serve.kill_9();
+    traffic.abort();
+    seen.extend(saved_evidence(&state_dir, "shop"));
+    assert!(seen.len() >= 5, "saved evidence at {} kills", seen.len());
+    for pair in seen.windows(2) {
+        let ((c0, s0), (c1, s1)) = (pair[0], pair[1]);
+        assert!(
+            c1 >= c0 && s1 >= s0,
+            "evidence started over after a restart: {seen:?}"
+        );
+    }
+    let (first, last) = (seen[0], seen[seen.len() - 1]);
+    assert!(
+        last.0 > first.0 && last.1 > first.1,
+        "evidence did not grow across restarts: {seen:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_and_gates_survive_kill_9_and_ci_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
