@@ -74,6 +74,13 @@ pub struct MetricView {
     pub threshold_range: RangeView,
     /// The comparison with stable, when the metric has one.
     pub compare: Option<CompareView>,
+    /// How likely the evidence gathered so far was to have caught a
+    /// planning-size regression (+1 point of errors, a p99 tail three times
+    /// as heavy), from the latest decision of the sequential judge; what
+    /// the promotion gate waits to reach 0.95. `None` before a decision, or
+    /// for metrics (and judges) without a comparison that reports it.
+    #[serde(default)]
+    pub power: Option<f64>,
 }
 
 /// `thresholdRange`: inclusive bounds, either may be absent.
@@ -115,8 +122,20 @@ impl AnalysisView {
                         max_delta: c.max_delta,
                         max_ratio: c.max_ratio,
                     }),
+                    power: None,
                 })
                 .collect(),
+        }
+    }
+
+    /// Follows a decision: each metric's power as the decision reports it.
+    pub fn follow(&mut self, decision: &serin_analysis::Decision) {
+        for metric in &mut self.metrics {
+            metric.power = decision
+                .metrics
+                .iter()
+                .find(|e| e.name == metric.name)
+                .and_then(|e| e.power);
         }
     }
 }

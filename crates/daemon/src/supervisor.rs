@@ -852,9 +852,14 @@ async fn forward(
     loop {
         match updates.recv().await {
             Ok(update) => {
-                if let Update::State { state, .. } = &update {
+                match &update {
                     // Where the upstreams point comes with each save.
-                    status.send_modify(|s| s.apply(state));
+                    Update::State { state, .. } => status.send_modify(|s| s.apply(state)),
+                    // The power the evidence reached, as the judge said.
+                    Update::Decision { decision, .. } => {
+                        status.send_modify(|s| s.analysis.follow(decision));
+                    }
+                    _ => {}
                 }
                 if changes.receiver_count() > 0 {
                     let _ = changes.send(Change {

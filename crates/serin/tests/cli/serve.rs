@@ -336,6 +336,13 @@ async fn the_judges_evidence_survives_kill_9() {
         serve = Serve::start(dir.path(), &file, api, run + 1);
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
+    // The status says how much power the evidence has reached.
+    let status = serve.status("shop");
+    let power = &status["analysis"]["metrics"][0]["power"];
+    assert!(
+        power.as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)),
+        "{status}"
+    );
     serve.kill_9();
     traffic.abort();
     seen.extend(saved_evidence(&state_dir, "shop"));
