@@ -529,7 +529,12 @@ impl TableTest {
         if nc > 0 && ns > 0 {
             let (n_c, n_s) = (nc as f64, ns as f64);
             let (q_c, q_s, margin) = self.alternative();
+            // Only an alternative strictly beyond the boundary makes the
+            // projection the null's worst point (a boundary at or above 1,
+            // e.g. a margin on a service failing most requests, leaves
+            // nothing to test).
             if q_c < 1.0
+                && q_c > margin.boundary(q_s)
                 && let Some((p_c, p_s)) = null_point(margin, n_c, n_s, q_c, q_s)
             {
                 let step = bernoulli_log_lr(xc as f64, n_c, q_c, p_c)
@@ -872,5 +877,30 @@ mod tests {
         times.sort_unstable();
         let median = times[times.len() / 2];
         assert!(median < 1000, "median {median} s");
+    }
+
+    #[test]
+    fn table_test_takes_any_counts() {
+        for margins in [
+            vec![Margin::Delta(0.5)],
+            vec![Margin::Ratio(50.0)],
+            vec![Margin::Delta(0.0), Margin::Ratio(1.0)],
+            vec![Margin::Delta(f64::NAN), Margin::Ratio(0.5)],
+            vec![],
+        ] {
+            let mut t = TableTest::new(&margins, 0.01);
+            for (nc, xc, ns, xs) in [
+                (0, 0, 0, 0),
+                (5, 5, 0, 0),
+                (0, 0, 7, 7),
+                (10, 10, 10, 10),
+                (1, 1, 1_000_000, 999_999),
+                (u64::MAX, u64::MAX, u64::MAX, 0),
+                (3, 9, 2, 8),
+            ] {
+                t.update(nc, xc, ns, xs);
+                assert!(t.log_e().is_finite() && t.info().is_finite(), "{margins:?}");
+            }
+        }
     }
 }
