@@ -37,6 +37,8 @@ struct Ctx {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) client_ip: HeaderValue,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub(crate) tls: bool,
     /// The peer is a trusted proxy: its `X-Forwarded-*` headers are kept.
     pub(crate) trusted: bool,
     in_flight: AtomicUsize,
@@ -102,11 +104,53 @@ pub(crate) async fn serve_connection(
         worker,
         conn: Conn {
             client_ip,
+            tls: shared.tls.is_some(),
             trusted,
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(shared.mono_ms()),
         },
     });
+    match shared.tls.clone() {
+        None => drive(&shared, &ctx, TokioIo::new(stream), peer, state).await,
+        Some(tls) => {
+            let handshake = tokio::time::timeout(
+                shared.limits.tls_handshake_timeout,
+                tls.acceptor.accept(stream),
+            );
+            let stream = tokio::select! {
+                result = handshake => match result {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        Counters::incr(&shared.counters.tls_handshake_errors);
+                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_elapsed) => {
+                        Counters::incr(&shared.counters.tls_handshake_errors);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                // Nothing was served yet: a draining proxy ends it at once.
+                _ = state.wait_for(|now| *now != RUNNING) => return,
+            };
+            drive(&shared, &ctx, TokioIo::new(stream), peer, state).await;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (by the client's preface; on TLS the client
+/// chose by ALPN) on an established connection until it ends, is idle too
+/// long, or the proxy closes it.
+async fn drive<I>(
+    shared: &Arc<Shared>,
+    ctx: &Arc<Ctx>,
+    io: I,
+    peer: SocketAddr,
+    mut state: watch::Receiver<u8>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let service = {
         let ctx = ctx.clone();
         hyper::service::service_fn(move |req| {
@@ -118,9 +162,7 @@ pub(crate) async fn serve_connection(
         })
     };
     let conn = &ctx.conn;
-    let connection = shared
-        .builder
-        .serve_connection(TokioIo::new(stream), service);
+    let connection = shared.builder.serve_connection(io, service);
     tokio::pin!(connection);
     let idle = shared.limits.idle_timeout;
     let idle_check = tokio::time::sleep(idle);

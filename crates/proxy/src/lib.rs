@@ -23,6 +23,8 @@
 //!     limits: Limits::default(),
 //!     access_log: None,
 //!     trusted_proxies: Default::default(),
+//!     tls: None,
+//!     upstream_ca_file: None,
 //! };
 //! let routes = Routes::stable_only("http://127.0.0.1:9001".parse().expect("valid uri"));
 //! let recorder = Arc::new(Recorder::new(Duration::from_secs(3600)));
@@ -53,6 +55,7 @@ mod request;
 mod routes;
 mod server;
 mod sticky;
+mod tls;
 mod trust;
 
 use std::{io, net::SocketAddr, path::PathBuf};
@@ -63,6 +66,7 @@ pub use matching::{MatchRule, StringMatch};
 pub use routes::{Routes, StickySessions};
 pub use serin_stats::{Recorder, Version};
 pub use server::{Proxy, ProxyHandle};
+pub use tls::{Reloaded, TlsError, TlsField, TlsFiles};
 pub use trust::{InvalidIpRange, IpRange, TrustedProxies};
 
 /// Where the proxy listens and how it protects itself.
@@ -80,6 +84,12 @@ pub struct ProxyConfig {
     /// kept (`service.trustedProxies`): the proxies in front of serin. From
     /// any other peer they are replaced by what serin saw. Empty by default.
     pub trusted_proxies: TrustedProxies,
+    /// Terminates TLS on the listener with this certificate
+    /// (`service.tls`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+    /// CA certificates (PEM) that `https://` upstreams are verified
+    /// against (`upstreams.caFile`); Mozilla's roots when `None`.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 /// Why the proxy could not start or refused a routing table.
@@ -121,6 +131,13 @@ pub enum Error {
         /// The value given.
         value: u8,
     },
+    /// The listener's certificate and key (`service.tls`) cannot serve.
+    #[error("service.tls.{field}: {0}", field = .0.field())]
+    Tls(#[from] TlsError),
+    /// The CA file for `https://` upstreams (`upstreams.caFile`) cannot be
+    /// used.
+    #[error("upstreams.caFile: {0}")]
+    UpstreamCa(String),
     /// A sticky-session cookie name that cannot appear in a cookie header.
     #[error("invalid session cookie name {0:?}")]
     InvalidCookieName(String),

@@ -84,6 +84,12 @@ pub struct Limits {
     /// from the one listener: a request and its upstream exchange never cross
     /// threads (nginx's worker layout).
     pub workers: Option<usize>,
+    /// How long a client may take to complete the TLS handshake (with
+    /// `service.tls`); the connection is closed when exceeded.
+    pub tls_handshake_timeout: Duration,
+    /// How often the certificate files are checked for a renewal (with
+    /// `service.tls`); SIGHUP reloads them at once.
+    pub tls_reload_interval: Duration,
 }
 
 // === impl Limits ===
@@ -107,6 +113,8 @@ impl Default for Limits {
             max_in_flight_mirrors: 256,
             shutdown_grace: Duration::from_secs(30),
             workers: None,
+            tls_handshake_timeout: Duration::from_secs(10),
+            tls_reload_interval: Duration::from_secs(5),
         }
     }
 }

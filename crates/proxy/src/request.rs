@@ -91,6 +91,7 @@ pub(crate) async fn handle(
         &mut parts.headers,
         &conn.client_ip,
         conn.trusted,
+        conn.tls,
         parts.uri.authority(),
         &upstream.host,
     );
