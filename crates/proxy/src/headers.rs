@@ -6,7 +6,7 @@
 use http::{
     HeaderMap, HeaderName, HeaderValue, Uri, Version,
     header::{
-        CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+        CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
         TRANSFER_ENCODING, UPGRADE,
     },
     uri::Authority,
@@ -23,14 +23,17 @@ static HTTP: HeaderValue = HeaderValue::from_static("http");
 /// The scheme clients reach serin with: listeners with `service.tls`.
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
-/// Headers that describe one connection, never the message.
-const HOP_BY_HOP: [&HeaderName; 8] = [
+/// Headers that describe one connection, never the message. `Trailer` is
+/// not one (RFC 9110 §6.6.2 made it end to end): it announces the trailer
+/// fields, and HTTP/1 peers (hyper among them) send in a chunked body's
+/// trailer only the fields it names, so gRPC's `grpc-status` would be lost
+/// without it.
+const HOP_BY_HOP: [&HeaderName; 7] = [
     &CONNECTION,
     &KEEP_ALIVE,
     &PROXY_AUTHENTICATE,
     &PROXY_AUTHORIZATION,
     &TE,
-    &TRAILER,
     &TRANSFER_ENCODING,
     &UPGRADE,
 ];
@@ -103,7 +106,14 @@ pub(crate) fn to_upstream(
     authority: Option<&Authority>,
     upstream_host: &HeaderValue,
 ) {
+    let trailers = accepts_trailers(headers);
     remove_hop_by_hop(headers);
+    if trailers {
+        // The proxy passes trailers on: a client that takes them (gRPC
+        // always does) gets them from upstreams that send them only when
+        // asked (hyper and most HTTP/1 servers).
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
     let original_host = headers.remove(HOST);
     if trusted {
         append_forwarded_for(headers, client_ip);
@@ -127,6 +137,19 @@ pub(crate) fn to_upstream(
         }
     }
     headers.insert(HOST, upstream_host.clone());
+}
+
+/// Whether the client's `TE` accepts trailers.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(TE).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        })
+    })
 }
 
 /// Whether a request names its host as its version requires (a proxy that
@@ -229,10 +252,11 @@ mod tests {
             ("te", "trailers"),
             ("upgrade", "websocket"),
             ("x-kept", "1"),
+            ("trailer", "grpc-status"),
         ]);
         remove_hop_by_hop(&mut h);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-kept"]);
+        assert_eq!(left, ["trailer", "x-kept"]);
     }
 
     #[test]
@@ -290,6 +314,13 @@ mod tests {
         let mut h = map(&[("x-forwarded-proto", "http")]);
         to_upstream(&mut h, &ip, false, true, None, &upstream);
         assert_eq!(h["x-forwarded-proto"], "https");
+        // Of TE, only the client's consent to trailers goes on.
+        let mut h = map(&[("te", "gzip, Trailers;q=1"), ("connection", "te")]);
+        to_upstream(&mut h, &ip, false, false, None, &upstream);
+        assert_eq!(h["te"], "trailers");
+        let mut h = map(&[("te", "gzip")]);
+        to_upstream(&mut h, &ip, false, false, None, &upstream);
+        assert!(h.get("te").is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod bodies;
 mod failures;
 mod forwarding;
 mod heads;
+mod http2;
 mod logging;
 mod mirroring;
 mod pki;
