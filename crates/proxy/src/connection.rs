@@ -1,6 +1,8 @@
-//! One client connection: its task serves HTTP/1.1 or HTTP/2 (prior
-//! knowledge) through hyper-util's auto builder, closes it when idle, and
-//! drains or closes it when the proxy shuts down.
+//! One client connection: its task completes the TLS handshake (with
+//! `service.tls`), serves HTTP/1.1 or HTTP/2 (by ALPN, or prior knowledge)
+//! through hyper-util's auto builder, hands an upgraded connection to its
+//! splice (`upgrade.rs`), closes it when idle, and drains or closes it when
+//! the proxy shuts down.
 
 use crate::{
     balance::LoadGuard, counters::Counters, listener::Worker, request::handle, server::Shared,
@@ -43,6 +45,28 @@ pub(crate) struct Conn {
     pub(crate) trusted: bool,
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
+    /// Shared with the splice of an upgraded connection, which outlives
+    /// hyper's part of it.
+    pub(crate) held: Arc<Held>,
+}
+
+/// What keeps a client connection counted (the active gauge, its worker's
+/// load, its `max_connections` slot, the drain on shutdown), held by its
+/// task and by the splice of an upgraded connection (WebSocket), whichever
+/// ends last.
+pub(crate) struct Held {
+    /// The proxy's lifecycle: an upgraded connection ends on `CLOSING`.
+    pub(crate) state: watch::Receiver<u8>,
+    _alive: mpsc::Sender<()>,
+    _permit: Option<OwnedSemaphorePermit>,
+    _load: LoadGuard,
+    _active: ActiveGuard,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
 }
 
 /// Marks a request in flight on its connection for as long as it lives.
@@ -83,18 +107,24 @@ pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     mut state: watch::Receiver<u8>,
-    _alive: mpsc::Sender<()>,
-    _permit: Option<OwnedSemaphorePermit>,
+    alive: mpsc::Sender<()>,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
     let _ = stream.set_nodelay(true);
-    let _load = LoadGuard::new(worker.balance.clone(), worker.index);
+    let load = LoadGuard::new(worker.balance.clone(), worker.index);
     let shared = worker.shared.clone();
     Counters::incr(&shared.counters.connections_total);
     shared
         .counters
         .active_connections
         .fetch_add(1, Ordering::Relaxed);
-    let _active = ActiveGuard(shared.counters.clone());
+    let held = Arc::new(Held {
+        state: state.clone(),
+        _alive: alive,
+        _permit: permit,
+        _load: load,
+        _active: ActiveGuard(shared.counters.clone()),
+    });
     // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`.
     let peer_ip = peer.ip().to_canonical();
     let client_ip = HeaderValue::from_str(&peer_ip.to_string())
@@ -108,6 +138,7 @@ pub(crate) async fn serve_connection(
             trusted,
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(shared.mono_ms()),
+            held,
         },
     });
     match shared.tls.clone() {
@@ -162,7 +193,7 @@ async fn drive<I>(
         })
     };
     let conn = &ctx.conn;
-    let connection = shared.builder.serve_connection(io, service);
+    let connection = shared.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let idle = shared.limits.idle_timeout;
     let idle_check = tokio::time::sleep(idle);

@@ -199,7 +199,8 @@ impl HttpClient {
         };
         let upstream = key.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
+            // With upgrades: a 101 hands the connection to the splice.
+            if let Err(error) = conn.with_upgrades().await {
                 tracing::debug!(%error, %upstream, "upstream connection ended with an error");
             }
         });

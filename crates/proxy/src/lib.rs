@@ -57,6 +57,7 @@ mod server;
 mod sticky;
 mod tls;
 mod trust;
+mod upgrade;
 
 use std::{io, net::SocketAddr, path::PathBuf};
 

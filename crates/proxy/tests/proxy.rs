@@ -14,4 +14,5 @@ mod support;
 mod timeouts;
 mod tls;
 mod upstreams;
+mod websocket;
 mod workers;
