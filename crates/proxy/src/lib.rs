@@ -58,6 +58,7 @@ mod sticky;
 mod tls;
 mod trust;
 mod upgrade;
+mod upstream_tls;
 
 use std::{io, net::SocketAddr, path::PathBuf};
 
@@ -69,6 +70,7 @@ pub use serin_stats::{Recorder, Version};
 pub use server::{Proxy, ProxyHandle};
 pub use tls::{Reloaded, TlsError, TlsField, TlsFiles};
 pub use trust::{InvalidIpRange, IpRange, TrustedProxies};
+pub use upstream_tls::check_upstream_ca_file;
 
 /// Where the proxy listens and how it protects itself.
 #[derive(Clone, Debug)]
@@ -112,8 +114,8 @@ pub enum Error {
         /// What the operating system said.
         source: io::Error,
     },
-    /// An upstream URL the proxy cannot forward to: only `http://host:port`
-    /// with an optional base path is supported (no TLS to upstreams), by
+    /// An upstream URL the proxy cannot forward to: only
+    /// `http(s)://host[:port]` with an optional base path is supported, by
     /// the rule of [`serin_spec::UpstreamUrl`] that every caller shares.
     #[error("upstream {which} {uri:?}: {reason}")]
     InvalidUpstream {

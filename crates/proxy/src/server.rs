@@ -7,6 +7,7 @@
 //! `balance.rs` (spreading connections over them), each connection in
 //! `connection.rs`, each request in `request.rs`.
 
+use crate::upstream_tls::UpstreamTls;
 use crate::{
     Limits, ProxyConfig, Recorder, Result, Routes, Version,
     access_log::{self, AccessLog},
@@ -18,6 +19,7 @@ use crate::{
     routes::{Routed, Table},
     tls::{self, Reloaded, ServerTls, TlsError},
     trust::TrustedProxies,
+    upstream_tls,
 };
 use arc_swap::ArcSwap;
 use hyper_util::{
@@ -69,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) builder: auto::Builder<TokioExecutor>,
     /// TLS on the listener (`service.tls`), when configured.
     pub(crate) tls: Option<ServerTls>,
+    /// Dials `https://` upstreams (`upstreams.caFile` or Mozilla's roots).
+    pub(crate) upstream_tls: UpstreamTls,
     local_addr: SocketAddr,
     /// Origin of the monotonic milliseconds used for idle tracking.
     epoch: Instant,
@@ -86,6 +90,8 @@ impl Proxy {
     ) -> Result<Proxy> {
         let table = Table::compile(routes, None)?;
         let tls = config.tls.as_ref().map(ServerTls::new).transpose()?;
+        let upstream_tls = upstream_tls::connector(config.upstream_ca_file.as_deref())
+            .map_err(crate::Error::UpstreamCa)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -148,6 +154,7 @@ impl Proxy {
             trusted_proxies: config.trusted_proxies,
             builder,
             tls,
+            upstream_tls,
             local_addr,
             epoch: Instant::now(),
         };
@@ -218,7 +225,7 @@ impl Proxy {
         match listener {
             Some(listener) => {
                 let worker = Worker {
-                    client: forward::client(&shared.limits),
+                    client: forward::client(&shared.limits, shared.upstream_tls.clone()),
                     shared: shared.clone(),
                     index: 0,
                     balance: None,

@@ -13,6 +13,7 @@ mod routing;
 mod support;
 mod timeouts;
 mod tls;
+mod upstream_tls;
 mod upstreams;
 mod websocket;
 mod workers;

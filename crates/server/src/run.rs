@@ -224,13 +224,27 @@ impl Prepared {
             }
             None => None,
         };
+        let upstream_ca_file = match canary
+            .spec
+            .upstreams
+            .as_ref()
+            .and_then(|u| u.ca_file.as_deref())
+        {
+            Some(file) => {
+                let path = PathBuf::from(file.trim());
+                serin_proxy::check_upstream_ca_file(&path)
+                    .map_err(|reason| invalid("spec.upstreams.caFile", reason))?;
+                Some(path)
+            }
+            None => None,
+        };
         let proxy = ProxyConfig {
             listen,
             limits: limits_for(canary),
             access_log: canary.spec.service.access_log.as_ref().map(PathBuf::from),
             trusted_proxies,
             tls,
-            upstream_ca_file: None,
+            upstream_ca_file,
         };
         Ok(Prepared {
             canary: canary.clone(),

@@ -287,7 +287,7 @@ spec:
   service:
     listen: 127.0.0.1:8443
     tls: {tls}
-  upstreams: {{stable: http://backend.internal:8080, caFile: {ca:?}}}
+  upstreams: {{stable: https://backend.internal:8443, caFile: {ca:?}}}
   analysis: {{interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}}
 "
         )
