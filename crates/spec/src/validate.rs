@@ -141,6 +141,12 @@ pub fn validate_canary(canary: &Canary) -> Vec<Problem> {
             );
         }
     }
+    if (canary.is_haproxy() || canary.is_nginx()) && canary.spec.service.tls.is_some() {
+        check.push(
+            spec.key("service").key("tls"),
+            "only provider builtin terminates TLS; with HAProxy or nginx, configure TLS there",
+        );
+    }
     if canary.is_builtin() {
         if canary.spec.service.listen.is_none() {
             check.push(

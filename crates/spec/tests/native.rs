@@ -318,3 +318,31 @@ spec:
         ]
     );
 }
+
+#[test]
+fn tls_is_the_builtin_proxys_only() {
+    let text = "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {name: shop}
+spec:
+  provider: nginx
+  service:
+    tls: {certFile: /etc/serin/fullchain.pem, keyFile: /etc/serin/privkey.pem}
+  nginx:
+    upstream: shop
+    configFile: /etc/nginx/serin/shop.conf
+    logListen: 127.0.0.1:5140
+  upstreams: {stable: 127.0.0.1:9001}
+  analysis: {interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}
+";
+    let problems = load_documents("shop.yaml", text).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        rendered.contains(
+            &"spec.service.tls: only provider builtin terminates TLS; with HAProxy or nginx, configure TLS there"
+                .to_owned()
+        ),
+        "{rendered:#?}"
+    );
+}
