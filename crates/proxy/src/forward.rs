@@ -49,7 +49,14 @@ struct Pool {
     max_idle: usize,
     /// Whether the task closing expired idle connections runs.
     reaping: Mutex<bool>,
+    /// When a failed TLS handshake with an upstream was last warned about:
+    /// a certificate that does not verify fails every request, and the
+    /// log says so every [`TLS_WARN_EVERY`], not every time.
+    tls_warned: Mutex<Option<Instant>>,
 }
+
+/// How often a failing TLS handshake with upstreams is logged at most.
+const TLS_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What a pooled connection was opened to: an authority, over TLS (with
 /// the name its certificate must carry) or not. Connections to one never
@@ -91,6 +98,7 @@ pub(crate) fn client(limits: &Limits, tls: UpstreamTls) -> HttpClient {
         idle_timeout: limits.upstream_idle_timeout,
         max_idle: limits.upstream_max_idle,
         reaping: Mutex::new(false),
+        tls_warned: Mutex::new(None),
     }))
 }
 
@@ -215,13 +223,26 @@ impl HttpClient {
                 match tokio::time::timeout_at(deadline, tls).await {
                     Ok(Ok(stream)) => self.handshake(TokioIo::new(stream), upstream).await,
                     Ok(Err(error)) => {
-                        tracing::warn!(%error, %upstream, "TLS handshake with the upstream failed");
+                        if self.should_warn_tls() {
+                            tracing::warn!(%error, %upstream, "TLS handshake with the upstream failed");
+                        } else {
+                            tracing::debug!(%error, %upstream, "TLS handshake with the upstream failed");
+                        }
                         Err(Failure::Connect)
                     }
                     Err(_elapsed) => Err(Failure::Timeout),
                 }
             }
         }
+    }
+
+    fn should_warn_tls(&self) -> bool {
+        let mut last = self.0.tls_warned.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= TLS_WARN_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     async fn handshake<I>(
