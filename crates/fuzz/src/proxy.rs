@@ -214,6 +214,8 @@ impl Harness {
                 limits: limits(),
                 access_log: None,
                 trusted_proxies: Default::default(),
+                tls: None,
+                upstream_ca_file: None,
             };
             let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
             let proxy = match Proxy::bind(config, routes, recorder).await {

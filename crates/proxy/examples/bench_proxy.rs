@@ -60,6 +60,8 @@ async fn run(
         },
         access_log: None,
         trusted_proxies: Default::default(),
+        tls: None,
+        upstream_ca_file: None,
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(3600)));
     let proxy = Proxy::bind(config, routes, recorder.clone()).await?;

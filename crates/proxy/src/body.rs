@@ -426,6 +426,11 @@ impl ResponseBody {
         }
     }
 
+    /// No body (a 101's).
+    pub(crate) fn empty() -> Self {
+        ResponseBody::Full { data: None }
+    }
+
     pub(crate) fn text(s: &'static str) -> Self {
         ResponseBody::Full {
             data: Some(Bytes::from_static(s.as_bytes())),

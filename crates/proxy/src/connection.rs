@@ -1,6 +1,8 @@
-//! One client connection: its task serves HTTP/1.1 or HTTP/2 (prior
-//! knowledge) through hyper-util's auto builder, closes it when idle, and
-//! drains or closes it when the proxy shuts down.
+//! One client connection: its task completes the TLS handshake (with
+//! `service.tls`), serves HTTP/1.1 or HTTP/2 (by ALPN, or prior knowledge)
+//! through hyper-util's auto builder, hands an upgraded connection to its
+//! splice (`upgrade.rs`), closes it when idle, and drains or closes it when
+//! the proxy shuts down.
 
 use crate::{
     balance::LoadGuard, counters::Counters, listener::Worker, request::handle, server::Shared,
@@ -37,10 +39,34 @@ struct Ctx {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) client_ip: HeaderValue,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub(crate) tls: bool,
     /// The peer is a trusted proxy: its `X-Forwarded-*` headers are kept.
     pub(crate) trusted: bool,
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
+    /// Shared with the splice of an upgraded connection, which outlives
+    /// hyper's part of it.
+    pub(crate) held: Arc<Held>,
+}
+
+/// What keeps a client connection counted (the active gauge, its worker's
+/// load, its `max_connections` slot, the drain on shutdown), held by its
+/// task and by the splice of an upgraded connection (WebSocket), whichever
+/// ends last.
+pub(crate) struct Held {
+    /// The proxy's lifecycle: an upgraded connection ends on `CLOSING`.
+    pub(crate) state: watch::Receiver<u8>,
+    _alive: mpsc::Sender<()>,
+    _permit: Option<OwnedSemaphorePermit>,
+    _load: LoadGuard,
+    _active: ActiveGuard,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
 }
 
 /// Marks a request in flight on its connection for as long as it lives.
@@ -81,18 +107,24 @@ pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     mut state: watch::Receiver<u8>,
-    _alive: mpsc::Sender<()>,
-    _permit: Option<OwnedSemaphorePermit>,
+    alive: mpsc::Sender<()>,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
     let _ = stream.set_nodelay(true);
-    let _load = LoadGuard::new(worker.balance.clone(), worker.index);
+    let load = LoadGuard::new(worker.balance.clone(), worker.index);
     let shared = worker.shared.clone();
     Counters::incr(&shared.counters.connections_total);
     shared
         .counters
         .active_connections
         .fetch_add(1, Ordering::Relaxed);
-    let _active = ActiveGuard(shared.counters.clone());
+    let held = Arc::new(Held {
+        state: state.clone(),
+        _alive: alive,
+        _permit: permit,
+        _load: load,
+        _active: ActiveGuard(shared.counters.clone()),
+    });
     // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`.
     let peer_ip = peer.ip().to_canonical();
     let client_ip = HeaderValue::from_str(&peer_ip.to_string())
@@ -102,11 +134,54 @@ pub(crate) async fn serve_connection(
         worker,
         conn: Conn {
             client_ip,
+            tls: shared.tls.is_some(),
             trusted,
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(shared.mono_ms()),
+            held,
         },
     });
+    match shared.tls.clone() {
+        None => drive(&shared, &ctx, TokioIo::new(stream), peer, state).await,
+        Some(tls) => {
+            let handshake = tokio::time::timeout(
+                shared.limits.tls_handshake_timeout,
+                tls.acceptor.accept(stream),
+            );
+            let stream = tokio::select! {
+                result = handshake => match result {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        Counters::incr(&shared.counters.tls_handshake_errors);
+                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_elapsed) => {
+                        Counters::incr(&shared.counters.tls_handshake_errors);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                // Nothing was served yet: a draining proxy ends it at once.
+                _ = state.wait_for(|now| *now != RUNNING) => return,
+            };
+            drive(&shared, &ctx, TokioIo::new(stream), peer, state).await;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (by the client's preface; on TLS the client
+/// chose by ALPN) on an established connection until it ends, is idle too
+/// long, or the proxy closes it.
+async fn drive<I>(
+    shared: &Arc<Shared>,
+    ctx: &Arc<Ctx>,
+    io: I,
+    peer: SocketAddr,
+    mut state: watch::Receiver<u8>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let service = {
         let ctx = ctx.clone();
         hyper::service::service_fn(move |req| {
@@ -118,9 +193,7 @@ pub(crate) async fn serve_connection(
         })
     };
     let conn = &ctx.conn;
-    let connection = shared
-        .builder
-        .serve_connection(TokioIo::new(stream), service);
+    let connection = shared.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let idle = shared.limits.idle_timeout;
     let idle_check = tokio::time::sleep(idle);

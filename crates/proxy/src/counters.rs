@@ -22,6 +22,8 @@ pub(crate) struct Counters {
     pub mirrors_skipped_body: AtomicU64,
     pub log_lines_dropped: AtomicU64,
     pub log_write_errors: AtomicU64,
+    pub tls_handshake_errors: AtomicU64,
+    pub upgrades_total: AtomicU64,
 }
 
 /// A point-in-time copy of the proxy's counters. All are monotonic totals
@@ -76,6 +78,13 @@ pub struct CountersSnapshot {
     pub log_lines_dropped: u64,
     /// Access-log writes that failed (disk full, file removed).
     pub log_write_errors: u64,
+    /// TLS handshakes that failed or timed out (`service.tls`): clients
+    /// offering only TLS 1.1 or older, plain HTTP sent to a TLS listener,
+    /// scanners, clients that stalled past `tls_handshake_timeout`.
+    pub tls_handshake_errors: u64,
+    /// Connections switched to another protocol (WebSocket and other
+    /// `Upgrade` requests answered 101) and spliced to the upstream.
+    pub upgrades_total: u64,
 }
 
 // === impl Counters ===
@@ -103,6 +112,8 @@ impl Counters {
             mirrors_skipped_body: self.mirrors_skipped_body.load(Relaxed),
             log_lines_dropped: self.log_lines_dropped.load(Relaxed),
             log_write_errors: self.log_write_errors.load(Relaxed),
+            tls_handshake_errors: self.tls_handshake_errors.load(Relaxed),
+            upgrades_total: self.upgrades_total.load(Relaxed),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Sending a request to an upstream over a pool of keep-alive HTTP/1.1
-//! connections, and naming what went wrong when it fails (the status the user
-//! sees).
+//! connections (over TLS for `https://` upstreams), and naming what went
+//! wrong when it fails (the status the user sees).
 //!
 //! Each worker has its own pool, so a connection is only ever used by the
 //! thread that opened it: hyper's connection task runs on the same
@@ -8,6 +8,7 @@
 //! back to the pool when its response body has been read to the end (see
 //! [`Checkin`]).
 
+use crate::upstream_tls::UpstreamTls;
 use crate::{
     Limits,
     body::{BodyTooLarge, ClientBodyError, ClientBodyTimeout, Progress, RequestBody},
@@ -22,6 +23,7 @@ use hyper::{
     client::conn::http1::{self, SendRequest},
 };
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use std::{
     error::Error as _,
     io,
@@ -36,15 +38,33 @@ pub(crate) struct HttpClient(Arc<Pool>);
 
 #[derive(Debug)]
 struct Pool {
-    /// Per upstream authority (a handful at most: stable, canary, and those
-    /// of tables just replaced), so a list beats a map.
-    idle: Mutex<Vec<(Authority, Vec<Idle>)>>,
+    /// Per upstream (a handful at most: stable, canary, and those of
+    /// tables just replaced), so a list beats a map.
+    idle: Mutex<Vec<(PoolKey, Vec<Idle>)>>,
     builder: http1::Builder,
+    /// Dials `https://` upstreams (shared by every worker's pool).
+    tls: UpstreamTls,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
     /// Whether the task closing expired idle connections runs.
     reaping: Mutex<bool>,
+    /// When a failed TLS handshake with an upstream was last warned about:
+    /// a certificate that does not verify fails every request, and the
+    /// log says so every [`TLS_WARN_EVERY`], not every time.
+    tls_warned: Mutex<Option<Instant>>,
+}
+
+/// How often a failing TLS handshake with upstreams is logged at most.
+const TLS_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What a pooled connection was opened to: an authority, over TLS (with
+/// the name its certificate must carry) or not. Connections to one never
+/// serve the other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PoolKey {
+    pub(crate) authority: Authority,
+    pub(crate) tls: Option<ServerName<'static>>,
 }
 
 #[derive(Debug)]
@@ -58,12 +78,12 @@ struct Idle {
 #[derive(Debug)]
 pub(crate) struct Checkin {
     pool: HttpClient,
-    key: Authority,
+    key: PoolKey,
     sender: SendRequest<RequestBody>,
 }
 
 /// A pool for this worker's upstream connections.
-pub(crate) fn client(limits: &Limits) -> HttpClient {
+pub(crate) fn client(limits: &Limits, tls: UpstreamTls) -> HttpClient {
     let mut builder = http1::Builder::new();
     // Upstream answers are read with nginx's `proxy_buffer_size`.
     builder.read_buf_exact_size(Some(4096));
@@ -73,10 +93,12 @@ pub(crate) fn client(limits: &Limits) -> HttpClient {
     HttpClient(Arc::new(Pool {
         idle: Mutex::new(Vec::new()),
         builder,
+        tls,
         connect_timeout: limits.connect_timeout,
         idle_timeout: limits.upstream_idle_timeout,
         max_idle: limits.upstream_max_idle,
         reaping: Mutex::new(false),
+        tls_warned: Mutex::new(None),
     }))
 }
 
@@ -84,7 +106,7 @@ pub(crate) fn client(limits: &Limits) -> HttpClient {
 
 impl HttpClient {
     /// An idle connection to `key` that is still open, if any.
-    fn pop(&self, key: &Authority) -> Option<Idle> {
+    fn pop(&self, key: &PoolKey) -> Option<Idle> {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
         let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
         while let Some(conn) = list.pop() {
@@ -100,7 +122,7 @@ impl HttpClient {
         None
     }
 
-    fn push(&self, key: Authority, sender: SendRequest<RequestBody>) {
+    fn push(&self, key: PoolKey, sender: SendRequest<RequestBody>) {
         if self.0.max_idle == 0 || sender.is_closed() {
             return;
         }
@@ -157,7 +179,7 @@ impl HttpClient {
 
     /// A connection ready for a request: a pooled one, else a new one. The
     /// flag tells whether it was pooled.
-    async fn checkout(&self, key: &Authority) -> Result<(SendRequest<RequestBody>, bool), Failure> {
+    async fn checkout(&self, key: &PoolKey) -> Result<(SendRequest<RequestBody>, bool), Failure> {
         while let Some(mut conn) = self.pop(key) {
             // Given back when its response ended; hyper marks it ready as
             // soon as its task has seen that, or fails it if it closed.
@@ -168,38 +190,80 @@ impl HttpClient {
         self.connect(key).await.map(|sender| (sender, false))
     }
 
-    async fn connect(&self, key: &Authority) -> Result<SendRequest<RequestBody>, Failure> {
-        let host = key.host();
+    /// Opens a connection: TCP, then TLS for `https://`, both within
+    /// `connect_timeout` (504 past it); refused, unreachable or failing
+    /// the TLS handshake (an unverifiable certificate) is a 502.
+    async fn connect(&self, key: &PoolKey) -> Result<SendRequest<RequestBody>, Failure> {
+        let upstream = &key.authority;
+        let host = upstream.host();
         // IPv6 literals come bracketed in an authority.
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let port = key.port_u16().unwrap_or(80);
-        let stream =
-            match tokio::time::timeout(self.0.connect_timeout, TcpStream::connect((host, port)))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, upstream = %key, "upstream connect failed");
-                    return Err(Failure::Connect);
-                }
-                Err(_elapsed) => return Err(Failure::Timeout),
-            };
+        let default_port = if key.tls.is_some() { 443 } else { 80 };
+        let port = upstream.port_u16().unwrap_or(default_port);
+        let deadline = Instant::now() + self.0.connect_timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect((host, port))).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, %upstream, "upstream connect failed");
+                return Err(Failure::Connect);
+            }
+            Err(_elapsed) => return Err(Failure::Timeout),
+        };
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, conn) = match self.0.builder.handshake(TokioIo::new(stream)).await {
+        match &key.tls {
+            None => self.handshake(TokioIo::new(stream), upstream).await,
+            Some(name) => {
+                let tls = self.0.tls.0.connect(name.clone(), stream);
+                match tokio::time::timeout_at(deadline, tls).await {
+                    Ok(Ok(stream)) => self.handshake(TokioIo::new(stream), upstream).await,
+                    Ok(Err(error)) => {
+                        if self.should_warn_tls() {
+                            tracing::warn!(%error, %upstream, "TLS handshake with the upstream failed");
+                        } else {
+                            tracing::debug!(%error, %upstream, "TLS handshake with the upstream failed");
+                        }
+                        Err(Failure::Connect)
+                    }
+                    Err(_elapsed) => Err(Failure::Timeout),
+                }
+            }
+        }
+    }
+
+    fn should_warn_tls(&self) -> bool {
+        let mut last = self.0.tls_warned.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= TLS_WARN_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
+    async fn handshake<I>(
+        &self,
+        io: I,
+        upstream: &Authority,
+    ) -> Result<SendRequest<RequestBody>, Failure>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = match self.0.builder.handshake(io).await {
             Ok(handshake) => handshake,
             Err(error) => {
-                tracing::debug!(%error, upstream = %key, "upstream handshake failed");
+                tracing::debug!(%error, %upstream, "upstream handshake failed");
                 return Err(Failure::Other);
             }
         };
-        let upstream = key.clone();
+        let upstream = upstream.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
+            // With upgrades: a 101 hands the connection to the splice.
+            if let Err(error) = conn.with_upgrades().await {
                 tracing::debug!(%error, %upstream, "upstream connection ended with an error");
             }
         });
@@ -224,7 +288,7 @@ pub(crate) fn upstream_uri(upstream: &Upstream, original: &Uri) -> Result<Uri, h
     let path = upstream_path(upstream, original)?;
     Uri::builder()
         .scheme(http::uri::Scheme::HTTP)
-        .authority(upstream.authority.clone())
+        .authority(upstream.key.authority.clone())
         .path_and_query(path.path_and_query().map_or("/", |pq| pq.as_str()))
         .build()
 }
@@ -348,7 +412,7 @@ pub(crate) async fn send(
     header_timeout: Duration,
     progress: Option<&Progress>,
 ) -> Result<(Response<Incoming>, Checkin), Failure> {
-    let key = &upstream.authority;
+    let key = &upstream.key;
     let exchange = async {
         let mut req = req;
         loop {
@@ -416,7 +480,10 @@ mod tests {
     fn upstream(base: Option<&str>) -> Upstream {
         Upstream {
             version: Version::Stable,
-            authority: http::uri::Authority::from_static("127.0.0.1:9001"),
+            key: PoolKey {
+                authority: http::uri::Authority::from_static("127.0.0.1:9001"),
+                tls: None,
+            },
             base_path: base.map(str::to_owned),
             host: HeaderValue::from_static("127.0.0.1:9001"),
         }

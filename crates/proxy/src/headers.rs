@@ -6,7 +6,7 @@
 use http::{
     HeaderMap, HeaderName, HeaderValue, Uri, Version,
     header::{
-        CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+        CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
         TRANSFER_ENCODING, UPGRADE,
     },
     uri::Authority,
@@ -18,17 +18,22 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// The scheme clients reach serin with (no TLS on the listener yet).
-static OWN_SCHEME: HeaderValue = HeaderValue::from_static("http");
+/// The scheme clients reach serin with: plain listeners.
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+/// The scheme clients reach serin with: listeners with `service.tls`.
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
-/// Headers that describe one connection, never the message.
-const HOP_BY_HOP: [&HeaderName; 8] = [
+/// Headers that describe one connection, never the message. `Trailer` is
+/// not one (RFC 9110 §6.6.2 made it end to end): it announces the trailer
+/// fields, and HTTP/1 peers (hyper among them) send in a chunked body's
+/// trailer only the fields it names, so gRPC's `grpc-status` would be lost
+/// without it.
+const HOP_BY_HOP: [&HeaderName; 7] = [
     &CONNECTION,
     &KEEP_ALIVE,
     &PROXY_AUTHENTICATE,
     &PROXY_AUTHORIZATION,
     &TE,
-    &TRAILER,
     &TRANSFER_ENCODING,
     &UPGRADE,
 ];
@@ -84,7 +89,8 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// kept: its `X-Forwarded-For` is appended to with its own address, its
 /// `X-Forwarded-Proto` and `-Host` kept when set. From any other peer
 /// nothing it claims is: `X-Forwarded-For` is the peer's address alone,
-/// `X-Forwarded-Proto` serin's own scheme, `X-Forwarded-Host` the host the
+/// `X-Forwarded-Proto` serin's own scheme (`https` when the client came
+/// over TLS), `X-Forwarded-Host` the host the
 /// request named, and `Forwarded` and `X-Real-IP` (which serin does not
 /// write) are removed, so an upstream never reads a client's claim as a
 /// proxy's.
@@ -96,10 +102,18 @@ pub(crate) fn to_upstream(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     trusted: bool,
+    tls: bool,
     authority: Option<&Authority>,
     upstream_host: &HeaderValue,
 ) {
+    let trailers = accepts_trailers(headers);
     remove_hop_by_hop(headers);
+    if trailers {
+        // The proxy passes trailers on: a client that takes them (gRPC
+        // always does) gets them from upstreams that send them only when
+        // asked (hyper and most HTTP/1 servers).
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
     let original_host = headers.remove(HOST);
     if trusted {
         append_forwarded_for(headers, client_ip);
@@ -111,7 +125,8 @@ pub(crate) fn to_upstream(
         headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), OWN_SCHEME.clone());
+        let scheme = if tls { &HTTPS } else { &HTTP };
+        headers.insert(X_FORWARDED_PROTO.clone(), scheme.clone());
     }
     if !headers.contains_key(&X_FORWARDED_HOST) {
         let host = authority
@@ -122,6 +137,19 @@ pub(crate) fn to_upstream(
         }
     }
     headers.insert(HOST, upstream_host.clone());
+}
+
+/// Whether the client's `TE` accepts trailers.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(TE).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        })
+    })
 }
 
 /// Whether a request names its host as its version requires (a proxy that
@@ -224,10 +252,11 @@ mod tests {
             ("te", "trailers"),
             ("upgrade", "websocket"),
             ("x-kept", "1"),
+            ("trailer", "grpc-status"),
         ]);
         remove_hop_by_hop(&mut h);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-kept"]);
+        assert_eq!(left, ["trailer", "x-kept"]);
     }
 
     #[test]
@@ -239,13 +268,13 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-for", "2.2.2.2"),
         ]);
-        to_upstream(&mut h, &ip, true, None, &upstream);
+        to_upstream(&mut h, &ip, true, false, None, &upstream);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert_eq!(h["host"], "127.0.0.1:9001");
         let mut h = HeaderMap::new();
-        to_upstream(&mut h, &ip, true, None, &upstream);
+        to_upstream(&mut h, &ip, true, false, None, &upstream);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
     }
 
@@ -262,7 +291,7 @@ mod tests {
             ("x-real-ip", "1.1.1.1"),
         ];
         let mut h = map(&claims);
-        to_upstream(&mut h, &ip, false, None, &upstream);
+        to_upstream(&mut h, &ip, false, false, None, &upstream);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example");
@@ -270,7 +299,7 @@ mod tests {
         assert!(h.get("x-real-ip").is_none());
         // A trusted proxy's word is kept.
         let mut h = map(&claims);
-        to_upstream(&mut h, &ip, true, None, &upstream);
+        to_upstream(&mut h, &ip, true, false, None, &upstream);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "admin.internal");
@@ -278,8 +307,20 @@ mod tests {
         // The target's authority names the host before `Host` does.
         let authority = Authority::from_static("front.example");
         let mut h = map(&claims);
-        to_upstream(&mut h, &ip, false, Some(&authority), &upstream);
+        to_upstream(&mut h, &ip, false, false, Some(&authority), &upstream);
+        assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "front.example");
+        // Over TLS, serin's scheme is https, whatever the client claims.
+        let mut h = map(&[("x-forwarded-proto", "http")]);
+        to_upstream(&mut h, &ip, false, true, None, &upstream);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        // Of TE, only the client's consent to trailers goes on.
+        let mut h = map(&[("te", "gzip, Trailers;q=1"), ("connection", "te")]);
+        to_upstream(&mut h, &ip, false, false, None, &upstream);
+        assert_eq!(h["te"], "trailers");
+        let mut h = map(&[("te", "gzip")]);
+        to_upstream(&mut h, &ip, false, false, None, &upstream);
+        assert!(h.get("te").is_none());
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //!     limits: Limits::default(),
 //!     access_log: None,
 //!     trusted_proxies: Default::default(),
+//!     tls: None,
+//!     upstream_ca_file: None,
 //! };
 //! let routes = Routes::stable_only("http://127.0.0.1:9001".parse().expect("valid uri"));
 //! let recorder = Arc::new(Recorder::new(Duration::from_secs(3600)));
@@ -53,7 +55,10 @@ mod request;
 mod routes;
 mod server;
 mod sticky;
+mod tls;
 mod trust;
+mod upgrade;
+mod upstream_tls;
 
 use std::{io, net::SocketAddr, path::PathBuf};
 
@@ -63,7 +68,9 @@ pub use matching::{MatchRule, StringMatch};
 pub use routes::{Routes, StickySessions};
 pub use serin_stats::{Recorder, Version};
 pub use server::{Proxy, ProxyHandle};
+pub use tls::{Reloaded, TlsError, TlsField, TlsFiles};
 pub use trust::{InvalidIpRange, IpRange, TrustedProxies};
+pub use upstream_tls::check_upstream_ca_file;
 
 /// Where the proxy listens and how it protects itself.
 #[derive(Clone, Debug)]
@@ -80,6 +87,12 @@ pub struct ProxyConfig {
     /// kept (`service.trustedProxies`): the proxies in front of serin. From
     /// any other peer they are replaced by what serin saw. Empty by default.
     pub trusted_proxies: TrustedProxies,
+    /// Terminates TLS on the listener with this certificate
+    /// (`service.tls`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+    /// CA certificates (PEM) that `https://` upstreams are verified
+    /// against (`upstreams.caFile`); Mozilla's roots when `None`.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 /// Why the proxy could not start or refused a routing table.
@@ -101,8 +114,8 @@ pub enum Error {
         /// What the operating system said.
         source: io::Error,
     },
-    /// An upstream URL the proxy cannot forward to: only `http://host:port`
-    /// with an optional base path is supported (no TLS to upstreams), by
+    /// An upstream URL the proxy cannot forward to: only
+    /// `http(s)://host[:port]` with an optional base path is supported, by
     /// the rule of [`serin_spec::UpstreamUrl`] that every caller shares.
     #[error("upstream {which} {uri:?}: {reason}")]
     InvalidUpstream {
@@ -121,6 +134,13 @@ pub enum Error {
         /// The value given.
         value: u8,
     },
+    /// The listener's certificate and key (`service.tls`) cannot serve.
+    #[error("service.tls.{field}: {0}", field = .0.field())]
+    Tls(#[from] TlsError),
+    /// The CA file for `https://` upstreams (`upstreams.caFile`) cannot be
+    /// used.
+    #[error("upstreams.caFile: {0}")]
+    UpstreamCa(String),
     /// A sticky-session cookie name that cannot appear in a cookie header.
     #[error("invalid session cookie name {0:?}")]
     InvalidCookieName(String),

@@ -84,6 +84,16 @@ pub struct Limits {
     /// from the one listener: a request and its upstream exchange never cross
     /// threads (nginx's worker layout).
     pub workers: Option<usize>,
+    /// How long a client may take to complete the TLS handshake (with
+    /// `service.tls`); the connection is closed when exceeded.
+    pub tls_handshake_timeout: Duration,
+    /// An upgraded connection (WebSocket) through which no byte has moved
+    /// either way for this long is closed (nginx's `proxy_read_timeout`,
+    /// same 60 s default); WebSocket pings keep a quiet one open.
+    pub upgraded_idle_timeout: Duration,
+    /// How often the certificate files are checked for a renewal (with
+    /// `service.tls`); SIGHUP reloads them at once.
+    pub tls_reload_interval: Duration,
 }
 
 // === impl Limits ===
@@ -107,6 +117,9 @@ impl Default for Limits {
             max_in_flight_mirrors: 256,
             shutdown_grace: Duration::from_secs(30),
             workers: None,
+            upgraded_idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            tls_reload_interval: Duration::from_secs(5),
         }
     }
 }

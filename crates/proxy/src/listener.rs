@@ -188,7 +188,7 @@ impl WorkerThread {
             let _ = ready.send(Ok(()));
             let (local, mut local_rx) = mpsc::channel::<()>(1);
             let worker = Worker {
-                client: forward::client(&shared.limits),
+                client: forward::client(&shared.limits, shared.upstream_tls.clone()),
                 shared,
                 index,
                 balance: Some(balance),

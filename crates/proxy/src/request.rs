@@ -11,7 +11,7 @@ use crate::{
     headers,
     listener::Worker,
     matching::forwardable,
-    mirror,
+    mirror, upgrade,
 };
 use bytes::Bytes;
 use http::{
@@ -31,7 +31,7 @@ use tokio::time::Instant;
 pub(crate) async fn handle(
     worker: &Worker,
     conn: &Conn,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let shared = &worker.shared;
@@ -65,6 +65,9 @@ pub(crate) async fn handle(
             "request header fields too large\n",
         );
     }
+    // A WebSocket (or other) upgrade: the client's connection is taken
+    // from hyper once the upstream has agreed and the 101 has gone out.
+    let switch = upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
     let (mut parts, body) = req.into_parts();
     let content_length = parts
         .headers
@@ -91,15 +94,24 @@ pub(crate) async fn handle(
         &mut parts.headers,
         &conn.client_ip,
         conn.trusted,
+        conn.tls,
         parts.uri.authority(),
         &upstream.host,
     );
+    let (protocol, on_client) = match switch {
+        Some((protocol, on_client)) => (Some(protocol), Some(on_client)),
+        None => (None, None),
+    };
+    if let Some(protocol) = &protocol {
+        upgrade::ask(&mut parts.headers, protocol.clone());
+    }
     let original_uri = std::mem::replace(&mut parts.uri, uri);
     parts.version = http::Version::HTTP_11;
 
     let mut tripped = None;
     let mut progress = None;
-    let body = match decision.mirror {
+    // An upgraded connection cannot be copied: it is not mirrored.
+    let body = match decision.mirror.filter(|_| protocol.is_none()) {
         // Boxed: the buffering future is rare and would otherwise enlarge
         // every request's future, which hyper keeps per connection.
         Some(canary) => match Box::pin(buffer_for_mirror(body, content_length, limits)).await {
@@ -143,6 +155,33 @@ pub(crate) async fn handle(
     .await;
     let latency = start.elapsed();
     match result {
+        Ok((mut response, checkin)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            // The pooled connection is the upstream's half of the splice
+            // now, never to go back to the pool.
+            drop(checkin);
+            let Some(on_client) = on_client else {
+                // A switch the client never asked for cannot reach it.
+                shared.count_failure(Failure::Other);
+                shared.record(upstream.version, 502, latency, &routed);
+                return error(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
+            };
+            Counters::incr(&shared.counters.upgrades_total);
+            // Counted once, as what it is: a 101 of its version.
+            shared.record(upstream.version, 101, latency, &routed);
+            let on_upstream = hyper::upgrade::on(&mut response);
+            upgrade::answer(&mut response);
+            if let Some(cookie) = decision.set_cookie {
+                response.headers_mut().append(SET_COOKIE, cookie);
+            }
+            upgrade::spawn(
+                on_client,
+                on_upstream,
+                limits.upgraded_idle_timeout,
+                conn.held.clone(),
+            );
+            let (head, _) = response.into_parts();
+            Response::from_parts(head, ResponseBody::empty())
+        }
         Ok((response, checkin)) => {
             let (mut head, body) = response.into_parts();
             // Recorded when the body ends: only then is it known whether

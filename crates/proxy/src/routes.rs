@@ -1,12 +1,14 @@
 //! The routing table: what the rollout engine sets, and its compiled form the
 //! hot path reads through an `ArcSwap` (one atomic load per request, no lock).
 
+use crate::forward::PoolKey;
 use crate::{
     Error, MatchRule, Result, Version,
     sticky::{Affinity, Sticky},
 };
-use http::{HeaderValue, Uri, request::Parts, uri::Authority};
-use serin_spec::{UpstreamUrl, UpstreamUrlError};
+use http::{HeaderValue, Uri, request::Parts};
+use rustls::pki_types::ServerName;
+use serin_spec::{UpstreamScheme, UpstreamUrl, UpstreamUrlError};
 use std::{sync::Arc, time::Duration};
 
 /// Where requests go. Set as a whole; the proxy swaps it atomically, so a
@@ -70,7 +72,9 @@ impl Routes {
 #[derive(Debug)]
 pub(crate) struct Upstream {
     pub version: Version,
-    pub authority: Authority,
+    /// Where the pool dials: the authority, and TLS with the name the
+    /// certificate must carry for `https://`.
+    pub key: PoolKey,
     /// Base path without its trailing slash; `None` for `/` or no path.
     pub base_path: Option<String>,
     /// `Host` sent upstream (nginx's default `proxy_set_header Host $proxy_host`).
@@ -92,9 +96,21 @@ impl Upstream {
         // An authority is visible ASCII, always a valid header value.
         let host = HeaderValue::from_str(url.authority().as_str())
             .map_err(|_| invalid(UpstreamUrlError::Invalid))?;
+        let tls = match url.scheme() {
+            UpstreamScheme::Http => None,
+            // A host `UpstreamUrl` accepted is a DNS name or an IP address;
+            // a name rustls refuses (`_` in it) is refused here alike.
+            UpstreamScheme::Https => Some(
+                ServerName::try_from(url.host().to_owned())
+                    .map_err(|_| invalid(UpstreamUrlError::Invalid))?,
+            ),
+        };
         Ok(Upstream {
             version,
-            authority: url.authority().clone(),
+            key: PoolKey {
+                authority: url.authority().clone(),
+                tls,
+            },
             base_path: url.path_prefix().map(str::to_owned),
             host,
         })
@@ -315,7 +331,7 @@ mod tests {
     fn invalid_tables_are_refused() {
         assert!(Table::compile(routes(101), None).is_err());
         let mut r = routes(10);
-        r.stable = uri("https://example.com");
+        r.stable = uri("ftp://example.com");
         assert!(Table::compile(r, None).is_err());
         let mut r = routes(10);
         r.mirror = Some(200);

@@ -7,6 +7,7 @@
 //! `balance.rs` (spreading connections over them), each connection in
 //! `connection.rs`, each request in `request.rs`.
 
+use crate::upstream_tls::UpstreamTls;
 use crate::{
     Limits, ProxyConfig, Recorder, Result, Routes, Version,
     access_log::{self, AccessLog},
@@ -16,7 +17,9 @@ use crate::{
     listener::{Start, Worker, Workers, accept_loop},
     mirror::InFlight,
     routes::{Routed, Table},
+    tls::{self, Reloaded, ServerTls, TlsError},
     trust::TrustedProxies,
+    upstream_tls,
 };
 use arc_swap::ArcSwap;
 use hyper_util::{
@@ -66,6 +69,10 @@ pub(crate) struct Shared {
     /// Peers whose `X-Forwarded-*` headers are kept.
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) builder: auto::Builder<TokioExecutor>,
+    /// TLS on the listener (`service.tls`), when configured.
+    pub(crate) tls: Option<ServerTls>,
+    /// Dials `https://` upstreams (`upstreams.caFile` or Mozilla's roots).
+    pub(crate) upstream_tls: UpstreamTls,
     local_addr: SocketAddr,
     /// Origin of the monotonic milliseconds used for idle tracking.
     epoch: Instant,
@@ -82,6 +89,9 @@ impl Proxy {
         recorder: Arc<Recorder>,
     ) -> Result<Proxy> {
         let table = Table::compile(routes, None)?;
+        let tls = config.tls.as_ref().map(ServerTls::new).transpose()?;
+        let upstream_tls = upstream_tls::connector(config.upstream_ca_file.as_deref())
+            .map_err(crate::Error::UpstreamCa)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -119,7 +129,20 @@ impl Proxy {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            // Fixed windows, not adaptive ones, so a client cannot make
+            // the proxy buffer more than this per connection: enough for a
+            // stream to upload at loopback speed, and a connection window
+            // for a few streams in full flight.
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .adaptive_window(false)
+            .max_send_buf_size(H2_STREAM_WINDOW as usize)
+            .max_frame_size(16 * 1024)
+            // Rapid-reset floods (CVE-2023-44487): streams a client opens
+            // and resets before they are answered are bounded.
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(1024);
         let shared = Shared {
             table: ArcSwap::from_pointee(table),
             set_lock: Mutex::new(()),
@@ -130,6 +153,8 @@ impl Proxy {
             mirrors: InFlight::default(),
             trusted_proxies: config.trusted_proxies,
             builder,
+            tls,
+            upstream_tls,
             local_addr,
             epoch: Instant::now(),
         };
@@ -167,6 +192,10 @@ impl Proxy {
             log_stop,
         } = self;
         let writer = log_writer.map(access_log::Writer::spawn);
+        let tls_watch = shared
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(tls.watch(shared.limits.tls_reload_interval, tls::hangup())));
         let (state_tx, state_rx) = watch::channel(RUNNING);
         // Every connection task holds a sender; when all are gone, `recv`
         // returns None: the drain is complete.
@@ -196,7 +225,7 @@ impl Proxy {
         match listener {
             Some(listener) => {
                 let worker = Worker {
-                    client: forward::client(&shared.limits),
+                    client: forward::client(&shared.limits, shared.upstream_tls.clone()),
                     shared: shared.clone(),
                     index: 0,
                     balance: None,
@@ -224,6 +253,9 @@ impl Proxy {
         }
         if let Some(workers) = workers {
             workers.finish().await;
+        }
+        if let Some(watch) = tls_watch {
+            watch.abort();
         }
         log_stop.notify_one();
         if let Some(writer) = writer {
@@ -264,6 +296,14 @@ impl ProxyHandle {
     /// The proxy's own counters now.
     pub fn counters(&self) -> CountersSnapshot {
         self.shared.counters.snapshot()
+    }
+
+    /// Re-reads the listener's certificate files now (what SIGHUP and the
+    /// poll of their contents do): a new pair that checks out serves from
+    /// the next handshake on; a bad one is refused and the old one kept.
+    /// `None` without `service.tls`.
+    pub fn reload_tls(&self) -> Option<Result<Reloaded, TlsError>> {
+        self.shared.tls.as_ref().map(|tls| tls.reload(true))
     }
 
     /// The address the proxy listens on.
@@ -311,6 +351,15 @@ impl Shared {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
+
+/// Most HTTP/2 streams a client may have open on one connection (nginx's
+/// `http2_max_concurrent_streams` is 128, HAProxy's 100; gRPC clients open
+/// more).
+const H2_MAX_STREAMS: u32 = 256;
+/// HTTP/2 flow-control window per stream.
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// HTTP/2 flow-control window per connection.
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 
 /// Milliseconds since the Unix epoch: the clock the recorder is read with.
 fn unix_ms() -> u64 {

@@ -208,7 +208,7 @@ async fn invalid_routes_are_refused_and_the_old_ones_kept() {
     bad.canary_weight = 120;
     assert!(proxy.handle.set_routes(bad).is_err());
     let mut bad = proxy.routes();
-    bad.canary = Some(must("https://example.com".parse()));
+    bad.canary = Some(must("ftp://example.com".parse()));
     assert!(proxy.handle.set_routes(bad).is_err());
     assert_eq!(proxy.routes().canary_weight, 0);
     assert_eq!(count_canary(&proxy, 5, &[]).await, 0);

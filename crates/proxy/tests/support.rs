@@ -187,6 +187,8 @@ impl TestProxy {
             limits: Limits::default(),
             access_log: None,
             trusted_proxies: Default::default(),
+            tls: None,
+            upstream_ca_file: None,
         };
         configure(&mut config);
         let proxy = must(Proxy::bind(config, routes, recorder.clone()).await);

@@ -165,6 +165,27 @@ pub enum Command {
 
     /// A load-test and gate service that speaks flagger-loadtester's webhook protocol.
     Loadtester(crate::loadtester::Args),
+
+    /// Print the shell completion script for SHELL.
+    ///
+    /// bash: serin completions bash > /etc/bash_completion.d/serin;
+    /// zsh: serin completions zsh > "${fpath[1]}/_serin";
+    /// fish: serin completions fish > ~/.config/fish/completions/serin.fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print serin's man page (roff), or write one per command to DIR.
+    ///
+    /// man -l <(serin man) reads it; the Debian package installs them.
+    Man {
+        /// Write serin.1 and serin-COMMAND.1 pages into this directory
+        /// instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// How `run` and `demo` report progress.

@@ -25,6 +25,12 @@ pub const EXIT_TROUBLE: u8 = 2;
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "serin", &mut std::io::stdout());
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Serve(args) => runtime()?.block_on(crate::serve::serve(args)),
         Command::Forget { name, state_dir } => forget(&name, &state_dir),
         Command::Loadtester(args) => runtime()?.block_on(crate::loadtester::loadtester(args)),
@@ -68,6 +74,28 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             revision,
         } => analyze(&replay, config.as_deref(), judge.as_deref(), revision),
     }
+}
+
+/// `serin man`: the page generated from the same definitions that parse
+/// the arguments, so it never drifts from them.
+fn man(dir: Option<&Path>) -> Result<ExitCode> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display()))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .context("cannot write the man page")?;
+            out.flush().context("cannot write the man page")?;
+        }
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -9,7 +9,9 @@ use crate::{
 };
 use serin_analysis::{AnalysisConfig, Analyzer};
 use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, Notifier, ProxyRouter};
-use serin_proxy::{IpRange, Limits, Proxy, ProxyConfig, ProxyHandle, Recorder, TrustedProxies};
+use serin_proxy::{
+    IpRange, Limits, Proxy, ProxyConfig, ProxyHandle, Recorder, TlsFiles, TrustedProxies,
+};
 use serin_rollout::{
     Phase, Plan, Rollout, RolloutState,
     ports::{CanaryTarget, MetricQuery, Router},
@@ -204,11 +206,45 @@ impl Prepared {
                 })
             })
             .collect::<Result<TrustedProxies, _>>()?;
+        let tls = match &canary.spec.service.tls {
+            Some(tls) => {
+                let files = TlsFiles {
+                    cert_file: PathBuf::from(tls.cert_file.as_deref().unwrap_or_default().trim()),
+                    key_file: PathBuf::from(tls.key_file.as_deref().unwrap_or_default().trim()),
+                };
+                // What the proxy would refuse at its start, refused here
+                // (and so by `serin validate`) with the field named.
+                files.check().map_err(|error| {
+                    invalid(
+                        &format!("spec.service.tls.{}", error.field()),
+                        error.to_string(),
+                    )
+                })?;
+                Some(files)
+            }
+            None => None,
+        };
+        let upstream_ca_file = match canary
+            .spec
+            .upstreams
+            .as_ref()
+            .and_then(|u| u.ca_file.as_deref())
+        {
+            Some(file) => {
+                let path = PathBuf::from(file.trim());
+                serin_proxy::check_upstream_ca_file(&path)
+                    .map_err(|reason| invalid("spec.upstreams.caFile", reason))?;
+                Some(path)
+            }
+            None => None,
+        };
         let proxy = ProxyConfig {
             listen,
             limits: limits_for(canary),
             access_log: canary.spec.service.access_log.as_ref().map(PathBuf::from),
             trusted_proxies,
+            tls,
+            upstream_ca_file,
         };
         Ok(Prepared {
             canary: canary.clone(),

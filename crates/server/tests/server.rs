@@ -638,3 +638,67 @@ spec:
     let state = running.stop().await.unwrap();
     assert_eq!(state.canary_weight, 30, "stopped where it was");
 }
+
+/// `service.tls` and `upstreams.caFile` are read when a canary is prepared
+/// (so by `serin validate` too): files that cannot serve are refused with
+/// the field named, before anything listens.
+#[test]
+fn tls_files_are_checked_when_a_canary_is_prepared() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not PEM\n").unwrap();
+    let yaml = |tls: &str, ca: &str| {
+        format!(
+            "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {{name: front}}
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:0
+    tls: {tls}
+  upstreams: {{stable: https://127.0.0.1:9001, caFile: {ca:?}}}
+  analysis: {{interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}}
+"
+        )
+    };
+    let problems = |text: String| {
+        let catalog = serin_spec::load_files([("front.yaml", text.as_str())]).unwrap();
+        match serin_server::Prepared::from_catalog(&catalog, None, "front.yaml") {
+            Err(serin_server::RunError::Invalid(problems)) => problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(other) => panic!("{other}"),
+            Ok(_) => String::new(),
+        }
+    };
+    let tls = format!(
+        "{{certFile: {missing:?}, keyFile: {garbage:?}}}",
+        missing = missing.display().to_string(),
+        garbage = garbage.display().to_string()
+    );
+    let ca = garbage.display().to_string();
+    let text = problems(yaml(&tls, &ca));
+    assert!(
+        text.contains("spec.service.tls.certFile: ") && text.contains("cannot read"),
+        "{text}"
+    );
+    let tls = format!(
+        "{{certFile: {garbage:?}, keyFile: {garbage:?}}}",
+        garbage = garbage.display().to_string()
+    );
+    let text = problems(yaml(&tls, &ca));
+    assert!(
+        text.contains("spec.service.tls.certFile: ") && text.contains("no usable PEM certificate"),
+        "{text}"
+    );
+    let text = problems(yaml("null", &ca));
+    assert!(
+        text.contains("spec.upstreams.caFile: ") && text.contains("holds no PEM certificate"),
+        "{text}"
+    );
+}

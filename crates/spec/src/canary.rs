@@ -150,6 +150,10 @@ pub struct Upstreams {
     /// A label for the canary revision (a commit, a version), shown in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// PEM CA certificates that `https://` upstreams are verified against;
+    /// without it, Mozilla's roots (as browsers) are used.
+    #[serde(default, rename = "caFile", skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// `spec.analysis`.

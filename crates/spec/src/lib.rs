@@ -63,7 +63,7 @@ pub use meta::{ObjectMeta, ObjectReference};
 pub use nginx::{NGINX_PROVIDER, NginxSpec};
 pub use parse::{load_documents, parse_collecting, parse_documents};
 pub use problem::{Diagnostic, Problem, render_problems};
-pub use service::{CanaryService, ProxyLimits};
+pub use service::{CanaryService, ProxyLimits, ServiceTls};
 pub use template::{
     BasicAuth, JsonPathStep, MetricProvider, MetricTemplate, MetricTemplateSpec, parse_json_path,
 };

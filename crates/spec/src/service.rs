@@ -110,6 +110,24 @@ pub struct CanaryService {
     /// cannot pose as another address. Empty (the default): none trusted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// serin: TLS termination on the built-in proxy's listener: clients get
+    /// HTTP/1.1 or HTTP/2 by ALPN, upstreams `X-Forwarded-Proto: https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServiceTls>,
+}
+
+/// serin: `spec.service.tls`, the listener's certificate. Both files are
+/// re-read on SIGHUP and when they change (certbot renews in place); a bad
+/// new pair is refused and the old one keeps serving.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceTls {
+    /// PEM certificate chain, leaf first (certbot's `fullchain.pem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM private key of the leaf certificate (certbot's `privkey.pem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 impl CanaryService {

@@ -5,18 +5,20 @@
 //! [`UpstreamUrl`], so a URL one of them accepts is never refused by another
 //! later, in the middle of a rollout.
 //!
-//! Accepted: `http://host[:port][/base/path]`; surrounding whitespace is
-//! ignored. Refused, each with its own message: `https` (the proxy dials
-//! plain TCP only, so far), other schemes, relative URLs, a missing host, a
-//! query string and a fragment (the proxy appends each request's own path
-//! and query to the base path; a query or fragment in the base cannot be
-//! combined with it).
+//! Accepted: `http://host[:port][/base/path]` and `https://...` (TLS to
+//! the upstream, verified against Mozilla's roots or `upstreams.caFile`);
+//! surrounding whitespace is ignored. Refused, each with its own message:
+//! other schemes, relative URLs, a missing host, a query string and a
+//! fragment (the proxy appends each request's own path and query to the
+//! base path; a query or fragment in the base cannot be combined with it).
 
 use http::{Uri, uri::Authority};
 use std::fmt;
 
 /// The port of an `http` upstream without one.
 const HTTP_PORT: u16 = 80;
+/// The port of an `https` upstream without one.
+const HTTPS_PORT: u16 = 443;
 
 /// An upstream the built-in proxy can forward to, parsed once.
 ///
@@ -27,9 +29,11 @@ const HTTP_PORT: u16 = 80;
 /// assert_eq!(upstream.host(), "127.0.0.1");
 /// assert_eq!(upstream.port(), 9001);
 /// assert_eq!(upstream.path_prefix(), Some("/app"));
+/// let secure = UpstreamUrl::parse("https://backend.internal")?;
+/// assert_eq!(secure.port(), 443);
 /// assert_eq!(
-///     UpstreamUrl::parse("https://example.com").unwrap_err().to_string(),
-///     "https upstreams are not supported yet"
+///     UpstreamUrl::parse("ftp://example.com").unwrap_err().to_string(),
+///     "only http:// and https:// upstreams are supported"
 /// );
 /// # Ok::<(), serin_spec::UpstreamUrlError>(())
 /// ```
@@ -51,6 +55,8 @@ pub struct UpstreamUrl {
 pub enum UpstreamScheme {
     /// Plain HTTP/1.1 over TCP.
     Http,
+    /// HTTP/1.1 over TLS, the upstream's certificate verified.
+    Https,
 }
 
 /// Why a URL is not an upstream the proxy can forward to. Every caller
@@ -66,11 +72,8 @@ pub enum UpstreamUrlError {
     /// No scheme: a host, a path or `host:port` alone.
     #[error("not an absolute URL; expected e.g. http://127.0.0.1:9001")]
     NotAbsolute,
-    /// `https://`: the proxy cannot dial TLS upstreams yet.
-    #[error("https upstreams are not supported yet")]
-    Https,
     /// A scheme other than http or https.
-    #[error("only http:// upstreams are supported")]
+    #[error("only http:// and https:// upstreams are supported")]
     Scheme,
     /// `http://` with nothing, or only a port, where the host goes.
     #[error("no host in the URL")]
@@ -120,9 +123,7 @@ impl UpstreamUrl {
     pub fn from_uri(uri: &Uri) -> Result<Self, UpstreamUrlError> {
         let scheme = match uri.scheme_str() {
             Some(scheme) if scheme.eq_ignore_ascii_case("http") => UpstreamScheme::Http,
-            Some(scheme) if scheme.eq_ignore_ascii_case("https") => {
-                return Err(UpstreamUrlError::Https);
-            }
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => UpstreamScheme::Https,
             Some(_) => return Err(UpstreamUrlError::Scheme),
             None => return Err(UpstreamUrlError::NotAbsolute),
         };
@@ -135,7 +136,11 @@ impl UpstreamUrl {
         if host.is_empty() {
             return Err(UpstreamUrlError::NoHost);
         }
-        let port = port(authority)?;
+        let default_port = match scheme {
+            UpstreamScheme::Http => HTTP_PORT,
+            UpstreamScheme::Https => HTTPS_PORT,
+        };
+        let port = port(authority, default_port)?;
         if uri.query().is_some() {
             return Err(UpstreamUrlError::Query);
         }
@@ -175,7 +180,7 @@ impl UpstreamUrl {
         &self.host
     }
 
-    /// The port, 80 when none is written.
+    /// The port, 80 (http) or 443 (https) when none is written.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -187,17 +192,18 @@ impl UpstreamUrl {
     }
 }
 
-/// The port written in `authority`, 80 when there is none (or an empty
-/// one, as RFC 3986 allows). Read from the text: `Authority::port` is
-/// `None` for `:99999` as for no port at all, which would dial port 80.
-fn port(authority: &Authority) -> Result<u16, UpstreamUrlError> {
+/// The port written in `authority`, the scheme's `default` when there is
+/// none (or an empty one, as RFC 3986 allows). Read from the text:
+/// `Authority::port` is `None` for `:99999` as for no port at all, which
+/// would dial the default.
+fn port(authority: &Authority, default: u16) -> Result<u16, UpstreamUrlError> {
     let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
     // Past an IPv6 literal's brackets, the only colon is the port's.
     let after_host = host_port
         .rsplit_once(']')
         .map_or(host_port, |(_, rest)| rest);
     match after_host.rsplit_once(':') {
-        None | Some((_, "")) => Ok(HTTP_PORT),
+        None | Some((_, "")) => Ok(default),
         Some((_, digits)) => digits
             .parse::<u16>()
             .ok()
@@ -279,6 +285,13 @@ mod tests {
         assert_eq!(v6.authority().as_str(), "[::1]:9001");
         assert_eq!(parse(" http://x:1/ ").to_string(), "http://x:1/");
         assert_eq!(parse("http://x:/").port(), 80);
+        let secure = parse("HTTPS://backend.internal/app");
+        assert_eq!(secure.scheme(), UpstreamScheme::Https);
+        assert_eq!(
+            (secure.host(), secure.port(), secure.path_prefix()),
+            ("backend.internal", 443, Some("/app"))
+        );
+        assert_eq!(parse("https://x:8443").port(), 8443);
         assert_eq!(parse("http://u:p@x:81").port(), 81);
         assert_eq!(
             UpstreamUrl::parse("http://x:99999").map(|u| u.port()),

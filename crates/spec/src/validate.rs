@@ -132,6 +132,20 @@ pub fn validate_canary(canary: &Canary) -> Vec<Problem> {
         {
             check.push(path.key("revision"), "must not be empty");
         }
+        if let Some(ca_file) = &upstreams.ca_file
+            && ca_file.trim().is_empty()
+        {
+            check.push(
+                path.key("caFile"),
+                "must not be empty; omit it to verify https upstreams against Mozilla's roots",
+            );
+        }
+    }
+    if (canary.is_haproxy() || canary.is_nginx()) && canary.spec.service.tls.is_some() {
+        check.push(
+            spec.key("service").key("tls"),
+            "only provider builtin terminates TLS; with HAProxy or nginx, configure TLS there",
+        );
     }
     if canary.is_builtin() {
         if canary.spec.service.listen.is_none() {
@@ -396,6 +410,24 @@ impl Checker {
                 path.key("listen"),
                 format!("{listen:?} is not a socket address; expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080"),
             );
+        }
+        if let Some(tls) = &service.tls {
+            let tls_path = path.key("tls");
+            for (field, value, what) in [
+                ("certFile", &tls.cert_file, "the PEM certificate chain"),
+                ("keyFile", &tls.key_file, "the PEM private key"),
+            ] {
+                match value {
+                    None => self.push(
+                        tls_path.key(field),
+                        format!("required with service.tls: the file holding {what}"),
+                    ),
+                    Some(file) if file.trim().is_empty() => {
+                        self.push(tls_path.key(field), "must not be empty");
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         if let Some(access_log) = &service.access_log
             && access_log.trim().is_empty()

@@ -273,3 +273,76 @@ fn pace_is_evidence_or_schedule() {
         "{text}"
     );
 }
+
+#[test]
+fn tls_needs_both_files_and_ca_file_is_not_empty() {
+    let canary = |tls: &str, ca: &str| {
+        format!(
+            "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {{name: front}}
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:8443
+    tls: {tls}
+  upstreams: {{stable: https://backend.internal:8443, caFile: {ca:?}}}
+  analysis: {{interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}}
+"
+        )
+    };
+    let good = canary(
+        "{certFile: /etc/serin/fullchain.pem, keyFile: /etc/serin/privkey.pem}",
+        "/etc/serin/ca.pem",
+    );
+    let documents = load_documents("front.yaml", &good).unwrap_or_else(|problems| {
+        panic!("{}", serin_spec::render_problems("front.yaml", &problems))
+    });
+    let front = documents[0].as_canary().unwrap();
+    let tls = front.spec.service.tls.as_ref().unwrap();
+    assert_eq!(tls.cert_file.as_deref(), Some("/etc/serin/fullchain.pem"));
+    assert_eq!(tls.key_file.as_deref(), Some("/etc/serin/privkey.pem"));
+    let upstreams = front.spec.upstreams.as_ref().unwrap();
+    assert_eq!(upstreams.ca_file.as_deref(), Some("/etc/serin/ca.pem"));
+
+    let bad = canary("{certFile: \" \"}", " ");
+    let problems = load_documents("front.yaml", &bad).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        [
+            "spec.service.tls.certFile: must not be empty",
+            "spec.service.tls.keyFile: required with service.tls: the file holding the PEM private key",
+            "spec.upstreams.caFile: must not be empty; omit it to verify https upstreams against Mozilla's roots",
+        ]
+    );
+}
+
+#[test]
+fn tls_is_the_builtin_proxys_only() {
+    let text = "\
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {name: shop}
+spec:
+  provider: nginx
+  service:
+    tls: {certFile: /etc/serin/fullchain.pem, keyFile: /etc/serin/privkey.pem}
+  nginx:
+    upstream: shop
+    configFile: /etc/nginx/serin/shop.conf
+    logListen: 127.0.0.1:5140
+  upstreams: {stable: 127.0.0.1:9001}
+  analysis: {interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}
+";
+    let problems = load_documents("shop.yaml", text).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        rendered.contains(
+            &"spec.service.tls: only provider builtin terminates TLS; with HAProxy or nginx, configure TLS there"
+                .to_owned()
+        ),
+        "{rendered:#?}"
+    );
+}

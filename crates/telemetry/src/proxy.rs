@@ -19,7 +19,7 @@ pub(crate) struct Proxies {
 type CounterSeries = (&'static str, &'static str, fn(&CountersSnapshot) -> u64);
 
 /// Every monotonic counter of [`CountersSnapshot`].
-const COUNTERS: [CounterSeries; 15] = [
+const COUNTERS: [CounterSeries; 17] = [
     (
         "serin_proxy_connections",
         "Client connections the proxy accepted",
@@ -94,6 +94,16 @@ const COUNTERS: [CounterSeries; 15] = [
         "serin_proxy_log_write_errors",
         "Access-log writes that failed",
         |c| c.log_write_errors,
+    ),
+    (
+        "serin_proxy_tls_handshake_errors",
+        "TLS handshakes that failed or timed out",
+        |c| c.tls_handshake_errors,
+    ),
+    (
+        "serin_proxy_upgrades",
+        "Connections upgraded (WebSocket and other Upgrade requests answered 101) and spliced to the upstream",
+        |c| c.upgrades_total,
     ),
 ];
 

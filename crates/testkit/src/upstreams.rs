@@ -12,13 +12,12 @@ pub const UPSTREAM_URLS: &[(&str, Option<&str>)] = &[
     ("HTTP://backend:8080", None),
     ("http://[::1]:9001/x", None),
     ("  http://127.0.0.1:9001  ", None),
-    (
-        "https://127.0.0.1:9001",
-        Some("https upstreams are not supported yet"),
-    ),
+    ("https://127.0.0.1:9001", None),
+    ("HTTPS://backend.example/app/", None),
+    ("https://[::1]", None),
     (
         "ftp://127.0.0.1",
-        Some("only http:// upstreams are supported"),
+        Some("only http:// and https:// upstreams are supported"),
     ),
     ("127.0.0.1:9001", Some("not an absolute URL")),
     ("/just/a/path", Some("not an absolute URL")),

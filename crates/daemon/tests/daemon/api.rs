@@ -97,7 +97,7 @@ async fn reads_commands_tokens_and_limits() {
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body.contains("canary: \\\"ftp://x\\\": only http:// upstreams are supported"),
+        body.contains("canary: \\\"ftp://x\\\": only http:// and https:// upstreams are supported"),
         "{body}"
     );
     let huge = format!(

@@ -64,6 +64,8 @@ spec:
         limits: Default::default(),
         access_log: None,
         trusted_proxies: Default::default(),
+        tls: None,
+        upstream_ca_file: None,
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
     let bound = Proxy::bind(config, base.routes.clone(), recorder)

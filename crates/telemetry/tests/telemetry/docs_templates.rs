@@ -212,6 +212,8 @@ async fn shipped_templates_return_numbers_from_a_real_prometheus() {
         limits: Limits::default(),
         access_log: None,
         trusted_proxies: Default::default(),
+        tls: None,
+        upstream_ca_file: None,
     };
     let proxy = Proxy::bind(config, routes, recorder.clone()).await.unwrap();
     let listen = proxy.handle().local_addr();

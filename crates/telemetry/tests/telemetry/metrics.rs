@@ -201,6 +201,8 @@ async fn proxy_counters_over_http() {
         },
         access_log: None,
         trusted_proxies: Default::default(),
+        tls: None,
+        upstream_ca_file: None,
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
     let proxy = Proxy::bind(
