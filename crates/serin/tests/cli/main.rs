@@ -7,6 +7,7 @@ mod haproxy;
 mod hostile;
 mod nginx;
 mod observe;
+mod render;
 mod run;
 mod serve;
 mod support;
