@@ -20,6 +20,7 @@ pub mod crds;
 pub mod documents;
 pub mod hash;
 pub mod object;
+pub mod resource;
 pub mod router;
 pub mod routes;
 pub mod services;
