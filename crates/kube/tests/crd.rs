@@ -82,3 +82,30 @@ fn an_unknown_field_is_caught_not_pruned() {
     value["spec"]["analysis"]["stepWieght"] = Value::from(10);
     assert!(!validator.is_valid(&value));
 }
+
+#[test]
+fn the_kustomization_lists_files_that_exist() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let text = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    let value: Value = serde_saphyr::from_str(&text).unwrap();
+    let resources = value["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 2);
+    for resource in resources {
+        let path = dir.join(resource.as_str().unwrap());
+        let crd: Value = serde_saphyr::from_str(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .split("\n---\n")
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            crd["kind"],
+            "CustomResourceDefinition",
+            "{}",
+            path.display()
+        );
+        assert_eq!(crd["spec"]["names"]["kind"], "Canary");
+    }
+}
