@@ -117,6 +117,29 @@ pub enum Command {
         api: bool,
     },
 
+    /// Print the routing objects a canary's router holds at a canary weight.
+    ///
+    /// Multi-document YAML: for Kubernetes routers (istio, gatewayapi:v1,
+    /// gatewayapi:v1beta1, kubernetes, nginx with ingressRef) the primary
+    /// Deployment, the Services and the router's objects, named and labelled
+    /// as Flagger names them. Documents of kind Deployment, HPA, Ingress,
+    /// ConfigMap or Secret in FILE stand for the cluster's objects (the
+    /// primary copies the target's pod spec, nginx copies the Ingress).
+    Render {
+        /// The canary file.
+        file: PathBuf,
+        /// The canary weight, 0 to 100. For A/B canaries any weight above 0
+        /// means "during the analysis": matched requests go to the canary.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        weight: i64,
+        /// Which canary, when the file holds several.
+        #[arg(long)]
+        name: Option<String>,
+        /// The provider where the canary names none (Flagger's -mesh-provider).
+        #[arg(long, default_value = "istio")]
+        provider: String,
+    },
+
     /// The daemon: many canaries, each behind its own proxy, with durable
     /// state, crash recovery, the API on --api and manual gates.
     ///

@@ -60,6 +60,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Grafana { files, name, api } => {
             crate::grafana::grafana(&files, name.as_deref(), api)
         }
+        Command::Render {
+            file,
+            weight,
+            name,
+            provider,
+        } => crate::render::render(&file, weight, name.as_deref(), &provider),
         Command::Demo {
             faulty,
             judge,

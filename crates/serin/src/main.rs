@@ -11,6 +11,7 @@ mod grafana;
 mod loadtester;
 mod metrics;
 mod observe;
+mod render;
 mod serve;
 
 use clap::Parser;

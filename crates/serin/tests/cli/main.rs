@@ -8,6 +8,7 @@ mod hostile;
 mod nginx;
 mod observe;
 mod packaging;
+mod render;
 mod run;
 mod serve;
 mod support;

@@ -1,0 +1,469 @@
+//! The reconciler of Kubernetes mode: one pass over one canary, Flagger's
+//! phases and messages, every write a server-side apply or a merge patch
+//! so a pass repeated after an error (a 409, a 500) writes the same thing.
+//!
+//! All durable state lives in the cluster: the canary's status subresource
+//! (phase, weight, failed checks, the revision fingerprints) says where a
+//! rollout stands, so a controller restarted elsewhere resumes it.
+//!
+//! One pass moves a canary at most one step; the caller requeues it after
+//! the analysis interval. What decides a step is the [`Checks`] port.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Event},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time},
+};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, Patch, PatchParams, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::json;
+use serin_spec::Canary;
+
+use crate::{
+    Cluster, Object, Routes, Subject,
+    resource::{CanaryCondition, CanaryStatus},
+    router::router_for,
+    workload::{primary_deployment, template_hash},
+};
+
+/// The field manager of every apply.
+pub const FIELD_MANAGER: &str = "serin";
+
+/// Errors of one pass; the caller requeues with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API refused or failed a request (409 conflict, 5xx, …).
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    /// The canary cannot be modelled (a field at fault).
+    #[error(transparent)]
+    Model(#[from] crate::Error),
+}
+
+/// What the analysis says of the canary at its current step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check passed: advance.
+    Pass,
+    /// A check failed: one more failed check.
+    Fail(String),
+}
+
+/// The analysis port: the controller asks it once per pass while the
+/// canary progresses.
+pub trait Checks: Send + Sync {
+    /// The verdict on `canary` at `status`.
+    fn check(&self, canary: &Canary, status: &CanaryStatus) -> Verdict;
+}
+
+/// What the pass did, for logs and the requeue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to do: no new revision.
+    Idle,
+    /// The phase the canary moved to.
+    Moved(String),
+}
+
+/// One canary resource: its group's API resource and its current status.
+pub struct Target<'a> {
+    /// The canary, as `serin-spec` reads it.
+    pub canary: &'a Canary,
+    /// Its status as read.
+    pub status: CanaryStatus,
+    /// `canaries` in `flagger.app/v1beta1` or `serin.dev/v1alpha1`.
+    pub resource: ApiResource,
+}
+
+/// Does one pass for one canary.
+pub struct Reconciler<C> {
+    client: Client,
+    checks: C,
+    default_provider: String,
+}
+
+impl<C: Checks> Reconciler<C> {
+    /// A reconciler writing through `client`.
+    pub fn new(client: Client, checks: C, default_provider: impl Into<String>) -> Self {
+        Self {
+            client,
+            checks,
+            default_provider: default_provider.into(),
+        }
+    }
+
+    /// One pass. `now` is the RFC 3339 time written to conditions and
+    /// events (injected: tests compare bodies exactly).
+    pub async fn reconcile(&self, target: Target<'_>, now: &str) -> Result<Outcome, Error> {
+        let canary = target.canary;
+        let namespace = canary
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
+        let target_name = canary
+            .spec
+            .target_ref
+            .as_ref()
+            .map(|reference| reference.name.clone())
+            .unwrap_or_default();
+        let deployment = deployments.get(&target_name).await?;
+        let cluster = Cluster {
+            target: Some(deployment.clone()),
+            ..Cluster::default()
+        };
+        let subject = Subject::new(canary, &cluster, &self.default_provider)?;
+        let hash = template_hash(&deployment.spec.template);
+        let mut status = target.status.clone();
+        let name = canary.name().to_string();
+        let id = format!("{name}.{namespace}");
+        let phase = status.phase.clone().unwrap_or_default();
+        let pass = Pass {
+            client: &self.client,
+            subject: &subject,
+            resource: &target.resource,
+            namespace: &namespace,
+            now,
+        };
+
+        match phase.as_str() {
+            "" | "Initializing" => {
+                pass.apply(&[Object::Deployment(Box::new(primary_deployment(&subject)?))])
+                    .await?;
+                pass.apply_routes(&Routes::primary()).await?;
+                pass.scale(&target_name, 0).await?;
+                status.phase = Some("Initialized".into());
+                status.canary_weight = 0;
+                status.failed_checks = 0;
+                status.iterations = 0;
+                status.last_applied_spec = Some(hash.clone());
+                status.last_promoted_spec = Some(hash);
+                pass.promoted(
+                    &mut status,
+                    "True",
+                    "Initialized",
+                    "Deployment initialization completed.",
+                );
+                pass.write_status(&status).await?;
+                pass.event("Normal", "Synced", &format!("Initialization done! {id}"))
+                    .await?;
+            }
+            "Initialized" | "Succeeded" | "Failed"
+                if status.last_applied_spec.as_deref() == Some(hash.as_str()) =>
+            {
+                return Ok(Outcome::Idle);
+            }
+            "Initialized" | "Succeeded" | "Failed" => {
+                pass.event(
+                    "Normal",
+                    "Synced",
+                    &format!("New revision detected! Scaling up {id}"),
+                )
+                .await?;
+                let replicas = deployments
+                    .get(&subject.primary_workload_name())
+                    .await?
+                    .spec
+                    .replicas
+                    .filter(|replicas| *replicas > 0)
+                    .unwrap_or(1);
+                pass.scale(&target_name, replicas).await?;
+                status.phase = Some("Progressing".into());
+                status.canary_weight = 0;
+                status.failed_checks = 0;
+                status.iterations = 0;
+                status.last_applied_spec = Some(hash);
+                pass.promoted(
+                    &mut status,
+                    "Unknown",
+                    "Progressing",
+                    "New revision detected, progressing canary analysis.",
+                );
+                pass.write_status(&status).await?;
+            }
+            "Progressing" => {
+                let analysis = canary.analysis();
+                match self.checks.check(canary, &status) {
+                    Verdict::Fail(reason) => {
+                        status.failed_checks += 1;
+                        if status.failed_checks >= i64::from(analysis.threshold()) {
+                            pass.event(
+                                "Warning",
+                                "Synced",
+                                &format!(
+                                    "Rolling back {id} failed checks threshold reached {}",
+                                    status.failed_checks
+                                ),
+                            )
+                            .await?;
+                            pass.apply_routes(&Routes::primary()).await?;
+                            pass.scale(&target_name, 0).await?;
+                            status.phase = Some("Failed".into());
+                            status.canary_weight = 0;
+                            pass.promoted(
+                                &mut status,
+                                "False",
+                                "Failed",
+                                "Canary analysis failed, Deployment scaled to zero.",
+                            );
+                            pass.write_status(&status).await?;
+                            pass.event(
+                                "Warning",
+                                "Synced",
+                                &format!("Canary failed! Scaling down {id}"),
+                            )
+                            .await?;
+                        } else {
+                            pass.write_status(&status).await?;
+                            pass.event(
+                                "Warning",
+                                "Synced",
+                                &format!("Halt advancement {id} {reason}"),
+                            )
+                            .await?;
+                        }
+                    }
+                    Verdict::Pass => {
+                        let weight = u8::try_from(status.canary_weight).unwrap_or(0);
+                        let next = analysis.steps().into_iter().find(|step| *step > weight);
+                        match next {
+                            Some(next) if weight < analysis.max_weight() => {
+                                let routes = Routes::at(canary, i64::from(next))?;
+                                pass.apply_routes(&routes).await?;
+                                status.canary_weight = i64::from(next);
+                                pass.write_status(&status).await?;
+                                pass.event(
+                                    "Normal",
+                                    "Synced",
+                                    &format!("Advance {id} canary weight {next}"),
+                                )
+                                .await?;
+                            }
+                            _ => {
+                                pass.event(
+                                    "Normal",
+                                    "Synced",
+                                    &format!(
+                                        "Copying {id} template spec to {}.{namespace}",
+                                        subject.primary_workload_name()
+                                    ),
+                                )
+                                .await?;
+                                pass.apply(&[Object::Deployment(Box::new(primary_deployment(
+                                    &subject,
+                                )?))])
+                                .await?;
+                                status.phase = Some("Promoting".into());
+                                pass.write_status(&status).await?;
+                            }
+                        }
+                    }
+                }
+            }
+            "Promoting" => {
+                pass.apply_routes(&Routes::primary()).await?;
+                status.phase = Some("Finalising".into());
+                status.canary_weight = 0;
+                pass.write_status(&status).await?;
+                pass.event("Normal", "Synced", "Routing all traffic to primary")
+                    .await?;
+            }
+            "Finalising" => {
+                pass.scale(&target_name, 0).await?;
+                status.phase = Some("Succeeded".into());
+                status.last_promoted_spec = status.last_applied_spec.clone();
+                pass.promoted(
+                    &mut status,
+                    "True",
+                    "Succeeded",
+                    "Canary analysis completed successfully, promotion finished.",
+                );
+                pass.write_status(&status).await?;
+                pass.event(
+                    "Normal",
+                    "Synced",
+                    &format!("Promotion completed! Scaling down {id}"),
+                )
+                .await?;
+            }
+            _ => return Ok(Outcome::Idle),
+        }
+        Ok(Outcome::Moved(status.phase.unwrap_or_default()))
+    }
+}
+
+/// The requests of one pass.
+struct Pass<'a> {
+    client: &'a Client,
+    subject: &'a Subject<'a>,
+    resource: &'a ApiResource,
+    namespace: &'a str,
+    now: &'a str,
+}
+
+impl Pass<'_> {
+    /// Server-side applies each object (create or update in one request).
+    async fn apply(&self, objects: &[Object]) -> Result<(), Error> {
+        for object in objects {
+            let api_version = object.api_version();
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(group, version, object.kind()),
+                plural(object.kind()),
+            );
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), self.namespace, &resource);
+            api.patch(
+                object.name(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(object.to_value()),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the Services and the router's objects at `routes`.
+    async fn apply_routes(&self, routes: &Routes) -> Result<(), Error> {
+        let router = router_for(self.subject.provider())?;
+        let mut objects: Vec<Object> =
+            crate::services::services(self.subject, router.apex_selects_canary(routes))?
+                .into_iter()
+                .map(|service| Object::Service(Box::new(service)))
+                .collect();
+        objects.extend(router.objects(self.subject, routes)?);
+        self.apply(&objects).await
+    }
+
+    /// Sets the target's replicas.
+    async fn scale(&self, name: &str, replicas: i32) -> Result<(), Error> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), self.namespace);
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Writes the status subresource (a merge patch: idempotent).
+    async fn write_status(&self, status: &CanaryStatus) -> Result<(), Error> {
+        let mut status = status.clone();
+        status.last_transition_time = Some(self.now.to_string());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), self.namespace, self.resource);
+        api.patch_status(
+            self.subject.canary().name(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sets Flagger's `Promoted` condition.
+    fn promoted(&self, status: &mut CanaryStatus, value: &str, reason: &str, message: &str) {
+        let changed = status
+            .conditions
+            .iter()
+            .find(|condition| condition.condition_type == "Promoted")
+            .is_none_or(|condition| condition.status != value);
+        let previous = status
+            .conditions
+            .iter()
+            .find(|condition| condition.condition_type == "Promoted")
+            .and_then(|condition| condition.last_transition_time.clone());
+        status
+            .conditions
+            .retain(|condition| condition.condition_type != "Promoted");
+        status.conditions.push(CanaryCondition {
+            condition_type: "Promoted".into(),
+            status: value.into(),
+            last_update_time: Some(self.now.to_string()),
+            last_transition_time: if changed {
+                Some(self.now.to_string())
+            } else {
+                previous
+            },
+            reason: reason.into(),
+            message: Some(message.into()),
+        });
+    }
+
+    /// Records a core/v1 Event on the canary with Flagger's message.
+    async fn event(&self, event_type: &str, reason: &str, message: &str) -> Result<(), Error> {
+        let canary = self.subject.canary();
+        let name = format!(
+            "{}.{}",
+            canary.name(),
+            crate::hash::fingerprint(&format!("{}{message}", self.now))
+        );
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(self.namespace.to_string()),
+                ..ObjectMeta::default()
+            },
+            involved_object: k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(canary.api_version.clone()),
+                kind: Some("Canary".into()),
+                name: Some(canary.name().to_string()),
+                namespace: Some(self.namespace.to_string()),
+                uid: canary.metadata.uid.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some(event_type.into()),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some("serin".into()),
+                host: None,
+            }),
+            first_timestamp: parse_time(self.now).map(Time),
+            last_timestamp: parse_time(self.now).map(Time),
+            event_time: parse_time(self.now).map(MicroTime),
+            reporting_component: Some("serin".into()),
+            reporting_instance: Some("serin".into()),
+            action: Some(reason.into()),
+            count: Some(1),
+            ..Event::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), self.namespace);
+        api.create(&PostParams::default(), &event).await?;
+        Ok(())
+    }
+}
+
+fn parse_time(text: &str) -> Option<k8s_openapi::jiff::Timestamp> {
+    text.parse().ok()
+}
+
+/// The resource name of a kind serin writes.
+fn plural(kind: &str) -> &'static str {
+    match kind {
+        "Deployment" => "deployments",
+        "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+        "Service" => "services",
+        "Ingress" => "ingresses",
+        "VirtualService" => "virtualservices",
+        "DestinationRule" => "destinationrules",
+        _ => "httproutes",
+    }
+}
+
+/// The ApiResource of a canary's group.
+pub fn canary_resource(api_version: &str) -> ApiResource {
+    let (group, version) = api_version
+        .rsplit_once('/')
+        .unwrap_or(("flagger.app", "v1beta1"));
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, "Canary"), "canaries")
+}
+
+/// The checksums Flagger tracks (`trackedConfigs`), by `kind/name`.
+pub type TrackedConfigs = BTreeMap<String, String>;

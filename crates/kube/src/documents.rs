@@ -1,0 +1,174 @@
+//! Files that hold a canary next to the cluster objects it references
+//! (kubectl bundles, kustomize output): the Kubernetes documents are taken
+//! out as a [`Cluster`] and the rest is left for `serin-spec`, line for
+//! line, so its problems keep their line numbers.
+
+use serde_json::Value;
+
+use crate::{Error, Result, subject::Cluster};
+
+/// Kinds taken as cluster objects.
+pub const CLUSTER_KINDS: [&str; 6] = [
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "Ingress",
+    "ConfigMap",
+    "Secret",
+    "Service",
+];
+
+/// Most documents one file may hold (as `serin-spec` bounds it).
+const MAX_DOCUMENTS: usize = 1_000;
+
+/// The split: the text with every cluster document blanked (comment lines,
+/// so line numbers stay), and the cluster objects found.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// What remains for `serin-spec`.
+    pub spec_text: String,
+    /// The cluster objects.
+    pub cluster: Cluster,
+}
+
+/// Splits `text` at its document markers and takes out the documents whose
+/// `kind` is one of [`CLUSTER_KINDS`]. A document that is not YAML is left
+/// to `serin-spec`, which reports it with its position.
+pub fn split(text: &str) -> Result<Split, Vec<Error>> {
+    let mut split = Split::default();
+    let mut errors = Vec::new();
+    let chunks = chunks(text);
+    if chunks.len() > MAX_DOCUMENTS {
+        return Err(vec![Error::field(
+            "",
+            format!("more than {MAX_DOCUMENTS} documents"),
+        )]);
+    }
+    for (index, chunk) in chunks.iter().enumerate() {
+        let value: Option<Value> = serde_saphyr::from_str(chunk).ok();
+        let kind = value
+            .as_ref()
+            .and_then(|value| value.get("kind"))
+            .and_then(Value::as_str)
+            .filter(|kind| CLUSTER_KINDS.contains(kind))
+            .map(str::to_string);
+        let (Some(kind), Some(value)) = (kind, value) else {
+            split.spec_text.push_str(chunk);
+            continue;
+        };
+        let at = format!("documents[{index}]");
+        if let Err(message) = take(&mut split.cluster, &kind, value) {
+            errors.push(Error::field(format!("{at} ({kind})"), message));
+        }
+        for line in chunk.split_inclusive('\n') {
+            // Keep the separator so the documents around stay apart.
+            if line.starts_with("---") {
+                split.spec_text.push_str(line);
+            } else {
+                split.spec_text.push('#');
+                split
+                    .spec_text
+                    .push_str(if line.ends_with('\n') { "\n" } else { "" });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(split)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The documents of `text`, each with its leading `---` line.
+fn chunks(text: &str) -> Vec<&str> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let is_marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
+        if is_marker && offset > start {
+            chunks.push(&text[start..offset]);
+            start = offset;
+        }
+        offset += line.len();
+    }
+    if offset > start {
+        chunks.push(&text[start..offset]);
+    }
+    chunks
+}
+
+fn take(cluster: &mut Cluster, kind: &str, value: Value) -> Result<(), String> {
+    fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
+        serde_json::from_value(value).map_err(|error| error.to_string())
+    }
+    let tracking_disabled = |value: &Value| {
+        value
+            .pointer("/metadata/annotations")
+            .and_then(|annotations| annotations.get(crate::subject::CONFIG_TRACKING_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some("disabled")
+    };
+    let name = |value: &Value| {
+        value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    match kind {
+        "Deployment" => cluster.target = Some(typed(value)?),
+        "HorizontalPodAutoscaler" => cluster.autoscaler = Some(typed(value)?),
+        "Ingress" => cluster.ingress = Some(typed(value)?),
+        "ConfigMap" if tracking_disabled(&value) => {
+            cluster.untracked_config_maps.insert(name(&value));
+        }
+        "Secret" if tracking_disabled(&value) => {
+            cluster.untracked_secrets.insert(name(&value));
+        }
+        // Tracked configs and user Services: nothing to model from them.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The objects as multi-document YAML, `---` between documents.
+pub fn to_yaml(objects: &[crate::Object]) -> String {
+    objects
+        .iter()
+        .map(|object| serde_saphyr::to_string(&object.to_value()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_documents_are_blanked_line_for_line() {
+        let text = "apiVersion: flagger.app/v1beta1\nkind: Canary\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: podinfo}\nspec:\n  selector: {matchLabels: {app: podinfo}}\n  template: {spec: {containers: []}}\n---\nkind: ConfigMap\nmetadata:\n  name: cfg\n  annotations: {flagger.app/config-tracking: disabled}\n";
+        let split = split(text).expect("valid");
+        assert_eq!(split.spec_text.lines().count(), text.lines().count());
+        assert!(
+            split
+                .spec_text
+                .starts_with("apiVersion: flagger.app/v1beta1\nkind: Canary\n---\n#\n")
+        );
+        assert!(split.cluster.target.is_some());
+        assert!(split.cluster.untracked_config_maps.contains("cfg"));
+    }
+
+    #[test]
+    fn a_malformed_cluster_document_names_its_place() {
+        let text = "kind: Canary\n---\nkind: Deployment\nspec: 3\n";
+        let errors = split(text).expect_err("invalid");
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("documents[1] (Deployment): "),
+            "{}",
+            errors[0]
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! Reconcile scenarios against the mocked API server: each asserts the
+//! exact requests a pass makes and their bodies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fixtures;
+mod support;
+
+use std::time::Duration;
+
+use fixtures::{Exchange, mock};
+use http::StatusCode;
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::{Value, json};
+use serin_kube::{
+    Cluster, Object, Routes, Subject,
+    controller::{Checks, Outcome, Reconciler, Target, Verdict, canary_resource},
+    resource::CanaryStatus,
+};
+use serin_spec::Canary;
+
+const NOW: &str = "2026-11-30T12:00:00Z";
+
+struct Fixed(Verdict);
+
+impl Checks for Fixed {
+    fn check(&self, _: &Canary, _: &CanaryStatus) -> Verdict {
+        self.0.clone()
+    }
+}
+
+fn canary() -> Canary {
+    let mut canary = support::canary_from(
+        &support::compat_dir()
+            .join("docs_gitbook_tutorials_istio-progressive-delivery-034-canary.yaml"),
+    );
+    canary.metadata.uid = Some("0a1b2c3d-0000-4000-8000-000000000001".into());
+    canary
+}
+
+fn deployment(image: &str) -> Deployment {
+    let text = std::fs::read_to_string(support::testdata().join("kube/podinfo-deployment.yaml"))
+        .unwrap()
+        .replace("podinfo:6.0.0", image);
+    let split = serin_kube::documents::split(&text).unwrap();
+    split.cluster.target.unwrap()
+}
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/test/deployments";
+const STATUS: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status";
+const EVENTS: &str = "/api/v1/namespaces/test/events";
+const APPLY: &str = "?&force=true&fieldManager=serin";
+
+fn path_of(object: &Object) -> String {
+    let api_version = object.api_version();
+    let base = if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    };
+    let plural = match object.kind() {
+        "Deployment" => "deployments",
+        "Service" => "services",
+        "VirtualService" => "virtualservices",
+        "DestinationRule" => "destinationrules",
+        other => panic!("{other}"),
+    };
+    format!("{base}/namespaces/test/{plural}/{}{APPLY}", object.name())
+}
+
+/// The applies of the objects serin's model gives for `routes` (all but
+/// the primary workload when `routes_only`).
+fn applies(
+    canary: &Canary,
+    target: &Deployment,
+    routes: &Routes,
+    routes_only: bool,
+) -> Vec<Exchange> {
+    let cluster = Cluster {
+        target: Some(target.clone()),
+        ..Cluster::default()
+    };
+    let subject = Subject::new(canary, &cluster, "istio").unwrap();
+    serin_kube::build(&subject, routes)
+        .unwrap()
+        .into_iter()
+        .filter(|object| !(routes_only && object.kind() == "Deployment"))
+        .map(|object| {
+            let value = object.to_value();
+            Exchange::new("PATCH", path_of(&object), Some(value.clone())).answer(value)
+        })
+        .collect()
+}
+
+fn get_target(target: &Deployment) -> Exchange {
+    Exchange::new("GET", format!("{DEPLOYMENTS}/podinfo"), None)
+        .answer(serde_json::to_value(target).unwrap())
+}
+
+fn scale(replicas: i32) -> Exchange {
+    Exchange::new(
+        "PATCH",
+        format!("{DEPLOYMENTS}/podinfo?"),
+        Some(json!({"spec": {"replicas": replicas}})),
+    )
+    .answer(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "podinfo"}, "spec": {"selector": {}, "template": {}}}))
+}
+
+fn status(body: Value) -> Exchange {
+    Exchange::new(
+        "PATCH",
+        format!("{STATUS}?"),
+        Some(json!({ "status": body })),
+    )
+    .answer(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"}
+    }))
+}
+
+fn event(event_type: &str, message: &str) -> Exchange {
+    let name = format!(
+        "podinfo.{}",
+        serin_kube::hash::fingerprint(&format!("{NOW}{message}"))
+    );
+    let body = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": "test"},
+        "involvedObject": {
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "podinfo",
+            "namespace": "test", "uid": "0a1b2c3d-0000-4000-8000-000000000001"
+        },
+        "action": "Synced", "count": 1, "reason": "Synced", "message": message,
+        "type": event_type,
+        "source": {"component": "serin"},
+        "firstTimestamp": NOW, "lastTimestamp": NOW, "eventTime": "2026-11-30T12:00:00.000000Z",
+        "reportingComponent": "serin", "reportingInstance": "serin"
+    });
+    Exchange::new("POST", format!("{EVENTS}?"), Some(body.clone())).answer(body)
+}
+
+fn promoted(status: &str, reason: &str, message: &str) -> Value {
+    json!([{
+        "type": "Promoted", "status": status, "reason": reason, "message": message,
+        "lastUpdateTime": NOW, "lastTransitionTime": NOW
+    }])
+}
+
+/// Runs one pass against the scripted API; both sides bounded in time.
+async fn pass(
+    canary: &Canary,
+    status: CanaryStatus,
+    verdict: Verdict,
+    exchanges: Vec<Exchange>,
+) -> Result<Outcome, serin_kube::controller::Error> {
+    let (client, verifier) = mock();
+    let expected = exchanges.len();
+    let server = tokio::spawn(verifier.run(exchanges));
+    let reconciler = Reconciler::new(client, Fixed(verdict), "istio");
+    let target = Target {
+        canary,
+        status,
+        resource: canary_resource("flagger.app/v1beta1"),
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), reconciler.reconcile(target, NOW))
+        .await
+        .expect("the pass ends");
+    let answered = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the verifier ends")
+        .unwrap();
+    assert_eq!(answered, expected);
+    outcome
+}
+
+fn hash(target: &Deployment) -> String {
+    serin_kube::workload::template_hash(&target.spec.template)
+}
+
+#[tokio::test]
+async fn initialise_creates_flaggers_objects_and_scales_the_target_down() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.0");
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(applies(&canary, &target, &Routes::primary(), false));
+    exchanges.push(scale(0));
+    exchanges.push(status(json!({
+        "phase": "Initialized", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
+        "lastAppliedSpec": hash(&target), "lastPromotedSpec": hash(&target),
+        "lastTransitionTime": NOW,
+        "conditions": promoted("True", "Initialized", "Deployment initialization completed.")
+    })));
+    exchanges.push(event("Normal", "Initialization done! podinfo.test"));
+    let outcome = pass(&canary, CanaryStatus::default(), Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Initialized".into()));
+}
+
+fn initialized(target: &Deployment) -> CanaryStatus {
+    serde_json::from_value(json!({
+        "phase": "Initialized", "lastAppliedSpec": hash(target), "lastPromotedSpec": hash(target),
+        "conditions": promoted("True", "Initialized", "Deployment initialization completed.")
+    }))
+    .unwrap()
+}
+
+fn progressing(target: &Deployment, weight: i64, failed: i64) -> CanaryStatus {
+    serde_json::from_value(json!({
+        "phase": "Progressing", "canaryWeight": weight, "failedChecks": failed,
+        "lastAppliedSpec": hash(target), "lastPromotedSpec": "0000000000000000",
+        "conditions": promoted("Unknown", "Progressing", "New revision detected, progressing canary analysis.")
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_same_revision_is_left_alone() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.0");
+    let outcome = pass(
+        &canary,
+        initialized(&target),
+        Verdict::Pass,
+        vec![get_target(&target)],
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Idle);
+}
+
+#[tokio::test]
+async fn a_new_revision_scales_the_canary_up_and_starts_the_analysis() {
+    let canary = canary();
+    let old = deployment("podinfo:6.0.0");
+    let new = deployment("podinfo:6.0.1");
+    let primary = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo-primary", "namespace": "test"},
+        "spec": {"replicas": 2, "selector": {}, "template": {}}
+    });
+    let exchanges = vec![
+        get_target(&new),
+        event("Normal", "New revision detected! Scaling up podinfo.test"),
+        Exchange::new("GET", format!("{DEPLOYMENTS}/podinfo-primary"), None).answer(primary),
+        scale(2),
+        status(json!({
+            "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
+            "lastAppliedSpec": hash(&new), "lastPromotedSpec": hash(&old),
+            "lastTransitionTime": NOW,
+            "conditions": [{
+                "type": "Promoted", "status": "Unknown", "reason": "Progressing",
+                "message": "New revision detected, progressing canary analysis.",
+                "lastUpdateTime": NOW, "lastTransitionTime": NOW
+            }]
+        })),
+    ];
+    let outcome = pass(&canary, initialized(&old), Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+}
+
+#[tokio::test]
+async fn a_passed_check_advances_one_step() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.1");
+    let routes = Routes::at(&canary, 20).unwrap();
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(applies(&canary, &target, &routes, true));
+    let mut expected = serde_json::to_value(progressing(&target, 20, 0)).unwrap();
+    expected["lastTransitionTime"] = json!(NOW);
+    exchanges.push(status(expected));
+    exchanges.push(event("Normal", "Advance podinfo.test canary weight 20"));
+    let outcome = pass(
+        &canary,
+        progressing(&target, 10, 0),
+        Verdict::Pass,
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+    // The VirtualService of that step carries 80/20.
+    let vs = applies(&canary, &target, &routes, true)
+        .pop()
+        .unwrap()
+        .body
+        .unwrap();
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 20);
+}
+
+#[tokio::test]
+async fn at_max_weight_the_canary_is_promoted_then_finalised() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.1");
+
+    // Progressing at maxWeight: the primary takes the canary's template.
+    let mut exchanges = vec![
+        get_target(&target),
+        event(
+            "Normal",
+            "Copying podinfo.test template spec to podinfo-primary.test",
+        ),
+    ];
+    exchanges.extend(
+        applies(&canary, &target, &Routes::primary(), false)
+            .into_iter()
+            .take(1),
+    );
+    let mut promoting = serde_json::to_value(progressing(&target, 50, 0)).unwrap();
+    promoting["phase"] = json!("Promoting");
+    promoting["lastTransitionTime"] = json!(NOW);
+    exchanges.push(status(promoting.clone()));
+    let outcome = pass(
+        &canary,
+        progressing(&target, 50, 0),
+        Verdict::Pass,
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Promoting".into()));
+
+    // Promoting: all traffic back to the primary.
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(applies(&canary, &target, &Routes::primary(), true));
+    let mut finalising = promoting.clone();
+    finalising["phase"] = json!("Finalising");
+    finalising["canaryWeight"] = json!(0);
+    exchanges.push(status(finalising.clone()));
+    exchanges.push(event("Normal", "Routing all traffic to primary"));
+    let status_in: CanaryStatus = serde_json::from_value(promoting).unwrap();
+    let outcome = pass(&canary, status_in, Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Finalising".into()));
+
+    // Finalising: the canary scaled to zero, the revision promoted.
+    let mut succeeded = finalising.clone();
+    succeeded["phase"] = json!("Succeeded");
+    succeeded["lastPromotedSpec"] = json!(hash(&target));
+    succeeded["conditions"] = json!([{
+        "type": "Promoted", "status": "True", "reason": "Succeeded",
+        "message": "Canary analysis completed successfully, promotion finished.",
+        "lastUpdateTime": NOW, "lastTransitionTime": NOW
+    }]);
+    let exchanges = vec![
+        get_target(&target),
+        scale(0),
+        status(succeeded),
+        event("Normal", "Promotion completed! Scaling down podinfo.test"),
+    ];
+    let status_in: CanaryStatus = serde_json::from_value(finalising).unwrap();
+    let outcome = pass(&canary, status_in, Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Succeeded".into()));
+}
+
+#[tokio::test]
+async fn failed_checks_halt_then_roll_back_at_the_threshold() {
+    let canary = canary(); // threshold: 5
+    let target = deployment("podinfo:6.0.1");
+
+    let mut halted = serde_json::to_value(progressing(&target, 20, 1)).unwrap();
+    halted["lastTransitionTime"] = json!(NOW);
+    let exchanges = vec![
+        get_target(&target),
+        status(halted),
+        event(
+            "Warning",
+            "Halt advancement podinfo.test request-success-rate 95.2 < 99",
+        ),
+    ];
+    let outcome = pass(
+        &canary,
+        progressing(&target, 20, 0),
+        Verdict::Fail("request-success-rate 95.2 < 99".into()),
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+
+    let mut exchanges = vec![
+        get_target(&target),
+        event(
+            "Warning",
+            "Rolling back podinfo.test failed checks threshold reached 5",
+        ),
+    ];
+    exchanges.extend(applies(&canary, &target, &Routes::primary(), true));
+    exchanges.push(scale(0));
+    let mut failed = serde_json::to_value(progressing(&target, 0, 5)).unwrap();
+    failed["phase"] = json!("Failed");
+    failed["lastTransitionTime"] = json!(NOW);
+    failed["conditions"] = json!([{
+        "type": "Promoted", "status": "False", "reason": "Failed",
+        "message": "Canary analysis failed, Deployment scaled to zero.",
+        "lastUpdateTime": NOW, "lastTransitionTime": NOW
+    }]);
+    exchanges.push(status(failed));
+    exchanges.push(event("Warning", "Canary failed! Scaling down podinfo.test"));
+    let outcome = pass(
+        &canary,
+        progressing(&target, 20, 4),
+        Verdict::Fail("request-success-rate 95.2 < 99".into()),
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Failed".into()));
+}
+
+/// A 409 or a 500 ends the pass with an error (the controller requeues it
+/// with backoff); the next pass makes the same requests and completes,
+/// since every write is an apply or a merge patch.
+#[tokio::test]
+async fn conflicts_and_server_errors_are_retried_by_the_next_pass() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.1");
+    for (code, reason) in [
+        (StatusCode::CONFLICT, "Conflict"),
+        (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+    ] {
+        let routes = Routes::at(&canary, 20).unwrap();
+        let mut exchanges = vec![get_target(&target)];
+        let mut writes = applies(&canary, &target, &routes, true);
+        let first = writes.remove(0);
+        exchanges.push(
+            Exchange::new(first.method, first.path.clone(), first.body.clone()).fail(code, reason),
+        );
+        let error = pass(
+            &canary,
+            progressing(&target, 10, 0),
+            Verdict::Pass,
+            exchanges,
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains(reason), "{error}");
+
+        let mut exchanges = vec![get_target(&target)];
+        exchanges.extend(applies(&canary, &target, &routes, true));
+        let mut expected = serde_json::to_value(progressing(&target, 20, 0)).unwrap();
+        expected["lastTransitionTime"] = json!(NOW);
+        exchanges.push(status(expected));
+        exchanges.push(event("Normal", "Advance podinfo.test canary weight 20"));
+        let outcome = pass(
+            &canary,
+            progressing(&target, 10, 0),
+            Verdict::Pass,
+            exchanges,
+        )
+        .await;
+        assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+    }
+}

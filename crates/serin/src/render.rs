@@ -1,0 +1,106 @@
+//! `serin render FILE`: prints the objects a canary's router holds at a
+//! canary weight. Kubernetes routers come from `serin-kube`; each router
+//! outside Kubernetes is one arm of [`render_external`].
+
+use crate::commands::{EXIT_OK, EXIT_TROUBLE};
+use anyhow::Result;
+use serin_spec::Canary;
+use std::{path::Path, process::ExitCode};
+
+/// Prints the objects of the canary in `file` at `weight`, or every problem
+/// (file and field path) with exit status 2.
+pub fn render(file: &Path, weight: i64, name: Option<&str>, provider: &str) -> Result<ExitCode> {
+    let trouble = || Ok(ExitCode::from(EXIT_TROUBLE));
+    let file_name = file.display().to_string();
+    if !(0..=100).contains(&weight) {
+        eprintln!("--weight: must be between 0 and 100, got {weight}");
+        return trouble();
+    }
+    let text = match serin_spec::read_file(file) {
+        Ok(text) => text,
+        Err(problem) => {
+            eprintln!("{}", problem.in_file(file_name));
+            return trouble();
+        }
+    };
+    let split = match serin_kube::documents::split(&text) {
+        Ok(split) => split,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("{file_name}: {error}");
+            }
+            return trouble();
+        }
+    };
+    let loaded = match serin_spec::load_texts([(file_name.as_str(), split.spec_text.as_str())]) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            for diagnostic in diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            return trouble();
+        }
+    };
+    let catalog = &loaded.catalog;
+    let canary = match (name, catalog.canaries()) {
+        (Some(name), _) => catalog.canary(name),
+        (None, [one]) => Some(one),
+        (None, _) => None,
+    };
+    let Some(canary) = canary else {
+        eprintln!(
+            "{file_name}: {}",
+            match name {
+                Some(name) => format!("metadata.name: no canary named {name:?}"),
+                None if catalog.canaries().is_empty() => "kind: no Canary document found".into(),
+                None => "metadata.name: several canaries: name one with --name".into(),
+            }
+        );
+        return trouble();
+    };
+    let provider = canary
+        .spec
+        .provider
+        .as_deref()
+        .filter(|provider| !provider.is_empty())
+        .unwrap_or(provider);
+    if let Some(code) = render_external(canary, provider, &file_name) {
+        return Ok(code);
+    }
+    let subject = match serin_kube::Subject::new(canary, &split.cluster, provider) {
+        Ok(subject) => subject,
+        Err(error) => {
+            eprintln!("{file_name}: {error}");
+            return trouble();
+        }
+    };
+    let objects = serin_kube::Routes::at(canary, weight)
+        .and_then(|routes| serin_kube::build(&subject, &routes));
+    match objects {
+        Ok(objects) => {
+            print!("{}", serin_kube::documents::to_yaml(&objects));
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Err(error) => {
+            eprintln!("{file_name}: {error}");
+            trouble()
+        }
+    }
+}
+
+/// The routers outside Kubernetes. `None`: a Kubernetes router, rendered
+/// by `serin-kube`. Each external router is one arm here.
+fn render_external(canary: &Canary, provider: &str, file_name: &str) -> Option<ExitCode> {
+    let unavailable = || {
+        eprintln!(
+            "{file_name}: spec.provider: render for provider {provider} is not available in this build"
+        );
+        Some(ExitCode::from(EXIT_TROUBLE))
+    };
+    match provider {
+        "haproxy" | "alb" => unavailable(),
+        "nginx" if canary.spec.ingress_ref.is_none() => unavailable(),
+        "builtin" => unavailable(),
+        _ => None,
+    }
+}
