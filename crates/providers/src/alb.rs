@@ -191,6 +191,16 @@ pub fn stickiness_seconds(max_age: Option<i64>) -> i32 {
     i32::try_from(seconds).unwrap_or(i32::MAX)
 }
 
+/// The group stickiness of `canary`: its `analysis.sessionAffinity`, when
+/// it asks for one.
+pub fn stickiness_of(canary: &serin_spec::Canary) -> Option<i32> {
+    canary
+        .analysis()
+        .session_affinity
+        .as_ref()
+        .map(|affinity| stickiness_seconds(affinity.max_age))
+}
+
 /// What serin owns: the listener's default forward action or a rule's.
 #[derive(Clone, Debug)]
 enum Owned {

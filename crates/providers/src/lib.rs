@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod nginx;
 pub mod outbound;
 pub mod prometheus;
+pub mod render;
 pub mod syslog;
 #[cfg(feature = "tls")]
 pub mod tls;
