@@ -16,6 +16,8 @@ pub mod alerts;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod builtin;
+#[cfg(feature = "aws")]
+pub mod cloudwatch;
 pub mod haproxy;
 pub mod metric_http;
 pub mod metrics;

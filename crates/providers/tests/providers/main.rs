@@ -6,6 +6,7 @@
 
 mod alb_router;
 mod builtin_router;
+mod cloudwatch;
 mod haproxy_router;
 mod nginx_router;
 mod prometheus;
