@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests start as real processes.
-packages=(curl prometheus hey chromium openssl apache2-utils procps python3 haproxy nginx-light)
+packages=(curl prometheus hey chromium openssl apache2-utils procps python3 python3-venv haproxy nginx-light)
 need_install=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_install+=("$p")
@@ -19,6 +19,18 @@ if [ "${SERIN_SKIP_INSTALL:-0}" != 1 ] && [ ${#need_install[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_install[@]}"
 fi
+
+# moto_server (PyPI `moto[server]`): the AWS APIs the ALB router and the
+# CloudWatch metrics are tested against, in a virtual environment reused
+# when present.
+venv="${SERIN_VENV:-$HOME/.cache/serin/venv}"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  if [ "${SERIN_SKIP_INSTALL:-0}" != 1 ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'moto[server]'
+  fi
+fi
+export SERIN_MOTO_SERVER="$venv/bin/moto_server"
 
 echo "== cargo fmt"
 cargo fmt --all -- --check

@@ -418,6 +418,43 @@ impl HaproxyRouter {
     }
 }
 
+/// The runtime API commands that set a backend in any state to `stable`
+/// and `canary` at `canary_weight`: every command the router would send to
+/// a fresh instance, built by the code that builds the router's (for
+/// `serin render`).
+pub fn commands_at(
+    spec: &HaproxySpec,
+    stable: SocketAddr,
+    canary: Option<SocketAddr>,
+    canary_weight: u8,
+) -> Result<Vec<String>, PortError> {
+    let router = HaproxyRouter::new(spec, &stable.to_string())?;
+    let desired = Desired {
+        stable,
+        canary,
+        canary_weight,
+    };
+    // A state that matches nothing: no address, a weight HAProxy cannot
+    // hold, not forced off. Every setting then gets its command.
+    let unknown = |name: &str| ServerState {
+        name: name.to_owned(),
+        addr: String::new(),
+        port: 0,
+        weight: u32::MAX,
+        admin: 0,
+    };
+    let state = [
+        unknown(&router.stable_server),
+        unknown(&router.canary_server),
+    ];
+    let instance = router
+        .instances
+        .first()
+        .cloned()
+        .unwrap_or_else(|| RuntimeApiAddr::Tcp(String::new()));
+    router.commands_for(&instance, &state, desired)
+}
+
 fn set_addr(server: &str, addr: SocketAddr) -> String {
     format!(
         "set server {server} addr {} port {}",

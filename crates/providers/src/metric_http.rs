@@ -88,6 +88,15 @@ pub enum SetupError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A field of the template (or of the canary it serves) is missing or
+    /// wrong: a CloudWatch query that is not JSON, a region not given.
+    #[error("{field}: {reason}")]
+    Field {
+        /// The field, e.g. `spec.query`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The address is not an http URL serin can dial.
     #[error("spec.provider.address: {address:?} {reason}")]
     Address {

@@ -12,11 +12,18 @@ use serin_spec::{Canary, Metric, MetricProvider, MetricSource, Problem, Resolved
 use std::sync::Arc;
 
 /// Metric provider types `serin run` and `serin serve` can query.
+#[cfg(feature = "aws")]
+pub const SUPPORTED_PROVIDERS: &[&str] = &["prometheus", "web", "cloudwatch"];
+/// Metric provider types `serin run` and `serin serve` can query (built
+/// without the AWS SDK: no `cloudwatch`).
+#[cfg(not(feature = "aws"))]
 pub const SUPPORTED_PROVIDERS: &[&str] = &["prometheus", "web"];
 
 /// The custom metrics of `resolved`, in order, or one problem per metric
 /// that cannot be queried (each naming its field). Built-in metrics are
-/// measured by the proxy and yield nothing here. Credential files are read now.
+/// measured by the proxy and yield nothing here, except for `provider: alb`,
+/// whose built-in metrics come from CloudWatch ([`builtin_from_cloudwatch`]).
+/// Credential files are read now.
 pub fn metric_queries(
     resolved: &ResolvedCanary<'_>,
 ) -> Result<Vec<Arc<dyn MetricQuery>>, Vec<Problem>> {
@@ -27,7 +34,47 @@ pub fn metric_queries(
         let metric = resolved_metric.metric;
         let path = format!("spec.analysis.metrics[{index}]");
         let vars = vars_for(canary, metric);
+        let interval = metric
+            .interval
+            .as_ref()
+            .map(serin_spec::Duration::as_std)
+            .unwrap_or(std::time::Duration::from_secs(60));
         match resolved_metric.source {
+            #[cfg(feature = "aws")]
+            MetricSource::Builtin(builtin) if builtin_from_cloudwatch(canary) => {
+                let kind = match builtin.name() {
+                    "request-success-rate" => crate::cloudwatch::AlbMetric::RequestSuccessRate,
+                    "request-duration" => crate::cloudwatch::AlbMetric::RequestDuration,
+                    other => {
+                        problems.push(Problem::new(
+                            format!("{path}.name"),
+                            format!("{other} is not measured for provider alb: CloudWatch gives request-success-rate and request-duration"),
+                        ));
+                        continue;
+                    }
+                };
+                let Some(alb) = canary.spec.alb.as_ref() else {
+                    problems.push(Problem::new("spec.alb", "required by provider alb"));
+                    continue;
+                };
+                let canary_group = canary
+                    .spec
+                    .upstreams
+                    .as_ref()
+                    .and_then(|u| u.canary.as_deref());
+                match crate::cloudwatch::AlbBuiltinQuery::new(
+                    &metric.name,
+                    kind,
+                    alb,
+                    canary_group,
+                    interval,
+                ) {
+                    Ok(query) => queries.push(Arc::new(query)),
+                    Err(error) => {
+                        problems.push(Problem::new(format!("{path}.name"), error.to_string()))
+                    }
+                }
+            }
             MetricSource::Builtin(_) => {}
             MetricSource::Template(template) => {
                 let provider = &template.spec.provider;
@@ -46,6 +93,15 @@ pub fn metric_queries(
                     "web" => WebQuery::new(&metric.name, provider, query, &vars).map(|q| {
                         Arc::new(q.with_template(template.name())) as Arc<dyn MetricQuery>
                     }),
+                    #[cfg(feature = "aws")]
+                    "cloudwatch" => crate::cloudwatch::CloudWatchQuery::new(
+                        &metric.name,
+                        provider,
+                        query.unwrap_or_default(),
+                        &vars,
+                        interval,
+                    )
+                    .map(|q| Arc::new(q) as Arc<dyn MetricQuery>),
                     other => {
                         problems.push(Problem::new(
                                 format!("{path}.templateRef"),
@@ -94,6 +150,15 @@ pub fn metric_queries(
     } else {
         Err(problems)
     }
+}
+
+/// Whether `canary`'s built-in metrics come from CloudWatch rather than
+/// from requests serin sees: an ALB sends serin no request log, so
+/// `request-success-rate` and `request-duration` are read from
+/// `AWS/ApplicationELB` per target group, one value per version per
+/// analysis, like a template's.
+pub fn builtin_from_cloudwatch(canary: &Canary) -> bool {
+    cfg!(feature = "aws") && canary.is_alb()
 }
 
 /// Placeholder values for one metric of a canary, as Flagger fills them.

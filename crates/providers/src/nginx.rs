@@ -116,6 +116,25 @@ impl LogFormat for NginxFormat {
     }
 }
 
+/// The file serin writes for the upstream `upstream` with `stable` and
+/// `canary` at `canary_weight` (for `serin render`: the router writes the
+/// same text).
+pub fn file_at(
+    upstream: &str,
+    stable: SocketAddr,
+    canary: Option<SocketAddr>,
+    canary_weight: u8,
+) -> String {
+    render(
+        upstream,
+        Desired {
+            stable,
+            canary,
+            canary_weight,
+        },
+    )
+}
+
 /// The text of the upstream block for `desired`: only servers with traffic,
 /// at least one.
 fn render(upstream: &str, desired: Desired) -> String {

@@ -77,6 +77,13 @@ pub fn analysis_for(
     for (index, resolved_metric) in resolved.metrics.iter().enumerate() {
         let metric = resolved_metric.metric;
         let kind = match resolved_metric.source {
+            // An ALB's built-in metrics are CloudWatch's numbers per
+            // version, judged as a template's are.
+            MetricSource::Builtin(_)
+                if serin_providers::metrics::builtin_from_cloudwatch(canary) =>
+            {
+                MetricKind::Custom
+            }
             MetricSource::Builtin(builtin) => {
                 match serin_analysis::BuiltinMetric::from_name(builtin.name()) {
                     Some(b) => MetricKind::Builtin(b),

@@ -104,6 +104,9 @@ pub struct CanarySpec {
     /// nginx` outside Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<crate::nginx::NginxSpec>,
+    /// serin: the listener (or rule) and target groups of `provider: alb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alb: Option<crate::alb::AlbSpec>,
 }
 
 /// `spec.autoscalerRef`.
@@ -445,10 +448,16 @@ impl Canary {
             && (self.spec.nginx.is_some() || self.spec.upstreams.is_some())
     }
 
+    /// Whether an AWS Application Load Balancer carries the traffic
+    /// (`provider: alb`).
+    pub fn is_alb(&self) -> bool {
+        self.spec.provider.as_deref() == Some(crate::alb::ALB_PROVIDER)
+    }
+
     /// Whether `serin run` drives this canary itself: its router is one
-    /// serin implements outside Kubernetes (builtin, haproxy, nginx).
+    /// serin implements outside Kubernetes (builtin, haproxy, nginx, alb).
     pub fn is_runnable(&self) -> bool {
-        self.is_builtin() || self.is_haproxy() || self.is_nginx()
+        self.is_builtin() || self.is_haproxy() || self.is_nginx() || self.is_alb()
     }
 
     /// `metadata.name`, or an empty string for fragments without one.

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alb;
 pub mod alert;
 mod balancer;
 pub mod builtin;
@@ -47,6 +48,7 @@ pub mod template;
 pub mod upstream;
 pub mod validate;
 
+pub use alb::{ALB_PROVIDER, AlbSpec};
 pub use alert::{AlertProvider, AlertProviderSpec};
 pub use builtin::{BuiltinMetric, Direction};
 pub use canary::{

@@ -119,6 +119,16 @@ pub fn validate_canary(canary: &Canary) -> Vec<Problem> {
             upstreams.and_then(|u| u.canary.as_deref()),
         ));
         check.weights_only_routing(&spec.key("analysis"), &canary.analysis(), "nginx");
+    } else if canary.is_alb() {
+        let upstreams = canary.spec.upstreams.as_ref();
+        check.problems.extend(crate::alb::validate(
+            &spec.key("alb"),
+            canary.spec.alb.as_ref(),
+            &spec.key("upstreams"),
+            upstreams.and_then(|u| u.stable.as_deref()),
+            upstreams.and_then(|u| u.canary.as_deref()),
+        ));
+        check.alb_routing(&spec.key("analysis"), &canary.analysis());
     } else if let Some(upstreams) = &canary.spec.upstreams {
         let path = spec.key("upstreams");
         if let Some(stable) = &upstreams.stable {
@@ -365,6 +375,7 @@ impl Checker {
         }
         let known = provider == crate::canary::BUILTIN_PROVIDER
             || provider == crate::haproxy::HAPROXY_PROVIDER
+            || provider == crate::alb::ALB_PROVIDER
             || FLAGGER_PROVIDERS.contains(&provider)
             || provider.contains(':');
         if !known && suggest::nearest(provider, &[crate::canary::BUILTIN_PROVIDER]).is_some() {
@@ -885,6 +896,32 @@ impl Checker {
     /// serin does not write.
     fn haproxy_routing(&mut self, path: &Path, analysis: &Analysis) {
         self.weights_only_routing(path, analysis, "haproxy");
+    }
+
+    /// What an ALB forward action cannot express: header/cookie matches
+    /// belong in listener rules (which serin does not write) and an ALB
+    /// cannot mirror. Session affinity is the target group stickiness of the
+    /// forward action, with the ALB's own cookie (`AWSALBTG`).
+    fn alb_routing(&mut self, path: &Path, analysis: &Analysis) {
+        let unsupported = "not supported by provider alb (serin sets the forward action's weights and stickiness only)";
+        if !analysis.match_rules.is_empty() {
+            self.push(path.key("match"), unsupported);
+        }
+        if analysis.mirror {
+            self.push(path.key("mirror"), unsupported);
+        }
+        if let Some(affinity) = &analysis.session_affinity
+            && let Some(max_age) = affinity.max_age
+            && !(1..=crate::alb::MAX_STICKINESS_SECONDS).contains(&max_age)
+        {
+            self.push(
+                path.key("sessionAffinity").key("maxAge"),
+                format!(
+                    "{max_age} is outside what an ALB accepts for stickiness: 1 to {} seconds (7 days)",
+                    crate::alb::MAX_STICKINESS_SECONDS
+                ),
+            );
+        }
     }
 
     /// What a router that only sets server weights cannot express.

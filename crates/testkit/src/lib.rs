@@ -14,6 +14,7 @@
 pub mod files;
 pub mod haproxy;
 pub mod http;
+pub mod moto;
 pub mod nginx;
 pub mod poll;
 pub mod ports;

@@ -4,7 +4,9 @@
 // Test scaffolding outside #[test] functions: a failed setup should panic.
 #![allow(clippy::unwrap_used)]
 
+mod alb_router;
 mod builtin_router;
+mod cloudwatch;
 mod haproxy_router;
 mod nginx_router;
 mod prometheus;
