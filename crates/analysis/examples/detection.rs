@@ -407,6 +407,11 @@ fn run(sc: &Scenario, judge: JudgeKind, seed: u64) -> RunResult {
 /// and follows the steps one per interval, promoting at the end of the
 /// schedule once it has accepted. The limit no real test beats on
 /// average: nothing about the rates is estimated.
+///
+/// For a slower canary the events are the canary's requests above stable's
+/// true p99 (known: the latency model is lognormal): the null is stable's
+/// 1 % above it (the judges' default latency margin, ratio 1), the
+/// alternative the canary's true share above it.
 fn run_oracle(sc: &Scenario, seed: u64) -> RunResult {
     let alpha: f64 = 0.01;
     let beta: f64 = 0.05;
@@ -430,14 +435,40 @@ fn run_oracle(sc: &Scenario, seed: u64) -> RunResult {
         let p_s = sc.stable_rate(t);
         res.excess += delta.canary.errors as f64 - delta.canary.requests as f64 * p_s;
         if !accepted {
-            let p0 = sc.boundary(p_s).min(1.0);
-            let truth = (p_s + sc.err_delta).min(1.0);
-            let p1 = if truth > p0 {
-                truth
+            let (p0, p1, x, n) = if sc.slow != 1.0 {
+                // Stable's true p99 this second, and the canary's true share
+                // above it.
+                let f = match sc.incident {
+                    Some((from, to, _, lat)) if (from..to).contains(&t) => lat,
+                    _ => 1.0,
+                };
+                let z99 = 2.326_347_874;
+                let p99_micros = MEDIAN_MS * f * (SIGMA * z99).exp() * 1000.0;
+                let tail = statrs::distribution::ContinuousCDF::sf(
+                    &statrs::distribution::Normal::standard(),
+                    z99 - sc.slow.ln() / SIGMA,
+                );
+                (
+                    0.01,
+                    tail,
+                    delta.canary.latency.count_above(p99_micros as u64) as f64,
+                    delta.canary.latency.count() as f64,
+                )
             } else {
-                (p0 + 0.01).min(1.0)
+                let p0 = sc.boundary(p_s).min(1.0);
+                let truth = (p_s + sc.err_delta).min(1.0);
+                let p1 = if truth > p0 {
+                    truth
+                } else {
+                    (p0 + 0.01).min(1.0)
+                };
+                (
+                    p0,
+                    p1,
+                    delta.canary.errors as f64,
+                    delta.canary.requests as f64,
+                )
             };
-            let (x, n) = (delta.canary.errors as f64, delta.canary.requests as f64);
             let step_llr = if p0 <= 0.0 {
                 if x > 0.0 {
                     f64::INFINITY
@@ -547,12 +578,12 @@ fn main() {
         }
         let runs = if sc.is_null() { runs_aa } else { runs_ab };
         let mut per_judge = Vec::new();
-        let oracle = (sc.slow == 1.0).then(|| {
+        let oracle = {
             let results: Vec<RunResult> = (0..runs)
                 .map(|r| run_oracle(sc, (i as u64) << 32 | r))
                 .collect();
-            summarize(&results)
-        });
+            Some(summarize(&results))
+        };
         if let Some(s) = &oracle {
             println!(
                 "| {} | oracle SPRT | {runs} | {:.1}% | {:.1}% | {} | {} | {} | {:.1} |",

@@ -369,7 +369,7 @@ async fn openapi_matches_the_routes() {
     let metrics = status["analysis"]["metrics"].as_array().unwrap();
     assert_eq!(
         metrics[0],
-        serde_json::json!({"name": "request-duration", "unit": "ms", "thresholdRange": {"min": null, "max": 500.0}, "compare": {"maxDelta": null, "maxRatio": 1.2}})
+        serde_json::json!({"name": "request-duration", "unit": "ms", "thresholdRange": {"min": null, "max": 500.0}, "compare": {"maxDelta": null, "maxRatio": 1.2}, "power": null})
     );
     for metric in metrics {
         described_keys(
