@@ -34,7 +34,7 @@ gzip -9n "$OUT"/man/*.1
 "$BIN" completions fish >"$OUT/completions/serin.fish"
 
 echo ">>> cargo deb"
-DEB=$(cargo deb -p serin --no-build --no-strip --target-dir "$TARGET_DIR" | tail -n 1)
+DEB=$(cargo deb -p serin --no-build --target-dir "$TARGET_DIR" | tail -n 1)
 echo "$DEB"
 
 echo ">>> dpkg-deb --info"
@@ -49,7 +49,7 @@ for path in ./usr/bin/serin \
     ./usr/share/zsh/vendor-completions/_serin \
     ./usr/share/fish/vendor_completions.d/serin.fish \
     ./usr/share/doc/serin/examples/serin.yaml \
-    ./lib/systemd/system/serin.service; do
+    ./usr/lib/systemd/system/serin.service; do
     if ! grep -q " $path\$" <<<"$CONTENTS"; then
         echo "missing from the package: $path" >&2
         missing=1
@@ -75,7 +75,7 @@ fi
 if command -v systemd-analyze >/dev/null 2>&1; then
     echo ">>> systemd-analyze verify"
     # The unit names /usr/bin/serin: verify against the packaged binary.
-    UNIT="$WORK/lib/systemd/system/serin.service"
+    UNIT="$WORK/usr/lib/systemd/system/serin.service"
     sed "s#/usr/bin/serin#$WORK/usr/bin/serin#" "$UNIT" >"$WORK/serin.service"
     # Documentation= names the packaged man pages: let man find them there.
     MANPATH="$WORK/usr/share/man" systemd-analyze verify "$WORK/serin.service"

@@ -4,9 +4,11 @@
 //! cargo run --release -p serin-proxy --example bench_proxy -- LISTEN UPSTREAM [WORKERS] [CANARY WEIGHT]
 //! ```
 //! e.g. `bench_proxy 127.0.0.1:8081 http://127.0.0.1:8080 2`. With `CANARY`
-//! and `WEIGHT` the split path is measured too. Stops on Ctrl-C or SIGTERM.
+//! and `WEIGHT` the split path is measured too. With `BENCH_TLS_CERT` and
+//! `BENCH_TLS_KEY` set (PEM files) the listener terminates TLS. Stops on
+//! Ctrl-C or SIGTERM.
 
-use serin_proxy::{Limits, Proxy, ProxyConfig, Recorder, Routes};
+use serin_proxy::{Limits, Proxy, ProxyConfig, Recorder, Routes, TlsFiles};
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 fn main() -> ExitCode {
@@ -60,7 +62,16 @@ async fn run(
         },
         access_log: None,
         trusted_proxies: Default::default(),
-        tls: None,
+        tls: match (
+            std::env::var_os("BENCH_TLS_CERT"),
+            std::env::var_os("BENCH_TLS_KEY"),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert_file: cert.into(),
+                key_file: key.into(),
+            }),
+            _ => None,
+        },
         upstream_ca_file: None,
     };
     let recorder = Arc::new(Recorder::new(Duration::from_secs(3600)));
