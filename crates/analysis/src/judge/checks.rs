@@ -323,3 +323,54 @@ fn shared_with_stable(m: &MetricCheck, p: &Point, value: Option<&MetricValue>) -
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serin_stats::Pair;
+
+    fn window(canary: (u64, u64), stable: (u64, u64)) -> MetricValue {
+        let counts = |(errors, requests): (u64, u64)| Counts {
+            requests,
+            errors,
+            ..Counts::default()
+        };
+        MetricValue::Window(Pair {
+            stable: counts(stable),
+            canary: counts(canary),
+        })
+    }
+
+    fn ratio_check() -> MetricCheck {
+        MetricCheck::named("request-success-rate").compare(None, Some(1.2))
+    }
+
+    #[test]
+    fn two_errors_over_the_ratio_hold_when_one_decides() {
+        let m = ratio_check();
+        // 2 % vs 1.5 %: over 1.2 × stable (1.8 %), but 1 % with one error
+        // set aside: one request decides it.
+        let v = window((2, 100), (15, 1000));
+        let guarded = check(&m, Some(&v), Reading::Guarded);
+        assert_eq!(guarded.verdict, Verdict::Hold, "{}", guarded.reason);
+        assert!(guarded.reason.contains("decides"), "{}", guarded.reason);
+        // Flagger's reading fails it: a hold is not a pass.
+        let exact = check(&m, Some(&v), Reading::Exact);
+        assert_eq!(exact.verdict, Verdict::Fail, "{}", exact.reason);
+    }
+
+    #[test]
+    fn an_excess_over_the_ratio_that_survives_one_error_counts() {
+        let m = ratio_check();
+        // 3 % vs 1.5 %: still 2 % > 1.8 % with one error set aside. The
+        // excess is within sampling noise, and it counts all the same: a
+        // tolerance here promotes real regressions (bench/detection/RESULTS.md).
+        let v = window((3, 100), (15, 1000));
+        assert_eq!(check(&m, Some(&v), Reading::Guarded).verdict, Verdict::Fail);
+        // 10 % vs 0.5 %: twenty times stable's rate.
+        let v = window((10, 100), (5, 1000));
+        let c = check(&m, Some(&v), Reading::Guarded);
+        assert_eq!(c.verdict, Verdict::Fail, "{}", c.reason);
+        assert_eq!(c.status, MetricStatus::Fail);
+    }
+}
