@@ -67,7 +67,8 @@ pub fn render(file: &Path, weight: i64, name: Option<&str>, provider: &str) -> R
     if let Some(code) = render_external(canary, provider, &file_name) {
         return Ok(code);
     }
-    let subject = match serin_kube::Subject::new(canary, &split.cluster, provider) {
+    let cluster = split.cluster_for(canary);
+    let subject = match serin_kube::Subject::new(canary, &cluster, provider) {
         Ok(subject) => subject,
         Err(error) => {
             eprintln!("{file_name}: {error}");
