@@ -20,6 +20,7 @@ pub mod controller;
 pub mod crds;
 pub mod documents;
 pub mod hash;
+pub mod lease;
 pub mod metrics;
 pub mod object;
 pub mod resource;
