@@ -23,6 +23,7 @@ pub mod hash;
 pub mod lease;
 pub mod metrics;
 pub mod object;
+pub mod operator;
 pub mod resource;
 pub mod router;
 pub mod routes;
