@@ -3,6 +3,11 @@
 //! out as a [`Cluster`] and the rest is left for `serin-spec`, line for
 //! line, so its problems keep their line numbers.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{
+    apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, networking::v1::Ingress,
+};
 use serde_json::Value;
 
 use crate::{Error, Result, subject::Cluster};
@@ -26,8 +31,40 @@ const MAX_DOCUMENTS: usize = 1_000;
 pub struct Split {
     /// What remains for `serin-spec`.
     pub spec_text: String,
-    /// The cluster objects.
+    /// The cluster objects (the last of each kind; [`Split::cluster_for`]
+    /// picks those a canary names).
     pub cluster: Cluster,
+    /// Every Deployment, by name.
+    deployments: BTreeMap<String, Deployment>,
+    /// Every HorizontalPodAutoscaler, by name.
+    autoscalers: BTreeMap<String, HorizontalPodAutoscaler>,
+    /// Every Ingress, by name.
+    ingresses: BTreeMap<String, Ingress>,
+}
+
+// === impl Split ===
+
+impl Split {
+    /// The cluster as `canary` sees it: the Deployment, autoscaler and
+    /// Ingress its references name (a bundle may hold several canaries).
+    pub fn cluster_for(&self, canary: &serin_spec::Canary) -> Cluster {
+        let named = |reference: Option<&serin_spec::ObjectReference>| {
+            reference.map(|reference| reference.name.clone())
+        };
+        let spec = &canary.spec;
+        Cluster {
+            target: named(spec.target_ref.as_ref())
+                .and_then(|name| self.deployments.get(&name).cloned()),
+            autoscaler: spec
+                .autoscaler_ref
+                .as_ref()
+                .and_then(|reference| self.autoscalers.get(&reference.name).cloned()),
+            ingress: named(spec.ingress_ref.as_ref())
+                .and_then(|name| self.ingresses.get(&name).cloned()),
+            untracked_config_maps: self.cluster.untracked_config_maps.clone(),
+            untracked_secrets: self.cluster.untracked_secrets.clone(),
+        }
+    }
 }
 
 /// Splits `text` at its document markers and takes out the documents whose
@@ -56,7 +93,7 @@ pub fn split(text: &str) -> Result<Split, Vec<Error>> {
             continue;
         };
         let at = format!("documents[{index}]");
-        if let Err(message) = take(&mut split.cluster, &kind, value) {
+        if let Err(message) = take(&mut split, &kind, value) {
             errors.push(Error::field(format!("{at} ({kind})"), message));
         }
         for line in chunk.split_inclusive('\n') {
@@ -98,7 +135,7 @@ fn chunks(text: &str) -> Vec<&str> {
     chunks
 }
 
-fn take(cluster: &mut Cluster, kind: &str, value: Value) -> Result<(), String> {
+fn take(split: &mut Split, kind: &str, value: Value) -> Result<(), String> {
     fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
         serde_json::from_value(value).map_err(|error| error.to_string())
     }
@@ -116,10 +153,23 @@ fn take(cluster: &mut Cluster, kind: &str, value: Value) -> Result<(), String> {
             .unwrap_or_default()
             .to_string()
     };
+    let cluster = &mut split.cluster;
     match kind {
-        "Deployment" => cluster.target = Some(typed(value)?),
-        "HorizontalPodAutoscaler" => cluster.autoscaler = Some(typed(value)?),
-        "Ingress" => cluster.ingress = Some(typed(value)?),
+        "Deployment" => {
+            let deployment: Deployment = typed(value.clone())?;
+            cluster.target = Some(deployment.clone());
+            split.deployments.insert(name(&value), deployment);
+        }
+        "HorizontalPodAutoscaler" => {
+            let autoscaler: HorizontalPodAutoscaler = typed(value.clone())?;
+            cluster.autoscaler = Some(autoscaler.clone());
+            split.autoscalers.insert(name(&value), autoscaler);
+        }
+        "Ingress" => {
+            let ingress: Ingress = typed(value.clone())?;
+            cluster.ingress = Some(ingress.clone());
+            split.ingresses.insert(name(&value), ingress);
+        }
         "ConfigMap" if tracking_disabled(&value) => {
             cluster.untracked_config_maps.insert(name(&value));
         }
@@ -157,6 +207,18 @@ mod tests {
         );
         assert!(split.cluster.target.is_some());
         assert!(split.cluster.untracked_config_maps.contains("cfg"));
+        let canary = serin_spec::Canary {
+            spec: serin_spec::CanarySpec {
+                target_ref: Some(serin_spec::ObjectReference {
+                    name: "other".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // A Deployment the canary does not name is not its target.
+        assert!(split.cluster_for(&canary).target.is_none());
     }
 
     #[test]

@@ -23,7 +23,8 @@ fn bundle(canary_file: &str, image: &str) -> String {
 fn render(text: &str, provider: &str, weight: i64) -> String {
     let split = documents::split(text).unwrap();
     let canary = support::canary_from_text("bundle.yaml", &split.spec_text);
-    let subject = Subject::new(&canary, &split.cluster, provider).unwrap();
+    let cluster = split.cluster_for(&canary);
+    let subject = Subject::new(&canary, &cluster, provider).unwrap();
     let routes = Routes::at(&canary, weight).unwrap();
     let objects = serin_kube::build(&subject, &routes).unwrap();
     let schemas = Schemas::load();
@@ -137,7 +138,8 @@ fn istio_objects_are_the_ones_flagger_documents() {
     );
     let split = documents::split(&text).unwrap();
     let canary = support::canary_from_text("bundle.yaml", &split.spec_text);
-    let subject = Subject::new(&canary, &split.cluster, "istio").unwrap();
+    let cluster = split.cluster_for(&canary);
+    let subject = Subject::new(&canary, &cluster, "istio").unwrap();
     let objects = serin_kube::build(&subject, &Routes::primary()).unwrap();
     let mut names: Vec<String> = objects
         .iter()

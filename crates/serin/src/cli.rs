@@ -140,6 +140,18 @@ pub enum Command {
         provider: String,
     },
 
+    /// Kubernetes controller mode: reconcile every `Canary` (Flagger's
+    /// flagger.app/v1beta1 and serin.dev/v1alpha1) in the cluster.
+    ///
+    /// In cluster, or with the current kubeconfig. Replicas elect a leader
+    /// on the Lease `serin-controller` in their own namespace; only the
+    /// leader acts.
+    Controller {
+        /// Watch only this namespace (all namespaces otherwise).
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+
     /// The daemon: many canaries, each behind its own proxy, with durable
     /// state, crash recovery, the API on --api and manual gates.
     ///

@@ -66,6 +66,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             name,
             provider,
         } => crate::render::render(&file, weight, name.as_deref(), &provider),
+        Command::Controller { namespace } => runtime()?.block_on(controller(namespace)),
         Command::Demo {
             faulty,
             judge,
@@ -542,4 +543,37 @@ impl<W: Write> serin_server::replay::ReplaySink for AnalyzeOutput<'_, W> {
             self.name
         );
     }
+}
+
+/// `serin controller`: the Kubernetes client from the environment (in
+/// cluster, or the current kubeconfig), the Lease in the controller's own
+/// namespace, named after its pod.
+async fn controller(namespace: Option<String>) -> Result<ExitCode> {
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API: not in a cluster and no usable kubeconfig")?;
+    let lease_namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|text| text.trim().to_string())
+        })
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("serin-{}", std::process::id()));
+    let settings = serin_kube::operator::Settings {
+        namespace,
+        lease_namespace,
+        identity,
+        default_provider: "istio".into(),
+    };
+    serin_kube::operator::run(client, settings, serin_kube::operator::UnwiredChecks)
+        .await
+        .context("serin controller")?;
+    Ok(ExitCode::SUCCESS)
 }

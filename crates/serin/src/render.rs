@@ -64,10 +64,14 @@ pub fn render(file: &Path, weight: i64, name: Option<&str>, provider: &str) -> R
         .as_deref()
         .filter(|provider| !provider.is_empty())
         .unwrap_or(provider);
+    if provider == serin_spec::canary::BUILTIN_PROVIDER {
+        return builtin(canary, weight, &file_name);
+    }
     if let Some(code) = render_external(canary, provider, &file_name) {
         return Ok(code);
     }
-    let subject = match serin_kube::Subject::new(canary, &split.cluster, provider) {
+    let cluster = split.cluster_for(canary);
+    let subject = match serin_kube::Subject::new(canary, &cluster, provider) {
         Ok(subject) => subject,
         Err(error) => {
             eprintln!("{file_name}: {error}");
@@ -100,7 +104,39 @@ fn render_external(canary: &Canary, provider: &str, file_name: &str) -> Option<E
     match provider {
         "haproxy" | "alb" => unavailable(),
         "nginx" if canary.spec.ingress_ref.is_none() => unavailable(),
-        "builtin" => unavailable(),
         _ => None,
     }
+}
+
+/// The built-in proxy's route table at `weight`: the upstreams, the split
+/// (by the same strategy rules as the Kubernetes routers), the A/B matches,
+/// mirroring and the session affinity cookie.
+fn builtin(canary: &Canary, weight: i64, file_name: &str) -> Result<ExitCode> {
+    let routes = match serin_kube::Routes::at(canary, weight) {
+        Ok(routes) => routes,
+        Err(error) => {
+            eprintln!("{file_name}: {error}");
+            return Ok(ExitCode::from(EXIT_TROUBLE));
+        }
+    };
+    let analysis = canary.analysis();
+    let upstreams = canary.spec.upstreams.clone().unwrap_or_default();
+    let mut table = serde_json::json!({
+        "name": canary.name(),
+        "listen": canary.spec.service.listen,
+        "upstreams": {"stable": upstreams.stable, "canary": upstreams.canary},
+        "weights": {"stable": routes.primary, "canary": routes.canary},
+    });
+    if !analysis.match_rules.is_empty() {
+        // Matched requests take the split above; the rest go to stable.
+        table["match"] = serde_json::to_value(&analysis.match_rules)?;
+    }
+    if routes.mirrored {
+        table["mirror"] = serde_json::json!({"percent": analysis.mirror_weight()});
+    }
+    if let Some(cookie) = &routes.cookie {
+        table["sessionAffinity"] = serde_json::json!({"cookie": cookie});
+    }
+    print!("{}", serde_saphyr::to_string(&table)?);
+    Ok(ExitCode::from(EXIT_OK))
 }

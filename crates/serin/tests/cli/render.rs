@@ -119,3 +119,23 @@ fn serin_render_says_which_providers_this_build_cannot_render() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serin_render_prints_the_builtin_route_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("builtin.yaml");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/kube/serin-builtin.yaml"),
+        &path,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = render(&[path.to_str().unwrap(), "--weight", "20"]);
+    assert_eq!(code, 0, "{stderr}");
+    let table: serde_json::Value = serde_saphyr::from_str(&stdout).unwrap();
+    assert_eq!(
+        table["weights"],
+        serde_json::json!({"stable": 80, "canary": 20})
+    );
+    assert_eq!(table["upstreams"]["canary"], "http://127.0.0.1:9002");
+    assert_eq!(table["listen"], "127.0.0.1:8080");
+}
