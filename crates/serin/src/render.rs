@@ -67,7 +67,7 @@ pub fn render(file: &Path, weight: i64, name: Option<&str>, provider: &str) -> R
     if provider == serin_spec::canary::BUILTIN_PROVIDER {
         return builtin(canary, weight, &file_name);
     }
-    if let Some(code) = render_external(canary, provider, &file_name) {
+    if let Some(code) = render_external(canary, provider, weight, &file_name) {
         return Ok(code);
     }
     let cluster = split.cluster_for(canary);
@@ -93,18 +93,70 @@ pub fn render(file: &Path, weight: i64, name: Option<&str>, provider: &str) -> R
 }
 
 /// The routers outside Kubernetes. `None`: a Kubernetes router, rendered
-/// by `serin-kube`. Each external router is one arm here.
-fn render_external(canary: &Canary, provider: &str, file_name: &str) -> Option<ExitCode> {
-    let unavailable = || {
-        eprintln!(
-            "{file_name}: spec.provider: render for provider {provider} is not available in this build"
-        );
-        Some(ExitCode::from(EXIT_TROUBLE))
+/// by `serin-kube`. Each external router is one arm here, printing one
+/// YAML document built by the router's own code (`serin_providers::render`):
+/// the nginx upstream file as the text serin writes, the HAProxy runtime
+/// API commands in the order serin sends them, the ALB forward action as the
+/// Elastic Load Balancing API spells it.
+fn render_external(
+    canary: &Canary,
+    provider: &str,
+    weight: i64,
+    file_name: &str,
+) -> Option<ExitCode> {
+    use serin_providers::render;
+    let weight = u8::try_from(weight.clamp(0, 100)).unwrap_or(0);
+    let document = match provider {
+        "haproxy" => render::haproxy(canary, weight).map(|commands| {
+            let spec = canary.spec.haproxy.as_ref();
+            serde_json::json!({
+                "kind": "HAProxyRuntimeCommands",
+                "metadata": {"name": canary.name()},
+                "runtimeApi": spec.map(|s| s.runtime_api.clone()),
+                "backend": spec.map(|s| s.backend.clone()),
+                "canaryWeight": weight,
+                "commands": commands.lines().collect::<Vec<_>>(),
+            })
+        }),
+        "nginx" if canary.spec.ingress_ref.is_none() => render::nginx(canary, weight).map(|file| {
+            let spec = canary.spec.nginx.as_ref();
+            serde_json::json!({
+                "kind": "NginxUpstreamFile",
+                "metadata": {"name": canary.name()},
+                "path": spec.map(|s| s.config_file.clone()),
+                "upstream": spec.map(|s| s.upstream.clone()),
+                "canaryWeight": weight,
+                "content": file,
+            })
+        }),
+        "alb" => render::alb(canary, weight).map(|action| {
+            let spec = canary.spec.alb.as_ref();
+            let mut document = serde_json::json!({
+                "kind": "ALBForwardAction",
+                "metadata": {"name": canary.name()},
+                "listenerArn": spec.map(|s| s.listener_arn.clone()),
+                "canaryWeight": weight,
+                "action": action,
+            });
+            if let Some(rule) = spec.and_then(|s| s.rule_arn.clone()) {
+                document["ruleArn"] = serde_json::Value::String(rule);
+            }
+            document
+        }),
+        _ => return None,
     };
-    match provider {
-        "haproxy" | "alb" => unavailable(),
-        "nginx" if canary.spec.ingress_ref.is_none() => unavailable(),
-        _ => None,
+    let printed = document
+        .map_err(|error| error.to_string())
+        .and_then(|document| serde_saphyr::to_string(&document).map_err(|e| e.to_string()));
+    match printed {
+        Ok(text) => {
+            print!("{text}");
+            Some(ExitCode::from(EXIT_OK))
+        }
+        Err(error) => {
+            eprintln!("{file_name}: {error}");
+            Some(ExitCode::from(EXIT_TROUBLE))
+        }
     }
 }
 

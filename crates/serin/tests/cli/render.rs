@@ -103,21 +103,92 @@ fn serin_render_refuses_bad_input_naming_the_field() {
     );
 }
 
-#[test]
-fn serin_render_says_which_providers_this_build_cannot_render() {
-    let file = compat("docs_gitbook_tutorials_istio-progressive-delivery-034-canary.yaml");
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("spec:\n", "spec:\n  provider: alb\n");
+/// Writes `spec` (the lines under `spec:`) as a serin canary file named
+/// `shop` and renders it with `args`.
+fn render_spec(spec: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alb.yaml");
-    std::fs::write(&path, text).unwrap();
-    let (code, _, stderr) = render(&[path.to_str().unwrap()]);
-    assert_eq!(code, 2);
-    assert!(
-        stderr.contains("render for provider alb is not available in this build"),
-        "{stderr}"
+    let path = dir.path().join("shop.yaml");
+    let text = format!(
+        "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata: {{name: shop}}\nspec:\n{spec}"
     );
+    std::fs::write(&path, text).unwrap();
+    let mut all = vec![path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    render(&all)
+}
+
+#[test]
+fn serin_render_prints_the_haproxy_commands() {
+    let (code, stdout, stderr) = render_spec(
+        "  provider: haproxy\n  haproxy: {runtimeApi: [\"127.0.0.1:9999\"], backend: shop, servers: {stable: s1, canary: s2}, logListen: 127.0.0.1:5141}\n  upstreams: {stable: 127.0.0.1:9001, canary: 127.0.0.1:9002}\n",
+        &["--weight", "25"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(kinds(&stdout), ["HAProxyRuntimeCommands/shop"]);
+    for line in [
+        "- set server shop/s1 addr 127.0.0.1 port 9001",
+        "- set server shop/s1 weight 75",
+        "- set server shop/s2 addr 127.0.0.1 port 9002",
+        "- set server shop/s2 weight 25",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from {stdout}");
+    }
+}
+
+#[test]
+fn serin_render_prints_the_nginx_upstream_file() {
+    let spec = "  provider: nginx\n  nginx: {upstream: shop, configFile: /etc/nginx/serin/shop.conf, logListen: 127.0.0.1:5140}\n  upstreams: {stable: 127.0.0.1:9001, canary: 127.0.0.1:9002}\n";
+    let (code, stdout, stderr) = render_spec(spec, &["--weight", "30"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(kinds(&stdout), ["NginxUpstreamFile/shop"]);
+    assert!(stdout.contains("/etc/nginx/serin/shop.conf"), "{stdout}");
+    assert!(stdout.contains("upstream shop {"), "{stdout}");
+    assert!(
+        stdout.contains("server 127.0.0.1:9001 weight=70;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("server 127.0.0.1:9002 weight=30;"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = render_spec(spec, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains("127.0.0.1:9002"),
+        "weight 0 sends nothing to the canary: {stdout}"
+    );
+}
+
+#[test]
+fn serin_render_prints_the_alb_forward_action() {
+    let tg = |name: &str| {
+        format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/73e2d6bc24d8a067"
+        )
+    };
+    let spec = format!(
+        "  provider: alb\n  alb:\n    listenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2\n    stableTargetGroupArn: {}\n    region: us-east-1\n  upstreams: {{canary: {}}}\n",
+        tg("v1"),
+        tg("v2")
+    );
+    let (code, stdout, stderr) = render_spec(&spec, &["--weight", "40"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(kinds(&stdout), ["ALBForwardAction/shop"]);
+    let document: serde_json::Value = serde_saphyr::from_str(&stdout).unwrap();
+    assert_eq!(
+        document["action"]["ForwardConfig"]["TargetGroups"],
+        serde_json::json!([
+            {"TargetGroupArn": tg("v1"), "Weight": 60},
+            {"TargetGroupArn": tg("v2"), "Weight": 40},
+        ])
+    );
+
+    let (code, _, stderr) = render_spec(
+        "  provider: alb\n  alb:\n    listenerArn: nope\n    stableTargetGroupArn: nope\n    region: us-east-1\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("spec.alb"), "{stderr}");
 }
 
 #[test]
