@@ -109,7 +109,7 @@ fn render_spec(spec: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shop.yaml");
     let text = format!(
-        "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata: {{name: shop}}\nspec:\n{spec}"
+        "apiVersion: serin.dev/v1alpha1\nkind: Canary\nmetadata: {{name: shop}}\nspec:\n{spec}  analysis: {{interval: 10s, threshold: 2, stepWeights: [25, 50]}}\n"
     );
     std::fs::write(&path, text).unwrap();
     let mut all = vec![path.to_str().unwrap()];
