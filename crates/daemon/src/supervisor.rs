@@ -610,10 +610,12 @@ impl Supervisor {
                 ),
                 other => LaunchError::Invalid(format!("{file}: {name}: {other}")),
             })?;
-        if prepared.haproxy.is_some() || prepared.nginx.is_some() {
+        if prepared.haproxy.is_some() || prepared.nginx.is_some() || prepared.alb.is_some() {
             // The daemon's router and traffic source are the built-in proxy's.
             let provider = if prepared.nginx.is_some() {
                 "nginx"
+            } else if prepared.alb.is_some() {
+                "alb"
             } else {
                 "haproxy"
             };

@@ -1,6 +1,8 @@
 //! Canaries whose traffic an external balancer carries (`provider:
-//! haproxy`, `provider: nginx`): serin drives the balancer through its `Router` and measures
-//! both versions from the balancer's request log instead of its own proxy.
+//! haproxy`, `provider: nginx`, `provider: alb`): serin drives the balancer
+//! through its `Router` and measures both versions from the balancer's
+//! request log (HAProxy, nginx) or from CloudWatch (an ALB, whose built-in
+//! metrics are then metric queries) instead of its own proxy.
 //! Everything else (plan, judges, webhooks, alerts, the rollout loop) is the
 //! same as for the built-in proxy.
 
@@ -19,7 +21,7 @@ use serin_rollout::{
     Rollout, RolloutState,
     ports::{PortError, Router},
 };
-use serin_spec::{Canary, HaproxySpec, NginxSpec, Problem};
+use serin_spec::{AlbSpec, Canary, HaproxySpec, NginxSpec, Problem};
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
@@ -74,6 +76,27 @@ pub fn nginx_of(canary: &Canary) -> Result<Option<NginxSpec>, Vec<Problem>> {
     }
 }
 
+/// The ALB settings of a `provider: alb` canary (`None` for other
+/// providers), checked by the rule `serin validate` applies.
+pub fn alb_of(canary: &Canary) -> Result<Option<AlbSpec>, Vec<Problem>> {
+    if !canary.is_alb() {
+        return Ok(None);
+    }
+    let spec = serin_spec::problem::Path::root().key("spec");
+    let upstreams = canary.spec.upstreams.as_ref();
+    let problems = serin_spec::alb::validate(
+        &spec.key("alb"),
+        canary.spec.alb.as_ref(),
+        &spec.key("upstreams"),
+        upstreams.and_then(|u| u.stable.as_deref()),
+        upstreams.and_then(|u| u.canary.as_deref()),
+    );
+    match (problems.is_empty(), &canary.spec.alb) {
+        (true, Some(alb)) => Ok(Some(alb.clone())),
+        _ => Err(problems),
+    }
+}
+
 /// The routing table [`Prepared`] carries. An external balancer's upstreams
 /// are `IP:port`; they are written as URLs so the table still says which
 /// version is where, though no proxy serves it.
@@ -82,7 +105,13 @@ pub fn base_routes(canary: &Canary, external: bool) -> Result<BaseRoutes, Routin
         return BaseRoutes::from_canary(canary);
     }
     let mut as_urls = canary.clone();
-    if let Some(upstreams) = as_urls.spec.upstreams.as_mut() {
+    if canary.is_alb() {
+        // Target groups are no addresses: the table names a host that
+        // never resolves (`.invalid` is reserved for that).
+        let upstreams = as_urls.spec.upstreams.get_or_insert_with(Default::default);
+        upstreams.stable = Some("http://alb-target-group.invalid".into());
+        upstreams.canary = None;
+    } else if let Some(upstreams) = as_urls.spec.upstreams.as_mut() {
         upstreams.stable = upstreams.stable.as_ref().map(|s| format!("http://{s}"));
         upstreams.canary = None;
     }
@@ -107,7 +136,7 @@ pub async fn start_haproxy(
         listen: haproxy.log_listen.clone(),
         format,
     };
-    start_external(prepared, Arc::new(router), log, updates).await
+    start_external(prepared, Arc::new(router), Some(log), updates).await
 }
 
 /// Starts the rollout of a `provider: nginx` canary: the nginx router (the
@@ -128,7 +157,36 @@ pub async fn start_nginx(
         listen: nginx.log_listen.clone(),
         format,
     };
-    start_external(prepared, Arc::new(router), log, updates).await
+    start_external(prepared, Arc::new(router), Some(log), updates).await
+}
+
+/// Starts the rollout of a `provider: alb` canary: the ALB router (the
+/// forward action it owns) and the rollout loop. An ALB sends no request
+/// log: the built-in metrics are CloudWatch queries among the metrics, and
+/// the traffic source stays empty. [`Running::listen`] is
+/// [`UNSERVED_LISTEN`].
+#[cfg(feature = "aws")]
+pub async fn start_alb(
+    prepared: Prepared,
+    alb: AlbSpec,
+    updates: broadcast::Sender<Update>,
+) -> Result<Running, RunError> {
+    let stickiness = serin_providers::alb::stickiness_of(&prepared.canary);
+    let router = serin_providers::AlbRouter::new(&alb, stickiness).await?;
+    start_external(prepared, Arc::new(router), None, updates).await
+}
+
+/// Without the AWS SDK (`serin-providers` built without `aws`) an ALB
+/// canary is refused with a clear error.
+#[cfg(not(feature = "aws"))]
+pub async fn start_alb(
+    _prepared: Prepared,
+    _alb: AlbSpec,
+    _updates: broadcast::Sender<Update>,
+) -> Result<Running, RunError> {
+    Err(RunError::Router(PortError::Unsupported(
+        "provider alb: this serin was built without the AWS SDK (feature aws)".into(),
+    )))
 }
 
 /// Where and how an external balancer's request log arrives.
@@ -142,11 +200,12 @@ struct LogSource {
 }
 
 /// The rollout of a canary behind an external balancer: `router` moves
-/// traffic, the syslog receiver measures it.
+/// traffic, the syslog receiver measures it (when the balancer logs to
+/// serin).
 async fn start_external(
     prepared: Prepared,
     router: Arc<dyn Router>,
-    log: LogSource,
+    log: Option<LogSource>,
     updates: broadcast::Sender<Update>,
 ) -> Result<Running, RunError> {
     let Prepared {
@@ -166,24 +225,10 @@ async fn start_external(
             Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
         ])
     })?;
-    let LogSource {
-        balancer,
-        listen: log_listen,
-        format,
-    } = log;
-    let log_listen = log_listen.trim();
-    let unavailable = |message: String| {
-        RunError::Router(PortError::Unavailable {
-            system: format!("{balancer} log receiver at {log_listen}"),
-            message,
-        })
+    let receiver = match log {
+        Some(log) => Some(bind_log(log, recorder.clone()).await?),
+        None => None,
     };
-    let addr: SocketAddr = log_listen
-        .parse()
-        .map_err(|_| unavailable(format!("spec.{balancer}.logListen is not IP:port")))?;
-    let receiver = SyslogReceiver::bind_format(addr, format, recorder.clone())
-        .await
-        .map_err(|error| unavailable(error.to_string()))?;
     let notifier = Notifier::new(
         HttpWebhooks::from_canary(&canary),
         canary.name(),
@@ -211,7 +256,9 @@ async fn start_external(
         updates,
         persistence: Persistence::none(),
     };
-    let listen = receiver.local_addr();
+    let listen = receiver
+        .as_ref()
+        .map_or(UNSERVED_LISTEN, |(receiver, _)| receiver.local_addr());
     let (commands, commands_rx) = mpsc::channel(16);
     if let Some(target) = target {
         // The channel has room for 16 commands and is empty: this cannot fail.
@@ -222,14 +269,43 @@ async fn start_external(
         if !notifier.flush(FLUSH_ALERTS).await {
             tracing::warn!("alerts or event webhooks still pending after {FLUSH_ALERTS:?}");
         }
-        let counters = receiver.counters();
-        tracing::info!(
-            dropped = counters.dropped(),
-            balancer,
-            "log lines dropped (not serin's format or another server)"
-        );
-        drop(receiver);
+        if let Some((receiver, balancer)) = receiver {
+            let counters = receiver.counters();
+            tracing::info!(
+                dropped = counters.dropped(),
+                balancer,
+                "log lines dropped (not serin's format or another server)"
+            );
+            drop(receiver);
+        }
         result.map_err(RunError::from)
     });
     Ok(Running::external(listen, commands, recorder, outcome))
+}
+
+/// Binds the syslog receiver of a balancer's request log, filling
+/// `recorder`; returns it with the balancer's name.
+async fn bind_log(
+    log: LogSource,
+    recorder: Arc<Recorder>,
+) -> Result<(SyslogReceiver, &'static str), RunError> {
+    let LogSource {
+        balancer,
+        listen: log_listen,
+        format,
+    } = log;
+    let log_listen = log_listen.trim();
+    let unavailable = |message: String| {
+        RunError::Router(PortError::Unavailable {
+            system: format!("{balancer} log receiver at {log_listen}"),
+            message,
+        })
+    };
+    let addr: SocketAddr = log_listen
+        .parse()
+        .map_err(|_| unavailable(format!("spec.{balancer}.logListen is not IP:port")))?;
+    let receiver = SyslogReceiver::bind_format(addr, format, recorder)
+        .await
+        .map_err(|error| unavailable(error.to_string()))?;
+    Ok((receiver, balancer))
 }

@@ -50,6 +50,9 @@ pub struct Prepared {
     /// `provider: nginx` outside Kubernetes: nginx carries the traffic from
     /// the upstream file serin writes; `proxy` and `routes` are not served.
     pub nginx: Option<serin_spec::NginxSpec>,
+    /// `provider: alb`: an AWS Application Load Balancer carries the
+    /// traffic, serin drives its forward action and reads CloudWatch.
+    pub alb: Option<serin_spec::AlbSpec>,
 }
 
 /// The custom metrics of a canary: Prometheus and JSON/HTTP queries.
@@ -148,7 +151,7 @@ impl Prepared {
             return Err(invalid(
                 "spec.provider",
                 format!(
-                    "{:?} is driven by neither `serin run` nor `serin serve`; use `provider: builtin` with `service.listen` and `upstreams`, `provider: haproxy` or `provider: nginx`",
+                    "{:?} is driven by neither `serin run` nor `serin serve`; use `provider: builtin` with `service.listen` and `upstreams`, `provider: haproxy`, `provider: nginx` or `provider: alb`",
                     canary.spec.provider.as_deref().unwrap_or("")
                 ),
             ));
@@ -176,7 +179,10 @@ impl Prepared {
         let nginx = crate::external::nginx_of(canary).map_err(|problems| {
             RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
         })?;
-        let external = haproxy.is_some() || nginx.is_some();
+        let alb = crate::external::alb_of(canary).map_err(|problems| {
+            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
+        })?;
+        let external = haproxy.is_some() || nginx.is_some() || alb.is_some();
         let routes = crate::external::base_routes(canary, external)
             .map_err(|error| invalid("spec", error.to_string()))?;
         let listen = canary
@@ -257,6 +263,7 @@ impl Prepared {
             alerts,
             haproxy,
             nginx,
+            alb,
         })
     }
 }
@@ -474,6 +481,7 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         alerts,
         haproxy: _,
         nginx: _,
+        alb: _,
     } = prepared;
     // Windows cover the longest metric interval in whole slots; a replay of
     // the access log builds the same ones.
@@ -518,6 +526,9 @@ pub async fn start(
     }
     if let Some(nginx) = prepared.nginx.clone() {
         return crate::external::start_nginx(prepared, nginx, updates).await;
+    }
+    if let Some(alb) = prepared.alb.clone() {
+        return crate::external::start_alb(prepared, alb, updates).await;
     }
     let assembled = assemble(prepared).await?;
     let target = assembled.target.clone();

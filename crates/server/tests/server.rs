@@ -702,3 +702,63 @@ spec:
         "{text}"
     );
 }
+
+/// An ALB canary is prepared for `serin run`: its built-in metrics are
+/// CloudWatch queries judged as custom metrics (an ALB sends serin no
+/// request log), and the file's canary target group is the revision.
+#[test]
+fn an_alb_canary_reads_its_builtin_metrics_from_cloudwatch() {
+    let yaml = "
+apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {name: shop}
+spec:
+  provider: alb
+  alb:
+    listenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2
+    stableTargetGroupArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-v1/73e2d6bc24d8a067
+    region: us-east-1
+  upstreams:
+    canary: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-v2/83e2d6bc24d8a067
+  analysis:
+    interval: 1m
+    threshold: 5
+    stepWeights: [10, 30, 50]
+    metrics:
+      - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}
+      - {name: request-duration, thresholdRange: {max: 500}, interval: 1m}
+";
+    let catalog = serin_spec::load_files([("shop.yaml", yaml)]).unwrap();
+    let canary = &catalog.canaries()[0];
+    let prepared = serin_server::Prepared::for_canary(&catalog, canary, "shop.yaml").unwrap();
+    assert!(prepared.alb.is_some());
+    assert!(prepared.haproxy.is_none() && prepared.nginx.is_none());
+    let names: Vec<&str> = prepared.metrics.0.iter().map(|m| m.name()).collect();
+    assert_eq!(names, ["request-success-rate", "request-duration"]);
+    assert!(
+        prepared
+            .analysis
+            .metrics
+            .iter()
+            .all(|m| m.kind == serin_analysis::MetricKind::Custom),
+        "{:?}",
+        prepared.analysis.metrics
+    );
+    assert_eq!(
+        prepared.target.map(|t| t.address),
+        Some(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-v2/83e2d6bc24d8a067"
+                .to_owned()
+        )
+    );
+
+    let rate = yaml.replace("request-duration", "request-rate");
+    let catalog = serin_spec::load_files([("shop.yaml", rate.as_str())]).unwrap();
+    let refused = serin_server::Prepared::for_canary(&catalog, &catalog.canaries()[0], "shop.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("request-rate is not measured for provider alb"),
+        "{refused}"
+    );
+}
