@@ -54,10 +54,14 @@ pub enum Verdict {
 }
 
 /// The analysis port: the controller asks it once per pass while the
-/// canary progresses.
+/// canary progresses. Async: a real analysis queries a metrics server.
 pub trait Checks: Send + Sync {
-    /// The verdict on `canary` at `status`.
-    fn check(&self, canary: &Canary, status: &CanaryStatus) -> Verdict;
+    /// The verdict on the canary of `subject` at `status`.
+    fn check<'a>(
+        &'a self,
+        subject: &'a Subject<'a>,
+        status: &'a CanaryStatus,
+    ) -> futures_util::future::BoxFuture<'a, Verdict>;
 }
 
 /// What the pass did, for logs and the requeue.
@@ -188,7 +192,7 @@ impl<C: Checks> Reconciler<C> {
             }
             "Progressing" => {
                 let analysis = canary.analysis();
-                match self.checks.check(canary, &status) {
+                match self.checks.check(&subject, &status).await {
                     Verdict::Fail(reason) => {
                         status.failed_checks += 1;
                         if status.failed_checks >= i64::from(analysis.threshold()) {

@@ -24,8 +24,12 @@ const NOW: &str = "2026-11-30T12:00:00Z";
 struct Fixed(Verdict);
 
 impl Checks for Fixed {
-    fn check(&self, _: &Canary, _: &CanaryStatus) -> Verdict {
-        self.0.clone()
+    fn check<'a>(
+        &'a self,
+        _: &'a Subject<'a>,
+        _: &'a CanaryStatus,
+    ) -> futures_util::future::BoxFuture<'a, Verdict> {
+        Box::pin(std::future::ready(self.0.clone()))
     }
 }
 
