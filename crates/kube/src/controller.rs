@@ -223,13 +223,13 @@ impl<C: Checks> Reconciler<C> {
                             )
                             .await?;
                         } else {
+                            // The reason also goes in the condition, so
+                            // `kubectl get canary -o yaml` says why the
+                            // canary halts (e.g. a metric not evaluated).
+                            let halt = format!("Halt advancement {id} {reason}");
+                            pass.promoted(&mut status, "Unknown", "Progressing", &halt);
                             pass.write_status(&status).await?;
-                            pass.event(
-                                "Warning",
-                                "Synced",
-                                &format!("Halt advancement {id} {reason}"),
-                            )
-                            .await?;
+                            pass.event("Warning", "Synced", &halt).await?;
                         }
                     }
                     Verdict::Pass => {
@@ -240,6 +240,13 @@ impl<C: Checks> Reconciler<C> {
                                 let routes = Routes::at(canary, i64::from(next))?;
                                 pass.apply_routes(&routes).await?;
                                 status.canary_weight = i64::from(next);
+                                // A halt's reason clears once checks pass.
+                                pass.promoted(
+                                    &mut status,
+                                    "Unknown",
+                                    "Progressing",
+                                    "New revision detected, progressing canary analysis.",
+                                );
                                 pass.write_status(&status).await?;
                                 pass.event(
                                     "Normal",

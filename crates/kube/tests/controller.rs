@@ -358,6 +358,12 @@ async fn failed_checks_halt_then_roll_back_at_the_threshold() {
 
     let mut halted = serde_json::to_value(progressing(&target, 20, 1)).unwrap();
     halted["lastTransitionTime"] = json!(NOW);
+    // The reason is in the condition too.
+    halted["conditions"] = promoted(
+        "Unknown",
+        "Progressing",
+        "Halt advancement podinfo.test request-success-rate 95.2 < 99",
+    );
     let exchanges = vec![
         get_target(&target),
         status(halted),
