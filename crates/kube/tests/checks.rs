@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use serde_json::json;
 use serin_kube::{
     Cluster, Subject,
     checks::PrometheusChecks,
@@ -74,11 +75,34 @@ fn canary(metrics_server: Option<&str>, min: f64) -> Canary {
 }
 
 async fn verdict(canary: &Canary) -> Verdict {
+    verdict_with(canary, PrometheusChecks::default()).await
+}
+
+async fn verdict_with(canary: &Canary, checks: PrometheusChecks) -> Verdict {
     let cluster = Cluster::default();
     let subject = Subject::new(canary, &cluster, "istio").unwrap();
-    PrometheusChecks::default()
-        .check(&subject, &Default::default())
-        .await
+    checks.check(&subject, &Default::default()).await
+}
+
+/// A client whose one request must be the GET of `path`, answered `answer`.
+fn api_answering(path: &'static str, answer: serde_json::Value) -> kube::Client {
+    let (service, mut handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.expect("one request");
+        assert_eq!(request.method().as_str(), "GET");
+        assert_eq!(request.uri().path(), path);
+        send.send_response(
+            http::Response::builder()
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&answer).unwrap(),
+                ))
+                .unwrap(),
+        );
+    });
+    kube::Client::new(service, "default")
 }
 
 #[tokio::test]
@@ -113,9 +137,48 @@ async fn the_success_rate_is_read_from_prometheus_and_held_against_its_range() {
         panic!("99% is below 99.5")
     };
     assert!(
-        reason.starts_with("metric request-success-rate 99") && reason.contains("outside 99.5.."),
+        reason.starts_with("metric request-success-rate 9") && reason.contains("outside 99.5.."),
         "{reason}"
     );
+
+    // A MetricTemplate read from the API, its query filled in: the error
+    // rate in percent, 1 of every 100 requests.
+    let mut templated = canary(Some(&prometheus.url), 0.0);
+    let metric = &mut templated.spec.analysis.as_mut().unwrap().metrics[0];
+    metric.name = "error-rate".into();
+    metric.template_ref = Some(serin_spec::ObjectReference {
+        name: "error-rate".into(),
+        namespace: Some("flagger-system".into()),
+        ..Default::default()
+    });
+    metric.threshold_range = Some(ThresholdRange {
+        min: None,
+        max: Some(0.5),
+    });
+    let template = json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "error-rate", "namespace": "flagger-system"},
+        "spec": {
+            "provider": {"type": "prometheus", "address": prometheus.url},
+            "query": "100 * sum(rate(istio_requests_total{destination_workload_namespace=\"{{ namespace }}\",destination_workload=\"{{ target }}\",response_code=~\"5.*\"}[{{ interval }}])) / sum(rate(istio_requests_total{destination_workload_namespace=\"{{ namespace }}\",destination_workload=\"{{ target }}\"}[{{ interval }}]))"
+        }
+    });
+    let path = "/apis/flagger.app/v1beta1/namespaces/flagger-system/metrictemplates/error-rate";
+    let checks = PrometheusChecks::new(None, Some(api_answering(path, template.clone())));
+    let Verdict::Fail(reason) = verdict_with(&templated, checks).await else {
+        panic!("1% errors is above 0.5")
+    };
+    assert!(
+        reason.starts_with("metric error-rate 0.99") || reason.starts_with("metric error-rate 1"),
+        "{reason}"
+    );
+    assert!(reason.contains("outside ..0.5"), "{reason}");
+    templated.spec.analysis.as_mut().unwrap().metrics[0].threshold_range = Some(ThresholdRange {
+        min: None,
+        max: Some(2.0),
+    });
+    let checks = PrometheusChecks::new(None, Some(api_answering(path, template)));
+    assert_eq!(verdict_with(&templated, checks).await, Verdict::Pass);
     exporter.abort();
 }
 
@@ -127,19 +190,51 @@ async fn what_is_not_evaluated_fails_by_name() {
     };
     assert!(reason.contains("no Prometheus"), "{reason}");
 
-    canary.spec.metrics_server = Some("http://127.0.0.1:9".into());
-    let analysis = canary.spec.analysis.as_mut().unwrap();
-    analysis.metrics[0].name = "error-rate".into();
-    analysis.metrics[0].query = Some("sum(rate(errors[1m]))".into());
-    let Verdict::Fail(reason) = verdict(&canary).await else {
-        panic!("an inline query is not evaluated yet")
+    // A template of another provider.
+    let metric = &mut canary.spec.analysis.as_mut().unwrap().metrics[0];
+    metric.name = "latency".into();
+    metric.template_ref = Some(serin_spec::ObjectReference {
+        name: "latency".into(),
+        ..Default::default()
+    });
+    let template = json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "latency", "namespace": "test"},
+        "spec": {"provider": {"type": "datadog"}, "query": "avg:latency{*}"}
+    });
+    let checks = PrometheusChecks::new(
+        None,
+        Some(api_answering(
+            "/apis/flagger.app/v1beta1/namespaces/test/metrictemplates/latency",
+            template,
+        )),
+    );
+    let Verdict::Fail(reason) = verdict_with(&canary, checks).await else {
+        panic!("datadog is not evaluated yet")
     };
-    assert!(reason.contains("metric error-rate: template"), "{reason}");
+    assert!(
+        reason.contains("metric latency: MetricTemplate test/latency: provider type \"datadog\""),
+        "{reason}"
+    );
 
-    let bare = {
-        let mut bare = canary.clone();
-        bare.spec.analysis.as_mut().unwrap().metrics.clear();
-        bare
+    // Webhooks.
+    let mut hooked = canary.clone();
+    let analysis = hooked.spec.analysis.as_mut().unwrap();
+    analysis.metrics.clear();
+    analysis.webhooks = support::canary_from(
+        &support::compat_dir()
+            .join("docs_gitbook_tutorials_istio-progressive-delivery-034-canary.yaml"),
+    )
+    .spec
+    .analysis
+    .unwrap()
+    .webhooks;
+    let Verdict::Fail(reason) = verdict(&hooked).await else {
+        panic!("webhooks are not evaluated yet")
     };
+    assert!(reason.contains("webhook "), "{reason}");
+
+    let mut bare = canary.clone();
+    bare.spec.analysis.as_mut().unwrap().metrics.clear();
     assert_eq!(verdict(&bare).await, Verdict::Pass);
 }

@@ -547,7 +547,7 @@ async fn controller(namespace: Option<String>, metrics_server: Option<String>) -
         identity,
         default_provider: "istio".into(),
     };
-    let checks = serin_kube::checks::PrometheusChecks::new(metrics_server);
+    let checks = serin_kube::checks::PrometheusChecks::new(metrics_server, Some(client.clone()));
     serin_kube::operator::run(client, settings, checks)
         .await
         .context("serin controller")?;
