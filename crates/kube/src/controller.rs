@@ -455,8 +455,8 @@ fn parse_time(text: &str) -> Option<k8s_openapi::jiff::Timestamp> {
     text.parse().ok()
 }
 
-/// The resource name of a kind serin writes.
-fn plural(kind: &str) -> &'static str {
+/// The resource name of a kind serin writes (what its RBAC grants).
+pub fn plural(kind: &str) -> &'static str {
     match kind {
         "Deployment" => "deployments",
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
