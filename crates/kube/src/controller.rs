@@ -54,10 +54,14 @@ pub enum Verdict {
 }
 
 /// The analysis port: the controller asks it once per pass while the
-/// canary progresses.
+/// canary progresses. Async: a real analysis queries a metrics server.
 pub trait Checks: Send + Sync {
-    /// The verdict on `canary` at `status`.
-    fn check(&self, canary: &Canary, status: &CanaryStatus) -> Verdict;
+    /// The verdict on the canary of `subject` at `status`.
+    fn check<'a>(
+        &'a self,
+        subject: &'a Subject<'a>,
+        status: &'a CanaryStatus,
+    ) -> futures_util::future::BoxFuture<'a, Verdict>;
 }
 
 /// What the pass did, for logs and the requeue.
@@ -188,7 +192,7 @@ impl<C: Checks> Reconciler<C> {
             }
             "Progressing" => {
                 let analysis = canary.analysis();
-                match self.checks.check(canary, &status) {
+                match self.checks.check(&subject, &status).await {
                     Verdict::Fail(reason) => {
                         status.failed_checks += 1;
                         if status.failed_checks >= i64::from(analysis.threshold()) {
@@ -219,13 +223,13 @@ impl<C: Checks> Reconciler<C> {
                             )
                             .await?;
                         } else {
+                            // The reason also goes in the condition, so
+                            // `kubectl get canary -o yaml` says why the
+                            // canary halts (e.g. a metric not evaluated).
+                            let halt = format!("Halt advancement {id} {reason}");
+                            pass.promoted(&mut status, "Unknown", "Progressing", &halt);
                             pass.write_status(&status).await?;
-                            pass.event(
-                                "Warning",
-                                "Synced",
-                                &format!("Halt advancement {id} {reason}"),
-                            )
-                            .await?;
+                            pass.event("Warning", "Synced", &halt).await?;
                         }
                     }
                     Verdict::Pass => {
@@ -236,6 +240,13 @@ impl<C: Checks> Reconciler<C> {
                                 let routes = Routes::at(canary, i64::from(next))?;
                                 pass.apply_routes(&routes).await?;
                                 status.canary_weight = i64::from(next);
+                                // A halt's reason clears once checks pass.
+                                pass.promoted(
+                                    &mut status,
+                                    "Unknown",
+                                    "Progressing",
+                                    "New revision detected, progressing canary analysis.",
+                                );
                                 pass.write_status(&status).await?;
                                 pass.event(
                                     "Normal",
@@ -444,8 +455,8 @@ fn parse_time(text: &str) -> Option<k8s_openapi::jiff::Timestamp> {
     text.parse().ok()
 }
 
-/// The resource name of a kind serin writes.
-fn plural(kind: &str) -> &'static str {
+/// The resource name of a kind serin writes (what its RBAC grants).
+pub fn plural(kind: &str) -> &'static str {
     match kind {
         "Deployment" => "deployments",
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers",

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod controller;
 pub mod crds;
 pub mod documents;

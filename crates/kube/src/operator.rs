@@ -30,7 +30,7 @@ use kube::{
 use serin_spec::Canary;
 
 use crate::{
-    controller::{Checks, Error as PassError, Reconciler, Target, Verdict, canary_resource},
+    controller::{Checks, Error as PassError, Reconciler, Target, canary_resource},
     lease::{Leadership, LeaseLock},
     resource::CanaryStatus,
 };
@@ -282,38 +282,4 @@ fn key(object: &DynamicObject) -> String {
         object.metadata.namespace.as_deref().unwrap_or_default(),
         object.metadata.name.as_deref().unwrap_or_default()
     )
-}
-
-// === impl UnwiredChecks ===
-
-/// The analysis of controller mode where serin does not yet evaluate a
-/// canary's metrics and webhooks against the cluster's Prometheus: a canary
-/// with none advances (Flagger does the same); a canary with any fails the
-/// check, naming what is not evaluated, so it never passes unexamined.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UnwiredChecks;
-
-impl Checks for UnwiredChecks {
-    fn check(&self, canary: &Canary, _status: &CanaryStatus) -> Verdict {
-        let analysis = canary.analysis();
-        let mut unchecked: Vec<String> = analysis
-            .metrics
-            .iter()
-            .map(|metric| format!("metric {}", metric.name))
-            .collect();
-        unchecked.extend(
-            analysis
-                .webhooks
-                .iter()
-                .map(|webhook| format!("webhook {}", webhook.name)),
-        );
-        if unchecked.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(format!(
-                "not evaluated in controller mode yet: {}",
-                unchecked.join(", ")
-            ))
-        }
-    }
 }

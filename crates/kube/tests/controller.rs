@@ -24,8 +24,12 @@ const NOW: &str = "2026-11-30T12:00:00Z";
 struct Fixed(Verdict);
 
 impl Checks for Fixed {
-    fn check(&self, _: &Canary, _: &CanaryStatus) -> Verdict {
-        self.0.clone()
+    fn check<'a>(
+        &'a self,
+        _: &'a Subject<'a>,
+        _: &'a CanaryStatus,
+    ) -> futures_util::future::BoxFuture<'a, Verdict> {
+        Box::pin(std::future::ready(self.0.clone()))
     }
 }
 
@@ -354,6 +358,12 @@ async fn failed_checks_halt_then_roll_back_at_the_threshold() {
 
     let mut halted = serde_json::to_value(progressing(&target, 20, 1)).unwrap();
     halted["lastTransitionTime"] = json!(NOW);
+    // The reason is in the condition too.
+    halted["conditions"] = promoted(
+        "Unknown",
+        "Progressing",
+        "Halt advancement podinfo.test request-success-rate 95.2 < 99",
+    );
     let exchanges = vec![
         get_target(&target),
         status(halted),

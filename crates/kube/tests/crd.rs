@@ -88,24 +88,40 @@ fn the_kustomization_lists_files_that_exist() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
     let text = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
     let value: Value = serde_saphyr::from_str(&text).unwrap();
-    let resources = value["resources"].as_array().unwrap();
-    assert_eq!(resources.len(), 2);
+    let resources: Vec<&str> = value["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|resource| resource.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "crds/flagger.app_crds.yaml",
+            "crds/serin.dev_canaries.yaml",
+            "namespace.yaml",
+            "rbac.yaml",
+            "controller.yaml"
+        ]
+    );
     for resource in resources {
-        let path = dir.join(resource.as_str().unwrap());
-        let crd: Value = serde_saphyr::from_str(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .split("\n---\n")
-                .next()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            crd["kind"],
-            "CustomResourceDefinition",
-            "{}",
-            path.display()
-        );
-        assert_eq!(crd["spec"]["names"]["kind"], "Canary");
+        let path = dir.join(resource);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let documents: Vec<Value> = text
+            .split("\n---\n")
+            .map(|document| serde_saphyr::from_str(document).unwrap())
+            .collect();
+        for document in &documents {
+            assert!(document["kind"].is_string(), "{}", path.display());
+        }
+        if resource.starts_with("crds/") {
+            assert_eq!(
+                documents[0]["kind"],
+                "CustomResourceDefinition",
+                "{}",
+                path.display()
+            );
+            assert_eq!(documents[0]["spec"]["names"]["kind"], "Canary");
+        }
     }
 }

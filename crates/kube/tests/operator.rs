@@ -17,8 +17,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client, api::DynamicObject, client::Body};
 use serde_json::{Value, json};
 use serin_kube::{
+    checks::PrometheusChecks,
     controller::{Reconciler, canary_resource},
-    operator::{Context, UnwiredChecks, backoff, controller},
+    operator::{Context, backoff, controller},
 };
 
 const CANARIES: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries";
@@ -102,7 +103,7 @@ async fn the_controller_reconciles_a_listed_canary_with_its_status() {
     let resource = canary_resource("flagger.app/v1beta1");
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "test", &resource);
     let context = Arc::new(Context::new(
-        Reconciler::new(client, UnwiredChecks, "istio"),
+        Reconciler::new(client, PrometheusChecks::default(), "istio"),
         resource.clone(),
     ));
     let mut stream = Box::pin(controller(api, resource, context));
@@ -133,28 +134,4 @@ fn errors_back_off_exponentially_up_to_five_minutes() {
         .map(|attempts| backoff(attempts).as_secs())
         .to_vec();
     assert_eq!(delays, [5, 10, 20, 40, 300, 300, 300, 300]);
-}
-
-#[test]
-fn metrics_not_evaluated_fail_the_check_by_name() {
-    use serin_kube::controller::{Checks, Verdict};
-    let canary = support::canary_from(
-        &support::compat_dir()
-            .join("docs_gitbook_tutorials_istio-progressive-delivery-034-canary.yaml"),
-    );
-    let verdict = UnwiredChecks.check(&canary, &Default::default());
-    let Verdict::Fail(reason) = verdict else {
-        panic!("{verdict:?}")
-    };
-    assert!(reason.contains("metric request-success-rate"), "{reason}");
-
-    let mut bare = canary.clone();
-    if let Some(analysis) = bare.spec.analysis.as_mut() {
-        analysis.metrics.clear();
-        analysis.webhooks.clear();
-    }
-    assert_eq!(
-        UnwiredChecks.check(&bare, &Default::default()),
-        Verdict::Pass
-    );
 }

@@ -150,6 +150,10 @@ pub enum Command {
         /// Watch only this namespace (all namespaces otherwise).
         #[arg(long)]
         namespace: Option<String>,
+        /// The Prometheus of canaries without spec.metricsServer (Flagger's
+        /// -metrics-server), e.g. http://prometheus.istio-system:9090.
+        #[arg(long)]
+        metrics_server: Option<String>,
     },
 
     /// The daemon: many canaries, each behind its own proxy, with durable

@@ -66,7 +66,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             name,
             provider,
         } => crate::render::render(&file, weight, name.as_deref(), &provider),
-        Command::Controller { namespace } => runtime()?.block_on(controller(namespace)),
+        Command::Controller {
+            namespace,
+            metrics_server,
+        } => runtime()?.block_on(controller(namespace, metrics_server)),
         Command::Demo {
             faulty,
             judge,
@@ -548,7 +551,7 @@ impl<W: Write> serin_server::replay::ReplaySink for AnalyzeOutput<'_, W> {
 /// `serin controller`: the Kubernetes client from the environment (in
 /// cluster, or the current kubeconfig), the Lease in the controller's own
 /// namespace, named after its pod.
-async fn controller(namespace: Option<String>) -> Result<ExitCode> {
+async fn controller(namespace: Option<String>, metrics_server: Option<String>) -> Result<ExitCode> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes API: not in a cluster and no usable kubeconfig")?;
@@ -572,7 +575,8 @@ async fn controller(namespace: Option<String>) -> Result<ExitCode> {
         identity,
         default_provider: "istio".into(),
     };
-    serin_kube::operator::run(client, settings, serin_kube::operator::UnwiredChecks)
+    let checks = serin_kube::checks::PrometheusChecks::new(metrics_server, Some(client.clone()));
+    serin_kube::operator::run(client, settings, checks)
         .await
         .context("serin controller")?;
     Ok(ExitCode::SUCCESS)
