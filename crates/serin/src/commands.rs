@@ -554,7 +554,13 @@ impl<W: Write> serin_server::replay::ReplaySink for AnalyzeOutput<'_, W> {
 async fn controller(namespace: Option<String>, metrics_server: Option<String>) -> Result<ExitCode> {
     let client = kube::Client::try_default()
         .await
-        .context("no Kubernetes API: not in a cluster and no usable kubeconfig")?;
+        // kube's error repeats its chain in its own message: one line is
+        // enough, so it is not kept as a source.
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "no Kubernetes API: not in a cluster and no usable kubeconfig ({error})"
+            )
+        })?;
     let lease_namespace = std::env::var("POD_NAMESPACE")
         .ok()
         .or_else(|| {

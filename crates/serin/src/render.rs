@@ -110,9 +110,7 @@ fn render_external(
         "haproxy" => render::haproxy(canary, weight).map(|commands| {
             let spec = canary.spec.haproxy.as_ref();
             serde_json::json!({
-                "kind": "HAProxyRuntimeCommands",
-                "metadata": {"name": canary.name()},
-                "runtimeApi": spec.map(|s| s.runtime_api.clone()),
+                                "runtimeApi": spec.map(|s| s.runtime_api.clone()),
                 "backend": spec.map(|s| s.backend.clone()),
                 "canaryWeight": weight,
                 "commands": commands.lines().collect::<Vec<_>>(),
@@ -121,9 +119,7 @@ fn render_external(
         "nginx" if canary.spec.ingress_ref.is_none() => render::nginx(canary, weight).map(|file| {
             let spec = canary.spec.nginx.as_ref();
             serde_json::json!({
-                "kind": "NginxUpstreamFile",
-                "metadata": {"name": canary.name()},
-                "path": spec.map(|s| s.config_file.clone()),
+                                "path": spec.map(|s| s.config_file.clone()),
                 "upstream": spec.map(|s| s.upstream.clone()),
                 "canaryWeight": weight,
                 "content": file,
@@ -132,9 +128,7 @@ fn render_external(
         "alb" => render::alb(canary, weight).map(|action| {
             let spec = canary.spec.alb.as_ref();
             let mut document = serde_json::json!({
-                "kind": "ALBForwardAction",
-                "metadata": {"name": canary.name()},
-                "listenerArn": spec.map(|s| s.listener_arn.clone()),
+                                "listenerArn": spec.map(|s| s.listener_arn.clone()),
                 "canaryWeight": weight,
                 "action": action,
             });
@@ -145,9 +139,23 @@ fn render_external(
         }),
         _ => return None,
     };
+    let kind = match provider {
+        "haproxy" => "HAProxyRuntimeCommands",
+        "nginx" => "NginxUpstreamFile",
+        _ => "ALBForwardAction",
+    };
     let printed = document
         .map_err(|error| error.to_string())
-        .and_then(|document| serde_saphyr::to_string(&document).map_err(|e| e.to_string()));
+        .and_then(|state| {
+            let document = RouterDocument {
+                kind,
+                metadata: Metadata {
+                    name: canary.name(),
+                },
+                state,
+            };
+            serde_saphyr::to_string(&document).map_err(|e| e.to_string())
+        });
     match printed {
         Ok(text) => {
             print!("{text}");
@@ -191,4 +199,20 @@ fn builtin(canary: &Canary, weight: i64, file_name: &str) -> Result<ExitCode> {
     }
     print!("{}", serde_saphyr::to_string(&table)?);
     Ok(ExitCode::from(EXIT_OK))
+}
+
+/// One router's state as a YAML document: `kind` and `metadata.name` first,
+/// as in the Kubernetes documents render prints, then the router's fields.
+#[derive(serde::Serialize)]
+struct RouterDocument<'a> {
+    kind: &'a str,
+    metadata: Metadata<'a>,
+    #[serde(flatten)]
+    state: serde_json::Value,
+}
+
+/// The canary the document belongs to.
+#[derive(serde::Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
 }
