@@ -25,6 +25,9 @@ pub async fn serve_run(
     if let Some(proxy) = &running.proxy {
         telemetry.add_proxy(name, proxy.clone());
     }
+    if let Some(log) = &running.log {
+        telemetry.add_log(name, log.clone());
+    }
     // Exported from the start (weight 0, idle), before the rollout's first
     // event: that may wait on a gate or a webhook for a while.
     telemetry.register(name, Snapshot::from(&RolloutState::default()));

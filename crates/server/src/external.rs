@@ -259,6 +259,7 @@ async fn start_external(
     let listen = receiver
         .as_ref()
         .map_or(UNSERVED_LISTEN, |(receiver, _)| receiver.local_addr());
+    let log_counters = receiver.as_ref().map(|(receiver, _)| receiver.counters());
     let (commands, commands_rx) = mpsc::channel(16);
     if let Some(target) = target {
         // The channel has room for 16 commands and is empty: this cannot fail.
@@ -280,7 +281,13 @@ async fn start_external(
         }
         result.map_err(RunError::from)
     });
-    Ok(Running::external(listen, commands, recorder, outcome))
+    Ok(Running::external(
+        listen,
+        commands,
+        recorder,
+        log_counters,
+        outcome,
+    ))
 }
 
 /// Binds the syslog receiver of a balancer's request log, filling

@@ -8,7 +8,7 @@ use crate::{
     mapping,
 };
 use serin_analysis::{AnalysisConfig, Analyzer};
-use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, Notifier, ProxyRouter};
+use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, LogCounters, Notifier, ProxyRouter};
 use serin_proxy::{
     IpRange, Limits, Proxy, ProxyConfig, ProxyHandle, Recorder, TlsFiles, TrustedProxies,
 };
@@ -323,6 +323,9 @@ pub struct Running {
     pub recorder: Arc<Recorder>,
     /// The proxy, for its own counters (`None`: an external router).
     pub proxy: Option<ProxyHandle>,
+    /// The counters of the balancer's request-log receiver (`None`: the
+    /// built-in proxy, or a balancer that sends no log), for `/metrics`.
+    pub log: Option<Arc<LogCounters>>,
     /// Tells the proxy to stop accepting and drain.
     stop_proxy: Arc<Notify>,
     outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
@@ -350,6 +353,7 @@ impl Running {
         listen: SocketAddr,
         commands: mpsc::Sender<Command>,
         recorder: Arc<Recorder>,
+        log: Option<Arc<LogCounters>>,
         outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
     ) -> Self {
         Running {
@@ -357,6 +361,7 @@ impl Running {
             commands,
             recorder,
             proxy: None,
+            log,
             stop_proxy: Arc::new(Notify::new()),
             outcome,
         }
@@ -609,6 +614,7 @@ pub async fn launch(
         commands,
         recorder,
         proxy: Some(handle),
+        log: None,
         stop_proxy,
         outcome,
     })

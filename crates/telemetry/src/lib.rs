@@ -8,6 +8,9 @@
 //!   proxy's [`Recorder`](serin_stats::Recorder) at scrape time, and the
 //!   proxy's own counters (`serin_proxy_*`, per canary) read from its
 //!   [`ProxyHandle`];
+//! - for a canary behind HAProxy or nginx, the request-log receiver's
+//!   counters (`serin_log_lines_accepted_total{canary}`,
+//!   `serin_log_lines_rejected_total{canary,reason}`);
 //! - serin's own, as Flagger's controller exports its own
 //!   (`serin_canary_weight`, `serin_canary_status`, phases, rollout
 //!   durations, promotions and rollbacks, per-metric values and verdicts),
@@ -20,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod grafana;
+mod logs;
 mod proxy;
 mod rollouts;
 mod serve;
@@ -28,6 +32,7 @@ mod traffic;
 pub use serve::{MetricsServer, ServeError, serve};
 
 use prometheus_client::registry::Registry;
+use serin_providers::LogCounters;
 use serin_proxy::ProxyHandle;
 use serin_rollout::{Phase, RolloutState};
 use serin_server::Update;
@@ -70,6 +75,7 @@ pub struct Telemetry {
     registry: Arc<Registry>,
     traffic: Arc<traffic::Traffic>,
     proxies: Arc<proxy::Proxies>,
+    logs: Arc<logs::Logs>,
     rollouts: Arc<rollouts::Rollouts>,
 }
 
@@ -86,15 +92,18 @@ impl Telemetry {
     pub fn new() -> Self {
         let traffic = Arc::new(traffic::Traffic::default());
         let proxies = Arc::new(proxy::Proxies::default());
+        let logs = Arc::new(logs::Logs::default());
         let rollouts = Arc::new(rollouts::Rollouts::default());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(traffic.clone()));
         registry.register_collector(Box::new(proxies.clone()));
+        registry.register_collector(Box::new(logs.clone()));
         rollouts.register(&mut registry);
         Telemetry {
             registry: Arc::new(registry),
             traffic,
             proxies,
+            logs,
             rollouts,
         }
     }
@@ -115,6 +124,14 @@ impl Telemetry {
         self.proxies.add(canary, proxy);
     }
 
+    /// Exports the counters of the receiver of `canary`'s balancer log
+    /// (`serin_log_lines_accepted_total`, `serin_log_lines_rejected_total`
+    /// by reason), labelled `canary="NAME"`, read at scrape time. Adding a
+    /// canary again replaces its receiver.
+    pub fn add_log(&self, canary: &str, counters: Arc<LogCounters>) {
+        self.logs.add(canary, counters);
+    }
+
     /// Exports `canary`'s rollout series (weight, status, phase, failed
     /// checks, iterations) as `snapshot` says, from the moment the canary is
     /// loaded, as Flagger exports `flagger_canary_status` at
@@ -125,11 +142,12 @@ impl Telemetry {
         self.rollouts.register_canary(canary, snapshot);
     }
 
-    /// Stops exporting `canary`'s requests, proxy counters and rollout
-    /// series.
+    /// Stops exporting `canary`'s requests, proxy counters, log-receiver
+    /// counters and rollout series.
     pub fn remove(&self, canary: &str) {
         self.traffic.remove(canary);
         self.proxies.remove(canary);
+        self.logs.remove(canary);
         self.rollouts.remove(canary);
     }
 

@@ -171,3 +171,87 @@ spec:
     );
     assert!(err.contains("bad.yaml: spec.upstreams.stable: "), "{err}");
 }
+
+/// `serin run --metrics` on an nginx canary exports the log receiver's
+/// counters: nginx's own access-log lines are accepted, garbage sent to the
+/// same socket is rejected by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_metrics_counts_the_log_lines_of_nginx() {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary"))
+        .await
+        .unwrap();
+    let log_listen = format!("127.0.0.1:{}", free_port());
+    let nginx = Nginx::start(&stable.addr().to_string(), Some(&log_listen)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = canary_file(
+        dir.path(),
+        &nginx,
+        &log_listen,
+        stable.addr(),
+        canary.addr(),
+    );
+    let metrics = free_port();
+    let child = serin()
+        .args(["run", "--output", "plain", "--metrics"])
+        .arg(format!("127.0.0.1:{metrics}"))
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Killed(child);
+    let receiving = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || std::net::UdpSocket::bind(&log_listen).is_err(),
+    )
+    .await;
+    assert!(receiving, "serin never bound {log_listen}");
+    let frontend: SocketAddr = nginx.frontend.parse().unwrap();
+    for _ in 0..5 {
+        let answer = serin_testkit::http::get(frontend.port(), "/").await;
+        assert!(answer.is_some(), "nginx did not answer");
+    }
+    let sender = std::net::UdpSocket::bind(local).unwrap();
+    for garbage in [&b"hello"[..], b"<134>1 2025 host", b"\xff\xfe"] {
+        sender.send_to(garbage, &log_listen).unwrap();
+    }
+    let mut text = String::new();
+    let counted = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || match serin_testkit::http::get(metrics, "/metrics").await {
+            Some(answer) => {
+                let done = answer
+                    .contains(r#"serin_log_lines_rejected_total{canary="shop",reason="frame"} 3"#)
+                    && answer.contains(r#"serin_log_lines_accepted_total{canary="shop"} 5"#);
+                text = answer;
+                done
+            }
+            None => false,
+        },
+    )
+    .await;
+    assert!(
+        counted,
+        "log counters never reached 5 accepted, 3 rejected:\n{text}"
+    );
+    for line in [
+        r#"serin_log_lines_rejected_total{canary="shop",reason="message"} 0"#,
+        r#"serin_log_lines_rejected_total{canary="shop",reason="foreign_server"} 0"#,
+        r#"serin_log_lines_rejected_total{canary="shop",reason="oversized"} 0"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}

@@ -333,3 +333,82 @@ fn a_registered_canary_is_exported_before_its_first_update() {
         "{text}"
     );
 }
+
+/// The request-log receiver's counters: good, malformed, truncated and
+/// foreign lines sent over UDP to a real receiver, read back from
+/// `/metrics` by reason.
+#[tokio::test]
+async fn log_receiver_counters_over_http() {
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let recorder = Arc::new(Recorder::new(Duration::from_secs(60)));
+    let servers = serin_spec::HaproxyServers {
+        stable: "stable".into(),
+        canary: "canary".into(),
+    };
+    let receiver = serin_providers::SyslogReceiver::bind(local, servers, recorder.clone())
+        .await
+        .unwrap();
+    let line = |server: &str, status: u16| {
+        format!(
+            r#"<134>Nov 26 10:00:00 haproxy[1]: {{"ts":1.0,"server":"{server}","status":{status},"tr":5}}"#
+        )
+    };
+    let good = line("canary", 200);
+    let truncated = &good[..good.len() - 12];
+    let datagrams: Vec<Vec<u8>> = vec![
+        good.clone().into_bytes(),
+        line("stable", 500).into_bytes(),
+        good.clone().into_bytes(),
+        // Malformed: no syslog frame at all.
+        b"hello".to_vec(),
+        // Truncated: an RFC 5424 header cut short, then a JSON message cut short.
+        b"<134>1 2025 host".to_vec(),
+        truncated.as_bytes().to_vec(),
+        // Foreign: a request served by no server serin drives.
+        line("<NOSRV>", 503).into_bytes(),
+        // Oversized: no line of serin's format is this long.
+        vec![b'x'; 9000],
+    ];
+    let sender = std::net::UdpSocket::bind(local).unwrap();
+    for datagram in &datagrams {
+        sender.send_to(datagram, receiver.local_addr()).unwrap();
+    }
+    // Bounded wait until every datagram is counted (UDP on loopback).
+    let counters = receiver.counters();
+    let counted =
+        || counters.recorded.load(std::sync::atomic::Ordering::Relaxed) + counters.dropped();
+    for _ in 0..500 {
+        if counted() >= datagrams.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counted(), datagrams.len() as u64);
+
+    let telemetry = Telemetry::new();
+    telemetry.add_traffic("web", recorder);
+    telemetry.add_log("web", receiver.counters());
+    let server = serin_telemetry::serve(local, telemetry.clone())
+        .await
+        .unwrap();
+    let answer = http::get(server.local_addr().port(), "/metrics")
+        .await
+        .unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    for line in [
+        "# TYPE serin_log_lines_accepted counter",
+        r#"serin_log_lines_accepted_total{canary="web"} 3"#,
+        "# TYPE serin_log_lines_rejected counter",
+        r#"serin_log_lines_rejected_total{canary="web",reason="frame"} 2"#,
+        r#"serin_log_lines_rejected_total{canary="web",reason="message"} 1"#,
+        r#"serin_log_lines_rejected_total{canary="web",reason="foreign_server"} 1"#,
+        r#"serin_log_lines_rejected_total{canary="web",reason="oversized"} 1"#,
+        r#"http_requests_total{canary="web",version="canary",status="200"} 2"#,
+    ] {
+        assert!(body.contains(line), "missing {line:?} in\n{body}");
+    }
+    assert!(body.ends_with("# EOF\n"), "{body}");
+
+    telemetry.remove("web");
+    assert!(!telemetry.render().contains("serin_log_lines"));
+}
