@@ -214,13 +214,17 @@ async fn run(
         Err(other) => return Err(other.into()),
     };
     let name = prepared.canary.name().to_owned();
+    let scheme = match prepared.canary.spec.service.tls {
+        Some(_) => "https",
+        None => "http",
+    };
     let threshold = prepared.plan.threshold;
     let (updates, watch) = broadcast::channel(1024);
     let metrics_watch = updates.subscribe();
     let running = serin_server::start(prepared, updates).await?;
     match running.proxy {
         Some(_) => eprintln!(
-            "serin: {name}: proxy listening on http://{}",
+            "serin: {name}: proxy listening on {scheme}://{}",
             running.listen
         ),
         None => eprintln!(
