@@ -25,3 +25,33 @@ pub(crate) fn check_log_listen(
         ));
     }
 }
+
+/// The problems of `spec.upstreams` for a balancer that names its versions
+/// by `IP:port` (HAProxy, nginx): `stable` required, both read by `addr`
+/// (the provider's rule, whose message says why it needs an IP).
+pub(crate) fn check_upstream_addrs(
+    provider: &str,
+    upstreams_path: &Path,
+    stable: Option<&str>,
+    canary: Option<&str>,
+    addr: fn(&str) -> Result<SocketAddr, String>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    match stable {
+        Some(stable) => {
+            if let Err(reason) = addr(stable) {
+                problems.push(Problem::new(upstreams_path.key("stable"), reason));
+            }
+        }
+        None => problems.push(Problem::new(
+            upstreams_path.key("stable"),
+            format!("required by provider {provider}: the stable version's IP:port"),
+        )),
+    }
+    if let Some(canary) = canary
+        && let Err(reason) = addr(canary)
+    {
+        problems.push(Problem::new(upstreams_path.key("canary"), reason));
+    }
+    problems
+}

@@ -133,23 +133,13 @@ pub fn validate(
     stable: Option<&str>,
     canary: Option<&str>,
 ) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    match stable {
-        Some(stable) => {
-            if let Err(reason) = server_addr(stable) {
-                problems.push(Problem::new(upstreams_path.key("stable"), reason));
-            }
-        }
-        None => problems.push(Problem::new(
-            upstreams_path.key("stable"),
-            "required by provider haproxy: the stable version's IP:port",
-        )),
-    }
-    if let Some(canary) = canary
-        && let Err(reason) = server_addr(canary)
-    {
-        problems.push(Problem::new(upstreams_path.key("canary"), reason));
-    }
+    let mut problems = crate::balancer::check_upstream_addrs(
+        "haproxy",
+        upstreams_path,
+        stable,
+        canary,
+        server_addr,
+    );
     let Some(haproxy) = haproxy else {
         problems.push(Problem::new(
             path.clone(),
