@@ -56,7 +56,10 @@ pin_project! {
         Stream {
             #[pin]
             inner: Incoming,
-            limit: Option<Limit>,
+            // Boxed: only bodies of unknown length have one, and the
+            // request (body included) fills the slots of hyper's queue to
+            // each upstream connection (two blocks of 32 when it is busy).
+            limit: Option<Box<Limit>>,
             watch: Option<Watch>,
         },
         /// A buffered body (mirrored requests and their stable original).

@@ -1,17 +1,27 @@
 //! One client connection: its task completes the TLS handshake (with
 //! `service.tls`), serves HTTP/1.1 or HTTP/2 (by ALPN, or prior knowledge)
-//! through hyper-util's auto builder, hands an upgraded connection to its
-//! splice (`upgrade.rs`), closes it when idle, and drains or closes it when
-//! the proxy shuts down.
+//! with hyper's server, hands an upgraded connection to its splice
+//! (`upgrade.rs`), closes it when idle, and drains or closes it when the
+//! proxy shuts down.
+//!
+//! Which protocol a plain connection speaks is seen by peeking at its first
+//! bytes, never by reading them: a sniffing read (hyper-util's auto
+//! builder's) hands hyper a first request cut after 24 bytes, and hyper
+//! then doubles the connection's 8 KiB read buffer to fit the rest, for the
+//! connection's whole life (8 KiB more per client connection, measured in
+//! `bench/proxy/RESULTS.md`).
 
 use crate::{
     balance::LoadGuard, counters::Counters, listener::Worker, request::handle, server::Shared,
+    tls::ServerTls,
 };
 use http::HeaderValue;
 use hyper_util::rt::TokioIo;
 use std::{
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -142,31 +152,111 @@ pub(crate) async fn serve_connection(
         },
     });
     match shared.tls.clone() {
-        None => drive(&shared, &ctx, TokioIo::new(stream), peer, state).await,
-        Some(tls) => {
-            let handshake = tokio::time::timeout(
-                shared.limits.tls_handshake_timeout,
-                tls.acceptor.accept(stream),
-            );
-            let stream = tokio::select! {
-                result = handshake => match result {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        Counters::incr(&shared.counters.tls_handshake_errors);
-                        tracing::debug!(%error, %peer, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_elapsed) => {
-                        Counters::incr(&shared.counters.tls_handshake_errors);
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
+        None => {
+            let sniffed = tokio::select! {
+                sniffed = sniff(&stream, &shared.limits) => sniffed,
                 // Nothing was served yet: a draining proxy ends it at once.
                 _ = state.wait_for(|now| *now != RUNNING) => return,
             };
-            drive(&shared, &ctx, TokioIo::new(stream), peer, state).await;
+            let Some(protocol) = sniffed else { return };
+            drive(&shared, &ctx, TokioIo::new(stream), peer, state, protocol).await;
         }
+        // Boxed: a TLS connection's state (rustls' buffers, hyper's
+        // connection over the TLS stream) would otherwise size every plain
+        // connection's task too.
+        Some(tls) => Box::pin(serve_tls(&shared, &ctx, tls, stream, peer, state)).await,
+    }
+}
+
+/// Completes the TLS handshake within `tls_handshake_timeout`, then serves
+/// the connection with the protocol the client chose by ALPN.
+async fn serve_tls(
+    shared: &Arc<Shared>,
+    ctx: &Arc<Ctx>,
+    tls: ServerTls,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut state: watch::Receiver<u8>,
+) {
+    let handshake = tokio::time::timeout(
+        shared.limits.tls_handshake_timeout,
+        tls.acceptor.accept(stream),
+    );
+    let stream = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                Counters::incr(&shared.counters.tls_handshake_errors);
+                tracing::debug!(%error, %peer, "TLS handshake failed");
+                return;
+            }
+            Err(_elapsed) => {
+                Counters::incr(&shared.counters.tls_handshake_errors);
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        // Nothing was served yet: a draining proxy ends it at once.
+        _ = state.wait_for(|now| *now != RUNNING) => return,
+    };
+    // HTTP/2 over TLS is chosen by ALPN only (RFC 9113, 3.2).
+    let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    };
+    drive(shared, ctx, TokioIo::new(stream), peer, state, protocol).await;
+}
+
+/// Which of hyper's servers a connection is handed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113, 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long to wait before peeking again at a plain connection whose first
+/// bytes are a strict beginning of the HTTP/2 preface.
+const SNIFF_RETRY: Duration = Duration::from_millis(5);
+
+/// The protocol of a plain connection, from its first bytes, peeked so that
+/// hyper reads the whole first request itself: HTTP/2 for the preface,
+/// HTTP/1.1 as soon as a byte differs from it. `None` when the client
+/// closes or sends nothing for `idle_timeout`, or when a beginning of the
+/// preface is not completed within `client_header_timeout`.
+async fn sniff(stream: &TcpStream, limits: &crate::Limits) -> Option<Protocol> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let first = tokio::time::timeout(limits.idle_timeout, stream.peek(&mut buf)).await;
+    let mut n = match first {
+        Ok(Ok(n)) => n,
+        Ok(Err(_)) | Err(_) => return None,
+    };
+    let deadline = Instant::now() + limits.client_header_timeout;
+    loop {
+        let seen = buf.get(..n).unwrap_or(&buf);
+        if seen.is_empty() {
+            return None;
+        }
+        if !H2_PREFACE.starts_with(seen) {
+            return Some(Protocol::Http1);
+        }
+        if seen.len() == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
+        }
+        // A strict beginning of the preface (rare: a client that sends its
+        // first bytes in pieces): a peek returns at once while anything is
+        // unread, so wait a little before looking again.
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(SNIFF_RETRY).await;
+        n = match stream.peek(&mut buf).await {
+            Ok(n) => n,
+            Err(_) => return None,
+        };
     }
 }
 
@@ -178,7 +268,8 @@ async fn drive<I>(
     ctx: &Arc<Ctx>,
     io: I,
     peer: SocketAddr,
-    mut state: watch::Receiver<u8>,
+    state: watch::Receiver<u8>,
+    protocol: Protocol,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -192,9 +283,39 @@ async fn drive<I>(
             Box::pin(async move { Ok::<_, Infallible>(handle(&ctx.worker, &ctx.conn, req).await) })
         })
     };
-    let conn = &ctx.conn;
-    let connection = shared.builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
+    match protocol {
+        Protocol::Http1 => {
+            let connection = shared.h1.serve_connection(io, service).with_upgrades();
+            tokio::pin!(connection);
+            run(shared, &ctx.conn, connection, peer, state, |c| {
+                c.graceful_shutdown();
+            })
+            .await;
+        }
+        Protocol::Http2 => {
+            // Boxed: hyper's HTTP/2 connection is large, and most
+            // connections are HTTP/1.1.
+            let mut connection = Box::pin(shared.h2.serve_connection(io, service));
+            run(shared, &ctx.conn, connection.as_mut(), peer, state, |c| {
+                c.graceful_shutdown();
+            })
+            .await;
+        }
+    }
+}
+
+/// Drives a connection hyper serves until it ends, is idle too long, or the
+/// proxy closes it; `shut_down` starts its graceful close.
+async fn run<C>(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    mut connection: Pin<&mut C>,
+    peer: SocketAddr,
+    mut state: watch::Receiver<u8>,
+    shut_down: impl Fn(Pin<&mut C>),
+) where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
     let idle = shared.limits.idle_timeout;
     let idle_check = tokio::time::sleep(idle);
     tokio::pin!(idle_check);
@@ -209,7 +330,7 @@ async fn drive<I>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    if answered_431(&*error) {
+                    if answered_431(&error) {
                         Counters::incr(&shared.counters.rejected_header_too_large);
                     }
                     tracing::debug!(%error, %peer, "connection ended with an error");
@@ -223,7 +344,7 @@ async fn drive<I>(
                     return;
                 }
                 if !draining {
-                    connection.as_mut().graceful_shutdown();
+                    shut_down(connection.as_mut());
                     draining = true;
                 }
             }
@@ -240,7 +361,7 @@ async fn drive<I>(
                 let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
                 let now = shared.mono_ms();
                 if conn.in_flight.load(Ordering::Acquire) == 0 && now.saturating_sub(last) >= idle_ms {
-                    connection.as_mut().graceful_shutdown();
+                    shut_down(connection.as_mut());
                     draining = true;
                     idle_closing = true;
                     idle_check.as_mut().reset(Instant::now() + idle);
@@ -260,8 +381,6 @@ async fn drive<I>(
 /// 64 KiB, which it answers 414, alike; with the buffer capped near
 /// `max_header_bytes` a head that long is refused as too large first,
 /// unless the limit is raised past 64 KiB.
-fn answered_431(error: &(dyn std::error::Error + 'static)) -> bool {
-    error
-        .downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_parse_too_large)
+fn answered_431(error: &hyper::Error) -> bool {
+    error.is_parse_too_large()
 }

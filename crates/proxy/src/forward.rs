@@ -187,7 +187,12 @@ impl HttpClient {
                 return Ok((conn.sender, true));
             }
         }
-        self.connect(key).await.map(|sender| (sender, false))
+        // Boxed: dialling (TCP, TLS, hyper's handshake) is a large future
+        // that only a new connection needs; inline, it would enlarge every
+        // request's future, which is allocated and moved per request.
+        Box::pin(self.connect(key))
+            .await
+            .map(|sender| (sender, false))
     }
 
     /// Opens a connection: TCP, then TLS for `https://`, both within

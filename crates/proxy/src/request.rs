@@ -260,11 +260,11 @@ fn stream_body(
         (Some(max), None) => {
             let flag = Arc::new(AtomicBool::new(false));
             *tripped = Some(flag.clone());
-            Some(Limit {
+            Some(Box::new(Limit {
                 max,
                 remaining: max,
                 tripped: flag,
-            })
+            }))
         }
         _ => None,
     };

@@ -22,10 +22,8 @@ use crate::{
     upstream_tls,
 };
 use arc_swap::ArcSwap;
-use hyper_util::{
-    rt::{TokioExecutor, TokioTimer},
-    server::conn::auto,
-};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::{
     future::Future,
     net::SocketAddr,
@@ -68,7 +66,11 @@ pub(crate) struct Shared {
     pub(crate) mirrors: InFlight,
     /// Peers whose `X-Forwarded-*` headers are kept.
     pub(crate) trusted_proxies: TrustedProxies,
-    pub(crate) builder: auto::Builder<TokioExecutor>,
+    /// Serves HTTP/1.1 connections; `connection.rs` picks it or `h2` per
+    /// connection (by ALPN, or the first bytes of a plain connection).
+    pub(crate) h1: http1::Builder,
+    /// Serves HTTP/2 connections.
+    pub(crate) h2: http2::Builder<TokioExecutor>,
     /// TLS on the listener (`service.tls`), when configured.
     pub(crate) tls: Option<ServerTls>,
     /// Dials `https://` upstreams (`upstreams.caFile` or Mozilla's roots).
@@ -117,17 +119,23 @@ impl Proxy {
             None => (None, None),
         };
         let limits = config.limits;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(limits.client_header_timeout)
             .max_buf_size(limits.h1_max_buf_size())
             .max_headers(limits.h1_max_headers())
+            // While a request is in flight, hyper would otherwise read the
+            // client's connection to notice a hang-up, into a second read
+            // buffer (the first is held by the request's head): 8 KiB more
+            // per request in flight and a read per request. Half-close
+            // serves a client that shut its sending side after its request
+            // and, as HAProxy's default (no `abortonclose`), lets a request
+            // whose client left finish upstream; writing the answer then
+            // fails and ends the connection.
+            .half_close(true)
             .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(H2_MAX_STREAMS)
             // Fixed windows, not adaptive ones, so a client cannot make
@@ -152,7 +160,8 @@ impl Proxy {
             log,
             mirrors: InFlight::default(),
             trusted_proxies: config.trusted_proxies,
-            builder,
+            h1,
+            h2,
             tls,
             upstream_tls,
             local_addr,

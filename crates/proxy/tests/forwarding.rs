@@ -254,3 +254,24 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept() {
     assert_eq!(seen[0].headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen[0].headers["x-forwarded-proto"], "http");
 }
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stable = named("stable").await;
+    let proxy = TestProxy::start(Routes::stable_only(stable.uri())).await;
+    let mut stream = must(tokio::net::TcpStream::connect(proxy.addr).await);
+    must(
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: front.example\r\n\r\n")
+            .await,
+    );
+    // Done sending: the request is still answered, then the proxy closes.
+    must(stream.shutdown().await);
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the proxy did not close after answering");
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("stable"), "{out}");
+}

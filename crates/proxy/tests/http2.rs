@@ -1,6 +1,7 @@
 //! HTTP/2 to clients: by ALPN over TLS and by prior knowledge on plain
-//! listeners; many concurrent streams on one connection, `:authority`
-//! checked as `Host` is, and trailers (gRPC's status) passed through.
+//! listeners (told from HTTP/1.1 by the first bytes, however they are cut);
+//! many concurrent streams on one connection, `:authority` checked as
+//! `Host` is, and trailers (gRPC's status) passed through.
 
 use crate::{pki::Ca, support::*};
 use bytes::Bytes;
@@ -120,6 +121,67 @@ async fn h2c_with_prior_knowledge_on_a_plain_listener() {
     let out = must(out);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "stable\n2");
+}
+
+/// Sends `pieces` on one plain connection, a pause between them, and
+/// returns what the proxy answered within a few seconds.
+async fn send_in_pieces(addr: std::net::SocketAddr, pieces: &[&[u8]]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = must(tokio::net::TcpStream::connect(addr).await);
+    for piece in pieces {
+        must(stream.write_all(piece).await);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        // The first frame or answer is all the tests look at.
+        if out.len() >= 9 {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_preface_cut_in_pieces_is_still_http2() {
+    let stable = named("stable").await;
+    let proxy = TestProxy::start(Routes::stable_only(stable.uri())).await;
+    // The preface in two pieces, then an empty SETTINGS frame: an HTTP/2
+    // server answers with its own SETTINGS frame (type 4).
+    let out = send_in_pieces(
+        proxy.addr,
+        &[
+            b"PRI * HTTP/2.0\r\n",
+            b"\r\nSM\r\n\r\n",
+            &[0, 0, 0, 4, 0, 0, 0, 0, 0],
+        ],
+    )
+    .await;
+    assert!(out.len() >= 9, "no frame: {out:?}");
+    assert_eq!(out[3], 4, "not a SETTINGS frame: {out:?}");
+}
+
+#[tokio::test]
+async fn http1_starting_like_the_preface_is_http1() {
+    let stable = named("stable").await;
+    let proxy = TestProxy::start(Routes::stable_only(stable.uri())).await;
+    // "P" could begin the preface; "POST" cannot.
+    let out = send_in_pieces(
+        proxy.addr,
+        &[
+            b"P",
+            b"OST / HTTP/1.1\r\nHost: front.example\r\nContent-Length: 0\r\n\r\n",
+        ],
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
 #[tokio::test]
