@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests start as real processes.
 packages=(curl prometheus hey chromium openssl apache2-utils procps python3 python3-venv haproxy nginx-light)
+# The Debian package's checks (scripts/package.sh): lintian, and
+# systemd-analyze (package systemd) to verify the unit.
+packages+=(lintian systemd)
 need_install=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_install+=("$p")
@@ -32,6 +35,12 @@ if [ ! -x "$venv/bin/moto_server" ]; then
 fi
 export SERIN_MOTO_SERVER="$venv/bin/moto_server"
 
+# cargo-deb builds the .deb checked at the end; installed once into
+# ~/.cargo/bin, so a warm run skips it.
+if ! cargo deb --version >/dev/null 2>&1 && [ "${SERIN_SKIP_INSTALL:-0}" != 1 ]; then
+  cargo install cargo-deb --locked --version '^3'
+fi
+
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -43,3 +52,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "== Debian package"
+# Packs the binary the tests just built (no release build): contents,
+# lintian, systemd-analyze verify of the unit.
+cargo build -p serin --locked
+scripts/package.sh --profile dev --no-build
