@@ -785,6 +785,51 @@ impl SequentialJudge {
             .collect()
     }
 
+    /// At the last step, with the evidence gate on: one reason per error
+    /// comparison with a `compare` margin whose data over the whole
+    /// analysis put the canary beyond it (its error rate above
+    /// `min(R·p_s, p_s + D)` at stable's rate `p_s`, both pooled over every
+    /// second so far). Promotion waits until they are within it, or until
+    /// the e-value decides. This is Flagger's check over a longer window,
+    /// and it is what keeps a canary beyond its margin from being promoted
+    /// while its one-minute failures are too noisy to count
+    /// ([`Spending`](super::checks::Spending)): the e-value, valid at every
+    /// null point whatever the wait, then has the time it needs. A canary
+    /// at the boundary crosses below it again and again (a random walk
+    /// without drift), so the wait ends; one inside the margin is seldom
+    /// held.
+    fn beyond_margin(&self) -> Vec<String> {
+        if !self.evidence_gate {
+            return Vec::new();
+        }
+        self.metrics
+            .iter()
+            .filter_map(|m| {
+                let SeqTest::Errors {
+                    max_ratio,
+                    max_delta,
+                    ..
+                } = &m.test
+                else {
+                    return None;
+                };
+                m.check.compare?;
+                let (pc, ps) = (self.canary.error_ratio()?, self.stable.error_ratio()?);
+                let bound = null_boundary(ps, *max_ratio, *max_delta);
+                (pc > bound).then(|| {
+                    format!(
+                        "{}: holding promotion for evidence: {} % errors in the canary's {} requests so far, beyond stable's {} % and the margin (at most {} %): waiting until they are within it or the evidence decides",
+                        m.check.name,
+                        num(100.0 * pc),
+                        self.canary.requests,
+                        num(100.0 * ps),
+                        num(100.0 * bound)
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// At the last step with `pace: schedule`: what the evidence reached,
     /// said instead of held for.
     fn power_reached(&self) -> Vec<String> {
@@ -1167,7 +1212,8 @@ impl Judge for SequentialJudge {
             ));
         }
         if !hold && self.weight >= self.final_weight {
-            let missing = self.evidence_missing();
+            let mut missing = self.beyond_margin();
+            missing.extend(self.evidence_missing());
             hold |= !missing.is_empty();
             reasons.extend(missing);
             if self.pace == crate::config::Pace::Schedule && self.gate_reported {
