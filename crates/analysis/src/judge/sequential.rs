@@ -101,8 +101,8 @@
 //! canary's own rate ([`confseq::bernoulli`]) lying wholly below the null
 //! boundary plus the planning size, at level 95 %: either route lets a
 //! planning-size regression through with at most about 5 % probability
-//! (at level 1 − α, as before, the bound asked a healthy canary without
-//! errors for 700 requests where 300 rule +1 point out at 95 %). The
+//! (at level 1 − α it held a healthy canary for more than it promises:
+//! about 700 clean requests to rule +1 point out). The
 //! last step also holds while the canary's errors over the analysis are
 //! beyond its `compare` margin (see `beyond_margin`). The second route matters where the
 //! split test is blind: with an additive margin (`maxDelta`) and a stable
