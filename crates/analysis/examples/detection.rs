@@ -42,11 +42,14 @@ struct Scenario {
     /// set, the success rate has no `thresholdRange` ("canary at most
     /// stable plus a margin").
     compare: Option<(Option<f64>, Option<f64>)>,
+    /// The canary sits exactly on the margin's boundary: as bad as the
+    /// margin allows, and no worse. A null point: a rollback is a false one.
+    at_boundary: bool,
 }
 
 impl Scenario {
     fn is_null(&self) -> bool {
-        self.err_delta == 0.0 && self.slow == 1.0
+        self.at_boundary || (self.err_delta == 0.0 && self.slow == 1.0)
     }
 
     /// The highest canary error rate the comparison's null allows when
@@ -98,9 +101,13 @@ const MARGIN_BASE: f64 = 0.005;
 /// Margins on the success rate (maxDelta 0.5 and 1 point, maxRatio 1.2)
 /// at 1.5, 20 and 100 requests a second, the canary's share fixed at 10 %
 /// or following Flagger's steps: an A/A twin, and a canary half a point
-/// beyond the margin (stable 0.5 %: canary 1.5 %, 2 %, 1.1 %).
+/// beyond the margin (stable 0.5 %: canary 1.5 %, 2 %, 1.1 %); and at 20
+/// and 100 requests a second a canary on the margin's boundary (1.0 %,
+/// 1.5 %, 0.6 %), the worst the margin allows: a rollback there is a
+/// false one, as in the A/A twin.
 fn margin_scenarios() -> Vec<Scenario> {
     let mut out = Vec::new();
+    let mut edges = Vec::new();
     let margins: [(&str, Option<f64>, Option<f64>); 3] = [
         ("maxDelta 0.5", Some(0.5), None),
         ("maxDelta 1", Some(1.0), None),
@@ -124,6 +131,7 @@ fn margin_scenarios() -> Vec<Scenario> {
                     steps,
                     cap,
                     compare: Some((delta, ratio)),
+                    at_boundary: false,
                 };
                 let name = |what: &str| -> &'static str {
                     Box::leak(
@@ -141,9 +149,22 @@ fn margin_scenarios() -> Vec<Scenario> {
                     err_delta: bad - MARGIN_BASE,
                     ..sc
                 });
+                // Where a judge has enough traffic to decide within the
+                // cap: a canary on the boundary itself (listed last, so
+                // the other scenarios keep their seeds).
+                if rps >= 20.0 {
+                    let edge = sc.boundary(MARGIN_BASE);
+                    edges.push(Scenario {
+                        name: name(&format!("at the boundary {:.1}%", edge * 100.0)),
+                        err_delta: edge - MARGIN_BASE,
+                        at_boundary: true,
+                        ..sc
+                    });
+                }
             }
         }
     }
+    out.append(&mut edges);
     out
 }
 
@@ -158,6 +179,7 @@ fn scenarios() -> Vec<Scenario> {
         steps: FLAGGER_STEPS,
         cap,
         compare: None,
+        at_boundary: false,
     };
     let low = |n| s(n, 1.5, 7200);
     let med = |n| s(n, 20.0, 3600);
@@ -457,7 +479,7 @@ fn run_oracle(sc: &Scenario, seed: u64) -> RunResult {
             } else {
                 let p0 = sc.boundary(p_s).min(1.0);
                 let truth = (p_s + sc.err_delta).min(1.0);
-                let p1 = if truth > p0 {
+                let p1 = if truth > p0 + 1e-12 {
                     truth
                 } else {
                     (p0 + 0.01).min(1.0)

@@ -32,7 +32,7 @@
 //! reading: they say the traffic is not there yet, not that the canary is bad.
 
 use crate::{
-    config::{BuiltinMetric, MetricCheck, MetricKind},
+    config::{AnalysisConfig, BuiltinMetric, MetricCheck, MetricKind},
     decision::{MetricStatus, Verdict, num},
     input::{MetricValue, TickInput},
     judge::{Point, builtin_value, compare_violation, point, range_violation},
@@ -63,6 +63,12 @@ pub struct Check {
     pub point: Point,
     /// One line in plain words, with the numbers.
     pub reason: String,
+    /// The check fails on the success rate's `compare` margin (and on
+    /// nothing else): the failure [`Spending`] reads.
+    pub compare_failed: bool,
+    /// A hold that waits for more data to decide, not for the system (see
+    /// [`HoldReason`](crate::HoldReason)).
+    pub for_evidence: bool,
 }
 
 /// Every configured metric's check against `input`, in configuration order.
@@ -93,6 +99,8 @@ pub fn check(m: &MetricCheck, value: Option<&MetricValue>, reading: Reading) -> 
         status,
         point: p,
         reason,
+        compare_failed: false,
+        for_evidence: false,
     };
     let Some(canary) = p.canary else {
         if guarded && matches!(m.kind, MetricKind::Builtin(_)) {
@@ -183,11 +191,16 @@ pub fn check(m: &MetricCheck, value: Option<&MetricValue>, reading: Reading) -> 
             );
         }
     }
-    made(
-        Verdict::Fail,
-        MetricStatus::Fail,
-        format!("{}: failed check", problem.text()),
-    )
+    let compare_failed = matches!(problem, Problem::Compare(_))
+        && m.builtin() == Some(BuiltinMetric::RequestSuccessRate);
+    Check {
+        compare_failed,
+        ..made(
+            Verdict::Fail,
+            MetricStatus::Fail,
+            format!("{}: failed check", problem.text()),
+        )
+    }
 }
 
 /// What is wrong with a point value.
@@ -324,6 +337,222 @@ fn shared_with_stable(m: &MetricCheck, p: &Point, value: Option<&MetricValue>) -
     })
 }
 
+/// The share of the false-rollback budget α that the sequential judge's
+/// counted `compare` failures may spend ([`Spending`]); its e-value spends
+/// α on its own, so a canary at its margin's boundary is rolled back with
+/// probability at most 1.5 α, and one inside it far less.
+pub(crate) const CHECK_BUDGET: f64 = 0.5;
+
+/// How the sequential judge counts failed `compare` checks on the success
+/// rate, so that they cannot add up to a rollback of a canary within its
+/// margin more often than a budget allows, however long the rollout.
+///
+/// Flagger counts every failing window. With a tight margin that is a coin
+/// toss per window: a canary at 0.5 % under `maxRatio: 1.2` on a 0.5 %
+/// stable (0.1 point inside the bound) fails 10–19 % of its one-minute
+/// windows at 20–100 req/s, and the longer a rollout lasts (the evidence
+/// gate holds the last step; a failing window keeps a step where it is)
+/// the more chances five of them have to come together. So the k-th
+/// window a rollout judges may count only if its data are beyond the
+/// margin at level `γ_k = c / k²` (a one-sided exact test,
+/// [`compare_p_value`]); otherwise the check holds (no pass, no count)
+/// while the e-value goes on gathering evidence. Under the null each
+/// counted failure happens with probability at most `γ_k` given the
+/// past, so the chance of `T` (the `threshold`) counted failures is at
+/// most the `T`-th elementary symmetric sum of the levels, and for
+/// `γ_k = c/k²` that is `c^T · π^{2T} / (2T+1)!` (the coefficient of `x^T`
+/// in `sinh(π√x)/(π√x) = ∏(1 + x/k²)`): `c` is chosen to make it
+/// [`CHECK_BUDGET`]`·α`. With `threshold: 5` and α = 1 %, `c ≈ 1.16`: the
+/// first window counts as Flagger counts it, the second at 29 %, the
+/// fifth at 4.7 %, the tenth at 1.2 %. Early windows, where a gross
+/// regression shows, count nearly as Flagger's; late ones, which a long
+/// hold would otherwise turn into lottery tickets, only on strong data.
+///
+/// Windows are judged only when they do not overlap the previous judged
+/// one (an `interval` shorter than the metric's window sees the same
+/// requests several times: one piece of evidence, counted once); a failing
+/// window that overlaps holds.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Spending {
+    /// Per configured metric, in configuration order.
+    windows: Vec<Judged>,
+}
+
+/// The disjoint windows of one metric judged so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Judged {
+    /// How many (the `k` of the level `c/k²`).
+    count: u64,
+    /// When the last of them ended.
+    last_ms: Option<u64>,
+}
+
+// === impl Spending ===
+
+impl Spending {
+    /// Reads `checks` (one per metric of `config`, in order) at the tick
+    /// `at_ms`: a failed `compare` check on the success rate that is not
+    /// significant at its window's level, or whose window overlaps the one
+    /// judged before, holds instead of counting.
+    pub(crate) fn apply(
+        &mut self,
+        config: &AnalysisConfig,
+        at_ms: u64,
+        input: &TickInput,
+        checks: &mut [Check],
+    ) {
+        if self.windows.len() != config.metrics.len() {
+            self.windows.resize(config.metrics.len(), Judged::default());
+        }
+        let metrics = config.metrics.iter().zip(&mut self.windows);
+        for ((m, judged), c) in metrics.zip(checks.iter_mut()) {
+            if m.builtin() != Some(BuiltinMetric::RequestSuccessRate) || m.compare.is_none() {
+                continue;
+            }
+            let window_ms = u64::try_from(m.interval.as_millis()).unwrap_or(u64::MAX);
+            let fresh = judged
+                .last_ms
+                .is_none_or(|last| at_ms >= last.saturating_add(window_ms));
+            let previous = judged.last_ms;
+            if fresh {
+                judged.count = judged.count.saturating_add(1);
+                judged.last_ms = Some(at_ms);
+            }
+            if c.verdict != Verdict::Fail || !c.compare_failed {
+                continue;
+            }
+            let problem = c.reason.trim_end_matches(": failed check").to_owned();
+            if !fresh {
+                let since = previous.map_or(0, |last| at_ms.saturating_sub(last)) / 1000;
+                hold_for_evidence(
+                    c,
+                    format!(
+                        "{problem}, but its {} window overlaps the one judged {since} s ago: the same requests count once: holding, not counted",
+                        window_text(m)
+                    ),
+                );
+                continue;
+            }
+            let level = count_level(config.alpha * CHECK_BUDGET, config.threshold, judged.count);
+            let Some(p) = compare_p_value(m, input.get(&m.name)) else {
+                continue;
+            };
+            let how = format!(
+                "p {} against the margin, window {} of this rollout counts at p ≤ {}",
+                num_p(p),
+                judged.count,
+                num_p(level)
+            );
+            if p > level {
+                hold_for_evidence(
+                    c,
+                    format!("{problem} ({how}): within sampling noise: holding, not counted"),
+                );
+            } else {
+                c.reason = format!("{problem} ({how}): failed check");
+            }
+        }
+    }
+}
+
+/// A failed check turned into a hold that waits for more data.
+fn hold_for_evidence(c: &mut Check, reason: String) {
+    c.verdict = Verdict::Hold;
+    c.status = MetricStatus::Inconclusive;
+    c.for_evidence = true;
+    c.reason = reason;
+}
+
+/// A probability in words: to four decimals, `< 0.0001` below that.
+fn num_p(p: f64) -> String {
+    if p < 1e-4 {
+        "< 0.0001".to_owned()
+    } else {
+        format!("{}", (p * 1e4).round() / 1e4)
+    }
+}
+
+/// The level at which the `k`-th judged window's failure counts: `c/k²`
+/// (at most 1), with `c` such that the `threshold`-th elementary symmetric
+/// sum of all the levels, `c^T·π^{2T}/(2T+1)!`, is `budget` (see
+/// [`Spending`]).
+pub(crate) fn count_level(budget: f64, threshold: u32, k: u64) -> f64 {
+    let t = f64::from(threshold.max(1));
+    let ln_c = (budget.max(f64::MIN_POSITIVE).ln()
+        + statrs::function::gamma::ln_gamma(2.0 * t + 2.0)
+        - 2.0 * t * std::f64::consts::PI.ln())
+        / t;
+    let k = k.max(1) as f64;
+    let level = ln_c.exp() / (k * k);
+    if level.is_finite() {
+        level.clamp(0.0, 1.0)
+    } else {
+        1.0
+    }
+}
+
+/// The one-sided p-value of a success-rate window against its `compare`
+/// margin: the null is the canary's error rate within every bound
+/// (stable's × `maxRatio`, stable's + `maxDelta` points). `None` without a
+/// window or a margin.
+///
+/// - `maxRatio R`: exact given the window's errors. Under `p_c ≤ R·p_s`,
+///   of the window's `e` errors the canary's number is at most
+///   Binomial(`e`, `R·n_c / (R·n_c + n_s)`) (rare errors: each error falls
+///   to a version in proportion to its requests times its rate), whatever
+///   stable's rate.
+/// - `maxDelta D`: the canary's errors against Binomial(`n_c`, `s₀ + D`),
+///   `s₀` stable's rate estimated under the null from both versions'
+///   errors (the restricted estimate: a canary with many errors raises it,
+///   which keeps the test from overstating them).
+///
+/// With both margins the smaller p-value, doubled (Bonferroni).
+pub(crate) fn compare_p_value(m: &MetricCheck, value: Option<&MetricValue>) -> Option<f64> {
+    let compare = m.compare?;
+    let Some(MetricValue::Window(pair)) = value else {
+        return None;
+    };
+    let (nc, ns) = (pair.canary.requests, pair.stable.requests);
+    let ec = pair.canary.errors.min(nc);
+    let es = pair.stable.errors.min(ns);
+    if ec == 0 {
+        return Some(1.0);
+    }
+    let mut ps = Vec::with_capacity(2);
+    if let Some(r) = compare.max_ratio {
+        let weighted = r.max(0.0) * nc as f64;
+        let share = weighted / (weighted + ns as f64);
+        ps.push(binomial_at_least(ec.saturating_add(es), share, ec));
+    }
+    if let Some(d) = compare.max_delta {
+        let d = (d / 100.0).clamp(0.0, 1.0);
+        let total = (nc.saturating_add(ns)) as f64;
+        let s0 = ((ec.saturating_add(es)) as f64 - d * nc as f64) / total;
+        ps.push(binomial_at_least(nc, s0.clamp(0.0, 1.0 - d) + d, ec));
+    }
+    let tests = ps.len() as f64;
+    ps.into_iter()
+        .reduce(f64::min)
+        .map(|p| (p * tests).clamp(0.0, 1.0))
+}
+
+/// P(X ≥ k) for X ~ Binomial(n, p).
+fn binomial_at_least(n: u64, p: f64, k: u64) -> f64 {
+    use statrs::distribution::{Binomial, DiscreteCDF};
+    if k == 0 || p >= 1.0 || p.is_nan() {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    let tail = Binomial::new(p, n).map_or(1.0, |b| b.sf(k - 1));
+    if tail.is_finite() {
+        tail.clamp(0.0, 1.0)
+    } else {
+        1.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,8 +592,9 @@ mod tests {
     fn an_excess_over_the_ratio_that_survives_one_error_counts() {
         let m = ratio_check();
         // 3 % vs 1.5 %: still 2 % > 1.8 % with one error set aside. The
-        // excess is within sampling noise, and it counts all the same: a
-        // tolerance here promotes real regressions (bench/detection/RESULTS.md).
+        // guarded reading fails it; whether the failure counts is the
+        // sequential judge's `Spending` (a tolerance in the check itself,
+        // at every tick, promoted real regressions: bench/detection/RESULTS.md).
         let v = window((3, 100), (15, 1000));
         assert_eq!(check(&m, Some(&v), Reading::Guarded).verdict, Verdict::Fail);
         // 10 % vs 0.5 %: twenty times stable's rate.
@@ -372,5 +602,162 @@ mod tests {
         let c = check(&m, Some(&v), Reading::Guarded);
         assert_eq!(c.verdict, Verdict::Fail, "{}", c.reason);
         assert_eq!(c.status, MetricStatus::Fail);
+    }
+
+    fn ratio_window(canary: (u64, u64), stable: (u64, u64)) -> (MetricCheck, MetricValue) {
+        (ratio_check(), window(canary, stable))
+    }
+
+    /// The `T`-th elementary symmetric sum of `levels`: the bound on the
+    /// chance that `T` of them all come up.
+    fn elementary(levels: &[f64], t: usize) -> f64 {
+        let mut e = vec![0.0; t + 1];
+        e[0] = 1.0;
+        for &g in levels {
+            for j in (1..=t).rev() {
+                e[j] += e[j - 1] * g;
+            }
+        }
+        e[t]
+    }
+
+    #[test]
+    fn the_levels_spend_the_budget_and_no_more() {
+        for threshold in [1u32, 2, 3, 5, 10] {
+            let levels: Vec<f64> = (1..=200_000)
+                .map(|k| count_level(0.005, threshold, k))
+                .collect();
+            let spent = elementary(&levels, threshold as usize);
+            assert!(spent <= 0.005 * 1.000_001, "threshold {threshold}: {spent}");
+            // Levels capped at 1 spend less; uncapped, the whole budget.
+            if levels[0] < 1.0 {
+                assert!(spent >= 0.005 * 0.99, "threshold {threshold}: {spent}");
+            }
+        }
+        // Flagger's default threshold: the first window counts as Flagger
+        // counts it, later ones on stronger data.
+        assert_eq!(count_level(0.005, 5, 1), 1.0);
+        let fifth = count_level(0.005, 5, 5);
+        assert!((0.04..0.05).contains(&fifth), "{fifth}");
+        assert!(count_level(0.005, 1, 1) < 0.005);
+    }
+
+    #[test]
+    fn the_ratio_test_keeps_its_level_at_the_boundary() {
+        use rand::{Rng, SeedableRng};
+        // Canary exactly at 1.2 × stable's 0.5 %, 600 vs 5400 requests a
+        // window: windows significant at 5 % must be at most 5 % of them.
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+        let mut count = |n: u64, p: f64| (0..n).filter(|_| rng.random::<f64>() < p).count() as u64;
+        let runs = 4000;
+        let mut significant = 0;
+        for _ in 0..runs {
+            let ec = count(600, 0.006);
+            let es = count(5400, 0.005);
+            let (m, v) = ratio_window((ec, 600), (es, 5400));
+            let p = compare_p_value(&m, Some(&v)).unwrap();
+            assert!((0.0..=1.0).contains(&p));
+            significant += u32::from(p <= 0.05);
+        }
+        let rate = f64::from(significant) / f64::from(runs);
+        // Binomial noise on 4000 windows: 5 % + 3 standard errors.
+        assert!(
+            rate <= 0.05 + 3.0 * (0.05f64 * 0.95 / 4000.0).sqrt(),
+            "{rate}"
+        );
+    }
+
+    #[test]
+    fn the_delta_test_tells_noise_from_a_canary_far_beyond_the_margin() {
+        let m = MetricCheck::named("request-success-rate").compare(Some(0.5), None);
+        // 2 % vs 0.5 % + 0.5 point on 120 canary requests: noise.
+        let p = compare_p_value(&m, Some(&window((3, 120), (5, 1080)))).unwrap();
+        assert!(p > 0.05, "{p}");
+        // 10 % of 600 against 1 %: far beyond.
+        let p = compare_p_value(&m, Some(&window((60, 600), (54, 5400)))).unwrap();
+        assert!(p < 1e-6, "{p}");
+        // No canary errors: nothing to test.
+        assert_eq!(
+            compare_p_value(&m, Some(&window((0, 600), (54, 5400)))),
+            Some(1.0)
+        );
+    }
+
+    fn spending_config() -> AnalysisConfig {
+        let mut config = AnalysisConfig::flagger_defaults();
+        config.metrics = vec![ratio_check()];
+        config
+    }
+
+    fn apply_at(
+        spending: &mut Spending,
+        config: &AnalysisConfig,
+        at_s: u64,
+        v: MetricValue,
+    ) -> Check {
+        let input = TickInput {
+            metrics: vec![crate::input::MetricInput {
+                name: config.metrics[0].name.clone(),
+                value: v,
+            }],
+        };
+        let mut checks = check_all(&config.metrics, &input, Reading::Guarded);
+        spending.apply(config, at_s * 1000, &input, &mut checks);
+        checks.remove(0)
+    }
+
+    #[test]
+    fn a_noisy_failure_counts_early_and_holds_late() {
+        let config = spending_config();
+        let mut spending = Spending::default();
+        // 3 of 120 against 5 of 1080 under maxRatio 1.2: fails the check,
+        // p ≈ 0.065 against the margin.
+        let noisy = || window((3, 120), (5, 1080));
+        let first = apply_at(&mut spending, &config, 60, noisy());
+        assert_eq!(first.verdict, Verdict::Fail, "{}", first.reason);
+        let mut held = None;
+        for tick in 2..=10 {
+            let c = apply_at(&mut spending, &config, tick * 60, noisy());
+            if c.verdict == Verdict::Hold {
+                assert!(
+                    c.for_evidence && c.reason.contains("not counted"),
+                    "{}",
+                    c.reason
+                );
+                held.get_or_insert(tick);
+            } else {
+                assert!(
+                    held.is_none(),
+                    "tick {tick} counted after a hold: {}",
+                    c.reason
+                );
+            }
+        }
+        // p ≈ 0.065: the fourth window counts at ≤ 0.073, the fifth at ≤ 0.047.
+        assert_eq!(held, Some(5));
+        // A canary far beyond the margin still counts at the tenth window.
+        let c = apply_at(
+            &mut spending,
+            &config,
+            11 * 60,
+            window((30, 120), (5, 1080)),
+        );
+        assert_eq!(c.verdict, Verdict::Fail, "{}", c.reason);
+    }
+
+    #[test]
+    fn overlapping_windows_count_once() {
+        let config = spending_config();
+        let mut spending = Spending::default();
+        let bad = || window((30, 120), (5, 1080));
+        // Ticks every 10 s on a one-minute window: the failures at 10–50 s
+        // see the requests the one at 0 s saw.
+        let counted: Vec<u64> = (0..13)
+            .filter_map(|i| {
+                let c = apply_at(&mut spending, &config, 60 + i * 10, bad());
+                (c.verdict == Verdict::Fail).then_some(60 + i * 10)
+            })
+            .collect();
+        assert_eq!(counted, vec![60, 120, 180]);
     }
 }

@@ -69,6 +69,10 @@ pub enum ResumeError {
 struct Saved {
     judge: JudgeKind,
     evidence: serde_json::Value,
+    /// The windows the failed-check counting has judged (absent in
+    /// evidence saved before it existed: counted afresh).
+    #[serde(default)]
+    spending: checks::Spending,
 }
 
 /// The judge a configuration asks for, ready to be driven.
@@ -76,6 +80,8 @@ struct Saved {
 pub struct Analyzer {
     config: AnalysisConfig,
     judge: Box<dyn Judge>,
+    /// How the sequential judge's failed `compare` checks count.
+    spending: checks::Spending,
 }
 
 // === impl Analyzer ===
@@ -89,7 +95,11 @@ impl Analyzer {
             JudgeKind::Threshold => Box::new(threshold::ThresholdJudge::new(&config)),
             JudgeKind::MannWhitney => Box::new(mann_whitney::MannWhitneyJudge::new(&config)),
         };
-        Ok(Analyzer { config, judge })
+        Ok(Analyzer {
+            config,
+            judge,
+            spending: checks::Spending::default(),
+        })
     }
 
     /// The configuration this analyzer judges by.
@@ -105,6 +115,7 @@ impl Analyzer {
         serde_json::to_string(&Saved {
             judge: self.config.judge,
             evidence,
+            spending: self.spending.clone(),
         })
         .ok()
     }
@@ -121,7 +132,9 @@ impl Analyzer {
                 saved.judge, self.config.judge
             )));
         }
-        self.judge.resume(saved.evidence)
+        self.judge.resume(saved.evidence)?;
+        self.spending = saved.spending;
+        Ok(())
     }
 
     /// See [`Judge::observe`].
@@ -142,14 +155,20 @@ impl Analyzer {
     /// See [`Judge::evaluate`]. Every judge but the threshold judge (which
     /// *is* Flagger's check) is held to Flagger's per-metric check in its
     /// guarded reading ([`checks`]): the verdict is the worse of the two, so
-    /// statistics can make a verdict stricter, never more lenient.
+    /// statistics can make a verdict stricter, never more lenient. The
+    /// sequential judge counts a failed `compare` check on the success rate
+    /// only within a budget ([`checks::Spending`]); one it does not count
+    /// holds, so it never passes.
     pub fn evaluate(&mut self, at_ms: u64, input: &TickInput) -> Decision {
         let decision = self.judge.evaluate(at_ms, input);
         let decision = match self.config.judge {
             JudgeKind::Threshold => decision,
             JudgeKind::Sequential | JudgeKind::MannWhitney => {
-                let checks =
+                let mut checks =
                     checks::check_all(&self.config.metrics, input, checks::Reading::Guarded);
+                if self.config.judge == JudgeKind::Sequential {
+                    self.spending.apply(&self.config, at_ms, input, &mut checks);
+                }
                 held_to_checks(decision, &checks)
             }
         };
@@ -239,11 +258,16 @@ fn held_to_checks(mut decision: Decision, checks: &[checks::Check]) -> Decision 
     }
     // A hold waits for evidence only when nothing else holds it: a check
     // that cannot be judged yet waits for traffic, which the progress
-    // deadline bounds.
+    // deadline bounds; a failed check held as sampling noise waits for
+    // more data, as the judge's own evidence hold does.
+    let holding = |c: &&checks::Check| c.verdict == Verdict::Hold;
     decision.hold = match decision.verdict {
-        Verdict::Hold if checks.iter().any(|c| c.verdict == Verdict::Hold) => {
+        Verdict::Hold if checks.iter().filter(holding).any(|c| !c.for_evidence) => {
             Some(crate::decision::HoldReason::System)
         }
+        Verdict::Hold if checks.iter().any(|c| holding(&c)) => decision
+            .hold
+            .or(Some(crate::decision::HoldReason::Evidence)),
         Verdict::Hold => decision.hold.or(Some(crate::decision::HoldReason::System)),
         _ => None,
     };

@@ -533,6 +533,15 @@ fn saved_evidence_resumes_where_it_stood() {
     for t in 1..=40 {
         whole.observe(t * 1000, 25, &traffic(t));
         first.observe(t * 1000, 25, &traffic(t));
+        if t % 5 == 0 {
+            // The windows judged so far are saved too: a failed check of
+            // the tenth window counts as the tenth's, after a restart too.
+            let input = TickInput::builtin(&config, |_| traffic(t));
+            assert_eq!(
+                whole.evaluate(t * 1000, &input),
+                first.evaluate(t * 1000, &input)
+            );
+        }
     }
     let saved = first
         .evidence()
@@ -569,5 +578,67 @@ fn saved_evidence_resumes_where_it_stood() {
             .unwrap()
             .resume("not evidence")
             .is_err()
+    );
+}
+
+/// stable 0.5 %, canary 1.5 %, `maxDelta: 0.5` (the canary half a point
+/// beyond its margin), 100 requests a second at a 10 % share. Its
+/// one-minute failures soon stop counting (each alone is within sampling
+/// noise), but it is not promoted: its record over the analysis is beyond
+/// the margin, so the last step holds for evidence until the e-value rolls
+/// it back.
+#[test]
+fn a_canary_beyond_its_margin_is_held_until_the_evidence_rolls_it_back() {
+    let minute = Duration::from_secs(60);
+    let config = AnalysisConfig {
+        steps: vec![10],
+        metrics: vec![
+            MetricCheck::named("request-success-rate")
+                .compare(Some(0.5), None)
+                .interval(minute),
+        ],
+        ..AnalysisConfig::flagger_defaults()
+    };
+    let decisions = drive(&config, 1800, 60, |t, w| split(t, 100, w, (0.015, 0.005)));
+    let (_, last) = decisions.last().expect("decisions");
+    assert_eq!(last.verdict, Verdict::Rollback, "{:?}", last.reasons);
+    assert!(decisions.iter().all(|(_, d)| d.verdict != Verdict::Pass));
+    let fails = decisions
+        .iter()
+        .filter(|(_, d)| d.verdict == Verdict::Fail)
+        .count();
+    assert!(fails < 5, "{fails} failed checks counted");
+    let held = decisions
+        .iter()
+        .filter(|(_, d)| {
+            d.verdict == Verdict::Hold
+                && d.hold == Some(HoldReason::Evidence)
+                && d.reasons.iter().any(|r| r.contains("beyond stable's"))
+        })
+        .count();
+    assert!(held > 0, "{decisions:#?}");
+}
+
+/// The same margin with the canary as good as stable: its record is within
+/// the margin, and it is promoted.
+#[test]
+fn a_canary_within_its_margin_is_promoted() {
+    let minute = Duration::from_secs(60);
+    let config = AnalysisConfig {
+        steps: vec![10],
+        metrics: vec![
+            MetricCheck::named("request-success-rate")
+                .compare(None, Some(1.2))
+                .interval(minute),
+        ],
+        ..AnalysisConfig::flagger_defaults()
+    };
+    let decisions = drive(&config, 1800, 60, |t, w| split(t, 100, w, (0.005, 0.005)));
+    let (_, last) = decisions.last().expect("decisions");
+    assert_eq!(last.verdict, Verdict::Pass, "{:?}", last.reasons);
+    assert!(
+        decisions
+            .iter()
+            .all(|(_, d)| d.reasons.iter().all(|r| !r.contains("beyond stable's")))
     );
 }
