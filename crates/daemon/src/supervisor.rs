@@ -13,13 +13,14 @@ use crate::{
     store::{FileTarget, Store, StoredCanary},
 };
 use serde::Serialize;
+use serin_providers::LogCounters;
 use serin_proxy::{ProxyHandle, Recorder};
 use serin_rollout::{Manual, Rollout, RolloutState, Timestamp, ports::CanaryTarget};
 use serin_server::{
     Clock, Command, Lifetime, Persistence, Prepared, RunError, Running, Saved, StateStore,
     StoreError, TokioClock, Update,
 };
-use serin_spec::{Canary, Catalog, UpstreamUrl};
+use serin_spec::{Canary, Catalog};
 use std::{
     collections::BTreeMap,
     sync::{Arc, RwLock},
@@ -334,6 +335,26 @@ impl Supervisor {
             .and_then(|entry| entry.running.proxy.clone())
     }
 
+    /// The counters of a running canary's balancer-log receiver (HAProxy,
+    /// nginx), for `/metrics`.
+    pub fn log(&self, name: &str) -> Option<Arc<LogCounters>> {
+        self.read()
+            .get(name)
+            .and_then(|entry| entry.running.log.clone())
+    }
+
+    /// Checks the address a start names in the canary's router's terms (a
+    /// URL, `IP:port`, a target group ARN), so one the router would refuse
+    /// is refused here, before it is accepted.
+    fn check_canary(&self, name: &str, address: &str) -> Result<(), CommandError> {
+        let canaries = self.read();
+        let entry = canaries
+            .get(name)
+            .ok_or_else(|| not_found(name, &canaries))?;
+        serin_server::external::check_canary_address(&entry.canary, address)
+            .map_err(CommandError::Invalid)
+    }
+
     /// The names of the running canaries.
     pub fn names(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
@@ -345,7 +366,7 @@ impl Supervisor {
         name: &str,
         target: CanaryTarget,
     ) -> Result<CanaryStatus, CommandError> {
-        check_upstream(&target.address)?;
+        self.check_canary(name, &target.address)?;
         // Surrounding whitespace is no part of the URL (the rule ignores it):
         // keep it out of the status and the store.
         let target = CanaryTarget {
@@ -610,26 +631,12 @@ impl Supervisor {
                 ),
                 other => LaunchError::Invalid(format!("{file}: {name}: {other}")),
             })?;
-        if prepared.haproxy.is_some() || prepared.nginx.is_some() || prepared.alb.is_some() {
-            // The daemon's router and traffic source are the built-in proxy's.
-            let provider = if prepared.nginx.is_some() {
-                "nginx"
-            } else if prepared.alb.is_some() {
-                "alb"
-            } else {
-                "haproxy"
-            };
-            return Err(invalid(
-                "spec.provider",
-                format!("{provider} canaries run with `serin run` (not yet under `serin serve`)"),
-            ));
-        }
         if let Some(cap) = proxy_connections {
             // Beyond it, clients wait in the listen backlog, which holds
             // no descriptor of this process.
             prepared.proxy.limits.max_connections.get_or_insert(cap);
         }
-        let file_stable = canary.stable_upstream().unwrap_or_default().to_owned();
+        let file_stable = prepared.stable.clone();
         let store_error = |source| LaunchError::Store {
             name: name.clone(),
             source,
@@ -672,11 +679,15 @@ impl Supervisor {
         };
         if let Some(stable) = &placement.stable {
             // A promoted canary is the stable version, whatever the file says.
-            prepared.routes.routes.stable = stable.parse().map_err(|e| {
-                invalid(
-                    "spec.upstreams.stable",
-                    format!("promoted upstream {stable:?}: {e}"),
-                )
+            prepared.set_stable(stable).map_err(|error| match error {
+                RunError::Invalid(diagnostics) => LaunchError::Invalid(
+                    diagnostics
+                        .iter()
+                        .map(|d| format!("{file}: {name}: {}", d.problem))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                other => invalid("spec.upstreams.stable", other.to_string()),
             })?;
         }
         let analysis = AnalysisView::of(&prepared.analysis);
@@ -688,6 +699,7 @@ impl Supervisor {
                         name: name.clone(),
                         source,
                     },
+                    RunError::Router(error) => invalid("spec.provider", error.to_string()),
                     other => invalid("spec", other.to_string()),
                 })?;
         // The evidence saved with the state goes on: the false-rollback
@@ -702,7 +714,7 @@ impl Supervisor {
         let mut status = CanaryStatus::new(
             &name,
             file,
-            assembled.proxy.local_addr().to_string(),
+            assembled.listen().to_string(),
             &file_stable,
             &state,
             &placement,
@@ -893,12 +905,4 @@ fn without_target(canary: &Canary) -> Canary {
         upstreams.revision = None;
     }
     canary
-}
-
-/// A canary URL by the rule every caller shares ([`UpstreamUrl`]), so a
-/// start the proxy would refuse is refused here, before it is accepted.
-fn check_upstream(address: &str) -> Result<(), CommandError> {
-    UpstreamUrl::parse(address)
-        .map(drop)
-        .map_err(|error| CommandError::Invalid(format!("canary: {address:?}: {error}")))
 }

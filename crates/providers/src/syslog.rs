@@ -223,7 +223,8 @@ impl LogFormat for HaproxyFormat {
 pub struct SyslogReceiver {
     local_addr: SocketAddr,
     counters: Arc<LogCounters>,
-    task: tokio::task::JoinHandle<()>,
+    /// The receiving task (`None` once stopped).
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 // === impl SyslogReceiver ===
@@ -255,7 +256,7 @@ impl SyslogReceiver {
         Ok(SyslogReceiver {
             local_addr,
             counters,
-            task,
+            task: Some(task),
         })
     }
 
@@ -268,11 +269,25 @@ impl SyslogReceiver {
     pub fn counters(&self) -> Arc<LogCounters> {
         self.counters.clone()
     }
+
+    /// Stops receiving and waits until the socket is closed, so the
+    /// address can be bound again at once (dropping stops it too, the
+    /// socket closing a moment later).
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // Cancelled (or, had it panicked, ended): either way the task's
+            // socket is dropped once this returns.
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for SyslogReceiver {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

@@ -94,6 +94,9 @@ fn export(telemetry: &Telemetry, supervisor: &Supervisor, exported: &mut Exporte
     if let Some(proxy) = supervisor.proxy(name) {
         telemetry.add_proxy(name, proxy);
     }
+    if let Some(log) = supervisor.log(name) {
+        telemetry.add_log(name, log);
+    }
     if let Ok(status) = supervisor.get(name) {
         telemetry.register(
             name,

@@ -3,30 +3,24 @@
 //! through its `Router` and measures both versions from the balancer's
 //! request log (HAProxy, nginx) or from CloudWatch (an ALB, whose built-in
 //! metrics are then metric queries) instead of its own proxy.
-//! Everything else (plan, judges, webhooks, alerts, the rollout loop) is the
-//! same as for the built-in proxy.
+//! Everything else (plan, judges, webhooks, alerts, the rollout loop, the
+//! daemon's store) is the same as for the built-in proxy: [`carrier`] is the
+//! one place that builds a canary's router, for `serin run` and `serin
+//! serve` alike, and [`check_canary_address`] the one rule for the address
+//! `serin start --canary` names.
 
-use crate::{
-    clock::{Clock, TokioClock},
-    driver::{Command, Driver, Persistence, Update},
-    run::{DASHBOARD_URL_VAR, FLUSH_ALERTS, Prepared, RunError, Running},
-};
-use serin_analysis::Analyzer;
+use crate::run::RunError;
 use serin_providers::{
-    BaseRoutes, HaproxyFormat, HaproxyRouter, HttpWebhooks, LogFormat, NginxFormat, NginxRouter,
-    Notifier, RoutingError, SyslogReceiver,
+    BaseRoutes, HaproxyFormat, HaproxyRouter, LogFormat, NginxFormat, NginxRouter, ProxyRouter,
+    RoutingError, SyslogReceiver,
 };
-use serin_proxy::Recorder;
-use serin_rollout::{
-    Rollout, RolloutState,
-    ports::{PortError, Router},
-};
-use serin_spec::{AlbSpec, Canary, HaproxySpec, NginxSpec, Problem};
+use serin_proxy::{Proxy, ProxyConfig, Recorder};
+use serin_rollout::ports::{PortError, Router};
+use serin_spec::{AlbSpec, Canary, HaproxySpec, NginxSpec, Problem, UpstreamUrl};
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
 };
-use tokio::sync::{broadcast, mpsc};
 
 /// The proxy listen address of a canary the proxy does not serve: never
 /// bound, it only fills [`Prepared::proxy`].
@@ -118,189 +112,195 @@ pub fn base_routes(canary: &Canary, external: bool) -> Result<BaseRoutes, Routin
     BaseRoutes::from_canary(&as_urls)
 }
 
-/// Starts the rollout of a `provider: haproxy` canary: the HAProxy router,
-/// the syslog receiver as its traffic source, and the rollout loop; returns
-/// once the receiver listens. [`Running::listen`] is the receiver's address.
-pub async fn start_haproxy(
-    prepared: Prepared,
-    haproxy: HaproxySpec,
-    updates: broadcast::Sender<Update>,
-) -> Result<Running, RunError> {
-    let router = HaproxyRouter::new(
-        &haproxy,
-        prepared.canary.stable_upstream().unwrap_or_default(),
-    )?;
-    let format = Arc::new(HaproxyFormat(haproxy.servers.clone()));
-    let log = LogSource {
-        balancer: "haproxy",
-        listen: haproxy.log_listen.clone(),
-        format,
-    };
-    start_external(prepared, Arc::new(router), Some(log), updates).await
+/// The external balancer a canary file names (`None` in [`crate::Prepared`]:
+/// the built-in proxy), with its block checked by the rule `serin validate`
+/// applies.
+#[derive(Clone, Debug)]
+pub enum Balancer {
+    /// `provider: haproxy`: the runtime API of every instance, the backend
+    /// and its two servers, where HAProxy's request log arrives.
+    Haproxy(HaproxySpec),
+    /// `provider: nginx` outside Kubernetes: the upstream file serin owns,
+    /// the reload command, where nginx's access log arrives.
+    Nginx(NginxSpec),
+    /// `provider: alb`: the listener (or rule) whose forward action serin
+    /// owns, the stable target group, the region and endpoint.
+    Alb(AlbSpec),
 }
 
-/// Starts the rollout of a `provider: nginx` canary: the nginx router (the
-/// upstream file it owns), the syslog receiver of nginx's access log, and
-/// the rollout loop; returns once the receiver listens.
-pub async fn start_nginx(
-    prepared: Prepared,
-    nginx: NginxSpec,
-    updates: broadcast::Sender<Update>,
-) -> Result<Running, RunError> {
-    let router = NginxRouter::new(
-        &nginx,
-        prepared.canary.stable_upstream().unwrap_or_default(),
-    )?;
-    let format = Arc::new(NginxFormat(router.version_addrs()));
-    let log = LogSource {
-        balancer: "nginx",
-        listen: nginx.log_listen.clone(),
-        format,
-    };
-    start_external(prepared, Arc::new(router), Some(log), updates).await
+// === impl Balancer ===
+
+impl Balancer {
+    /// The external balancer of `canary`, `None` for the built-in proxy;
+    /// every problem of its block, with the field, otherwise.
+    pub fn of(canary: &Canary) -> Result<Option<Balancer>, Vec<Problem>> {
+        if let Some(haproxy) = haproxy_of(canary)? {
+            return Ok(Some(Balancer::Haproxy(haproxy)));
+        }
+        if let Some(nginx) = nginx_of(canary)? {
+            return Ok(Some(Balancer::Nginx(nginx)));
+        }
+        Ok(alb_of(canary)?.map(Balancer::Alb))
+    }
+
+    /// The provider's name, as `spec.provider` spells it.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Balancer::Haproxy(_) => "haproxy",
+            Balancer::Nginx(_) => "nginx",
+            Balancer::Alb(_) => "alb",
+        }
+    }
 }
 
-/// Starts the rollout of a `provider: alb` canary: the ALB router (the
-/// forward action it owns) and the rollout loop. An ALB sends no request
-/// log: the built-in metrics are CloudWatch queries among the metrics, and
-/// the traffic source stays empty. [`Running::listen`] is
-/// [`UNSERVED_LISTEN`].
+/// The stable version a canary file names, in its router's terms: the
+/// stable upstream (a URL for the built-in proxy, `IP:port` for HAProxy and
+/// nginx) or an ALB's stable target group ARN.
+pub fn file_stable(canary: &Canary) -> String {
+    match (&canary.spec.alb, canary.is_alb()) {
+        (Some(alb), true) => alb.stable_target_group_arn.trim().to_owned(),
+        _ => canary
+            .stable_upstream()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// Checks the address `serin start NAME --canary X` gives (and a file's
+/// `upstreams.canary`) in the router's own terms: a URL the proxy can
+/// forward to for the built-in proxy, `IP:port` for HAProxy and nginx, a
+/// target group ARN for an ALB. The error starts with the field,
+/// `canary: `, and says what was expected.
+pub fn check_canary_address(canary: &Canary, address: &str) -> Result<(), String> {
+    let address = address.trim();
+    let refused = |error: String| format!("canary: {error}");
+    if canary.is_haproxy() {
+        serin_spec::haproxy::server_addr(address)
+            .map(drop)
+            .map_err(refused)
+    } else if canary.is_nginx() {
+        serin_spec::nginx::server_addr(address)
+            .map(drop)
+            .map_err(refused)
+    } else if canary.is_alb() {
+        serin_spec::alb::parse_arn(address, serin_spec::alb::ArnKind::TargetGroup)
+            .map_err(|error| format!("canary: {address:?}: {error}"))?;
+        if address == file_stable(canary) {
+            return Err(format!(
+                "canary: {address:?} is the stable target group: the canary needs its own"
+            ));
+        }
+        Ok(())
+    } else {
+        UpstreamUrl::parse(address)
+            .map(drop)
+            .map_err(|error| format!("canary: {address:?}: {error}"))
+    }
+}
+
+/// What carries a canary's traffic: its router and where the per-version
+/// statistics come from (the built-in proxy's own recording, or the syslog
+/// receiver of a balancer's request log filling the same recorder).
+pub struct Carrier {
+    /// The router, not yet tapped for alerts.
+    pub router: Arc<dyn Router>,
+    /// The built-in proxy, bound, not serving yet (`None`: a balancer
+    /// carries the traffic).
+    pub proxy: Option<Proxy>,
+    /// The receiver of the balancer's request log (HAProxy, nginx),
+    /// listening; dropping it stops it.
+    pub log: Option<SyslogReceiver>,
+}
+
+impl std::fmt::Debug for Carrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carrier")
+            .field("router", &self.router.name())
+            .field("proxy", &self.proxy.as_ref().map(Proxy::local_addr))
+            .field("log", &self.log.as_ref().map(SyslogReceiver::local_addr))
+            .finish()
+    }
+}
+
+/// Builds what carries `canary`'s traffic: the one constructor of every
+/// router, for `serin run` and the daemon alike. `stable` is where the
+/// stable version is now (the file's, or a promoted canary's), in the
+/// router's terms; `recorder` receives both versions' requests.
+pub async fn carrier(
+    canary: &Canary,
+    balancer: Option<&Balancer>,
+    proxy: ProxyConfig,
+    routes: BaseRoutes,
+    stable: &str,
+    recorder: Arc<Recorder>,
+) -> Result<Carrier, RunError> {
+    match balancer {
+        None => {
+            let bound = Proxy::bind(proxy, routes.routes.clone(), recorder).await?;
+            let router = ProxyRouter::new(bound.handle(), routes)?;
+            Ok(Carrier {
+                router: Arc::new(router),
+                proxy: Some(bound),
+                log: None,
+            })
+        }
+        Some(Balancer::Haproxy(haproxy)) => {
+            let router = HaproxyRouter::new(haproxy, stable)?;
+            let format = Arc::new(HaproxyFormat(haproxy.servers.clone()));
+            let log = bind_log("haproxy", &haproxy.log_listen, format, recorder).await?;
+            Ok(Carrier {
+                router: Arc::new(router),
+                proxy: None,
+                log: Some(log),
+            })
+        }
+        Some(Balancer::Nginx(nginx)) => {
+            let router = NginxRouter::new(nginx, stable)?;
+            let format = Arc::new(NginxFormat(router.version_addrs()));
+            let log = bind_log("nginx", &nginx.log_listen, format, recorder).await?;
+            Ok(Carrier {
+                router: Arc::new(router),
+                proxy: None,
+                log: Some(log),
+            })
+        }
+        Some(Balancer::Alb(alb)) => alb_carrier(canary, alb, stable).await,
+    }
+}
+
+/// An ALB sends no request log: the built-in metrics are CloudWatch
+/// queries among the metrics, and the recorder stays empty.
 #[cfg(feature = "aws")]
-pub async fn start_alb(
-    prepared: Prepared,
-    alb: AlbSpec,
-    updates: broadcast::Sender<Update>,
-) -> Result<Running, RunError> {
-    let stickiness = serin_providers::alb::stickiness_of(&prepared.canary);
+async fn alb_carrier(canary: &Canary, alb: &AlbSpec, stable: &str) -> Result<Carrier, RunError> {
+    let stickiness = serin_providers::alb::stickiness_of(canary);
+    let mut alb = alb.clone();
+    stable.clone_into(&mut alb.stable_target_group_arn);
     let router = serin_providers::AlbRouter::new(&alb, stickiness).await?;
-    start_external(prepared, Arc::new(router), None, updates).await
+    Ok(Carrier {
+        router: Arc::new(router),
+        proxy: None,
+        log: None,
+    })
 }
 
 /// Without the AWS SDK (`serin-providers` built without `aws`) an ALB
 /// canary is refused with a clear error.
 #[cfg(not(feature = "aws"))]
-pub async fn start_alb(
-    _prepared: Prepared,
-    _alb: AlbSpec,
-    _updates: broadcast::Sender<Update>,
-) -> Result<Running, RunError> {
+async fn alb_carrier(_canary: &Canary, _alb: &AlbSpec, _stable: &str) -> Result<Carrier, RunError> {
     Err(RunError::Router(PortError::Unsupported(
         "provider alb: this serin was built without the AWS SDK (feature aws)".into(),
     )))
 }
 
-/// Where and how an external balancer's request log arrives.
-struct LogSource {
-    /// `haproxy`, `nginx`: for messages.
-    balancer: &'static str,
-    /// `spec.<balancer>.logListen`.
-    listen: String,
-    /// How its lines name the versions.
-    format: Arc<dyn LogFormat>,
-}
-
-/// The rollout of a canary behind an external balancer: `router` moves
-/// traffic, the syslog receiver measures it (when the balancer logs to
-/// serin).
-async fn start_external(
-    prepared: Prepared,
-    router: Arc<dyn Router>,
-    log: Option<LogSource>,
-    updates: broadcast::Sender<Update>,
-) -> Result<Running, RunError> {
-    let Prepared {
-        canary,
-        plan,
-        analysis,
-        target,
-        metrics,
-        alerts,
-        ..
-    } = prepared;
-    // Windows cover the longest metric interval in whole slots, as for the
-    // built-in proxy.
-    let recorder = Arc::new(Recorder::new(crate::cadence::window_span(&analysis)));
-    let judge = Analyzer::new(analysis).map_err(|error| {
-        RunError::Invalid(vec![
-            Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
-        ])
-    })?;
-    let receiver = match log {
-        Some(log) => Some(bind_log(log, recorder.clone()).await?),
-        None => None,
-    };
-    let notifier = Notifier::new(
-        HttpWebhooks::from_canary(&canary),
-        canary.name(),
-        canary.metadata.namespace.as_deref().unwrap_or("default"),
-        alerts,
-        std::env::var(DASHBOARD_URL_VAR).ok(),
-    );
-    let router: Arc<dyn Router> = notifier.tap(router);
-    let clock = TokioClock::new();
-    let rollout = Rollout::restore(plan, RolloutState::new(clock.now())).map_err(|source| {
-        RunError::from(crate::driver::DriverError::Machine {
-            name: canary.name().to_owned(),
-            source,
-        })
-    })?;
-    let driver = Driver {
-        name: canary.name().to_owned(),
-        rollout,
-        judge,
-        router,
-        traffic: recorder.clone(),
-        metrics: metrics.0,
-        webhooks: notifier.clone(),
-        clock,
-        updates,
-        persistence: Persistence::none(),
-    };
-    let listen = receiver
-        .as_ref()
-        .map_or(UNSERVED_LISTEN, |(receiver, _)| receiver.local_addr());
-    let log_counters = receiver.as_ref().map(|(receiver, _)| receiver.counters());
-    let (commands, commands_rx) = mpsc::channel(16);
-    if let Some(target) = target {
-        // The channel has room for 16 commands and is empty: this cannot fail.
-        let _ = commands.try_send(Command::Start(target));
-    }
-    let outcome = tokio::spawn(async move {
-        let result = driver.run_to_verdict(commands_rx).await;
-        if !notifier.flush(FLUSH_ALERTS).await {
-            tracing::warn!("alerts or event webhooks still pending after {FLUSH_ALERTS:?}");
-        }
-        if let Some((receiver, balancer)) = receiver {
-            let counters = receiver.counters();
-            tracing::info!(
-                dropped = counters.dropped(),
-                balancer,
-                "log lines dropped (not serin's format or another server)"
-            );
-            drop(receiver);
-        }
-        result.map_err(RunError::from)
-    });
-    Ok(Running::external(
-        listen,
-        commands,
-        recorder,
-        log_counters,
-        outcome,
-    ))
-}
-
-/// Binds the syslog receiver of a balancer's request log, filling
-/// `recorder`; returns it with the balancer's name.
+/// Binds the syslog receiver of a balancer's request log (`balancer`:
+/// `haproxy`, `nginx`), filling `recorder`.
 async fn bind_log(
-    log: LogSource,
+    balancer: &'static str,
+    log_listen: &str,
+    format: Arc<dyn LogFormat>,
     recorder: Arc<Recorder>,
-) -> Result<(SyslogReceiver, &'static str), RunError> {
-    let LogSource {
-        balancer,
-        listen: log_listen,
-        format,
-    } = log;
+) -> Result<SyslogReceiver, RunError> {
     let log_listen = log_listen.trim();
     let unavailable = |message: String| {
         RunError::Router(PortError::Unavailable {
@@ -311,8 +311,7 @@ async fn bind_log(
     let addr: SocketAddr = log_listen
         .parse()
         .map_err(|_| unavailable(format!("spec.{balancer}.logListen is not IP:port")))?;
-    let receiver = SyslogReceiver::bind_format(addr, format, recorder)
+    SyslogReceiver::bind_format(addr, format, recorder)
         .await
-        .map_err(|error| unavailable(error.to_string()))?;
-    Ok((receiver, balancer))
+        .map_err(|error| unavailable(error.to_string()))
 }

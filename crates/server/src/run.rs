@@ -2,13 +2,16 @@
 //! ([`assemble`]) and run ([`launch`]), to its verdict (`serin run`,
 //! `serin demo`: [`start`]) or rollout after rollout (the daemon).
 
+use crate::external::{Balancer, UNSERVED_LISTEN};
 use crate::{
     clock::{Clock, TokioClock},
     driver::{Command, Driver, DriverError, Update},
     mapping,
 };
 use serin_analysis::{AnalysisConfig, Analyzer};
-use serin_providers::{AlertTarget, BaseRoutes, HttpWebhooks, LogCounters, Notifier, ProxyRouter};
+use serin_providers::{
+    AlertTarget, BaseRoutes, HttpWebhooks, LogCounters, Notifier, SyslogReceiver,
+};
 use serin_proxy::{
     IpRange, Limits, Proxy, ProxyConfig, ProxyHandle, Recorder, TlsFiles, TrustedProxies,
 };
@@ -44,15 +47,14 @@ pub struct Prepared {
     pub metrics: CustomMetrics,
     /// Where alerts go (`spec.analysis.alerts` with their providers).
     pub alerts: Vec<AlertTarget>,
-    /// `provider: haproxy`: HAProxy carries the traffic, serin drives it and
-    /// reads its log; `proxy` and `routes` are then not served.
-    pub haproxy: Option<serin_spec::HaproxySpec>,
-    /// `provider: nginx` outside Kubernetes: nginx carries the traffic from
-    /// the upstream file serin writes; `proxy` and `routes` are not served.
-    pub nginx: Option<serin_spec::NginxSpec>,
-    /// `provider: alb`: an AWS Application Load Balancer carries the
-    /// traffic, serin drives its forward action and reads CloudWatch.
-    pub alb: Option<serin_spec::AlbSpec>,
+    /// The external balancer that carries the traffic (HAProxy, nginx, an
+    /// AWS ALB), serin driving it; `proxy` and `routes` are then not
+    /// served. `None`: the built-in proxy.
+    pub balancer: Option<Balancer>,
+    /// Where the stable version is, in the router's terms (a URL, `IP:port`,
+    /// a target group ARN): the file's, until [`Prepared::set_stable`] says
+    /// a promoted canary is.
+    pub stable: String,
 }
 
 /// The custom metrics of a canary: Prometheus and JSON/HTTP queries.
@@ -173,16 +175,10 @@ impl Prepared {
             .map(|(index, alert)| AlertTarget::from_resolved(index, alert))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| invalid(error.path(), error.reason()))?;
-        let haproxy = crate::external::haproxy_of(canary).map_err(|problems| {
+        let balancer = Balancer::of(canary).map_err(|problems| {
             RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
         })?;
-        let nginx = crate::external::nginx_of(canary).map_err(|problems| {
-            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
-        })?;
-        let alb = crate::external::alb_of(canary).map_err(|problems| {
-            RunError::Invalid(problems.into_iter().map(|p| p.in_file(file)).collect())
-        })?;
-        let external = haproxy.is_some() || nginx.is_some() || alb.is_some();
+        let external = balancer.is_some();
         let routes = crate::external::base_routes(canary, external)
             .map_err(|error| invalid("spec", error.to_string()))?;
         let listen = canary
@@ -261,10 +257,29 @@ impl Prepared {
             target,
             metrics: CustomMetrics(metrics),
             alerts,
-            haproxy,
-            nginx,
-            alb,
+            balancer,
+            stable: crate::external::file_stable(canary),
         })
+    }
+
+    /// Serves `stable` as the stable version instead of the file's (a
+    /// promoted canary's address, as the daemon's store keeps it), in the
+    /// router's terms; refused, naming the field, when the router could not
+    /// use it.
+    pub fn set_stable(&mut self, stable: &str) -> Result<(), RunError> {
+        let invalid = |message: String| {
+            RunError::Invalid(vec![
+                serin_spec::Problem::new("spec.upstreams.stable", message)
+                    .in_file(self.canary.name()),
+            ])
+        };
+        if self.balancer.is_none() {
+            self.routes.routes.stable = stable
+                .parse()
+                .map_err(|e| invalid(format!("promoted upstream {stable:?}: {e}")))?;
+        }
+        stable.clone_into(&mut self.stable);
+        Ok(())
     }
 }
 
@@ -347,26 +362,6 @@ pub enum Lifetime {
 // === impl Running ===
 
 impl Running {
-    /// A canary running behind an external router: no proxy of serin's
-    /// own to stop or drain.
-    pub(crate) fn external(
-        listen: SocketAddr,
-        commands: mpsc::Sender<Command>,
-        recorder: Arc<Recorder>,
-        log: Option<Arc<LogCounters>>,
-        outcome: tokio::task::JoinHandle<Result<RolloutState, RunError>>,
-    ) -> Self {
-        Running {
-            listen,
-            commands,
-            recorder,
-            proxy: None,
-            log,
-            stop_proxy: Arc::new(Notify::new()),
-            outcome,
-        }
-    }
-
     /// Waits for the rollout loop to end (the verdict, for
     /// [`Lifetime::Verdict`]), then for the proxy to drain.
     pub async fn outcome(self) -> Result<RolloutState, RunError> {
@@ -404,11 +399,15 @@ pub struct Assembled {
     pub canary: Canary,
     /// The state machine's plan.
     pub plan: Plan,
-    /// The proxy, bound; serve it once routes are set.
-    pub proxy: Proxy,
-    /// What the proxy records.
+    /// The proxy, bound; serve it once routes are set (`None`: an external
+    /// balancer carries the traffic).
+    pub proxy: Option<Proxy>,
+    /// The receiver of the balancer's request log, listening (HAProxy,
+    /// nginx); it stops when dropped.
+    pub log: Option<SyslogReceiver>,
+    /// What the proxy (or the balancer's log) records.
     pub recorder: Arc<Recorder>,
-    /// The built-in proxy behind the router port, tapped for alerts.
+    /// The router (the built-in proxy or a balancer), tapped for alerts.
     pub router: Arc<dyn Router>,
     /// The analysis.
     pub judge: Analyzer,
@@ -423,8 +422,11 @@ pub struct Assembled {
 /// What is left of [`Assembled`] once its rollout loop is built: the proxy
 /// to serve, and what the caller still needs beside the loop.
 pub struct Parts {
-    /// The proxy, bound; serve it once routes are set.
-    pub proxy: Proxy,
+    /// The proxy, bound; serve it once routes are set (`None`: an external
+    /// balancer carries the traffic).
+    pub proxy: Option<Proxy>,
+    /// The receiver of the balancer's request log, listening.
+    pub log: Option<SyslogReceiver>,
     /// What the proxy records.
     pub recorder: Arc<Recorder>,
     /// Webhooks and alerts (flush them before exiting).
@@ -436,6 +438,16 @@ pub struct Parts {
 // === impl Assembled ===
 
 impl Assembled {
+    /// Where serin receives the traffic: the proxy's listener, the socket
+    /// a balancer's request log arrives on, or (an ALB) [`UNSERVED_LISTEN`].
+    pub fn listen(&self) -> SocketAddr {
+        match (&self.proxy, &self.log) {
+            (Some(proxy), _) => proxy.local_addr(),
+            (None, Some(log)) => log.local_addr(),
+            (None, None) => UNSERVED_LISTEN,
+        }
+    }
+
     /// The rollout loop over these parts, starting from `state` and saving
     /// through `persistence`; `serin run` and the daemon differ only there.
     /// Refused when the state machine refuses the plan.
@@ -465,6 +477,7 @@ impl Assembled {
         };
         let parts = Parts {
             proxy: self.proxy,
+            log: self.log,
             recorder: self.recorder,
             notifier: self.notifier,
             target: self.target,
@@ -473,7 +486,9 @@ impl Assembled {
     }
 }
 
-/// Binds the proxy and wires the ports of a prepared canary.
+/// Binds the proxy (or the receiver of a balancer's log), builds the
+/// router and wires the ports of a prepared canary: the one way `serin
+/// run`, `serin demo` and the daemon build a canary, whatever its router.
 pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
     let Prepared {
         canary,
@@ -484,9 +499,8 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         target,
         metrics,
         alerts,
-        haproxy: _,
-        nginx: _,
-        alb: _,
+        balancer,
+        stable,
     } = prepared;
     // Windows cover the longest metric interval in whole slots; a replay of
     // the access log builds the same ones.
@@ -496,7 +510,15 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
             serin_spec::Problem::new("spec.analysis", error.to_string()).in_file(canary.name()),
         ])
     })?;
-    let bound = Proxy::bind(proxy, routes.routes.clone(), recorder.clone()).await?;
+    let carrier = crate::external::carrier(
+        &canary,
+        balancer.as_ref(),
+        proxy,
+        routes,
+        &stable,
+        recorder.clone(),
+    )
+    .await?;
     // Alerts ride on the webhooks port and watch the router for the weight.
     let notifier = Notifier::new(
         HttpWebhooks::from_canary(&canary),
@@ -505,11 +527,12 @@ pub async fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         alerts,
         std::env::var(DASHBOARD_URL_VAR).ok(),
     );
-    let router: Arc<dyn Router> = notifier.tap(Arc::new(ProxyRouter::new(bound.handle(), routes)?));
+    let router: Arc<dyn Router> = notifier.tap(carrier.router);
     Ok(Assembled {
         canary,
         plan,
-        proxy: bound,
+        proxy: carrier.proxy,
+        log: carrier.log,
         recorder,
         router,
         judge,
@@ -526,15 +549,6 @@ pub async fn start(
     prepared: Prepared,
     updates: broadcast::Sender<Update>,
 ) -> Result<Running, RunError> {
-    if let Some(haproxy) = prepared.haproxy.clone() {
-        return crate::external::start_haproxy(prepared, haproxy, updates).await;
-    }
-    if let Some(nginx) = prepared.nginx.clone() {
-        return crate::external::start_nginx(prepared, nginx, updates).await;
-    }
-    if let Some(alb) = prepared.alb.clone() {
-        return crate::external::start_alb(prepared, alb, updates).await;
-    }
     let assembled = assemble(prepared).await?;
     let target = assembled.target.clone();
     let state = RolloutState::new(TokioClock::new().now());
@@ -567,26 +581,30 @@ pub async fn launch(
     lifetime: Lifetime,
 ) -> Result<Running, RunError> {
     let name = assembled.canary.name().to_owned();
+    let listen = assembled.listen();
     let (mut driver, parts) = assembled.into_driver(state, updates, persistence)?;
     let Parts {
         proxy,
+        log,
         recorder,
         notifier,
         ..
     } = parts;
-    // A refusal stays pending: the loop retries it, and analyses hold.
+    // Reconciles the router with the state: for a balancer, its state is
+    // read back and what the state says re-applied. A refusal stays
+    // pending: the loop retries it, and analyses hold.
     if let Err(error) = driver.restore_routes().await {
         tracing::warn!(canary = %name, %error, "could not restore routes");
     }
-    let listen = proxy.local_addr();
-    let handle = proxy.handle();
+    let handle = proxy.as_ref().map(Proxy::handle);
+    let log_counters = log.as_ref().map(SyslogReceiver::counters);
     let stop_proxy = Arc::new(Notify::new());
-    let proxy_task = {
+    let proxy_task = proxy.map(|proxy| {
         let stop = stop_proxy.clone();
         // A stored permit: a stop signalled before the proxy waits still
         // stops it.
         tokio::spawn(proxy.serve(async move { stop.notified().await }))
-    };
+    });
     let (commands, receiver) = mpsc::channel(16);
     let stop = stop_proxy.clone();
     let outcome = tokio::spawn(async move {
@@ -600,12 +618,19 @@ pub async fn launch(
         }
         stop.notify_one();
         // The proxy drains in-flight requests before the outcome is reported.
-        match proxy_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(canary = %name, %error, "proxy stopped"),
-            Err(join) => {
-                tracing::error!(canary = %name, error = %join, "proxy task ended abnormally")
+        if let Some(task) = proxy_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(canary = %name, %error, "proxy stopped"),
+                Err(join) => {
+                    tracing::error!(canary = %name, error = %join, "proxy task ended abnormally")
+                }
             }
+        }
+        // The balancer's log is received until the loop ends; its socket is
+        // closed before the outcome is reported, so a relaunch binds it again.
+        if let Some(log) = log {
+            log.stop().await;
         }
         result.map_err(RunError::from)
     });
@@ -613,8 +638,8 @@ pub async fn launch(
         listen,
         commands,
         recorder,
-        proxy: Some(handle),
-        log: None,
+        proxy: handle,
+        log: log_counters,
         stop_proxy,
         outcome,
     })

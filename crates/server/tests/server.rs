@@ -731,8 +731,10 @@ spec:
     let catalog = serin_spec::load_files([("shop.yaml", yaml)]).unwrap();
     let canary = &catalog.canaries()[0];
     let prepared = serin_server::Prepared::for_canary(&catalog, canary, "shop.yaml").unwrap();
-    assert!(prepared.alb.is_some());
-    assert!(prepared.haproxy.is_none() && prepared.nginx.is_none());
+    assert!(matches!(
+        prepared.balancer,
+        Some(serin_server::external::Balancer::Alb(_))
+    ));
     let names: Vec<&str> = prepared.metrics.0.iter().map(|m| m.name()).collect();
     assert_eq!(names, ["request-success-rate", "request-duration"]);
     assert!(

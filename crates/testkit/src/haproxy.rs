@@ -24,6 +24,8 @@ pub struct Haproxy {
     /// `127.0.0.1:port` of the frontend `web`.
     pub frontend: String,
     child: Child,
+    binary: PathBuf,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -56,34 +58,61 @@ impl Haproxy {
         );
         let file = dir.path().join("haproxy.cfg");
         std::fs::write(&file, config).expect("haproxy.cfg written");
-        let child = Command::new(binary)
-            .arg("-db")
-            .arg("-f")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
+        let child = spawn(&binary, &file);
         let haproxy = Haproxy {
             runtime_api: format!("127.0.0.1:{api}"),
             frontend: format!("127.0.0.1:{front}"),
             child,
+            binary,
+            config: file,
             _dir: dir,
         };
+        haproxy.ready().await;
+        haproxy
+    }
+
+    /// Stops HAProxy (SIGKILL) and starts it again from the same
+    /// configuration on the same ports: every weight and address set over
+    /// the runtime API is lost, as after a reload or a crash. Returns once
+    /// it listens again.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(&self.binary, &self.config);
+        self.ready().await;
+    }
+
+    /// Stops HAProxy (SIGKILL); its runtime API and frontend refuse
+    /// connections until [`Self::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits until the runtime API and the frontend accept connections.
+    async fn ready(&self) {
         for _ in 0..READY_TRIES {
-            let api_up = tokio::net::TcpStream::connect(("127.0.0.1", api))
+            let api_up = tokio::net::TcpStream::connect(&self.runtime_api)
                 .await
                 .is_ok();
-            let front_up = tokio::net::TcpStream::connect(("127.0.0.1", front))
-                .await
-                .is_ok();
+            let front_up = tokio::net::TcpStream::connect(&self.frontend).await.is_ok();
             if api_up && front_up {
-                return haproxy;
+                return;
             }
             tokio::time::sleep(READY_EVERY).await;
         }
         panic!("haproxy did not listen within 10s");
     }
+}
+
+fn spawn(binary: &std::path::Path, config: &std::path::Path) -> Child {
+    Command::new(binary)
+        .arg("-db")
+        .arg("-f")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy")
 }
 
 impl Drop for Haproxy {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 mod analyze;
+mod balancers;
 mod haproxy;
 mod hostile;
 mod nginx;

@@ -14,29 +14,34 @@ use std::{
     time::{Duration, Instant},
 };
 
-const TOKEN: &str = "s3cret-test-token";
+pub(crate) const TOKEN: &str = "s3cret-test-token";
 
 /// One HTTP/1.1 exchange: status and body; `None` when nothing answered
 /// (the daemon is down or starting).
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Option<(u16, String)> {
     let answer = serin_testkit::http::exchange(addr, method, path, token, b"")?;
     Some((answer.status, answer.body().to_owned()))
 }
 
-fn get_json(api: SocketAddr, path: &str) -> Option<Value> {
+pub(crate) fn get_json(api: SocketAddr, path: &str) -> Option<Value> {
     let (status, body) = http(api, "GET", path, None)?;
     assert_eq!(status, 200, "GET {path}: {body}");
     Some(serde_json::from_str(&body).unwrap())
 }
 
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     api: SocketAddr,
 }
 
 impl Serve {
     /// Starts `serin serve` and waits until its API answers.
-    fn start(dir: &Path, file: &Path, api: SocketAddr, run: usize) -> Serve {
+    pub(crate) fn start(dir: &Path, file: &Path, api: SocketAddr, run: usize) -> Serve {
         let log = std::fs::File::create(dir.join(format!("serve-{run}.log"))).unwrap();
         let child = serin()
             .arg("serve")
@@ -60,12 +65,12 @@ impl Serve {
         serve
     }
 
-    fn status(&self, name: &str) -> Value {
+    pub(crate) fn status(&self, name: &str) -> Value {
         get_json(self.api, &format!("/api/v1/canaries/{name}")).expect("status answers")
     }
 
     /// SIGKILL: no shutdown, no last save.
-    fn kill_9(mut self) {
+    pub(crate) fn kill_9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -127,7 +132,7 @@ fn progress(status: &Value) -> (u8, u64) {
     (phase, weight)
 }
 
-fn messages(api: SocketAddr, name: &str) -> Vec<String> {
+pub(crate) fn messages(api: SocketAddr, name: &str) -> Vec<String> {
     let page = get_json(api, &format!("/api/v1/canaries/{name}/history?limit=1000")).unwrap();
     page["entries"]
         .as_array()

@@ -79,6 +79,7 @@ spec:
         target,
         ..
     } = parts;
+    let proxy = proxy.expect("a builtin canary has a proxy");
     let mut spec = LoadSpec::new(
         format!("http://{}/", proxy.local_addr()).parse().unwrap(),
         Some(200.0),

@@ -1,0 +1,349 @@
+//! `serin serve` driving the balancers users already run, as a user runs
+//! it: a real HAProxy or nginx in front of real backends, real traffic
+//! through the balancer, `serin start NAME --canary IP:port` from another
+//! process, `serin status --wait` for the verdict. Promotion leaves all
+//! traffic on the new version, a rollback on the old one, and a `kill -9`
+//! of the daemon mid-rollout (with HAProxy restarted meanwhile, its weights
+//! back to the configuration's) resumes where it stood and repairs the
+//! balancer.
+
+use crate::serve::{Serve, TOKEN, http, messages};
+use crate::support::*;
+use serde_json::Value;
+use serin_demo::{Backend, Behaviour, LoadSpec, load};
+use serin_providers::haproxy::{command, parse_servers_state};
+use serin_spec::RuntimeApiAddr;
+use serin_testkit::{haproxy::Haproxy, nginx::Nginx, poll};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+const ANALYSIS: &str = "  analysis:
+    interval: 2s
+    threshold: 2
+    stepWeights: [20, 50]
+    minRequests: 30
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+      interval: 2s
+    - name: request-duration
+      thresholdRange: {max: 500}
+      interval: 2s
+";
+
+fn haproxy_file(dir: &Path, haproxy: &Haproxy, log_listen: &str, stable: SocketAddr) -> PathBuf {
+    write(
+        dir,
+        "shop.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: shop
+spec:
+  provider: haproxy
+  haproxy:
+    runtimeApi: [\"{}\"]
+    backend: shop
+    servers: {{stable: stable, canary: canary}}
+    logListen: {log_listen}
+  upstreams:
+    stable: {stable}
+{ANALYSIS}",
+            haproxy.runtime_api
+        ),
+    )
+}
+
+fn nginx_file(dir: &Path, nginx: &Nginx, log_listen: &str, stable: SocketAddr) -> PathBuf {
+    let reload = nginx
+        .argv(&["-s", "reload"])
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    write(
+        dir,
+        "shop.yaml",
+        &format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: shop
+spec:
+  provider: nginx
+  nginx:
+    upstream: shop
+    configFile: {}
+    reloadCommand: [{reload}]
+    logListen: {log_listen}
+  upstreams:
+    stable: {stable}
+{ANALYSIS}",
+            nginx.upstream_file.display()
+        ),
+    )
+}
+
+async fn backends(canary_errors: f64) -> (Backend, Backend) {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let behaviour = Behaviour {
+        error_rate: canary_errors,
+        ..Behaviour::healthy("canary v2")
+    };
+    (stable, Backend::start(local, behaviour).await.unwrap())
+}
+
+/// Waits (bounded) until serin holds the UDP socket of the balancer's log.
+async fn receiving(log_listen: &str) {
+    let bound = poll::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || std::net::UdpSocket::bind(log_listen).is_err(),
+    )
+    .await;
+    assert!(bound, "serin never bound {log_listen}");
+}
+
+/// Bounded load through the balancer's frontend.
+fn traffic(
+    frontend: &str,
+    limit: Duration,
+) -> tokio::task::JoinHandle<Result<load::LoadReport, load::LoadError>> {
+    let mut spec = LoadSpec::new(
+        format!("http://{frontend}/").parse().unwrap(),
+        Some(150.0),
+        limit,
+    );
+    spec.concurrency = 4;
+    tokio::spawn(load::run(spec))
+}
+
+/// `serin start` as a user types it.
+fn start(api: SocketAddr, canary: &str) -> std::process::Output {
+    output(
+        serin()
+            .args(["start", "shop", "--canary", canary, "--revision", "v2"])
+            .args(["--server", &format!("http://{api}")])
+            .env("SERIN_TOKEN", TOKEN),
+    )
+}
+
+/// `serin status --wait` for revision v2: its exit code and JSON.
+fn wait(api: SocketAddr) -> (Option<i32>, Value) {
+    let waited = output(
+        serin()
+            .args(["status", "shop", "--wait", "--revision", "v2"])
+            .args(["--timeout", "90s", "--json", "--server"])
+            .arg(format!("http://{api}")),
+    );
+    let status = serde_json::from_str(&stdout(&waited))
+        .unwrap_or_else(|_| panic!("{}\n{}", stdout(&waited), stderr(&waited)));
+    (waited.status.code(), status)
+}
+
+/// `(port, weight)` of the stable and canary servers, read from HAProxy.
+async fn servers(haproxy: &Haproxy) -> [(u16, u32); 2] {
+    let answer = command(
+        &RuntimeApiAddr::Tcp(haproxy.runtime_api.clone()),
+        "show servers state shop",
+    )
+    .await
+    .unwrap();
+    let servers = parse_servers_state(&answer).unwrap();
+    let read = |name: &str| {
+        let server = servers.iter().find(|s| s.name == name).unwrap();
+        (server.port, server.weight)
+    };
+    [read("stable"), read("canary")]
+}
+
+/// Bodies of `n` requests through a balancer's frontend.
+async fn bodies(frontend: &str, n: usize) -> Vec<String> {
+    let port: u16 = frontend.rsplit(':').next().unwrap().parse().unwrap();
+    let mut bodies = Vec::with_capacity(n);
+    for _ in 0..n {
+        bodies.push(serin_testkit::http::get(port, "/").await.unwrap());
+    }
+    bodies
+}
+
+fn serve_log(dir: &Path) -> String {
+    (0..3)
+        .map(|run| {
+            std::fs::read_to_string(dir.join(format!("serve-{run}.log"))).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_promotes_a_canary_behind_haproxy_started_with_serin_start() {
+    let (stable, canary) = backends(0.0).await;
+    let log_listen = format!("127.0.0.1:{}", free_port());
+    // The canary server line starts at stable's address, weight 0: only
+    // serin points it at the canary.
+    let haproxy = Haproxy::start(
+        &stable.addr().to_string(),
+        &stable.addr().to_string(),
+        Some(&log_listen),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = haproxy_file(dir.path(), &haproxy, &log_listen, stable.addr());
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let serve = Serve::start(dir.path(), &file, api, 0);
+    receiving(&log_listen).await;
+    let load = traffic(&haproxy.frontend, Duration::from_secs(60));
+
+    // The canary is named in HAProxy's terms; a URL is refused, naming the field.
+    let refused = start(api, &format!("http://{}", canary.addr()));
+    assert_ne!(refused.status.code(), Some(0));
+    let error = stderr(&refused);
+    assert!(
+        error.contains("canary: ") && error.contains("is not an IP address and port"),
+        "{error}"
+    );
+    let started = start(api, &canary.addr().to_string());
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+
+    let (code, status) = wait(api);
+    load.abort();
+    assert_eq!(code, Some(0), "{status}\n{}", serve_log(dir.path()));
+    assert_eq!(status["phase"], "Succeeded");
+    assert_eq!(status["stable"], canary.addr().to_string());
+    // The stable server runs the new version with all the traffic.
+    assert_eq!(
+        servers(&haproxy).await,
+        [(canary.addr().port(), 100), (canary.addr().port(), 0)]
+    );
+    let answered = bodies(&haproxy.frontend, 20).await;
+    assert!(
+        answered.iter().all(|b| b.contains("canary v2")),
+        "{answered:?}"
+    );
+    // The log receiver's counters are on the daemon's /metrics.
+    let (_, metrics) = http(api, "GET", "/metrics", None).unwrap();
+    assert!(
+        metrics.contains("serin_log_lines_accepted_total{canary=\"shop\"}"),
+        "{metrics}"
+    );
+    assert_eq!(serve.status("shop")["phase"], "Succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_rolls_back_a_failing_canary_behind_nginx() {
+    let (stable, canary) = backends(0.2).await;
+    let log_listen = format!("127.0.0.1:{}", free_port());
+    let nginx = Nginx::start(&stable.addr().to_string(), Some(&log_listen)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = nginx_file(dir.path(), &nginx, &log_listen, stable.addr());
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _serve = Serve::start(dir.path(), &file, api, 0);
+    receiving(&log_listen).await;
+    let load = traffic(&nginx.frontend, Duration::from_secs(60));
+
+    let started = start(api, &canary.addr().to_string());
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    let (code, status) = wait(api);
+    load.abort();
+    assert_eq!(code, Some(1), "{status}\n{}", serve_log(dir.path()));
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["stable"], stable.addr().to_string());
+    // Only the old version is left in the file, which nginx accepts, and
+    // it takes every request.
+    let upstream = std::fs::read_to_string(&nginx.upstream_file).unwrap();
+    assert!(
+        upstream.contains(&format!("server {} weight=100;", stable.addr())),
+        "{upstream}"
+    );
+    assert!(!upstream.contains(&canary.addr().to_string()), "{upstream}");
+    nginx.test_config().unwrap();
+    let answered = bodies(&nginx.frontend, 20).await;
+    assert!(
+        answered.iter().all(|b| b.contains("stable v1")),
+        "{answered:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_mid_rollout_resumes_and_repairs_a_restarted_haproxy() {
+    let (stable, canary) = backends(0.0).await;
+    let log_listen = format!("127.0.0.1:{}", free_port());
+    let mut haproxy = Haproxy::start(
+        &stable.addr().to_string(),
+        &stable.addr().to_string(),
+        Some(&log_listen),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = haproxy_file(dir.path(), &haproxy, &log_listen, stable.addr());
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let serve = Serve::start(dir.path(), &file, api, 0);
+    receiving(&log_listen).await;
+    let load = traffic(&haproxy.frontend, Duration::from_secs(90));
+    let started = start(api, &canary.addr().to_string());
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+
+    // Mid-rollout: the canary has its first step's weight.
+    let stepped = poll::until(Duration::from_secs(30), Duration::from_millis(50), || {
+        let status = serve.status("shop");
+        status["phase"] == "Progressing" && status["canaryWeight"] == 20
+    });
+    assert!(stepped, "{}", serve.status("shop"));
+    serve.kill_9();
+    // Meanwhile HAProxy restarts: its weights and addresses are the
+    // configuration's again (the canary server at stable's address, 0).
+    haproxy.restart().await;
+    assert_eq!(
+        servers(&haproxy).await,
+        [(stable.addr().port(), 100), (stable.addr().port(), 0)]
+    );
+
+    let serve = Serve::start(dir.path(), &file, api, 1);
+    let resumed = serve.status("shop");
+    assert_eq!(resumed["revision"], "v2", "{resumed}");
+    // The restart re-applied what the store says before serving: the canary
+    // server at the canary, with the weight of the step it stood at.
+    let weight = resumed["canaryWeight"].as_u64().unwrap();
+    let repaired = poll::until_async(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || servers(&haproxy).await[1].0 == canary.addr().port(),
+    )
+    .await;
+    assert!(repaired, "{:?}", servers(&haproxy).await);
+    if resumed["phase"] == "Progressing" && weight > 0 {
+        let [(_, stable_weight), (_, canary_weight)] = servers(&haproxy).await;
+        assert_eq!(u64::from(stable_weight) + u64::from(canary_weight), 100);
+        assert!(canary_weight > 0, "{:?}", servers(&haproxy).await);
+    }
+
+    let (code, status) = wait(api);
+    load.abort();
+    assert_eq!(code, Some(0), "{status}\n{}", serve_log(dir.path()));
+    assert_eq!(
+        servers(&haproxy).await,
+        [(canary.addr().port(), 100), (canary.addr().port(), 0)]
+    );
+    // Each step was taken once, across the restart.
+    let messages = messages(api, "shop");
+    let advances: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.starts_with("Advance canary weight"))
+        .collect();
+    assert_eq!(
+        advances,
+        [
+            "Advance canary weight 0 -> 20 (step 1/2)",
+            "Advance canary weight 20 -> 50 (step 2/2)"
+        ],
+        "{messages:?}"
+    );
+}
