@@ -25,7 +25,7 @@ use serin_spec::Canary;
 
 use crate::{
     Cluster, Object, Routes, Subject,
-    resource::{CanaryCondition, CanaryStatus},
+    resource::{ANALYSIS_ANNOTATION, AnalysisRecord, CanaryCondition, CanaryStatus},
     router::router_for,
     workload::{primary_deployment, template_hash},
 };
@@ -42,6 +42,9 @@ pub enum Error {
     /// The canary cannot be modelled (a field at fault).
     #[error(transparent)]
     Model(#[from] crate::Error),
+    /// serin's analysis record could not be written as JSON.
+    #[error("metadata.annotations.{ANALYSIS_ANNOTATION}: {0}")]
+    Record(serde_json::Error),
 }
 
 /// What the analysis says of the canary at its current step.
@@ -49,19 +52,54 @@ pub enum Error {
 pub enum Verdict {
     /// Every check passed: advance.
     Pass,
+    /// Not judged yet (too little traffic, evidence still gathering):
+    /// stay at this weight without counting a failed check.
+    Hold(String),
     /// A check failed: one more failed check.
     Fail(String),
+    /// Decisive evidence of harm: roll back now, whatever the threshold.
+    Rollback(String),
 }
 
-/// The analysis port: the controller asks it once per pass while the
-/// canary progresses. Async: a real analysis queries a metrics server.
+/// What the analysis is asked at one pass.
+pub struct Request<'a> {
+    /// The canary with its cluster objects.
+    pub subject: &'a Subject<'a>,
+    /// Its status as read.
+    pub status: &'a CanaryStatus,
+    /// serin's analysis saved at the previous pass (the annotation), if any.
+    pub saved: Option<&'a AnalysisRecord>,
+    /// The pass's time, Unix milliseconds.
+    pub now_ms: u64,
+}
+
+/// The analysis's answer: the verdict, and what to save before acting on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    /// What to do.
+    pub verdict: Verdict,
+    /// The analysis to keep in the cluster (`None`: nothing to keep).
+    pub record: Option<AnalysisRecord>,
+}
+
+// === impl Judgement ===
+
+impl Judgement {
+    /// A verdict with nothing to save.
+    pub fn only(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            record: None,
+        }
+    }
+}
+
+/// The analysis port: the controller asks it once per due pass while the
+/// canary progresses with traffic on it. Async: a real analysis queries a
+/// metrics server.
 pub trait Checks: Send + Sync {
-    /// The verdict on the canary of `subject` at `status`.
-    fn check<'a>(
-        &'a self,
-        subject: &'a Subject<'a>,
-        status: &'a CanaryStatus,
-    ) -> futures_util::future::BoxFuture<'a, Verdict>;
+    /// The judgement on the canary of `request`.
+    fn check<'a>(&'a self, request: Request<'a>) -> futures_util::future::BoxFuture<'a, Judgement>;
 }
 
 /// What the pass did, for logs and the requeue.
@@ -69,6 +107,9 @@ pub trait Checks: Send + Sync {
 pub enum Outcome {
     /// Nothing to do: no new revision.
     Idle,
+    /// The analysis is not due yet: this long until it is (a pass caused
+    /// by the controller's own write comes back before the interval).
+    Wait(std::time::Duration),
     /// The phase the canary moved to.
     Moved(String),
 }
@@ -192,36 +233,59 @@ impl<C: Checks> Reconciler<C> {
             }
             "Progressing" => {
                 let analysis = canary.analysis();
-                match self.checks.check(&subject, &status).await {
+                if let Some(wait) = not_due(&status, now, analysis.interval()) {
+                    return Ok(Outcome::Wait(wait));
+                }
+                let weight = u8::try_from(status.canary_weight).unwrap_or(0);
+                let verdict = if weight == 0 {
+                    // As Flagger: no traffic on the canary yet, nothing to
+                    // judge; the analysis starts with the first step.
+                    pass.event(
+                        "Normal",
+                        "Synced",
+                        &format!("Starting canary analysis for {target_name}.{namespace}"),
+                    )
+                    .await?;
+                    Verdict::Pass
+                } else {
+                    let saved = AnalysisRecord::from_annotations(&canary.metadata.annotations)
+                        .and_then(Result::ok);
+                    let judgement = self
+                        .checks
+                        .check(Request {
+                            subject: &subject,
+                            status: &status,
+                            saved: saved.as_ref(),
+                            now_ms: unix_ms(now),
+                        })
+                        .await;
+                    if let Some(record) = &judgement.record {
+                        // Saved before it is acted on: a pass repeated
+                        // after a failed write resumes from this evidence.
+                        pass.save(record).await?;
+                        if target.resource.group == "serin.dev" {
+                            status.analysis = record.decision.clone();
+                        }
+                    }
+                    judgement.verdict
+                };
+                match verdict {
+                    Verdict::Rollback(reason) => {
+                        pass.rollback(
+                            &mut status,
+                            &target_name,
+                            &format!("Rolling back {id}: {reason}"),
+                        )
+                        .await?;
+                    }
                     Verdict::Fail(reason) => {
                         status.failed_checks += 1;
                         if status.failed_checks >= i64::from(analysis.threshold()) {
-                            pass.event(
-                                "Warning",
-                                "Synced",
-                                &format!(
-                                    "Rolling back {id} failed checks threshold reached {}",
-                                    status.failed_checks
-                                ),
-                            )
-                            .await?;
-                            pass.apply_routes(&Routes::primary()).await?;
-                            pass.scale(&target_name, 0).await?;
-                            status.phase = Some("Failed".into());
-                            status.canary_weight = 0;
-                            pass.promoted(
-                                &mut status,
-                                "False",
-                                "Failed",
-                                "Canary analysis failed, Deployment scaled to zero.",
+                            let message = format!(
+                                "Rolling back {id} failed checks threshold reached {}",
+                                status.failed_checks
                             );
-                            pass.write_status(&status).await?;
-                            pass.event(
-                                "Warning",
-                                "Synced",
-                                &format!("Canary failed! Scaling down {id}"),
-                            )
-                            .await?;
+                            pass.rollback(&mut status, &target_name, &message).await?;
                         } else {
                             // The reason also goes in the condition, so
                             // `kubectl get canary -o yaml` says why the
@@ -232,8 +296,17 @@ impl<C: Checks> Reconciler<C> {
                             pass.event("Warning", "Synced", &halt).await?;
                         }
                     }
+                    Verdict::Hold(reason) => {
+                        // Not a failed check: the weight stays until the
+                        // judge has the evidence to pass or fail it.
+                        let hold = format!(
+                            "Holding {id} at canary weight {}: {reason}",
+                            status.canary_weight
+                        );
+                        pass.promoted(&mut status, "Unknown", "Progressing", &hold);
+                        pass.write_status(&status).await?;
+                    }
                     Verdict::Pass => {
-                        let weight = u8::try_from(status.canary_weight).unwrap_or(0);
                         let next = analysis.steps().into_iter().find(|step| *step > weight);
                         match next {
                             Some(next) if weight < analysis.max_weight() => {
@@ -351,6 +424,51 @@ impl Pass<'_> {
         self.apply(&objects).await
     }
 
+    /// Rolls the canary back: `message` (a Warning event), all traffic to
+    /// the primary, the canary scaled to zero, phase `Failed`.
+    async fn rollback(
+        &self,
+        status: &mut CanaryStatus,
+        target_name: &str,
+        message: &str,
+    ) -> Result<(), Error> {
+        let canary = self.subject.canary();
+        let id = format!("{}.{}", canary.name(), self.namespace);
+        self.event("Warning", "Synced", message).await?;
+        self.apply_routes(&Routes::primary()).await?;
+        self.scale(target_name, 0).await?;
+        status.phase = Some("Failed".into());
+        status.canary_weight = 0;
+        self.promoted(
+            status,
+            "False",
+            "Failed",
+            "Canary analysis failed, Deployment scaled to zero.",
+        );
+        self.write_status(status).await?;
+        self.event(
+            "Warning",
+            "Synced",
+            &format!("Canary failed! Scaling down {id}"),
+        )
+        .await
+    }
+
+    /// Keeps serin's analysis in the canary's annotation (a merge patch of
+    /// that one key).
+    async fn save(&self, record: &AnalysisRecord) -> Result<(), Error> {
+        let text = serde_json::to_string(record).map_err(Error::Record)?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), self.namespace, self.resource);
+        api.patch(
+            self.subject.canary().name(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {ANALYSIS_ANNOTATION: text}}})),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Sets the target's replicas.
     async fn scale(&self, name: &str, replicas: i32) -> Result<(), Error> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), self.namespace);
@@ -453,6 +571,29 @@ impl Pass<'_> {
 
 fn parse_time(text: &str) -> Option<k8s_openapi::jiff::Timestamp> {
     text.parse().ok()
+}
+
+/// `now` (RFC 3339) in Unix milliseconds; 0 if unreadable (the caller
+/// writes it, so it is not).
+fn unix_ms(now: &str) -> u64 {
+    parse_time(now)
+        .and_then(|time| u64::try_from(time.as_millisecond()).ok())
+        .unwrap_or(0)
+}
+
+/// How long until the canary's next analysis is due: one `interval` after
+/// its status was last written. `None` when due (or never written). The
+/// controller's own writes bring a canary back at once; this keeps its
+/// analysis on Flagger's cadence.
+fn not_due(
+    status: &CanaryStatus,
+    now: &str,
+    interval: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let last = unix_ms(status.last_transition_time.as_deref()?);
+    let due = last.saturating_add(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX));
+    let now = unix_ms(now);
+    (now < due).then(|| std::time::Duration::from_millis(due - now))
 }
 
 /// The resource name of a kind serin writes (what its RBAC grants).

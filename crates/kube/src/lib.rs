@@ -30,6 +30,7 @@ pub mod router;
 pub mod routes;
 pub mod services;
 pub mod subject;
+pub mod traffic;
 pub mod workload;
 
 pub use object::Object;

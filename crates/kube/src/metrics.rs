@@ -81,6 +81,69 @@ pub fn builtin_query(
     }
 }
 
+/// The cumulative series serin's own judge reads for one side: its request
+/// counter, the same counter for server errors, and its latency histogram's
+/// buckets, each summed over the side's pods (`sum`, `sum by (le)`). The
+/// controller reads them over a query range and takes differences between
+/// consecutive points, so the judge sees per-step counts of both versions
+/// as `serve` sees per-second counts from its proxy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficSeries {
+    /// Requests answered (a counter).
+    pub requests: String,
+    /// Requests answered with a 5xx (a counter).
+    pub errors: String,
+    /// The latency histogram's buckets, by `le`.
+    pub buckets: String,
+    /// Milliseconds per unit of the buckets' `le` (1 for Istio's
+    /// milliseconds, 1000 for ingress-nginx's seconds).
+    pub bucket_unit_ms: f64,
+}
+
+/// The series of [`TrafficSeries`] for `subject` on `side`; `None` where
+/// the provider has no built-in series (as [`builtin_query`]).
+pub fn traffic_series(subject: &Subject<'_>, side: Side) -> Option<TrafficSeries> {
+    let namespace = subject.namespace();
+    match subject.provider() {
+        "istio" => {
+            let workload = match side {
+                Side::Canary => subject.target_name().to_string(),
+                Side::Primary => subject.primary_workload_name(),
+            };
+            let selector = format!(
+                "reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_workload=~\"{workload}\""
+            );
+            Some(TrafficSeries {
+                requests: format!("sum(istio_requests_total{{{selector}}})"),
+                errors: format!("sum(istio_requests_total{{{selector},response_code=~\"5.*\"}})"),
+                buckets: format!(
+                    "sum by (le) (istio_request_duration_milliseconds_bucket{{{selector}}})"
+                ),
+                bucket_unit_ms: 1.0,
+            })
+        }
+        "nginx" => {
+            let ingress = &subject.canary().spec.ingress_ref.as_ref()?.name;
+            let canary = match side {
+                Side::Canary => "canary!=\"\"",
+                Side::Primary => "canary=\"\"",
+            };
+            let selector = format!("namespace=\"{namespace}\",ingress=\"{ingress}\",{canary}");
+            Some(TrafficSeries {
+                requests: format!("sum(nginx_ingress_controller_requests{{{selector}}})"),
+                errors: format!(
+                    "sum(nginx_ingress_controller_requests{{{selector},status=~\"5.*\"}})"
+                ),
+                buckets: format!(
+                    "sum by (le) (nginx_ingress_controller_request_duration_seconds_bucket{{{selector}}})"
+                ),
+                bucket_unit_ms: 1000.0,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The quantile of a latency metric (`request-duration` is Flagger's p99).
 fn quantile(metric: BuiltinMetric) -> &'static str {
     match metric {
@@ -162,6 +225,39 @@ mod tests {
                 "sum(rate(nginx_ingress_controller_response_duration_seconds_sum{namespace=\"test\",ingress=\"podinfo\",canary!=\"\"}[1m])) / sum(rate(nginx_ingress_controller_response_duration_seconds_count{namespace=\"test\",ingress=\"podinfo\",canary!=\"\"}[1m])) * 1000"
             )
         );
+    }
+
+    /// The counters and buckets the judge reads, per side.
+    #[test]
+    fn traffic_series_are_the_providers_counters() {
+        let canary = canary("istio");
+        let cluster = Cluster::default();
+        let subject = Subject::new(&canary, &cluster, "istio").expect("valid");
+        let primary = traffic_series(&subject, Side::Primary).expect("istio has series");
+        let selector = "reporter=\"destination\",destination_workload_namespace=\"test\",destination_workload=~\"podinfo-primary\"";
+        assert_eq!(
+            primary.requests,
+            format!("sum(istio_requests_total{{{selector}}})")
+        );
+        assert_eq!(
+            primary.errors,
+            format!("sum(istio_requests_total{{{selector},response_code=~\"5.*\"}})")
+        );
+        assert_eq!(
+            primary.buckets,
+            format!("sum by (le) (istio_request_duration_milliseconds_bucket{{{selector}}})")
+        );
+        let canary = self::canary("nginx");
+        let subject = Subject::new(&canary, &cluster, "nginx").expect("valid");
+        let series = traffic_series(&subject, Side::Canary).expect("nginx has series");
+        assert_eq!(
+            series.errors,
+            "sum(nginx_ingress_controller_requests{namespace=\"test\",ingress=\"podinfo\",canary!=\"\",status=~\"5.*\"})"
+        );
+        assert_eq!(series.bucket_unit_ms, 1000.0);
+        let canary = self::canary("kubernetes");
+        let subject = Subject::new(&canary, &cluster, "kubernetes").expect("valid");
+        assert_eq!(traffic_series(&subject, Side::Canary), None);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use kube::{
 use serin_spec::Canary;
 
 use crate::{
-    controller::{Checks, Error as PassError, Reconciler, Target, canary_resource},
+    controller::{Checks, Error as PassError, Outcome, Reconciler, Target, canary_resource},
     lease::{Leadership, LeaseLock},
     resource::CanaryStatus,
 };
@@ -232,7 +232,7 @@ async fn reconcile<C: Checks>(
         status,
         resource: context.resource.clone(),
     };
-    context
+    let outcome = context
         .reconciler
         .reconcile(target, &now)
         .await
@@ -243,7 +243,11 @@ async fn reconcile<C: Checks>(
     if let Ok(mut failures) = context.failures.lock() {
         failures.remove(&key);
     }
-    Ok(Action::requeue(canary.analysis().interval()))
+    Ok(Action::requeue(match outcome {
+        // Back when the analysis is due (at least a second from now).
+        Outcome::Wait(wait) => wait.max(Duration::from_secs(1)),
+        Outcome::Idle | Outcome::Moved(_) => canary.analysis().interval(),
+    }))
 }
 
 /// Requeues a failed canary after an exponential backoff.

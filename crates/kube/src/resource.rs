@@ -96,6 +96,55 @@ pub struct CanaryStatus {
     /// Conditions; Flagger's `Promoted`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<CanaryCondition>,
+    /// serin's last decision on the revision under analysis (per metric:
+    /// estimate, interval, e-value, reason). Written for `serin.dev`
+    /// canaries only: Flagger's status schema has no such field and the API
+    /// server would prune it; every canary has it in [`ANALYSIS_ANNOTATION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<serin_analysis::Decision>,
+}
+
+/// The annotation on a Canary that holds serin's analysis of its current
+/// revision ([`AnalysisRecord`], JSON): an annotation rather than a status
+/// field because Flagger's CRD prunes unknown status fields, and the judge's
+/// evidence must survive a controller restarted or moved for both groups.
+pub const ANALYSIS_ANNOTATION: &str = "serin.dev/analysis";
+
+/// serin's analysis of one revision, kept in the cluster so that a
+/// controller restarted or moved to another node resumes the judge with its
+/// false-rollback budget spent and its evidence kept, as `serve` does from
+/// SQLite.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRecord {
+    /// The revision (`status.lastAppliedSpec`) the evidence is about; a new
+    /// revision starts afresh.
+    pub revision: String,
+    /// Traffic up to this moment (Unix milliseconds) has been fed to the judge.
+    pub observed_until: u64,
+    /// The canary weight the judge last observed at; a different weight
+    /// at the next pass is a step (the judge's per-step counts restart).
+    pub weight: i64,
+    /// The judge's accumulated evidence (`Analyzer::evidence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// The judge's last decision, with its numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<serin_analysis::Decision>,
+}
+
+// === impl AnalysisRecord ===
+
+impl AnalysisRecord {
+    /// The record in a canary's annotations; `None` when absent or not one
+    /// serin wrote (the analysis then starts afresh).
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+    ) -> Option<Result<Self, serde_json::Error>> {
+        annotations
+            .get(ANALYSIS_ANNOTATION)
+            .map(|text| serde_json::from_str(text))
+    }
 }
 
 /// A status condition (Flagger's `CanaryCondition`).
@@ -223,6 +272,13 @@ pub fn serin_crd() -> Value {
     let version = flagger_version();
     let mut schema = version["openAPIV3Schema"].clone();
     schema["properties"]["spec"] = serin_spec_schema();
+    // serin's decision on the revision under analysis (see
+    // `CanaryStatus::analysis`): its shape is serin-analysis's `Decision`.
+    schema["properties"]["status"]["properties"]["analysis"] = json!({
+        "description": "serin: the judge's last decision on the revision under analysis (per metric: estimate, interval, e-value, reason)",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    });
     schema["description"] = json!(
         "Canary is serin's progressive delivery resource: Flagger's Canary plus serin's extensions."
     );

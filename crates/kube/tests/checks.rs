@@ -1,6 +1,7 @@
 //! `serin controller`'s analysis against a real Prometheus scraping an
-//! exporter of Istio's series: the built-in success rate held against its
-//! range, and what is not evaluated failing by name.
+//! exporter of Istio's series for both versions: serin's judge fed both
+//! versions' traffic, its evidence kept and resumed, a regression rolled
+//! back, and what is not evaluated failing by name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,24 +12,27 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde_json::json;
 use serin_kube::{
     Cluster, Subject,
     checks::PrometheusChecks,
-    controller::{Checks, Verdict},
+    controller::{Checks, Judgement, Request, Verdict},
+    resource::{AnalysisRecord, CanaryStatus},
 };
-use serin_spec::{Canary, ThresholdRange};
+use serin_spec::{Canary, Compare, ThresholdRange};
 use serin_testkit::{ports::free_port, prometheus::Prometheus};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
 };
 
-/// Istio's request counter for `podinfo` in `test`: each scrape adds 99
-/// successes and 1 server error (a 99% success rate).
+/// Istio's request counter and latency histogram for `podinfo` and
+/// `podinfo-primary` in two namespaces: each scrape adds 100 requests per
+/// workload; in `test` the canary fails 1 of them, in `bad` 10, the
+/// primary none. Latencies: 90 under 10 ms, the rest under 100 ms.
 async fn exporter(listener: TcpListener) {
     let scrapes = Arc::new(AtomicU64::new(0));
     // Bounded: a test lasts well under 2000 one-second scrapes.
@@ -39,14 +43,32 @@ async fn exporter(listener: TcpListener) {
         let n = scrapes.fetch_add(1, Ordering::SeqCst) + 1;
         let mut request = [0u8; 4096];
         let _ = stream.read(&mut request).await;
-        let labels = r#"reporter="destination",destination_workload_namespace="test",destination_workload="podinfo""#;
-        let body = format!(
-            "# TYPE istio_requests_total counter\n\
-             istio_requests_total{{{labels},response_code=\"200\"}} {}\n\
-             istio_requests_total{{{labels},response_code=\"500\"}} {}\n",
-            n * 99,
-            n
+        let mut body = String::from(
+            "# TYPE istio_requests_total counter\n# TYPE istio_request_duration_milliseconds histogram\n",
         );
+        for (namespace, canary_errors) in [("test", 1), ("bad", 10)] {
+            for (workload, errors) in [("podinfo", canary_errors), ("podinfo-primary", 0)] {
+                let labels = format!(
+                    r#"reporter="destination",destination_workload_namespace="{namespace}",destination_workload="{workload}""#
+                );
+                body.push_str(&format!(
+                    "istio_requests_total{{{labels},response_code=\"200\"}} {}\n\
+                     istio_requests_total{{{labels},response_code=\"500\"}} {}\n\
+                     istio_request_duration_milliseconds_bucket{{{labels},le=\"10\"}} {}\n\
+                     istio_request_duration_milliseconds_bucket{{{labels},le=\"100\"}} {}\n\
+                     istio_request_duration_milliseconds_bucket{{{labels},le=\"+Inf\"}} {}\n\
+                     istio_request_duration_milliseconds_sum{{{labels}}} {}\n\
+                     istio_request_duration_milliseconds_count{{{labels}}} {}\n",
+                    n * (100 - errors),
+                    n * errors,
+                    n * 90,
+                    n * 100,
+                    n * 100,
+                    n * 1000,
+                    n * 100,
+                ));
+            }
+        }
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -63,9 +85,6 @@ fn canary(metrics_server: Option<&str>, min: f64) -> Canary {
     canary.spec.metrics_server = metrics_server.map(str::to_string);
     let analysis = canary.spec.analysis.as_mut().unwrap();
     analysis.webhooks.clear();
-    analysis
-        .metrics
-        .retain(|metric| metric.name == "request-success-rate");
     analysis.metrics[0].interval = Some("30s".parse().unwrap());
     analysis.metrics[0].threshold_range = Some(ThresholdRange {
         min: Some(min),
@@ -74,14 +93,50 @@ fn canary(metrics_server: Option<&str>, min: f64) -> Canary {
     canary
 }
 
+/// A revision under analysis at `weight`.
+fn progressing(weight: i64) -> CanaryStatus {
+    CanaryStatus {
+        phase: Some("Progressing".into()),
+        canary_weight: weight,
+        last_applied_spec: Some("rev".into()),
+        ..CanaryStatus::default()
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+async fn judge(
+    canary: &Canary,
+    checks: &PrometheusChecks,
+    status: &CanaryStatus,
+    saved: Option<&AnalysisRecord>,
+) -> Judgement {
+    let cluster = Cluster::default();
+    let subject = Subject::new(canary, &cluster, "istio").unwrap();
+    checks
+        .check(Request {
+            subject: &subject,
+            status,
+            saved,
+            now_ms: now_ms(),
+        })
+        .await
+}
+
 async fn verdict(canary: &Canary) -> Verdict {
     verdict_with(canary, PrometheusChecks::default()).await
 }
 
 async fn verdict_with(canary: &Canary, checks: PrometheusChecks) -> Verdict {
-    let cluster = Cluster::default();
-    let subject = Subject::new(canary, &cluster, "istio").unwrap();
-    checks.check(&subject, &Default::default()).await
+    judge(canary, &checks, &progressing(20), None).await.verdict
 }
 
 /// A client whose one request must be the GET of `path`, answered `answer`.
@@ -106,7 +161,7 @@ fn api_answering(path: &'static str, answer: serde_json::Value) -> kube::Client 
 }
 
 #[tokio::test]
-async fn the_success_rate_is_read_from_prometheus_and_held_against_its_range() {
+async fn the_judge_reads_both_versions_from_prometheus_and_keeps_its_evidence() {
     let port = free_port();
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let exporter = tokio::spawn(exporter(listener));
@@ -114,37 +169,160 @@ async fn the_success_rate_is_read_from_prometheus_and_held_against_its_range() {
         "- job_name: istio\n  static_configs:\n  - targets: ['127.0.0.1:{port}']\n"
     ))
     .await;
+    let checks = PrometheusChecks::new(Some(prometheus.url.clone()), None);
 
-    // Until Prometheus holds two scrapes there is no rate: the check
-    // fails (no value), never passes.
-    let passing = canary(Some(&prometheus.url), 98.0);
-    let mut last = Verdict::Fail(String::new());
+    // Until Prometheus holds a few scrapes the judge has too few requests:
+    // it holds, never passes or fails.
+    let passing = canary(None, 98.0);
+    let status = progressing(20);
+    let mut first = None;
     for _ in 0..60 {
-        last = verdict(&passing).await;
-        if last == Verdict::Pass {
-            break;
+        let judgement = judge(&passing, &checks, &status, None).await;
+        match &judgement.verdict {
+            Verdict::Pass => {
+                first = Some(judgement);
+                break;
+            }
+            Verdict::Hold(_) => {}
+            other => panic!("1% errors, p99 under 100 ms: {other:?}"),
         }
-        let Verdict::Fail(reason) = &last else {
-            unreachable!()
-        };
-        assert!(reason.contains("metric request-success-rate"), "{reason}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(last, Verdict::Pass);
+    let first = first
+        .expect("the judge passes once it has the traffic")
+        .record
+        .unwrap();
+    assert_eq!(first.revision, "rev");
+    assert_eq!(first.weight, 20);
+    assert!(first.evidence.is_some());
+    let decision = first.decision.as_ref().unwrap();
+    let success = &decision.metrics[0];
+    assert_eq!(success.name, "request-success-rate");
+    // Both versions' requests, read from Prometheus, are behind the estimates.
+    assert!(success.canary_requests >= 200, "{success:?}");
+    assert!(success.stable_requests >= 200, "{success:?}");
+    let rate = success.canary.unwrap();
+    assert!((98.5..=99.5).contains(&rate), "{rate}");
+    assert_eq!(success.stable, Some(100.0));
+    let duration = &decision.metrics[1];
+    let p99 = duration.canary.unwrap();
+    assert!((10.0..=100.0).contains(&p99), "{p99}");
 
-    let failing = canary(Some(&prometheus.url), 99.5);
-    let Verdict::Fail(reason) = verdict(&failing).await else {
-        panic!("99% is below 99.5")
-    };
+    // The next pass resumes the saved evidence and reads only what came
+    // since: the estimate's requests keep growing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = judge(&passing, &checks, &status, Some(&first))
+        .await
+        .record
+        .unwrap();
+    assert!(second.observed_until > first.observed_until);
+    let resumed = &second.decision.as_ref().unwrap();
     assert!(
-        reason.starts_with("metric request-success-rate 9") && reason.contains("outside 99.5.."),
-        "{reason}"
+        resumed.metrics[0].canary_requests > success.canary_requests,
+        "{resumed:?}"
+    );
+    assert!(
+        !resumed
+            .reasons
+            .iter()
+            .any(|reason| reason.contains("not resumed"))
+    );
+    // Evidence that cannot be resumed is said so, and judged afresh.
+    let mut broken = first.clone();
+    broken.evidence = Some("{}".into());
+    let afresh = judge(&passing, &checks, &status, Some(&broken))
+        .await
+        .record
+        .unwrap();
+    let afresh = afresh.decision.unwrap();
+    assert!(
+        afresh
+            .reasons
+            .iter()
+            .any(|reason| reason.contains("saved evidence not resumed")),
+        "{afresh:?}"
+    );
+    // Another revision's evidence is not this one's.
+    let mut other = first.clone();
+    other.revision = "older".into();
+    let fresh = judge(&passing, &checks, &status, Some(&other)).await;
+    let fresh = fresh.record.unwrap().decision.unwrap();
+    assert!(
+        !fresh
+            .reasons
+            .iter()
+            .any(|reason| reason.contains("not resumed"))
     );
 
-    // A MetricTemplate read from the API, its query filled in: the error
-    // rate in percent, 1 of every 100 requests.
+    // A canary failing 10 % of its requests against a primary failing
+    // none, with a margin of 1 point: rolled back on the evidence, never
+    // passed on the way.
+    let mut regressed = canary(None, 0.0);
+    regressed.metadata.namespace = Some("bad".into());
+    regressed.spec.analysis.as_mut().unwrap().metrics[0].compare = Some(Compare {
+        max_delta: Some(1.0),
+        max_ratio: None,
+    });
+    let mut saved: Option<AnalysisRecord> = None;
+    let mut last = Verdict::Pass;
+    for _ in 0..60 {
+        let judgement = judge(&regressed, &checks, &status, saved.as_ref()).await;
+        saved = judgement.record;
+        last = judgement.verdict;
+        match &last {
+            Verdict::Rollback(_) => break,
+            Verdict::Pass => panic!("a 10-point regression passed"),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Verdict::Rollback(reason) = last else {
+        panic!("not rolled back: {last:?}")
+    };
+    assert!(reason.contains("request-success-rate"), "{reason}");
+    let harm = &saved.unwrap().decision.unwrap().metrics[0];
+    assert!(harm.e_value.is_some_and(|e| e >= 100.0), "{harm:?}");
+
+    // The Prometheus answers with the `kubernetes` provider: no built-in
+    // series, said so.
+    let mut blue_green = canary(None, 98.0);
+    blue_green.spec.provider = Some("kubernetes".into());
+    let cluster = Cluster::default();
+    let subject = Subject::new(&blue_green, &cluster, "kubernetes").unwrap();
+    let judgement = checks
+        .check(Request {
+            subject: &subject,
+            status: &status,
+            saved: None,
+            now_ms: now_ms(),
+        })
+        .await;
+    let Verdict::Fail(reason) = judgement.verdict else {
+        panic!("no series cannot pass")
+    };
+    assert!(
+        reason.contains("provider kubernetes has no built-in series"),
+        "{reason}"
+    );
+    exporter.abort();
+}
+
+/// A `MetricTemplate` read from the API and run against Prometheus: its
+/// value judged against the metric's range, as `serve` judges a template.
+#[tokio::test]
+async fn a_template_metric_is_read_from_the_api_and_judged() {
+    let port = free_port();
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let exporter = tokio::spawn(exporter(listener));
+    let prometheus = Prometheus::start(&format!(
+        "- job_name: istio\n  static_configs:\n  - targets: ['127.0.0.1:{port}']\n"
+    ))
+    .await;
+    // The error rate in percent, 1 of every 100 requests.
     let mut templated = canary(Some(&prometheus.url), 0.0);
-    let metric = &mut templated.spec.analysis.as_mut().unwrap().metrics[0];
+    let analysis = templated.spec.analysis.as_mut().unwrap();
+    analysis.metrics.truncate(1);
+    let metric = &mut analysis.metrics[0];
     metric.name = "error-rate".into();
     metric.template_ref = Some(serin_spec::ObjectReference {
         name: "error-rate".into(),
@@ -164,15 +342,26 @@ async fn the_success_rate_is_read_from_prometheus_and_held_against_its_range() {
         }
     });
     let path = "/apis/flagger.app/v1beta1/namespaces/flagger-system/metrictemplates/error-rate";
-    let checks = PrometheusChecks::new(None, Some(api_answering(path, template.clone())));
-    let Verdict::Fail(reason) = verdict_with(&templated, checks).await else {
-        panic!("1% errors is above 0.5")
+    // Until Prometheus holds two scrapes there is no rate: the check
+    // fails (no value), never passes.
+    let mut last = Verdict::Pass;
+    for _ in 0..60 {
+        let checks = PrometheusChecks::new(None, Some(api_answering(path, template.clone())));
+        last = verdict_with(&templated, checks).await;
+        let Verdict::Fail(reason) = &last else {
+            panic!("1% errors is above 0.5: {last:?}")
+        };
+        assert!(reason.contains("error-rate"), "{reason}");
+        if !reason.contains("no value") && !reason.contains("NaN") && !reason.contains("no series")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Verdict::Fail(reason) = last else {
+        unreachable!()
     };
-    assert!(
-        reason.starts_with("metric error-rate 0.99") || reason.starts_with("metric error-rate 1"),
-        "{reason}"
-    );
-    assert!(reason.contains("outside ..0.5"), "{reason}");
+    assert!(reason.contains("> max 0.5"), "{reason}");
     templated.spec.analysis.as_mut().unwrap().metrics[0].threshold_range = Some(ThresholdRange {
         min: None,
         max: Some(2.0),

@@ -14,7 +14,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 use serin_kube::{
     Cluster, Object, Routes, Subject,
-    controller::{Checks, Outcome, Reconciler, Target, Verdict, canary_resource},
+    controller::{
+        Checks, Judgement, Outcome, Reconciler, Request, Target, Verdict, canary_resource,
+    },
     resource::CanaryStatus,
 };
 use serin_spec::Canary;
@@ -24,12 +26,8 @@ const NOW: &str = "2026-11-30T12:00:00Z";
 struct Fixed(Verdict);
 
 impl Checks for Fixed {
-    fn check<'a>(
-        &'a self,
-        _: &'a Subject<'a>,
-        _: &'a CanaryStatus,
-    ) -> futures_util::future::BoxFuture<'a, Verdict> {
-        Box::pin(std::future::ready(self.0.clone()))
+    fn check<'a>(&'a self, _: Request<'a>) -> futures_util::future::BoxFuture<'a, Judgement> {
+        Box::pin(std::future::ready(Judgement::only(self.0.clone())))
     }
 }
 
@@ -453,4 +451,253 @@ async fn conflicts_and_server_errors_are_retried_by_the_next_pass() {
         .await;
         assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
     }
+}
+
+/// The analysis port answering a fixed judgement with a record to keep.
+struct Judging(Judgement);
+
+impl Checks for Judging {
+    fn check<'a>(&'a self, request: Request<'a>) -> futures_util::future::BoxFuture<'a, Judgement> {
+        // The pass hands the port its time and the record it read.
+        assert_eq!(request.now_ms, 1_796_040_000_000);
+        Box::pin(std::future::ready(self.0.clone()))
+    }
+}
+
+const CANARY: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo";
+
+fn record(verdict: serin_analysis::Verdict) -> serin_kube::resource::AnalysisRecord {
+    serin_kube::resource::AnalysisRecord {
+        revision: "rev".into(),
+        observed_until: 1_796_039_999_000,
+        weight: 20,
+        evidence: Some("{\"judge\":\"sequential\",\"evidence\":{}}".into()),
+        decision: Some(serin_analysis::Decision {
+            verdict,
+            at_ms: 1_796_040_000_000,
+            metrics: vec![serin_analysis::MetricEvidence {
+                e_value: Some(2.5),
+                interval: Some(serin_analysis::Bounds {
+                    low: 98.5,
+                    high: 99.9,
+                }),
+                canary: Some(99.2),
+                ..serin_analysis::MetricEvidence::new(
+                    "request-success-rate",
+                    serin_analysis::MetricStatus::Inconclusive,
+                    "request-success-rate canary 99.2 %".into(),
+                )
+            }],
+            reasons: vec!["holding: more evidence needed".into()],
+            hold: None,
+        }),
+    }
+}
+
+/// The merge patch keeping `record` in the canary's annotation.
+fn save(record: &serin_kube::resource::AnalysisRecord) -> Exchange {
+    Exchange::new(
+        "PATCH",
+        format!("{CANARY}?"),
+        Some(json!({"metadata": {"annotations": {
+            "serin.dev/analysis": serde_json::to_string(record).unwrap()
+        }}})),
+    )
+    .answer(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"}
+    }))
+}
+
+async fn judged_pass(
+    canary: &Canary,
+    status: CanaryStatus,
+    judgement: Judgement,
+    exchanges: Vec<Exchange>,
+) -> Result<Outcome, serin_kube::controller::Error> {
+    let (client, verifier) = mock();
+    let expected = exchanges.len();
+    let server = tokio::spawn(verifier.run(exchanges));
+    let reconciler = Reconciler::new(client, Judging(judgement), "istio");
+    let target = Target {
+        canary,
+        status,
+        resource: canary_resource(&canary.api_version),
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), reconciler.reconcile(target, NOW))
+        .await
+        .expect("the pass ends");
+    let answered = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the verifier ends")
+        .unwrap();
+    assert_eq!(answered, expected);
+    outcome
+}
+
+/// As Flagger: at weight 0 the canary has no traffic to judge; the pass
+/// says the analysis starts and moves to the first step unjudged.
+#[tokio::test]
+async fn the_first_step_is_taken_without_judging_an_idle_canary() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.1");
+    let routes = Routes::at(&canary, 10).unwrap();
+    let mut exchanges = vec![
+        get_target(&target),
+        event("Normal", "Starting canary analysis for podinfo.test"),
+    ];
+    exchanges.extend(applies(&canary, &target, &routes, true));
+    let mut expected = serde_json::to_value(progressing(&target, 10, 0)).unwrap();
+    expected["lastTransitionTime"] = json!(NOW);
+    exchanges.push(status(expected));
+    exchanges.push(event("Normal", "Advance podinfo.test canary weight 10"));
+    // A port that would fail the step is never asked.
+    let outcome = pass(
+        &canary,
+        progressing(&target, 0, 0),
+        Verdict::Fail("asked".into()),
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+}
+
+/// A pass that comes back before the interval (the controller's own
+/// status write wakes it) reads the target and waits.
+#[tokio::test]
+async fn an_analysis_not_due_waits_for_the_rest_of_the_interval() {
+    let canary = canary(); // interval: 1m
+    let target = deployment("podinfo:6.0.1");
+    let mut status_in = progressing(&target, 20, 0);
+    status_in.last_transition_time = Some("2026-11-30T11:59:30Z".into());
+    let outcome = pass(
+        &canary,
+        status_in,
+        Verdict::Fail("asked".into()),
+        vec![get_target(&target)],
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Wait(Duration::from_secs(30)));
+}
+
+/// A hold keeps the weight and counts no failed check; the judge's record
+/// is saved on the canary before anything else is written.
+#[tokio::test]
+async fn a_hold_saves_the_evidence_and_keeps_the_weight() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.1");
+    let record = record(serin_analysis::Verdict::Hold);
+    let mut held = serde_json::to_value(progressing(&target, 20, 1)).unwrap();
+    held["lastTransitionTime"] = json!(NOW);
+    held["conditions"] = promoted(
+        "Unknown",
+        "Progressing",
+        "Holding podinfo.test at canary weight 20: holding: more evidence needed",
+    );
+    let exchanges = vec![get_target(&target), save(&record), status(held)];
+    let outcome = judged_pass(
+        &canary,
+        progressing(&target, 20, 1),
+        Judgement {
+            verdict: Verdict::Hold("holding: more evidence needed".into()),
+            record: Some(record.clone()),
+        },
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+}
+
+/// Decisive harm rolls back at once, below the failed-checks threshold.
+#[tokio::test]
+async fn decisive_harm_rolls_back_at_once() {
+    let canary = canary();
+    let target = deployment("podinfo:6.0.1");
+    let record = record(serin_analysis::Verdict::Rollback);
+    let reason = "request-success-rate: canary errors above stable's, e-value 210 > 1/alpha";
+    let mut exchanges = vec![
+        get_target(&target),
+        save(&record),
+        event("Warning", &format!("Rolling back podinfo.test: {reason}")),
+    ];
+    exchanges.extend(applies(&canary, &target, &Routes::primary(), true));
+    exchanges.push(scale(0));
+    let mut failed = serde_json::to_value(progressing(&target, 0, 0)).unwrap();
+    failed["phase"] = json!("Failed");
+    failed["lastTransitionTime"] = json!(NOW);
+    failed["conditions"] = json!([{
+        "type": "Promoted", "status": "False", "reason": "Failed",
+        "message": "Canary analysis failed, Deployment scaled to zero.",
+        "lastUpdateTime": NOW, "lastTransitionTime": NOW
+    }]);
+    exchanges.push(status(failed));
+    exchanges.push(event("Warning", "Canary failed! Scaling down podinfo.test"));
+    let outcome = judged_pass(
+        &canary,
+        progressing(&target, 20, 0),
+        Judgement {
+            verdict: Verdict::Rollback(reason.into()),
+            record: Some(record),
+        },
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Failed".into()));
+}
+
+/// A `serin.dev` canary carries serin's decision in its status too
+/// (Flagger's status schema would prune it; its annotation has it).
+#[tokio::test]
+async fn a_serin_canary_shows_the_decision_in_its_status() {
+    let mut canary = canary();
+    canary.api_version = "serin.dev/v1alpha1".into();
+    let target = deployment("podinfo:6.0.1");
+    let record = record(serin_analysis::Verdict::Hold);
+    let base = "/apis/serin.dev/v1alpha1/namespaces/test/canaries/podinfo";
+    let answer = json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"}
+    });
+    let mut held = serde_json::to_value(progressing(&target, 20, 0)).unwrap();
+    held["lastTransitionTime"] = json!(NOW);
+    held["conditions"] = promoted(
+        "Unknown",
+        "Progressing",
+        "Holding podinfo.test at canary weight 20: holding: more evidence needed",
+    );
+    held["analysis"] = serde_json::to_value(record.decision.as_ref().unwrap()).unwrap();
+    assert_eq!(held["analysis"]["metrics"][0]["e_value"], json!(2.5));
+    let exchanges = vec![
+        get_target(&target),
+        Exchange::new(
+            "PATCH",
+            format!("{base}?"),
+            Some(json!({"metadata": {"annotations": {
+                "serin.dev/analysis": serde_json::to_string(&record).unwrap()
+            }}})),
+        )
+        .answer(answer.clone()),
+        Exchange::new(
+            "PATCH",
+            format!("{base}/status?"),
+            Some(json!({ "status": held })),
+        )
+        .answer(answer),
+    ];
+    let outcome = judged_pass(
+        &canary,
+        progressing(&target, 20, 0),
+        Judgement {
+            verdict: Verdict::Hold("holding: more evidence needed".into()),
+            record: Some(record.clone()),
+        },
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+    // serin's CRD keeps the field: its status schema declares it.
+    let crd = serin_kube::resource::serin_crd();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+        ["analysis"];
+    assert_eq!(schema["x-kubernetes-preserve-unknown-fields"], json!(true));
 }

@@ -106,7 +106,8 @@ fn the_cluster_role_grants_exactly_what_the_controller_writes() {
     for group in ["flagger.app", "serin.dev"] {
         needed.insert(
             (group.into(), "canaries".into()),
-            verbs(&["get", "list", "watch"]),
+            // patch: serin's analysis kept in the canary's annotation.
+            verbs(&["get", "list", "watch", "patch"]),
         );
         needed.insert((group.into(), "canaries/status".into()), verbs(&["patch"]));
     }
