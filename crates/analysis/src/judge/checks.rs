@@ -30,6 +30,13 @@
 //! Builtin metrics without canary requests in the window, and the
 //! `request-rate` load condition outside its range, hold in the guarded
 //! reading: they say the traffic is not there yet, not that the canary is bad.
+//!
+//! The sequential judge reads one more thing into a failed `compare` check
+//! on the success rate: whether it may *count*. [`Spending`] lets the k-th
+//! window a rollout judges count only when its data are beyond the margin
+//! at a level spent over the rollout, so that `threshold` counted failures
+//! of a canary within its margin stay within a budget however long the
+//! rollout lasts; a failure it does not count holds.
 
 use crate::{
     config::{AnalysisConfig, BuiltinMetric, MetricCheck, MetricKind},
