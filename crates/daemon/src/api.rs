@@ -689,6 +689,7 @@ impl Filter {
             serin_server::Update::Decision { .. } => "decision",
             serin_server::Update::State { .. } => "state",
             serin_server::Update::Webhook { .. } => "webhook",
+            serin_server::Update::Repaired { .. } => "repaired",
         };
         Event::default().event(kind).json_data(change).ok()
     }

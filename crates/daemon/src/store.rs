@@ -744,6 +744,7 @@ fn update_at(update: &Update) -> i64 {
         | Update::Decision { at, .. }
         | Update::State { at, .. }
         | Update::Webhook { at, .. }
+        | Update::Repaired { at, .. }
         | Update::Traffic { at, .. } => *at,
     };
     i64::try_from(at.as_millis()).unwrap_or(i64::MAX)

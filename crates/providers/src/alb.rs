@@ -18,36 +18,25 @@
 //! operation pending and retries it with backoff, and the analysis holds.
 
 use crate::aws::{port_error, sdk_config};
+use crate::desired::{Balancer, Steered};
 use aws_sdk_elasticloadbalancingv2::{
     Client,
     types::{
         Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig, TargetGroupTuple,
     },
 };
-use serin_rollout::{
-    Route,
-    ports::{BoxFuture, CanaryTarget, PortError, Router},
-};
+use serin_rollout::ports::{BoxFuture, PortError};
 use serin_spec::{
     AlbSpec,
     alb::{ArnKind, DEFAULT_STICKINESS_SECONDS, MAX_STICKINESS_SECONDS, parse_arn},
 };
-use std::sync::Mutex;
 
 /// The weight of a version that takes all traffic. ALB weights go from 0 to
 /// 999; serin's percentages fit as they are.
 const FULL_WEIGHT: i32 = 100;
 
 /// The target groups serin wants the forward action to hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Desired {
-    /// The stable version's target group.
-    pub stable: String,
-    /// The canary's target group, while a rollout is on.
-    pub canary: Option<String>,
-    /// The canary's percentage; stable gets the rest.
-    pub canary_weight: u8,
-}
+pub type Desired = crate::desired::Desired<String>;
 
 /// The forward action serin writes: what [`AlbRouter`] sends and what
 /// `serin render` prints come from here, so they never disagree.
@@ -210,15 +199,17 @@ enum Owned {
     Rule(String),
 }
 
-/// An AWS Application Load Balancer behind the [`Router`] port.
+/// An AWS Application Load Balancer behind the
+/// [`Router`](serin_rollout::ports::Router) port: the desired state
+/// ([`Steered`]) over the forward action serin owns.
+pub type AlbRouter = Steered<AlbForward>;
+
+/// The forward action serin owns, and the client that reads and writes it.
 #[derive(Debug)]
-pub struct AlbRouter {
+pub struct AlbForward {
     client: Client,
     owned: Owned,
     stickiness: Option<i32>,
-    desired: Mutex<Desired>,
-    /// One read-compare-write at a time.
-    writing: tokio::sync::Mutex<()>,
     /// `alb listener ARN` / `alb rule ARN`, for messages.
     system: String,
 }
@@ -267,67 +258,46 @@ impl AlbRouter {
             Owned::Listener(arn) => format!("alb listener {arn}"),
             Owned::Rule(arn) => format!("alb rule {arn}"),
         };
-        Ok(AlbRouter {
+        let forward = AlbForward {
             client: Client::new(config),
             owned,
             stickiness,
-            desired: Mutex::new(Desired {
-                stable: spec.stable_target_group_arn.clone(),
-                canary: None,
-                canary_weight: 0,
-            }),
-            writing: tokio::sync::Mutex::new(()),
             system,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Desired> {
-        // A poisoned lock means a panic while cloning a plain value; the
-        // value is still whole, so recover it.
-        self.desired
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// What serin wants the ALB to hold now.
-    pub fn desired(&self) -> Desired {
-        self.lock().clone()
+        };
+        Ok(Steered::new_with(
+            forward,
+            spec.stable_target_group_arn.clone(),
+        ))
     }
 
     /// The forward action serin wants now.
     pub fn plan(&self) -> ForwardPlan {
-        ForwardPlan::new(&self.lock(), self.stickiness)
+        ForwardPlan::new(&self.desired(), self.balancer().stickiness)
     }
 
     /// The target groups and weights the ALB holds now, read back.
     pub async fn held(&self) -> Result<Vec<(String, i32)>, PortError> {
-        let actions = self.read().await?;
-        let (_, forward) = self.forward_of(&actions)?;
-        Ok(held_groups(forward))
+        let forward = self.balancer();
+        let actions = forward.read().await?;
+        let (_, action) = forward.forward_of(&actions)?;
+        Ok(held_groups(action))
     }
+}
 
-    /// Reads the action back and writes it again when it differs: what
-    /// every operation does, and what repairs a change made by hand.
-    pub async fn repair(&self) -> Result<(), PortError> {
-        self.change(|_| {}).await
-    }
+// === impl AlbForward ===
 
-    /// Changes the desired state and brings the ALB to it. When that fails
-    /// the desired state stays changed: the runtime retries the operation.
-    async fn change(&self, change: impl FnOnce(&mut Desired)) -> Result<(), PortError> {
-        let _writing = self.writing.lock().await;
-        let desired = {
-            let mut guard = self.lock();
-            change(&mut guard);
-            guard.clone()
-        };
-        let plan = ForwardPlan::new(&desired, self.stickiness);
+impl AlbForward {
+    /// Reads the action back and, when it differs from `desired`, writes it
+    /// and reads it back again; says what it held before.
+    async fn bring_to(&self, desired: &Desired) -> Result<Option<String>, PortError> {
+        let plan = ForwardPlan::new(desired, self.stickiness);
         let actions = self.read().await?;
         let (index, forward) = self.forward_of(&actions)?;
         if plan.is_held_by(forward) {
-            return Ok(());
+            return Ok(None);
         }
-        tracing::info!(system = %self.system, held = ?held_groups(forward), wanted = ?plan.target_groups, "updating the ALB's forward action");
+        let before = held_groups(forward);
+        tracing::info!(system = %self.system, held = ?before, wanted = ?plan.target_groups, "updating the ALB's forward action");
         let replacement = plan.to_action(Some(forward));
         let mut written: Vec<Action> = actions.iter().map(keep_secret).collect();
         written[index] = replacement;
@@ -335,7 +305,10 @@ impl AlbRouter {
         let actions = self.read().await?;
         let (_, forward) = self.forward_of(&actions)?;
         if plan.is_held_by(forward) {
-            Ok(())
+            Ok(Some(format!(
+                "{} forwarded {before:?}, rewritten to {:?}",
+                self.system, plan.target_groups
+            )))
         } else {
             Err(PortError::Refused {
                 system: self.system.clone(),
@@ -435,67 +408,27 @@ fn keep_secret(action: &Action) -> Action {
     }
 }
 
-impl Router for AlbRouter {
+impl Balancer for AlbForward {
+    type Addr = String;
+
     fn name(&self) -> &str {
         "alb"
     }
 
-    fn set_canary(&self, canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
-        let arn = parse_arn(&canary.address, ArnKind::TargetGroup).map(|_| canary.address.clone());
-        Box::pin(async move {
-            let arn = arn.map_err(|message| PortError::Refused {
+    fn canary_addr(&self, address: &str) -> Result<String, PortError> {
+        parse_arn(address, ArnKind::TargetGroup)
+            .map(|_| address.to_owned())
+            .map_err(|message| PortError::Refused {
                 system: "alb".into(),
                 message: format!("canary: {message}"),
-            })?;
-            // A new revision starts without traffic; the rollout's first
-            // route gives it its weight.
-            self.change(|desired| {
-                desired.canary = Some(arn);
-                desired.canary_weight = 0;
             })
-            .await
-        })
     }
 
-    fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            if route.mirror.is_some() {
-                return Err(PortError::Unsupported(
-                    "alb: mirroring is not supported (an ALB cannot copy requests)".into(),
-                ));
-            }
-            self.change(|desired| desired.canary_weight = route.canary_weight)
-                .await
-        })
-    }
-
-    fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            let canary = self.lock().canary.clone();
-            let Some(canary) = canary else {
-                return Err(PortError::Refused {
-                    system: "alb".into(),
-                    message: "no canary target group to promote".into(),
-                });
-            };
-            // The canary's group becomes the stable one at full weight until
-            // the next rollout starts.
-            self.change(|desired| {
-                desired.stable = canary;
-                desired.canary_weight = 0;
-            })
-            .await
-        })
-    }
-
-    fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            self.change(|desired| {
-                desired.canary = None;
-                desired.canary_weight = 0;
-            })
-            .await
-        })
+    fn sync<'a>(
+        &'a self,
+        desired: &'a Desired,
+    ) -> BoxFuture<'a, Result<Option<String>, PortError>> {
+        Box::pin(self.bring_to(desired))
     }
 }
 

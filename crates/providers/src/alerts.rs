@@ -757,6 +757,9 @@ impl Router for WeightTap {
     fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
         self.inner.finalise()
     }
+    fn repair(&self) -> BoxFuture<'_, Result<Option<String>, PortError>> {
+        self.inner.repair()
+    }
 }
 
 #[cfg(test)]

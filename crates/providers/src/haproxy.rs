@@ -11,12 +11,10 @@
 //! that fails is named in the error while the runtime keeps the route pending
 //! and retries it; nothing is half-applied silently.
 
-use serin_rollout::{
-    Route,
-    ports::{BoxFuture, CanaryTarget, PortError, Router},
-};
+use crate::desired::{Balancer, Steered};
+use serin_rollout::ports::{BoxFuture, PortError};
 use serin_spec::{HaproxySpec, RuntimeApiAddr};
-use std::{net::SocketAddr, sync::Mutex, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long one runtime API command may take, connection included: the API
@@ -191,24 +189,20 @@ async fn exchange(
 }
 
 /// The backend serin wants every instance to hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Desired {
-    /// The stable server's address.
-    stable: SocketAddr,
-    /// The canary server's address, while a rollout is on.
-    canary: Option<SocketAddr>,
-    /// The canary's percentage; stable gets the rest.
-    canary_weight: u8,
-}
+type Desired = crate::desired::Desired<SocketAddr>;
 
-/// HAProxy behind the [`Router`] port.
+/// HAProxy behind the [`Router`](serin_rollout::ports::Router) port: the
+/// desired state ([`Steered`]) over a fleet of instances.
+pub type HaproxyRouter = Steered<HaproxyFleet>;
+
+/// Every HAProxy instance of a fleet, and the backend and servers serin
+/// sets on each.
 #[derive(Debug)]
-pub struct HaproxyRouter {
+pub struct HaproxyFleet {
     instances: Vec<RuntimeApiAddr>,
     backend: String,
     stable_server: String,
     canary_server: String,
-    desired: Mutex<Desired>,
 }
 
 // === impl HaproxyRouter ===
@@ -235,19 +229,27 @@ impl HaproxyRouter {
         }
         let stable = serin_spec::haproxy::server_addr(stable)
             .map_err(|e| refused(format!("spec.upstreams.stable: {e}")))?;
-        Ok(HaproxyRouter {
+        let fleet = HaproxyFleet {
             instances,
             backend: spec.backend.clone(),
             stable_server: spec.servers.stable.clone(),
             canary_server: spec.servers.canary.clone(),
-            desired: Mutex::new(Desired {
-                stable,
-                canary: None,
-                canary_weight: 0,
-            }),
-        })
+        };
+        Ok(Steered::new_with(fleet, stable))
     }
 
+    /// The server lines of the backend on one instance, as HAProxy reports them.
+    pub async fn servers_state(
+        &self,
+        instance: &RuntimeApiAddr,
+    ) -> Result<Vec<ServerState>, PortError> {
+        self.balancer().servers_state(instance).await
+    }
+}
+
+// === impl HaproxyFleet ===
+
+impl HaproxyFleet {
     /// The server lines of the backend on one instance, as HAProxy reports them.
     pub async fn servers_state(
         &self,
@@ -260,47 +262,28 @@ impl HaproxyRouter {
         })
     }
 
-    /// Brings every instance to the desired backend again: what each
-    /// operation does, and what repairs drift between operations.
-    pub async fn repair(&self) -> Result<(), PortError> {
-        let desired = *self.lock();
-        self.sync_all(desired).await
-    }
-
-    /// Changes the desired backend, then brings every instance to it.
-    async fn change(&self, change: impl FnOnce(&mut Desired)) -> Result<(), PortError> {
-        let desired = {
-            let mut guard = self.lock();
-            change(&mut guard);
-            *guard
-        };
-        self.sync_all(desired).await
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Desired> {
-        // A poisoned lock means a panic while copying a plain value; the
-        // value is still whole, so recover it.
-        self.desired
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Every instance, in order; all are tried even after a failure, and the
-    /// error names each instance that failed.
-    async fn sync_all(&self, desired: Desired) -> Result<(), PortError> {
+    /// error names each instance that failed. Says which instances were
+    /// not in step and what was sent to each.
+    async fn sync_all(&self, desired: &Desired) -> Result<Option<String>, PortError> {
         let mut failures = Vec::new();
         let mut timeout = None;
+        let mut sent = Vec::new();
         for instance in &self.instances {
-            if let Err(error) = self.sync_one(instance, desired).await {
-                tracing::warn!(%instance, %error, "haproxy instance not in step");
-                if let PortError::Timeout { after, .. } = &error {
-                    timeout = Some(*after);
+            match self.sync_one(instance, desired).await {
+                Ok(commands) if commands.is_empty() => {}
+                Ok(commands) => sent.push(format!("{instance}: {}", commands.join(", "))),
+                Err(error) => {
+                    tracing::warn!(%instance, %error, "haproxy instance not in step");
+                    if let PortError::Timeout { after, .. } = &error {
+                        timeout = Some(*after);
+                    }
+                    failures.push(error.to_string());
                 }
-                failures.push(error.to_string());
             }
         }
         match (failures.len(), timeout) {
-            (0, _) => Ok(()),
+            (0, _) => Ok((!sent.is_empty()).then(|| sent.join("; "))),
             (1, Some(after)) => Err(PortError::Timeout {
                 system: self.instances_failed(&failures),
                 after,
@@ -321,12 +304,17 @@ impl HaproxyRouter {
         )
     }
 
-    /// Reads one instance, sends the commands that differ, reads again.
-    async fn sync_one(&self, instance: &RuntimeApiAddr, desired: Desired) -> Result<(), PortError> {
+    /// Reads one instance, sends the commands that differ, reads again;
+    /// returns the commands sent.
+    async fn sync_one(
+        &self,
+        instance: &RuntimeApiAddr,
+        desired: &Desired,
+    ) -> Result<Vec<String>, PortError> {
         let before = self.servers_state(instance).await?;
         let commands = self.commands_for(instance, &before, desired)?;
         if commands.is_empty() {
-            return Ok(());
+            return Ok(commands);
         }
         let mut answers = Vec::new();
         for line in &commands {
@@ -339,7 +327,7 @@ impl HaproxyRouter {
         let after = self.servers_state(instance).await?;
         let left = self.commands_for(instance, &after, desired)?;
         if left.is_empty() {
-            Ok(())
+            Ok(commands)
         } else {
             Err(PortError::Refused {
                 system: format!("haproxy runtime API at {instance}"),
@@ -362,7 +350,7 @@ impl HaproxyRouter {
         &self,
         instance: &RuntimeApiAddr,
         state: &[ServerState],
-        desired: Desired,
+        desired: &Desired,
     ) -> Result<Vec<String>, PortError> {
         let find = |name: &str| {
             state
@@ -429,6 +417,7 @@ pub fn commands_at(
     canary_weight: u8,
 ) -> Result<Vec<String>, PortError> {
     let router = HaproxyRouter::new(spec, &stable.to_string())?;
+    let fleet = router.balancer();
     let desired = Desired {
         stable,
         canary,
@@ -443,16 +432,13 @@ pub fn commands_at(
         weight: u32::MAX,
         admin: 0,
     };
-    let state = [
-        unknown(&router.stable_server),
-        unknown(&router.canary_server),
-    ];
-    let instance = router
+    let state = [unknown(&fleet.stable_server), unknown(&fleet.canary_server)];
+    let instance = fleet
         .instances
         .first()
         .cloned()
         .unwrap_or_else(|| RuntimeApiAddr::Tcp(String::new()));
-    router.commands_for(&instance, &state, desired)
+    fleet.commands_for(&instance, &state, &desired)
 }
 
 fn set_addr(server: &str, addr: SocketAddr) -> String {
@@ -469,65 +455,25 @@ fn shorten(answer: &str) -> String {
     line.chars().take(200).collect()
 }
 
-impl Router for HaproxyRouter {
+impl Balancer for HaproxyFleet {
+    type Addr = SocketAddr;
+
     fn name(&self) -> &str {
         "haproxy"
     }
 
-    fn set_canary(&self, canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
-        let addr = serin_spec::haproxy::server_addr(&canary.address);
-        Box::pin(async move {
-            let addr = addr.map_err(|message| PortError::Refused {
-                system: "haproxy".into(),
-                message: format!("canary {message}"),
-            })?;
-            // A new revision starts without traffic; the rollout's first
-            // route gives it its weight.
-            self.change(|desired| {
-                desired.canary = Some(addr);
-                desired.canary_weight = 0;
-            })
-            .await
+    fn canary_addr(&self, address: &str) -> Result<SocketAddr, PortError> {
+        serin_spec::haproxy::server_addr(address).map_err(|message| PortError::Refused {
+            system: "haproxy".into(),
+            message: format!("canary {message}"),
         })
     }
 
-    fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            if route.mirror.is_some() {
-                return Err(PortError::Unsupported(
-                    "haproxy: mirroring is not supported (serin sets server weights only)".into(),
-                ));
-            }
-            self.change(|desired| desired.canary_weight = route.canary_weight)
-                .await
-        })
-    }
-
-    fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            let canary = self.lock().canary;
-            let Some(canary) = canary else {
-                return Err(PortError::Refused {
-                    system: "haproxy".into(),
-                    message: "no canary address to promote".into(),
-                });
-            };
-            self.change(|desired| {
-                desired.stable = canary;
-                desired.canary_weight = 0;
-            })
-            .await
-        })
-    }
-
-    fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            self.change(|desired| {
-                desired.canary = None;
-                desired.canary_weight = 0;
-            })
-            .await
-        })
+    fn sync<'a>(
+        &'a self,
+        desired: &'a Desired,
+    ) -> BoxFuture<'a, Result<Option<String>, PortError>> {
+        Box::pin(self.sync_all(desired))
     }
 }
 
@@ -575,7 +521,8 @@ mod tests {
         };
         assert!(
             router
-                .commands_for(&instance, &state, stable_only)
+                .balancer()
+                .commands_for(&instance, &state, &stable_only)
                 .expect("found")
                 .is_empty()
         );
@@ -585,7 +532,8 @@ mod tests {
         };
         assert_eq!(
             router
-                .commands_for(&instance, &state, rollout)
+                .balancer()
+                .commands_for(&instance, &state, &rollout)
                 .expect("found"),
             [
                 "set server shop/stable weight 70",

@@ -18,6 +18,7 @@ pub mod aws;
 pub mod builtin;
 #[cfg(feature = "aws")]
 pub mod cloudwatch;
+pub mod desired;
 pub mod haproxy;
 pub mod metric_http;
 pub mod metrics;
@@ -35,6 +36,7 @@ pub mod webhooks;
 pub use alb::AlbRouter;
 pub use alerts::{Alert, AlertSeverity, AlertTarget, Notifier, ProviderKind};
 pub use builtin::{BaseRoutes, ProxyRouter, RoutingError};
+pub use desired::{Balancer, Desired, DesiredCell, Steered};
 pub use haproxy::HaproxyRouter;
 pub use metrics::metric_queries;
 pub use nginx::{NginxFormat, NginxRouter};

@@ -9,17 +9,20 @@
 //! previous file is put back and the error names the command and its
 //! stderr, so the runtime keeps the route pending and retries it.
 
-use crate::syslog::{Dropped, LogFormat, LoggedRequest};
-use serin_rollout::{
-    Route,
-    ports::{BoxFuture, CanaryTarget, PortError, Router},
+use crate::{
+    desired::{Balancer, DesiredCell, Steered},
+    syslog::{Dropped, LogFormat, LoggedRequest},
 };
+use serin_rollout::ports::{BoxFuture, PortError};
 use serin_spec::NginxSpec;
 use serin_stats::Version;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -32,40 +35,21 @@ const MAX_STDERR_CHARS: usize = 600;
 const FULL_WEIGHT: u8 = 100;
 
 /// The upstream serin wants nginx to hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Desired {
-    /// The stable server's address.
-    stable: SocketAddr,
-    /// The canary server's address, while a rollout is on.
-    canary: Option<SocketAddr>,
-    /// The canary's percentage; stable gets the rest.
-    canary_weight: u8,
-}
+type Desired = crate::desired::Desired<SocketAddr>;
 
 /// The addresses of both versions as the router last set them, shared with
 /// the log receiver: nginx logs `$upstream_addr`, and this tells which
 /// version that is.
-#[derive(Debug)]
-pub struct VersionAddrs {
-    desired: Mutex<Desired>,
-}
+pub type VersionAddrs = DesiredCell<SocketAddr>;
 
 // === impl VersionAddrs ===
 
-impl VersionAddrs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Desired> {
-        // A poisoned lock means a panic while copying a plain value; the
-        // value is still whole, so recover it.
-        self.desired
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
+impl DesiredCell<SocketAddr> {
     /// The version served from `addr` (`IP:port` as nginx logs it), if any.
     /// The canary is checked first: after a promotion both are the same.
     pub fn version_of(&self, addr: &str) -> Option<Version> {
         let addr: SocketAddr = addr.trim().parse().ok()?;
-        let desired = *self.lock();
+        let desired = self.get();
         if desired.canary == Some(addr) {
             Some(Version::Canary)
         } else if desired.stable == addr {
@@ -127,7 +111,7 @@ pub fn file_at(
 ) -> String {
     render(
         upstream,
-        Desired {
+        &Desired {
             stable,
             canary,
             canary_weight,
@@ -137,7 +121,7 @@ pub fn file_at(
 
 /// The text of the upstream block for `desired`: only servers with traffic,
 /// at least one.
-fn render(upstream: &str, desired: Desired) -> String {
+fn render(upstream: &str, desired: &Desired) -> String {
     let weight = desired.canary_weight.min(FULL_WEIGHT);
     let mut servers = Vec::new();
     match desired.canary {
@@ -162,15 +146,21 @@ fn render(upstream: &str, desired: Desired) -> String {
     text
 }
 
-/// nginx behind the [`Router`] port.
+/// nginx behind the [`Router`](serin_rollout::ports::Router) port: the
+/// desired state ([`Steered`]) over the upstream file serin owns.
+pub type NginxRouter = Steered<NginxUpstream>;
+
+/// The upstream block serin owns: its name, the file it is written to,
+/// and the command that makes nginx read it.
 #[derive(Debug)]
-pub struct NginxRouter {
+pub struct NginxUpstream {
     upstream: String,
     config_file: PathBuf,
     reload: Vec<String>,
-    addrs: Arc<VersionAddrs>,
-    /// One write-and-reload at a time.
-    writing: tokio::sync::Mutex<()>,
+    /// Whether nginx was reloaded since serin started: the first sync
+    /// reloads even when the file already reads as desired (nginx may not
+    /// have read it yet).
+    reloaded: AtomicBool,
 }
 
 // === impl NginxRouter ===
@@ -193,64 +183,57 @@ impl NginxRouter {
         if spec.config_file.trim().is_empty() {
             return Err(refused("spec.nginx.configFile: required".into()));
         }
-        Ok(NginxRouter {
+        let upstream = NginxUpstream {
             upstream: spec.upstream.clone(),
             config_file: PathBuf::from(spec.config_file.trim()),
             reload,
-            addrs: Arc::new(VersionAddrs {
-                desired: Mutex::new(Desired {
-                    stable,
-                    canary: None,
-                    canary_weight: 0,
-                }),
-            }),
-            writing: tokio::sync::Mutex::new(()),
-        })
+            reloaded: AtomicBool::new(false),
+        };
+        Ok(Steered::new_with(upstream, stable))
     }
 
     /// The versions' addresses, for the log receiver.
     pub fn version_addrs(&self) -> Arc<VersionAddrs> {
-        self.addrs.clone()
+        self.desired_cell()
     }
 
     /// The file serin writes.
     pub fn config_file(&self) -> &Path {
-        &self.config_file
+        &self.balancer().config_file
     }
 
     /// The upstream block as serin would write it now.
     pub fn rendered(&self) -> String {
-        render(&self.upstream, *self.addrs.lock())
+        render(&self.balancer().upstream, &self.desired())
     }
+}
 
-    /// Writes the desired block and reloads nginx again: what each
-    /// operation does, and what repairs a file edited by hand.
-    pub async fn repair(&self) -> Result<(), PortError> {
-        self.change(|_| {}).await
-    }
+// === impl NginxUpstream ===
 
-    /// Changes the desired upstream, writes it and reloads. When either
-    /// fails the desired upstream stays changed (the runtime retries the
-    /// same operation) and the previous file stays in place.
-    async fn change(&self, change: impl FnOnce(&mut Desired)) -> Result<(), PortError> {
-        let _writing = self.writing.lock().await;
-        let desired = {
-            let mut guard = self.addrs.lock();
-            change(&mut guard);
-            *guard
-        };
+impl NginxUpstream {
+    /// Writes the block for `desired` and reloads, unless the file already
+    /// holds it (and nginx was reloaded since serin started). When the
+    /// write or the reload fails the previous file stays in place.
+    async fn write(&self, desired: &Desired) -> Result<Option<String>, PortError> {
         let text = render(&self.upstream, desired);
         let previous = match tokio::fs::read(&self.config_file).await {
             Ok(bytes) => Some(bytes),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(self.file_error(&error)),
         };
-        write_atomically(&self.config_file, text.as_bytes())
-            .await
-            .map_err(|error| self.file_error(&error))?;
+        let held = previous.as_deref() == Some(text.as_bytes());
+        if held && self.reloaded.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        if !held {
+            write_atomically(&self.config_file, text.as_bytes())
+                .await
+                .map_err(|error| self.file_error(&error))?;
+        }
         if let Err(error) = self.run_reload().await {
             let restored = match &previous {
-                Some(bytes) => write_atomically(&self.config_file, bytes).await,
+                Some(bytes) if !held => write_atomically(&self.config_file, bytes).await,
+                Some(_) => Ok(()),
                 None => tokio::fs::remove_file(&self.config_file).await,
             };
             if let Err(restore) = restored {
@@ -258,7 +241,30 @@ impl NginxRouter {
             }
             return Err(error);
         }
-        Ok(())
+        self.reloaded.store(true, Ordering::Release);
+        Ok((!held).then(|| {
+            let servers = |text: &str| {
+                text.lines()
+                    .filter_map(|l| l.trim().strip_prefix("server "))
+                    .map(|l| l.trim_end_matches(';'))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let before = previous.as_deref().map(String::from_utf8_lossy);
+            match before {
+                Some(before) => format!(
+                    "{} held [{}], rewritten to [{}] and reloaded",
+                    self.config_file.display(),
+                    servers(&before),
+                    servers(&text)
+                ),
+                None => format!(
+                    "{} was missing, written with [{}] and reloaded",
+                    self.config_file.display(),
+                    servers(&text)
+                ),
+            }
+        }))
     }
 
     fn file_error(&self, error: &std::io::Error) -> PortError {
@@ -346,65 +352,25 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-impl Router for NginxRouter {
+impl Balancer for NginxUpstream {
+    type Addr = SocketAddr;
+
     fn name(&self) -> &str {
         "nginx"
     }
 
-    fn set_canary(&self, canary: &CanaryTarget) -> BoxFuture<'_, Result<(), PortError>> {
-        let addr = serin_spec::nginx::server_addr(&canary.address);
-        Box::pin(async move {
-            let addr = addr.map_err(|message| PortError::Refused {
-                system: "nginx".into(),
-                message: format!("canary {message}"),
-            })?;
-            // A new revision starts without traffic; the rollout's first
-            // route gives it its weight.
-            self.change(|desired| {
-                desired.canary = Some(addr);
-                desired.canary_weight = 0;
-            })
-            .await
+    fn canary_addr(&self, address: &str) -> Result<SocketAddr, PortError> {
+        serin_spec::nginx::server_addr(address).map_err(|message| PortError::Refused {
+            system: "nginx".into(),
+            message: format!("canary {message}"),
         })
     }
 
-    fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            if route.mirror.is_some() {
-                return Err(PortError::Unsupported(
-                    "nginx: mirroring is not supported (serin sets server weights only)".into(),
-                ));
-            }
-            self.change(|desired| desired.canary_weight = route.canary_weight)
-                .await
-        })
-    }
-
-    fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            let canary = self.addrs.lock().canary;
-            let Some(canary) = canary else {
-                return Err(PortError::Refused {
-                    system: "nginx".into(),
-                    message: "no canary address to promote".into(),
-                });
-            };
-            self.change(|desired| {
-                desired.stable = canary;
-                desired.canary_weight = 0;
-            })
-            .await
-        })
-    }
-
-    fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>> {
-        Box::pin(async move {
-            self.change(|desired| {
-                desired.canary = None;
-                desired.canary_weight = 0;
-            })
-            .await
-        })
+    fn sync<'a>(
+        &'a self,
+        desired: &'a Desired,
+    ) -> BoxFuture<'a, Result<Option<String>, PortError>> {
+        Box::pin(self.write(desired))
     }
 }
 
@@ -429,7 +395,7 @@ mod tests {
         let at = |canary_addr, canary_weight| {
             render(
                 "shop",
-                Desired {
+                &Desired {
                     stable,
                     canary: canary_addr,
                     canary_weight,
@@ -466,7 +432,7 @@ mod tests {
         };
         let router = NginxRouter::new(&spec, "127.0.0.1:9001").expect("valid");
         let addrs = router.version_addrs();
-        addrs.lock().canary = Some(addr("127.0.0.1:9002"));
+        addrs.update(|desired| desired.canary = Some(addr("127.0.0.1:9002")));
         assert_eq!(addrs.version_of("127.0.0.1:9001"), Some(Version::Stable));
         assert_eq!(addrs.version_of("127.0.0.1:9002"), Some(Version::Canary));
         assert_eq!(addrs.version_of("127.0.0.1:9003"), None);

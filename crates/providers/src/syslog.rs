@@ -332,6 +332,96 @@ fn record(datagram: &[u8], format: &dyn LogFormat, recorder: &Recorder) -> Resul
 }
 
 #[cfg(test)]
+mod garbage {
+    //! The receiver's one rule under hostile input: whatever arrives, a
+    //! datagram is recorded as exactly one request or dropped with a
+    //! reason, never a panic; and only a whole line of serin's format is
+    //! recorded.
+    use super::*;
+    use proptest::prelude::*;
+
+    const LINE: &str = r#"<134>Nov 26 10:00:00 haproxy[1]: {"ts":1764150000.1,"server":"canary","status":200,"tr":5}"#;
+    const NGINX: &str = r#"<190>Nov 26 10:00:00 web serin: {"ts":1764150000.123,"upstream":"127.0.0.1:9002","status":200,"request_time":0.005}"#;
+
+    fn haproxy() -> HaproxyFormat {
+        HaproxyFormat(HaproxyServers {
+            stable: "stable".into(),
+            canary: "canary".into(),
+        })
+    }
+
+    fn nginx() -> crate::nginx::NginxFormat {
+        let addrs = crate::desired::DesiredCell::new(crate::desired::Desired {
+            stable: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            canary: Some(SocketAddr::from(([127, 0, 0, 1], 9002))),
+            canary_weight: 50,
+        });
+        crate::nginx::NginxFormat(Arc::new(addrs))
+    }
+
+    /// Records `datagram` with both formats; checks that the recorder
+    /// moved by one request exactly when the outcome is `Ok`.
+    fn recorded_once_or_dropped(datagram: &[u8]) {
+        let formats: [&dyn LogFormat; 2] = [&haproxy(), &nginx()];
+        for format in formats {
+            let recorder = Recorder::new(Duration::from_secs(60));
+            let outcome = record(datagram, format, &recorder);
+            let totals = recorder.totals();
+            let requests = totals.stable.requests + totals.canary.requests;
+            assert_eq!(requests, u64::from(outcome.is_ok()), "{outcome:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn arbitrary_bytes_are_recorded_once_or_dropped(bytes in proptest::collection::vec(any::<u8>(), 0..2_048)) {
+            recorded_once_or_dropped(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_text_is_recorded_once_or_dropped(text in ".{0,512}") {
+            recorded_once_or_dropped(text.as_bytes());
+        }
+
+        #[test]
+        fn a_line_cut_short_is_never_recorded(line in prop::sample::select(vec![LINE, NGINX]), keep in 0usize..200) {
+            let keep = keep.min(line.len() - 1);
+            let recorder = Recorder::new(Duration::from_secs(60));
+            let formats: [&dyn LogFormat; 2] = [&haproxy(), &nginx()];
+            for format in formats {
+                let cut = &line.as_bytes()[..keep];
+                prop_assert!(record(cut, format, &recorder).is_err());
+            }
+            let totals = recorder.totals();
+            prop_assert_eq!(totals.stable.requests + totals.canary.requests, 0);
+        }
+
+        #[test]
+        fn a_line_with_bytes_flipped_is_recorded_once_or_dropped(
+            line in prop::sample::select(vec![LINE, NGINX]),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let mut bytes = line.as_bytes().to_vec();
+            for (at, byte) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            recorded_once_or_dropped(&bytes);
+        }
+    }
+
+    #[test]
+    fn the_whole_lines_are_recorded() {
+        let recorder = Recorder::new(Duration::from_secs(60));
+        assert_eq!(record(LINE.as_bytes(), &haproxy(), &recorder), Ok(()));
+        assert_eq!(record(NGINX.as_bytes(), &nginx(), &recorder), Ok(()));
+        assert_eq!(recorder.totals().canary.requests, 2);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -70,6 +70,20 @@ pub trait Router: Send + Sync {
 
     /// Releases the canary: it takes no traffic until the next rollout.
     fn finalise(&self) -> BoxFuture<'_, Result<(), PortError>>;
+
+    /// Reads the router's state back and re-applies what the last
+    /// operations asked for where it differs: drift made behind serin's
+    /// back (a balancer restarted with its configuration's weights, a file
+    /// edited by hand, an action changed in a console). `Ok(None)` when
+    /// nothing had drifted, `Ok(Some(what))` saying what differed and was
+    /// repaired; an error when the state could not be read or written (the
+    /// runtime then treats the route as refused: pending and retried, the
+    /// analysis holding). The runtime calls it on observation ticks while
+    /// nothing is pending. By default nothing can drift (the built-in
+    /// proxy's table lives in serin's own memory).
+    fn repair(&self) -> BoxFuture<'_, Result<Option<String>, PortError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The revision a rollout moves traffic to.

@@ -211,6 +211,8 @@ impl View {
                 self.canary_rps = delta.canary.requests as f64;
                 self.stable_rps = delta.stable.requests as f64;
             }
+            // The warning record that goes with it says it in words.
+            Update::Repaired { .. } => {}
         }
         if let Mode::Live(bar) = &self.mode {
             bar.set_position(u64::from(self.weight));

@@ -24,6 +24,12 @@ pub use crate::cadence::OBSERVE_EVERY;
 /// observation ticks, so the loop never sleeps on a router.
 const ROUTE_RETRY: Backoff = Backoff::new(Duration::from_secs(1), 2, Duration::from_secs(30));
 
+/// How often the router is read back for drift ([`Router::repair`]) while
+/// nothing is pending: on the first observation tick this long after the
+/// last look, so a balancer restarted with its configuration's weights is
+/// repaired within this time (and a second of observation).
+pub const REPAIR_EVERY: Duration = Duration::from_secs(5);
+
 /// How long a rollout holds after its state could not be saved before it
 /// tries again (from its last saved state, as after a restart).
 pub const STORE_RETRY: Duration = Duration::from_secs(5);
@@ -67,6 +73,19 @@ pub enum Update {
         kind: String,
         /// Each call and the folded answer.
         answer: HookAnswer,
+    },
+    /// The router had drifted from what serin set (a balancer restarted
+    /// with its configuration's weights, a file edited by hand, an action
+    /// changed in a console) and was repaired. Counted on `/metrics`
+    /// (`serin_router_drift_repairs_total`); the history keeps the warning
+    /// record that goes with it.
+    Repaired {
+        /// When.
+        at: Timestamp,
+        /// The router's name (`haproxy`, `nginx`, `alb`).
+        router: String,
+        /// What differed and what was written.
+        drift: String,
     },
     /// Requests both versions served in the last observation period.
     Traffic {
@@ -229,7 +248,10 @@ impl Persistence {
     }
 
     fn remember(&mut self, update: &Update) {
-        if matches!(update, Update::Traffic { .. } | Update::State { .. }) {
+        if matches!(
+            update,
+            Update::Traffic { .. } | Update::State { .. } | Update::Repaired { .. }
+        ) {
             return;
         }
         if self.unsaved.len() >= MAX_UNSAVED {
@@ -324,6 +346,9 @@ impl<C: Clock> Driver<C> {
         // Observations fall on whole seconds (see `cadence`).
         let mut next_observe =
             cadence::observation_at(self.clock.now()).saturating_add(OBSERVE_EVERY);
+        // The start reconciled the router already: the first look for drift
+        // is one period later.
+        let mut next_repair = self.clock.now().saturating_add(REPAIR_EVERY);
         let mut commands_open = true;
         // A restored rollout picks up where it stopped; a new one only
         // routes everything to stable.
@@ -428,6 +453,10 @@ impl<C: Clock> Driver<C> {
                 self.retry_canary(now).await;
                 if !self.route_waits_for_canary() {
                     self.retry_route(now).await;
+                }
+                if now >= next_repair {
+                    next_repair = now.saturating_add(REPAIR_EVERY);
+                    self.repair(now).await;
                 }
                 let totals = self.traffic.totals();
                 let delta = totals.since(&last_totals);
@@ -1002,6 +1031,37 @@ impl<C: Clock> Driver<C> {
                     }
                 }
                 Err(error)
+            }
+        }
+    }
+
+    /// Reads the router back and repairs drift, while nothing is pending (a
+    /// pending route or canary is retried on its own backoff, and each try
+    /// brings the whole desired state about). A repair says so, once per
+    /// drift, in the history and the log; a router that cannot be read or
+    /// written makes the current route pending, as any refusal: analyses
+    /// hold and it is retried until applied.
+    async fn repair(&mut self, now: Timestamp) {
+        if self.persistence.pending.is_some() || self.persistence.pending_canary.is_some() {
+            return;
+        }
+        match self.router.repair().await {
+            Ok(None) => {}
+            Ok(Some(drift)) => {
+                let router = self.router.name().to_owned();
+                self.warn(
+                    now,
+                    format!("{router} had drifted from the state serin set, repaired: {drift}"),
+                );
+                self.publish(Update::Repaired {
+                    at: now,
+                    router,
+                    drift,
+                });
+            }
+            Err(error) => {
+                tracing::debug!(canary = %self.name, %error, "router read back failed");
+                let _ = self.apply_route(now, self.rollout.state().route()).await;
             }
         }
     }

@@ -81,6 +81,12 @@ struct MetricStatusLabels {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouterLabels {
+    canary: String,
+    router: String,
+}
+
 type DurationFamily = Family<CanaryLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -101,6 +107,9 @@ pub(crate) struct Rollouts {
     decisions: Family<VerdictLabels, Counter>,
     metric_value: Family<MetricValueLabels, Gauge<f64, AtomicU64>>,
     metric_status: Family<MetricStatusLabels, Gauge>,
+    drift_repairs: Family<RouterLabels, Counter>,
+    /// The routers seen per canary, so removing it removes their series.
+    routers: Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// The last phase seen per canary, to count each promotion and rollback once.
     last_phase: Mutex<BTreeMap<String, Phase>>,
     /// The analysis metrics seen per canary, so removing it removes their series.
@@ -121,6 +130,8 @@ impl Default for Rollouts {
             decisions: Family::default(),
             metric_value: Family::default(),
             metric_status: Family::default(),
+            drift_repairs: Family::default(),
+            routers: Mutex::new(BTreeMap::new()),
             last_phase: Mutex::new(BTreeMap::new()),
             metrics: Mutex::new(BTreeMap::new()),
         }
@@ -186,12 +197,29 @@ impl Rollouts {
             "1 for each analysis metric's last status (pass, inconclusive, fail, harm, no-data), 0 for the others",
             self.metric_status.clone(),
         );
+        registry.register(
+            "serin_router_drift_repairs",
+            "Times serin found the balancer (haproxy, nginx, alb) drifted from the state it set, and repaired it",
+            self.drift_repairs.clone(),
+        );
     }
 
     pub(crate) fn observe(&self, canary: &str, update: &Update) {
         match update {
             Update::State { at, state } => self.state(canary, *at, state),
             Update::Decision { decision, .. } => self.decision(canary, decision),
+            Update::Repaired { router, .. } => {
+                lock(&self.routers)
+                    .entry(canary.to_owned())
+                    .or_default()
+                    .insert(router.clone());
+                self.drift_repairs
+                    .get_or_create(&RouterLabels {
+                        canary: canary.to_owned(),
+                        router: router.clone(),
+                    })
+                    .inc();
+            }
             _ => {}
         }
     }
@@ -328,6 +356,12 @@ impl Rollouts {
             });
         }
         lock(&self.last_phase).remove(canary);
+        for router in lock(&self.routers).remove(canary).unwrap_or_default() {
+            self.drift_repairs.remove(&RouterLabels {
+                canary: canary.to_owned(),
+                router,
+            });
+        }
         for verdict in VERDICTS {
             self.decisions.remove(&VerdictLabels {
                 canary: canary.to_owned(),

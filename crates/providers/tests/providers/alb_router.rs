@@ -213,11 +213,14 @@ async fn drift_made_by_hand_is_repaired() {
         router.held().await.unwrap(),
         vec![(alb.stable.clone(), 100)]
     );
-    router.repair().await.unwrap();
+    let drift = router.repair().await.unwrap().expect("drift is reported");
+    assert!(drift.contains(&alb.listener_arn), "{drift}");
     assert_eq!(
         held(&moto, &alb, false).await,
         sorted(vec![(&alb.stable, 60), (&alb.canary, 40)])
     );
+    // Repaired: the next look finds nothing to do.
+    assert_eq!(router.repair().await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -173,6 +173,54 @@ async fn a_fleet_moves_in_step_and_a_failing_instance_is_named() {
     assert!(message.contains("no server \"missing\""), "{message}");
 }
 
+/// A fleet of two in which one instance stops mid-rollout: the step fails
+/// naming it while the other takes it; once the instance is back (its
+/// weights the configuration's), a repair brings it in step and says so.
+#[tokio::test]
+async fn a_fleet_instance_stopped_mid_rollout_is_named_then_repaired() {
+    let (stable, canary, _next) = backends().await;
+    let one = Haproxy::start(&stable.addr().to_string(), &stable.addr().to_string(), None).await;
+    let mut two =
+        Haproxy::start(&stable.addr().to_string(), &stable.addr().to_string(), None).await;
+    let fleet = vec![one.runtime_api.clone(), two.runtime_api.clone()];
+    let router = HaproxyRouter::new(&spec(fleet), &stable.addr().to_string()).unwrap();
+    let route = |canary_weight| Route {
+        canary_weight,
+        ..Route::STABLE
+    };
+    router
+        .set_canary(&CanaryTarget {
+            address: canary.addr().to_string(),
+            revision: "v2".into(),
+        })
+        .await
+        .unwrap();
+    router.set_route(route(20)).await.unwrap();
+    assert_eq!(router.repair().await.unwrap(), None);
+
+    two.stop();
+    let message = router.set_route(route(50)).await.unwrap_err().to_string();
+    assert!(
+        message.contains(&two.runtime_api) && message.contains("1 of 2"),
+        "{message}"
+    );
+    let step = ((stable.addr().port(), 50), (canary.addr().port(), 50));
+    assert_eq!(read(&router, &one.runtime_api).await, step);
+    assert!(
+        router.repair().await.is_err(),
+        "a stopped instance is an error"
+    );
+
+    two.restart().await;
+    let drift = router.repair().await.unwrap().expect("drift is reported");
+    assert!(drift.contains(&two.runtime_api), "{drift}");
+    assert!(!drift.contains(&one.runtime_api), "{drift}");
+    for api in [&one.runtime_api, &two.runtime_api] {
+        assert_eq!(read(&router, api).await, step);
+    }
+    assert_eq!(router.repair().await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn haproxy_s_real_log_is_recorded_per_version() {
     use serin_stats::{Recorder, Version};

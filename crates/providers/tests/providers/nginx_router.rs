@@ -111,6 +111,66 @@ async fn every_written_file_passes_nginx_t_and_traffic_follows() {
     assert!(all_from(&nginx.frontend, "canary v2").await);
 }
 
+/// A file overwritten by hand (and nginx reloaded with it) is drift: the
+/// router's repair rewrites serin's block, reloads, and says what it found;
+/// a file that reads as desired is left alone.
+#[tokio::test]
+async fn a_file_overwritten_by_hand_is_rewritten_and_reloaded() {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stable = Backend::start(local, Behaviour::healthy("stable v1"))
+        .await
+        .unwrap();
+    let canary = Backend::start(local, Behaviour::healthy("canary v2"))
+        .await
+        .unwrap();
+    let nginx = Nginx::start(&stable.addr().to_string(), None).await;
+    let router = NginxRouter::new(
+        &spec(&nginx, nginx.argv(&["-s", "reload"])),
+        &stable.addr().to_string(),
+    )
+    .unwrap();
+    router
+        .set_canary(&CanaryTarget {
+            address: canary.addr().to_string(),
+            revision: "v2".into(),
+        })
+        .await
+        .unwrap();
+    router.set_route(route(100)).await.unwrap();
+    assert!(all_from(&nginx.frontend, "canary v2").await);
+    assert_eq!(router.repair().await.unwrap(), None);
+
+    // Someone puts stable back by hand and reloads nginx.
+    std::fs::write(
+        &nginx.upstream_file,
+        format!("upstream shop {{\n    server {};\n}}\n", stable.addr()),
+    )
+    .unwrap();
+    let reloaded = std::process::Command::new(&nginx.argv(&[])[0])
+        .args(&nginx.argv(&["-s", "reload"])[1..])
+        .status()
+        .unwrap();
+    assert!(reloaded.success());
+    assert!(all_from(&nginx.frontend, "stable v1").await);
+
+    let drift = router.repair().await.unwrap().expect("drift is reported");
+    assert!(
+        drift.contains(&stable.addr().to_string()) && drift.contains("reloaded"),
+        "{drift}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&nginx.upstream_file).unwrap(),
+        router.rendered()
+    );
+    nginx.test_config().unwrap();
+    assert!(
+        all_from(&nginx.frontend, "canary v2").await,
+        "{}",
+        nginx.error_log()
+    );
+    assert_eq!(router.repair().await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_failed_reload_restores_the_previous_file_and_names_the_command() {
     let local = SocketAddr::from(([127, 0, 0, 1], 0));

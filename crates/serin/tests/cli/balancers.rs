@@ -5,7 +5,9 @@
 //! traffic on the new version, a rollback on the old one, and a `kill -9`
 //! of the daemon mid-rollout (with HAProxy restarted meanwhile, its weights
 //! back to the configuration's) resumes where it stood and repairs the
-//! balancer.
+//! balancer. While the daemon runs, an HAProxy restarted mid-rollout is
+//! repaired on the next look for drift, and the repair is counted on
+//! `/metrics`.
 
 use crate::serve::{Serve, TOKEN, http, messages};
 use crate::support::*;
@@ -35,6 +37,16 @@ const ANALYSIS: &str = "  analysis:
 ";
 
 fn haproxy_file(dir: &Path, haproxy: &Haproxy, log_listen: &str, stable: SocketAddr) -> PathBuf {
+    haproxy_file_with(dir, haproxy, log_listen, stable, ANALYSIS)
+}
+
+fn haproxy_file_with(
+    dir: &Path,
+    haproxy: &Haproxy,
+    log_listen: &str,
+    stable: SocketAddr,
+    analysis: &str,
+) -> PathBuf {
     write(
         dir,
         "shop.yaml",
@@ -52,7 +64,7 @@ spec:
     logListen: {log_listen}
   upstreams:
     stable: {stable}
-{ANALYSIS}",
+{analysis}",
             haproxy.runtime_api
         ),
     )
@@ -311,19 +323,21 @@ async fn serve_killed_mid_rollout_resumes_and_repairs_a_restarted_haproxy() {
     assert_eq!(resumed["revision"], "v2", "{resumed}");
     // The restart re-applied what the store says before serving: the canary
     // server at the canary, with the weight of the step it stood at.
-    let weight = resumed["canaryWeight"].as_u64().unwrap();
+    let weight = u32::try_from(resumed["canaryWeight"].as_u64().unwrap()).unwrap();
+    assert_eq!(resumed["phase"], "Progressing", "{resumed}");
     let repaired = poll::until_async(
         Duration::from_secs(10),
         Duration::from_millis(50),
-        async || servers(&haproxy).await[1].0 == canary.addr().port(),
+        async || {
+            servers(&haproxy).await
+                == [
+                    (stable.addr().port(), 100 - weight),
+                    (canary.addr().port(), weight),
+                ]
+        },
     )
     .await;
-    assert!(repaired, "{:?}", servers(&haproxy).await);
-    if resumed["phase"] == "Progressing" && weight > 0 {
-        let [(_, stable_weight), (_, canary_weight)] = servers(&haproxy).await;
-        assert_eq!(u64::from(stable_weight) + u64::from(canary_weight), 100);
-        assert!(canary_weight > 0, "{:?}", servers(&haproxy).await);
-    }
+    assert!(repaired, "{:?} at {weight}", servers(&haproxy).await);
 
     let (code, status) = wait(api);
     load.abort();
@@ -345,5 +359,78 @@ async fn serve_killed_mid_rollout_resumes_and_repairs_a_restarted_haproxy() {
             "Advance canary weight 20 -> 50 (step 2/2)"
         ],
         "{messages:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_restarted_mid_rollout_is_repaired_while_serve_runs() {
+    let (stable, canary) = backends(0.0).await;
+    let log_listen = format!("127.0.0.1:{}", free_port());
+    let mut haproxy = Haproxy::start(
+        &stable.addr().to_string(),
+        &stable.addr().to_string(),
+        Some(&log_listen),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Steps long enough for a restart and its repair within the first one.
+    let slow = ANALYSIS.replace("interval: 2s", "interval: 15s");
+    let file = haproxy_file_with(dir.path(), &haproxy, &log_listen, stable.addr(), &slow);
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let serve = Serve::start(dir.path(), &file, api, 0);
+    receiving(&log_listen).await;
+    let load = traffic(&haproxy.frontend, Duration::from_secs(120));
+    let started = start(api, &canary.addr().to_string());
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    let stepped = poll::until(Duration::from_secs(30), Duration::from_millis(50), || {
+        let status = serve.status("shop");
+        status["phase"] == "Progressing" && status["canaryWeight"] == 20
+    });
+    assert!(stepped, "{}", serve.status("shop"));
+    assert_eq!(
+        servers(&haproxy).await,
+        [(stable.addr().port(), 80), (canary.addr().port(), 20)]
+    );
+
+    haproxy.restart().await;
+    let restarted = std::time::Instant::now();
+    // Bounded well beyond one period of drift repair (5 s).
+    let repaired = poll::until_async(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || {
+            servers(&haproxy).await == [(stable.addr().port(), 80), (canary.addr().port(), 20)]
+        },
+    )
+    .await;
+    let took = restarted.elapsed();
+    assert!(
+        repaired,
+        "{:?}\n{}",
+        servers(&haproxy).await,
+        serve_log(dir.path())
+    );
+    eprintln!("haproxy repaired {took:?} after its restart");
+    assert_eq!(serve.status("shop")["canaryWeight"], 20);
+    let (_, metrics) = http(api, "GET", "/metrics", None).unwrap();
+    assert!(
+        metrics.contains("serin_router_drift_repairs_total{canary=\"shop\",router=\"haproxy\"} 1"),
+        "{metrics}"
+    );
+
+    let (code, status) = wait(api);
+    load.abort();
+    assert_eq!(code, Some(0), "{status}\n{}", serve_log(dir.path()));
+    assert_eq!(
+        servers(&haproxy).await,
+        [(canary.addr().port(), 100), (canary.addr().port(), 0)]
+    );
+    // The repair is in the history (saved with the next event's state).
+    let history = messages(api, "shop");
+    assert!(
+        history.iter().any(|m| m
+            .starts_with("haproxy had drifted from the state serin set, repaired: ")
+            && m.contains(&canary.addr().port().to_string())),
+        "{history:?}"
     );
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod alb;
 mod analyze;
 mod balancers;
 mod haproxy;
