@@ -5,6 +5,7 @@
 mod analyze;
 mod haproxy;
 mod hostile;
+mod kubernetes;
 mod nginx;
 mod observe;
 mod packaging;
