@@ -231,6 +231,39 @@ impl<C: Checks> Reconciler<C> {
                 );
                 pass.write_status(&status).await?;
             }
+            "Progressing" if canary.spec.skip_analysis => {
+                // Flagger's `skipAnalysis`: the new revision is promoted in
+                // one pass, all traffic on the primary, without a check.
+                pass.apply_routes(&Routes::primary()).await?;
+                pass.event(
+                    "Normal",
+                    "Synced",
+                    &format!(
+                        "Copying {id} template spec to {}.{namespace}",
+                        subject.primary_workload_name()
+                    ),
+                )
+                .await?;
+                pass.apply(&[Object::Deployment(Box::new(primary_deployment(&subject)?))])
+                    .await?;
+                pass.scale(&target_name, 0).await?;
+                status.phase = Some("Succeeded".into());
+                status.canary_weight = 0;
+                status.last_promoted_spec = status.last_applied_spec.clone();
+                pass.promoted(
+                    &mut status,
+                    "True",
+                    "Succeeded",
+                    "Canary analysis completed successfully, promotion finished.",
+                );
+                pass.write_status(&status).await?;
+                pass.event(
+                    "Normal",
+                    "Synced",
+                    &format!("Promotion completed! Canary analysis was skipped for {id}"),
+                )
+                .await?;
+            }
             "Progressing" => {
                 let analysis = canary.analysis();
                 if let Some(wait) = not_due(&status, now, analysis.interval()) {

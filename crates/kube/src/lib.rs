@@ -29,6 +29,7 @@ pub mod resource;
 pub mod router;
 pub mod routes;
 pub mod services;
+pub mod status;
 pub mod subject;
 pub mod traffic;
 pub mod workload;

@@ -701,3 +701,46 @@ async fn a_serin_canary_shows_the_decision_in_its_status() {
         ["analysis"];
     assert_eq!(schema["x-kubernetes-preserve-unknown-fields"], json!(true));
 }
+
+/// Flagger's `skipAnalysis`: the new revision is promoted in one pass,
+/// with Flagger's messages, and no check is asked.
+#[tokio::test]
+async fn skip_analysis_promotes_in_one_pass() {
+    let mut canary = canary();
+    canary.spec.skip_analysis = true;
+    let target = deployment("podinfo:6.0.1");
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(applies(&canary, &target, &Routes::primary(), true));
+    exchanges.push(event(
+        "Normal",
+        "Copying podinfo.test template spec to podinfo-primary.test",
+    ));
+    exchanges.extend(
+        applies(&canary, &target, &Routes::primary(), false)
+            .into_iter()
+            .take(1),
+    );
+    exchanges.push(scale(0));
+    let mut succeeded = serde_json::to_value(progressing(&target, 0, 0)).unwrap();
+    succeeded["phase"] = json!("Succeeded");
+    succeeded["lastPromotedSpec"] = json!(hash(&target));
+    succeeded["lastTransitionTime"] = json!(NOW);
+    succeeded["conditions"] = json!([{
+        "type": "Promoted", "status": "True", "reason": "Succeeded",
+        "message": "Canary analysis completed successfully, promotion finished.",
+        "lastUpdateTime": NOW, "lastTransitionTime": NOW
+    }]);
+    exchanges.push(status(succeeded));
+    exchanges.push(event(
+        "Normal",
+        "Promotion completed! Canary analysis was skipped for podinfo.test",
+    ));
+    let outcome = pass(
+        &canary,
+        progressing(&target, 10, 0),
+        Verdict::Fail("asked".into()),
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Succeeded".into()));
+}

@@ -76,6 +76,15 @@ pub struct StatusArgs {
     /// JSON: the canary's status object (an array without NAME).
     #[arg(long)]
     pub json: bool,
+    /// Read the canaries from the Kubernetes cluster (in cluster, or the
+    /// current kubeconfig) that `serin controller` drives, rather than
+    /// from the daemon: Flagger's status and serin's analysis (estimate,
+    /// interval and e-value per metric).
+    #[arg(long, conflicts_with_all = ["wait", "revision", "timeout"])]
+    pub kubernetes: bool,
+    /// With --kubernetes: the namespace (the kubeconfig's by default).
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -262,6 +271,9 @@ pub async fn manual_action(action: ManualAction, args: ManualActionArgs) -> Resu
 }
 
 pub async fn status(args: StatusArgs) -> Result<ExitCode> {
+    if args.kubernetes {
+        return kubernetes_status(&args).await;
+    }
     let api = Api::new(&args.server)?;
     let timeout = match &args.timeout {
         Some(text) => Some(
@@ -865,6 +877,29 @@ fn segment(name: &str) -> String {
         }
     }
     out
+}
+
+/// `serin status --kubernetes`: the canaries `serin controller` drives,
+/// read from the cluster.
+async fn kubernetes_status(args: &StatusArgs) -> Result<ExitCode> {
+    let client = kube::Client::try_default().await.map_err(|error| {
+        anyhow!("no Kubernetes API: not in a cluster and no usable kubeconfig ({error})")
+    })?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let canaries = serin_kube::status::read(client, &namespace, args.name.as_deref()).await?;
+    if args.json {
+        let text = match canaries.as_slice() {
+            [canary] if args.name.is_some() => serde_json::to_string_pretty(canary)?,
+            all => serde_json::to_string_pretty(all)?,
+        };
+        println!("{text}");
+    } else {
+        print!("{}", serin_kube::status::text(&canaries));
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod analyze;
 mod balancers;
 mod haproxy;
 mod hostile;
+mod kubernetes;
 mod nginx;
 mod observe;
 mod packaging;
