@@ -137,7 +137,7 @@ async fn an_error_rate_without_errors_reads_0_with_or_vector_0() {
     // may answer a first query before they are in: ask again, bounded.
     let mut last = String::new();
     let mut settled = false;
-    for _ in 0..50 {
+    for _ in 0..100 {
         let e = match bare.query(Version::Canary, now).await {
             Err(e) => e.to_string(),
             Ok(v) => format!("a value: {v:?}"),
