@@ -663,6 +663,136 @@ async fn sighup_reloads_and_sigterm_stops() {
     }
 }
 
+/// A self-signed certificate for `localhost` whose subject is `CN=cn`,
+/// made by openssl: `(cn.pem, cn.key)` in `dir`.
+fn self_signed(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{cn}.pem")), dir.join(format!("{cn}.key")));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// The subject of the certificate the listener on `port` serves to
+/// `localhost`, as `openssl s_client` prints it.
+fn served_subject(port: u16) -> Option<String> {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("subject="))
+        .map(|s| s.replace(' ', ""))
+}
+
+/// Whether curl completes a request to `https://localhost:port/`, trusting
+/// only `ca` (any HTTP status: the certificate verified).
+fn curl_trusts(port: u16, ca: &Path) -> bool {
+    std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(format!("https://localhost:{port}/"))
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A canary file pointed at another certificate and key: SIGHUP makes the
+/// listener serve them (openssl sees the new subject, curl verifies it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_after_new_tls_paths_serves_the_new_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_cert, first_key) = self_signed(dir.path(), "first");
+    let (second_cert, second_key) = self_signed(dir.path(), "second");
+    let listen = free_port();
+    let yaml = |cert: &Path, key: &Path| {
+        format!(
+            "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata:
+  name: front
+spec:
+  provider: builtin
+  service:
+    listen: 127.0.0.1:{listen}
+    tls:
+      certFile: {}
+      keyFile: {}
+  upstreams:
+    stable: http://127.0.0.1:9
+  analysis:
+    interval: 1h
+    threshold: 2
+    stepWeights: [50]
+",
+            cert.display(),
+            key.display()
+        )
+    };
+    let file = dir.path().join("front.yaml");
+    std::fs::write(&file, yaml(&first_cert, &first_key)).unwrap();
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = serin()
+        .arg("serve")
+        .arg(&file)
+        .args(["--api", &api.to_string(), "--poll", "1h", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let serves = |cn: &str| served_subject(listen).is_some_and(|s| s == format!("CN={cn}"));
+    // Everything is looked at first and asserted after the daemon is
+    // stopped, so a failure leaves no process behind.
+    let first = poll::until(Duration::from_secs(20), Duration::from_millis(100), || {
+        serves("first")
+    });
+    let first_trusted = (
+        curl_trusts(listen, &first_cert),
+        curl_trusts(listen, &second_cert),
+    );
+    std::fs::write(&file, yaml(&second_cert, &second_key)).unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let second = poll::until(Duration::from_secs(10), Duration::from_millis(100), || {
+        serves("second")
+    });
+    let second_trusted = (
+        curl_trusts(listen, &first_cert),
+        curl_trusts(listen, &second_cert),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    assert!(first, "the first certificate is not served: {log}");
+    assert_eq!(first_trusted, (true, false), "{log}");
+    assert!(sent.success());
+    assert!(second, "SIGHUP did not switch certificates: {log}");
+    assert_eq!(second_trusted, (false, true), "{log}");
+}
+
 /// A canary removed from its file leaves `/metrics` too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_canary_leaves_metrics() {
