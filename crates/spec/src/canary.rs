@@ -497,6 +497,19 @@ impl Canary {
         self.spec.service.listen_addr()
     }
 
+    /// Where the canary's balancer sends its request log (`spec.haproxy.logListen`
+    /// or `spec.nginx.logListen`), with that field's path: two canaries served
+    /// together cannot share one UDP address, so the loader checks it across
+    /// files before the second receiver would fail to bind.
+    pub fn log_listen_addr(&self) -> Option<(&'static str, std::net::SocketAddr)> {
+        let (field, address) = match (&self.spec.haproxy, &self.spec.nginx) {
+            (Some(haproxy), _) => ("spec.haproxy.logListen", &haproxy.log_listen),
+            (None, Some(nginx)) => ("spec.nginx.logListen", &nginx.log_listen),
+            (None, None) => return None,
+        };
+        Some((field, address.trim().parse().ok()?))
+    }
+
     /// The stable upstream URL (built-in provider).
     pub fn stable_upstream(&self) -> Option<&str> {
         self.spec.upstreams.as_ref()?.stable.as_deref()

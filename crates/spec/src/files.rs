@@ -186,6 +186,9 @@ fn across_files(catalog: &Catalog, placed: &[(String, Option<String>, Canary)]) 
     };
     let mut names: BTreeMap<&str, &str> = BTreeMap::new();
     let mut listens: Vec<(SocketAddr, &str, &str)> = Vec::new();
+    // UDP addresses of the balancers' log receivers: a separate space from
+    // the proxies' TCP listeners, so the two never clash with each other.
+    let mut logs: Vec<(SocketAddr, &str, &str)> = Vec::new();
     for (file, prefix, canary) in placed.iter().filter(|(_, _, c)| c.is_runnable()) {
         let name = canary.name();
         match names.get(name) {
@@ -216,6 +219,21 @@ fn across_files(catalog: &Catalog, placed: &[(String, Option<String>, Canary)]) 
                     ),
                 )),
                 None => listens.push((listen, name, file)),
+            }
+        }
+        if let Some((field, log)) = canary.log_listen_addr().filter(|(_, a)| a.port() != 0) {
+            match logs.iter().find(|(other, _, _)| overlap(*other, log)) {
+                Some((other, other_name, other_file)) => diagnostics.push(at(
+                    file,
+                    prefix,
+                    Problem::new(
+                        field,
+                        format!(
+                            "{log} is taken: canary {other_name:?} in {other_file} receives its balancer's log on {other}; each canary needs its own log address"
+                        ),
+                    ),
+                )),
+                None => logs.push((log, name, file)),
             }
         }
         if let Err(problems) = catalog.resolve_for_run(canary) {
@@ -297,6 +315,51 @@ spec:
         assert!(
             load_texts([("free.yaml", free.as_str())]).is_ok(),
             "port 0 picks a free port"
+        );
+    }
+
+    #[test]
+    fn balancer_log_addresses_are_unique() {
+        let haproxy = |name: &str, log: &str| {
+            format!(
+                "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {{name: {name}}}
+spec:
+  provider: haproxy
+  haproxy:
+    runtimeApi: ['127.0.0.1:9999']
+    backend: {name}
+    servers: {{stable: stable, canary: canary}}
+    logListen: '{log}'
+  upstreams: {{stable: 127.0.0.1:9001}}
+  analysis: {{interval: 1m, threshold: 5, stepWeights: [50]}}
+"
+            )
+        };
+        let nginx = "apiVersion: serin.dev/v1alpha1
+kind: Canary
+metadata: {name: api}
+spec:
+  provider: nginx
+  nginx: {upstream: api, configFile: /tmp/api.conf, logListen: '0.0.0.0:5141'}
+  upstreams: {stable: 127.0.0.1:9002}
+  analysis: {interval: 1m, threshold: 5, stepWeights: [50]}
+";
+        let shop = haproxy("shop", "127.0.0.1:5141");
+        assert_eq!(
+            rendered(load_texts([
+                ("shop.yaml", shop.as_str()),
+                ("api.yaml", nginx)
+            ])),
+            [
+                "api.yaml: spec.nginx.logListen: 0.0.0.0:5141 is taken: canary \"shop\" in shop.yaml receives its balancer's log on 127.0.0.1:5141; each canary needs its own log address"
+            ]
+        );
+        let other = haproxy("cart", "127.0.0.1:5142");
+        assert!(
+            load_texts([("shop.yaml", shop.as_str()), ("cart.yaml", other.as_str())]).is_ok(),
+            "distinct log addresses are accepted"
         );
     }
 
