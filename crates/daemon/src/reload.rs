@@ -131,6 +131,12 @@ pub async fn follow(
             match load_files(&paths) {
                 Ok(fresh) => {
                     tracing::info!(files = paths.len(), forced, "canary files reloaded");
+                    for name in supervisor.deferred(&fresh.catalog) {
+                        tracing::info!(
+                            canary = %name,
+                            "the canary's file changed during its rollout: the change applies when the rollout ends"
+                        );
+                    }
                     loaded = fresh;
                     refused.clear();
                 }

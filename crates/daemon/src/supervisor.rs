@@ -522,6 +522,24 @@ impl Supervisor {
         problems
     }
 
+    /// The canaries whose file changed while their rollout runs: their
+    /// change waits until the rollout ends (a rollout keeps the proxy,
+    /// router and analysis it started with), and the reload says so.
+    pub(crate) fn deferred(&self, catalog: &Catalog) -> Vec<String> {
+        let canaries = self.read();
+        catalog
+            .canaries()
+            .iter()
+            .filter(|canary| {
+                canaries.get(canary.name()).is_some_and(|entry| {
+                    without_target(canary) != without_target(&entry.canary)
+                        && entry.status.borrow().phase.is_active()
+                })
+            })
+            .map(|canary| canary.name().to_owned())
+            .collect()
+    }
+
     /// Shows `ConfigReloadFailed` on each canary named in `faults` (with
     /// its message; since `at` when it is new) and clears it on the others.
     pub(crate) fn set_config_faults(&self, faults: &BTreeMap<String, String>, at: Timestamp) {
