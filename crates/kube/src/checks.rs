@@ -14,8 +14,9 @@
 //! resumed from it at the next pass, on this replica or another.
 //!
 //! What the controller does not evaluate yet (other providers, credentials
-//! from Secrets, webhooks) fails the check by name: a canary never advances
-//! unexamined.
+//! from Secrets) fails the check by name: a canary never advances
+//! unexamined. Webhooks are not this port's: the reconciler calls them
+//! (`controller/hooks.rs`), a failed `rollout` hook before the metrics.
 
 use futures_util::future::BoxFuture;
 use kube::{
@@ -182,12 +183,6 @@ impl PrometheusChecks {
                 analyzer.evaluate(now, &input)
             }
         };
-        failures.extend(analysis.webhooks.iter().map(|webhook| {
-            format!(
-                "webhook {}: not evaluated in controller mode yet",
-                webhook.name
-            )
-        }));
         let mut decision = decision;
         decision.reasons.extend(notes);
         let why = decision.why();

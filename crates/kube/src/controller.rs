@@ -21,6 +21,7 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
 };
 use serde_json::json;
+use serin_rollout::HookKind;
 use serin_spec::Canary;
 
 use crate::{
@@ -29,6 +30,11 @@ use crate::{
     router::router_for,
     workload::{primary_deployment, template_hash},
 };
+
+mod hooks;
+mod manual;
+
+use hooks::Hooks;
 
 /// The field manager of every apply.
 pub const FIELD_MANAGER: &str = "serin";
@@ -144,6 +150,14 @@ impl<C: Checks> Reconciler<C> {
     /// One pass. `now` is the RFC 3339 time written to conditions and
     /// events (injected: tests compare bodies exactly).
     pub async fn reconcile(&self, target: Target<'_>, now: &str) -> Result<Outcome, Error> {
+        let hooks = Hooks::new(target.canary, &target.status);
+        let outcome = self.pass(target, now, &hooks).await;
+        // The pass's events reach the `event` webhooks before it ends.
+        hooks.flush().await;
+        outcome
+    }
+
+    async fn pass(&self, target: Target<'_>, now: &str, hooks: &Hooks) -> Result<Outcome, Error> {
         let canary = target.canary;
         let namespace = canary
             .metadata
@@ -174,6 +188,7 @@ impl<C: Checks> Reconciler<C> {
             resource: &target.resource,
             namespace: &namespace,
             now,
+            hooks,
         };
 
         match phase.as_str() {
@@ -201,9 +216,24 @@ impl<C: Checks> Reconciler<C> {
             "Initialized" | "Succeeded" | "Failed"
                 if status.last_applied_spec.as_deref() == Some(hash.as_str()) =>
             {
+                pass.drop_action(&phase).await?;
                 return Ok(Outcome::Idle);
             }
-            "Initialized" | "Succeeded" | "Failed" => {
+            "Initialized" | "Succeeded" | "Failed" | "Waiting" => {
+                if let Some(outcome) = pass
+                    .manual_pending(&mut status, &target_name, &hash)
+                    .await?
+                {
+                    return Ok(outcome);
+                }
+                if phase == "Waiting"
+                    && let Some(wait) = not_due(&status, now, canary.analysis().interval())
+                {
+                    return Ok(Outcome::Wait(wait));
+                }
+                if !pass.confirm_rollout(&mut status).await? {
+                    return Ok(Outcome::Moved("Waiting".into()));
+                }
                 pass.event(
                     "Normal",
                     "Synced",
@@ -264,10 +294,18 @@ impl<C: Checks> Reconciler<C> {
                 )
                 .await?;
             }
-            "Progressing" => {
+            "Progressing" | "WaitingPromotion" => {
                 let analysis = canary.analysis();
+                if let Some(outcome) = pass.manual_progressing(&mut status, &target_name).await? {
+                    return Ok(outcome);
+                }
                 if let Some(wait) = not_due(&status, now, analysis.interval()) {
                     return Ok(Outcome::Wait(wait));
+                }
+                if pass.rollback_requested(&status).await? {
+                    let message = format!("Rolling back {id} manual webhook invoked");
+                    pass.rollback(&mut status, &target_name, &message).await?;
+                    return Ok(Outcome::Moved("Failed".into()));
                 }
                 let weight = u8::try_from(status.canary_weight).unwrap_or(0);
                 let verdict = if weight == 0 {
@@ -279,8 +317,19 @@ impl<C: Checks> Reconciler<C> {
                         &format!("Starting canary analysis for {target_name}.{namespace}"),
                     )
                     .await?;
+                    if let Some(reason) = pass.analysis_hooks(HookKind::PreRollout, &status).await?
+                    {
+                        return pass
+                            .hook_failed(&mut status, &target_name, HookKind::PreRollout, &reason)
+                            .await;
+                    }
                     Verdict::Pass
                 } else {
+                    if let Some(reason) = pass.analysis_hooks(HookKind::Rollout, &status).await? {
+                        return pass
+                            .hook_failed(&mut status, &target_name, HookKind::Rollout, &reason)
+                            .await;
+                    }
                     let saved = AnalysisRecord::from_annotations(&canary.metadata.annotations)
                         .and_then(Result::ok);
                     let judgement = self
@@ -343,6 +392,9 @@ impl<C: Checks> Reconciler<C> {
                         let next = analysis.steps().into_iter().find(|step| *step > weight);
                         match next {
                             Some(next) if weight < analysis.max_weight() => {
+                                if !pass.confirm_traffic_increase(&mut status).await? {
+                                    return Ok(Outcome::Moved("Progressing".into()));
+                                }
                                 let routes = Routes::at(canary, i64::from(next))?;
                                 pass.apply_routes(&routes).await?;
                                 status.canary_weight = i64::from(next);
@@ -362,6 +414,9 @@ impl<C: Checks> Reconciler<C> {
                                 .await?;
                             }
                             _ => {
+                                if !pass.confirm_promotion(&mut status).await? {
+                                    return Ok(Outcome::Moved("WaitingPromotion".into()));
+                                }
                                 pass.event(
                                     "Normal",
                                     "Synced",
@@ -401,6 +456,7 @@ impl<C: Checks> Reconciler<C> {
                     "Canary analysis completed successfully, promotion finished.",
                 );
                 pass.write_status(&status).await?;
+                pass.post_rollout(&status).await?;
                 pass.event(
                     "Normal",
                     "Synced",
@@ -421,6 +477,7 @@ struct Pass<'a> {
     resource: &'a ApiResource,
     namespace: &'a str,
     now: &'a str,
+    hooks: &'a Hooks,
 }
 
 impl Pass<'_> {
@@ -484,7 +541,8 @@ impl Pass<'_> {
             "Synced",
             &format!("Canary failed! Scaling down {id}"),
         )
-        .await
+        .await?;
+        self.post_rollout(status).await
     }
 
     /// Keeps serin's analysis in the canary's annotation (a merge patch of
@@ -526,6 +584,7 @@ impl Pass<'_> {
             &Patch::Merge(json!({ "status": status })),
         )
         .await?;
+        self.hooks.observe(&status);
         Ok(())
     }
 
@@ -598,6 +657,7 @@ impl Pass<'_> {
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), self.namespace);
         api.create(&PostParams::default(), &event).await?;
+        self.hooks.event(event_type, message).await;
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ pub mod crds;
 pub mod documents;
 pub mod hash;
 pub mod lease;
+pub mod manual;
 pub mod metrics;
 pub mod object;
 pub mod operator;

@@ -406,7 +406,8 @@ async fn what_is_not_evaluated_fails_by_name() {
         "{reason}"
     );
 
-    // Webhooks.
+    // Webhooks are the reconciler's (tests/hooks.rs): the port judges
+    // the metrics alone and does not fail a canary for having webhooks.
     let mut hooked = canary.clone();
     let analysis = hooked.spec.analysis.as_mut().unwrap();
     analysis.metrics.clear();
@@ -418,10 +419,8 @@ async fn what_is_not_evaluated_fails_by_name() {
     .analysis
     .unwrap()
     .webhooks;
-    let Verdict::Fail(reason) = verdict(&hooked).await else {
-        panic!("webhooks are not evaluated yet")
-    };
-    assert!(reason.contains("webhook "), "{reason}");
+    assert!(!hooked.analysis().webhooks.is_empty());
+    assert_eq!(verdict(&hooked).await, Verdict::Pass);
 
     let mut bare = canary.clone();
     bare.spec.analysis.as_mut().unwrap().metrics.clear();

@@ -94,6 +94,15 @@ pub struct StatusArgs {
 pub struct ManualActionArgs {
     /// The canary (metadata.name).
     pub name: String,
+    /// Ask `serin controller` rather than the daemon: the request is an
+    /// annotation on the Canary in the cluster (in cluster, or the current
+    /// kubeconfig), carried out at the controller's next pass
+    /// (`serin.dev/action: promote|abort`, `serin.dev/paused: "true"`).
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: the namespace (the kubeconfig's by default).
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -241,6 +250,9 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
 }
 
 pub async fn manual_action(action: ManualAction, args: ManualActionArgs) -> Result<ExitCode> {
+    if args.kubernetes {
+        return kubernetes_manual_action(action, &args).await;
+    }
     let api = Api::new(&args.server)?;
     let verb = match action {
         ManualAction::Promote => "promote",
@@ -899,6 +911,34 @@ async fn kubernetes_status(args: &StatusArgs) -> Result<ExitCode> {
     } else {
         print!("{}", serin_kube::status::text(&canaries));
     }
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+/// `serin promote|abort|pause|resume --kubernetes`: the request written
+/// as an annotation on the Canary, for `serin controller` to carry out.
+async fn kubernetes_manual_action(
+    action: ManualAction,
+    args: &ManualActionArgs,
+) -> Result<ExitCode> {
+    let client = kube::Client::try_default().await.map_err(|error| {
+        anyhow!("no Kubernetes API: not in a cluster and no usable kubeconfig ({error})")
+    })?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let request = match action {
+        ManualAction::Promote => serin_kube::manual::Request::Promote,
+        ManualAction::Abort => serin_kube::manual::Request::Abort,
+        ManualAction::Pause => serin_kube::manual::Request::Pause,
+        ManualAction::Resume => serin_kube::manual::Request::Resume,
+    };
+    serin_kube::manual::request(client, &namespace, &args.name, request).await?;
+    println!(
+        "{}.{namespace}: {}; serin controller carries it out at its next pass",
+        args.name,
+        request.describe()
+    );
     Ok(ExitCode::from(EXIT_OK))
 }
 
