@@ -21,6 +21,7 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
 };
 use serde_json::json;
+use serin_providers::AlertSeverity;
 use serin_rollout::HookKind;
 use serin_spec::Canary;
 
@@ -31,6 +32,7 @@ use crate::{
     workload::{primary_deployment, template_hash},
 };
 
+mod alerts;
 mod hooks;
 mod manual;
 
@@ -212,6 +214,8 @@ impl<C: Checks> Reconciler<C> {
                 pass.write_status(&status).await?;
                 pass.event("Normal", "Synced", &format!("Initialization done! {id}"))
                     .await?;
+                let message = format!("New Deployment detected, initialization completed! {id}");
+                pass.alert(AlertSeverity::Info, &message, &status).await?;
             }
             "Initialized" | "Succeeded" | "Failed"
                 if status.last_applied_spec.as_deref() == Some(hash.as_str()) =>
@@ -260,6 +264,10 @@ impl<C: Checks> Reconciler<C> {
                     "New revision detected, progressing canary analysis.",
                 );
                 pass.write_status(&status).await?;
+                let message = format!(
+                    "New revision detected, progressing canary analysis! Scaling up {target_name}.{namespace}"
+                );
+                pass.alert(AlertSeverity::Info, &message, &status).await?;
             }
             "Progressing" if canary.spec.skip_analysis => {
                 // Flagger's `skipAnalysis`: the new revision is promoted in
@@ -293,6 +301,8 @@ impl<C: Checks> Reconciler<C> {
                     &format!("Promotion completed! Canary analysis was skipped for {id}"),
                 )
                 .await?;
+                let message = "Canary analysis was skipped, promotion finished.";
+                pass.alert(AlertSeverity::Info, message, &status).await?;
             }
             "Progressing" | "WaitingPromotion" => {
                 let analysis = canary.analysis();
@@ -463,6 +473,8 @@ impl<C: Checks> Reconciler<C> {
                     &format!("Promotion completed! Scaling down {id}"),
                 )
                 .await?;
+                let message = "Canary analysis completed successfully, promotion finished.";
+                pass.alert(AlertSeverity::Info, message, &status).await?;
             }
             _ => return Ok(Outcome::Idle),
         }
@@ -542,6 +554,7 @@ impl Pass<'_> {
             &format!("Canary failed! Scaling down {id}"),
         )
         .await?;
+        self.alert(AlertSeverity::Error, message, status).await?;
         self.post_rollout(status).await
     }
 

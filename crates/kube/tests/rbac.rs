@@ -115,6 +115,12 @@ fn the_cluster_role_grants_exactly_what_the_controller_writes() {
         ("flagger.app".into(), "metrictemplates".into()),
         verbs(&["get"]),
     );
+    // Alerts: the AlertProvider, and the Secret holding its address.
+    needed.insert(
+        ("flagger.app".into(), "alertproviders".into()),
+        verbs(&["get"]),
+    );
+    needed.insert(("".into(), "secrets".into()), verbs(&["get"]));
     needed.insert(("".into(), "events".into()), verbs(&["create"]));
     assert_eq!(rules("ClusterRole"), needed);
 

@@ -29,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use serin_providers::HttpWebhooks;
+use serin_providers::{AlertSeverity, HttpWebhooks};
 use serin_rollout::{
     GateKind, HookKind, Record, Severity,
     ports::{HookAnswer, HookContext, WebhookCall, Webhooks},
@@ -110,6 +110,14 @@ impl Hooks {
         if let Some(webhooks) = &self.webhooks {
             webhooks.flush(EVENT_FLUSH).await;
         }
+    }
+
+    /// Whether every failed webhook `name` of `kind` asked for no alert
+    /// (`muteAlert`).
+    fn muted(&self, kind: GateKind, name: &str) -> bool {
+        self.webhooks
+            .as_ref()
+            .is_some_and(|webhooks| webhooks.is_muted(kind.as_str(), name))
     }
 
     /// Whether any webhook of `kind` is configured.
@@ -217,12 +225,11 @@ impl Pass<'_> {
             status.phase = Some("Waiting".into());
             self.promoted(status, "Unknown", "Waiting", "Waiting for approval.");
             self.write_status(status).await?;
-            self.event(
-                "Warning",
-                "Synced",
-                &format!("Halt {} advancement waiting for approval {name}", self.id()),
-            )
-            .await?;
+            let halt = format!("Halt {} advancement waiting for approval {name}", self.id());
+            self.event("Warning", "Synced", &halt).await?;
+            if !self.hooks.muted(GateKind::ConfirmRollout, &name) {
+                self.alert(AlertSeverity::Warn, &halt, status).await?;
+            }
         }
         Ok(false)
     }
@@ -248,6 +255,9 @@ impl Pass<'_> {
         self.promoted(status, "Unknown", "Progressing", &halt);
         self.write_status(status).await?;
         self.event("Warning", "Synced", &halt).await?;
+        if !self.hooks.muted(GateKind::ConfirmTrafficIncrease, &name) {
+            self.alert(AlertSeverity::Warn, &halt, status).await?;
+        }
         Ok(false)
     }
 
@@ -272,15 +282,14 @@ impl Pass<'_> {
         );
         self.write_status(status).await?;
         if first {
-            self.event(
-                "Warning",
-                "Synced",
-                &format!(
-                    "Halt {} advancement waiting for promotion approval {name}",
-                    self.id()
-                ),
-            )
-            .await?;
+            let halt = format!(
+                "Halt {} advancement waiting for promotion approval {name}",
+                self.id()
+            );
+            self.event("Warning", "Synced", &halt).await?;
+            if !self.hooks.muted(GateKind::ConfirmPromotion, &name) {
+                self.alert(AlertSeverity::Warn, &halt, status).await?;
+            }
         }
         Ok(false)
     }
