@@ -159,3 +159,52 @@ async fn a_promotion_alerts_the_entries_that_want_info() {
     assert_eq!(outcome.unwrap(), Outcome::Moved("Succeeded".into()));
     assert_eq!(receiver.count("/teams"), 2);
 }
+
+/// A closed promotion gate is a warning: sent to the entries that want
+/// warnings, unless the gate's webhook has `muteAlert`.
+#[tokio::test]
+async fn a_held_promotion_warns_unless_its_webhook_mutes_alerts() {
+    let receiver = Receiver::start().await;
+    receiver.answer("/promote", 403);
+    let target = deployment("podinfo:6.0.1");
+    let halt = "Halt podinfo.test advancement waiting for promotion approval promote";
+    let mut waiting = written(&progressing(&target, 50, 0));
+    waiting["phase"] = json!("WaitingPromotion");
+    waiting["conditions"] = json!([{
+        "type": "Promoted", "status": "Unknown", "reason": "WaitingPromotion",
+        "message": "Waiting for approval.", "lastUpdateTime": passes::NOW,
+        "lastTransitionTime": passes::NOW
+    }]);
+    for mute in [false, true] {
+        let gate = format!(
+            "    - name: promote\n      type: confirm-promotion\n      url: {}\n      muteAlert: {mute}\n",
+            receiver.url("/promote")
+        );
+        let mut canary = canary(&gate, &[]);
+        canary.spec.analysis.as_mut().unwrap().alerts = alerted().analysis().alerts.clone();
+        let mut exchanges = vec![
+            get_target(&target),
+            status(waiting.clone()),
+            event("Warning", halt),
+        ];
+        if !mute {
+            exchanges.push(get_provider(
+                "team-teams",
+                json!({"type": "msteams", "address": receiver.url("/teams")}),
+            ));
+        }
+        let (outcome, _) = pass(
+            &canary,
+            progressing(&target, 50, 0),
+            Verdict::Pass,
+            exchanges,
+        )
+        .await;
+        assert_eq!(outcome.unwrap(), Outcome::Moved("WaitingPromotion".into()));
+    }
+    let sent = bodies(&receiver, "/teams");
+    assert_eq!(sent.len(), 1, "the muted gate sent nothing");
+    assert_eq!(sent[0]["sections"][0]["activitySubtitle"], halt);
+    assert_eq!(sent[0]["themeColor"], "daa038");
+    assert_eq!(receiver.count("/slack"), 0);
+}
