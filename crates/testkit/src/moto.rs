@@ -138,20 +138,40 @@ impl Moto {
         answer
     }
 
+    /// The `tag` of one EC2 call's answer. moto has once been seen to
+    /// answer 200 without it on a loaded machine: the call is made again
+    /// (five times at most), and the last answer is shown if none has it.
+    async fn ec2_value(&self, query: &str, tag: &str) -> String {
+        let (start, end) = (format!("<{tag}>"), format!("</{tag}>"));
+        let mut answer = String::new();
+        for _ in 0..5 {
+            answer = self.ec2(query).await;
+            if let Some(value) = between(&answer, &start, &end) {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("EC2 {query}: no <{tag}> in five answers, the last: {answer}");
+    }
+
     /// A VPC with two subnets, a load balancer, three target groups, a
     /// listener forwarding to the first and a rule forwarding there too.
     pub async fn create_alb(&self) -> Alb {
-        let vpc = self.ec2("Action=CreateVpc&CidrBlock=10.0.0.0/16").await;
-        let vpc = between(&vpc, "<vpcId>", "</vpcId>");
+        let vpc = self
+            .ec2_value("Action=CreateVpc&CidrBlock=10.0.0.0/16", "vpcId")
+            .await;
         let mut subnets = Vec::new();
         for (zone, cidr) in [("a", "10.0.1.0/24"), ("b", "10.0.2.0/24")] {
             let subnet = self
-                .ec2(&format!(
-                    "Action=CreateSubnet&VpcId={vpc}&CidrBlock={}&AvailabilityZone={REGION}{zone}",
-                    cidr.replace('/', "%2F")
-                ))
+                .ec2_value(
+                    &format!(
+                        "Action=CreateSubnet&VpcId={vpc}&CidrBlock={}&AvailabilityZone={REGION}{zone}",
+                        cidr.replace('/', "%2F")
+                    ),
+                    "subnetId",
+                )
                 .await;
-            subnets.push(between(&subnet, "<subnetId>", "</subnetId>"));
+            subnets.push(subnet);
         }
         let elb = self.elb().await;
         let lb = elb
@@ -235,11 +255,11 @@ impl Drop for Moto {
     }
 }
 
-/// The text between `start` and `end` in `text`.
-fn between(text: &str, start: &str, end: &str) -> String {
-    let from = text.find(start).expect("tag in EC2 answer") + start.len();
-    let to = text[from..].find(end).expect("closing tag") + from;
-    text[from..to].to_owned()
+/// The text between `start` and `end` in `text`, if both are there.
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(text[from..to].to_owned())
 }
 
 /// How a [`Relay`] treats connections.
