@@ -717,6 +717,23 @@ async fn deletion_without_revert_is_left_to_garbage_collection() {
     )
     .await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Terminated".into()));
+
+    // A spec serin refuses (no service port) has nothing to revert: the
+    // finalizer does not hold the deletion.
+    canary.spec.service.port = None;
+    let cluster = bundle("podinfo:6.0.0");
+    let exchanges = vec![
+        get(format!("{DEPLOYMENTS}/podinfo"), &target(&cluster)),
+        finalizers(&[]),
+    ];
+    let outcome = pass(
+        &canary,
+        &json!({"phase": "Succeeded"}),
+        Verdict::Pass,
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Terminated".into()));
 }
 
 // --- iterations: A/B testing and blue/green ---

@@ -97,12 +97,16 @@ impl<C: Checks> Reconciler<C> {
         } else {
             None
         };
-        if let Some(deployment) = deployment {
-            let cluster = Cluster {
-                target: Some(deployment.clone()),
-                ..Cluster::default()
-            };
-            let subject = Subject::new(canary, &cluster, &self.default_provider)?;
+        let cluster = Cluster {
+            target: deployment.clone(),
+            ..Cluster::default()
+        };
+        // A canary serin cannot model (its spec edited into one it refuses)
+        // has nothing serin can revert: its finalizer must not hold it.
+        let subject = deployment
+            .as_ref()
+            .and_then(|_| Subject::new(canary, &cluster, &self.default_provider).ok());
+        if let (Some(deployment), Some(subject)) = (deployment, subject) {
             let pass = Pass {
                 client: &self.client,
                 subject: &subject,
