@@ -1020,3 +1020,32 @@ async fn kubernetes_blue_green_counts_iterations_without_routing() {
     .await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
 }
+
+/// The statuses these scenarios write (tracked configs, iterations, the
+/// deletion's phases) validate against Flagger's CRD, unknown fields
+/// refused rather than pruned.
+#[test]
+fn the_statuses_written_fit_flaggers_crd() {
+    let cluster = bundle("podinfo:6.0.0");
+    let schemas = support::Schemas::load();
+    let mut terminating = settled(&cluster, "Succeeded");
+    terminating["phase"] = json!("Terminating");
+    let mut terminated = terminating.clone();
+    terminated["phase"] = json!("Terminated");
+    for status in [
+        settled(&cluster, "Initialized"),
+        progressing(&cluster, 6, 1),
+        terminating,
+        terminated,
+    ] {
+        let mut canary = serde_json::to_value(istio()).unwrap();
+        canary["status"] = status;
+        canary["status"]["lastTransitionTime"] = json!(NOW);
+        let errors = schemas.errors("Canary", "v1beta1", &canary);
+        assert!(errors.is_empty(), "{errors:#?}\n{:#}", canary["status"]);
+    }
+    // The check can fail: a phase Flagger does not know, a field it lacks.
+    let mut canary = serde_json::to_value(istio()).unwrap();
+    canary["status"] = json!({"phase": "Mirroring", "mirrored": true});
+    assert_eq!(schemas.errors("Canary", "v1beta1", &canary).len(), 2);
+}
