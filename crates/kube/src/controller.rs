@@ -32,6 +32,7 @@ use crate::{
 
 mod deletion;
 mod iterations;
+mod revision;
 
 pub use deletion::FINALIZER;
 
@@ -253,6 +254,9 @@ impl<C: Checks> Reconciler<C> {
                     "New revision detected, progressing canary analysis.",
                 );
                 pass.write_status(&status).await?;
+            }
+            "Progressing" if status.last_applied_spec.as_deref() != Some(hash.as_str()) => {
+                self.restart(&pass, &mut status, hash).await?;
             }
             "Progressing" if canary.spec.skip_analysis => {
                 // Flagger's `skipAnalysis`: the new revision is promoted in

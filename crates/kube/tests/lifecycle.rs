@@ -1049,3 +1049,33 @@ fn the_statuses_written_fit_flaggers_crd() {
     canary["status"] = json!({"phase": "Mirroring", "mirrored": true});
     assert_eq!(schemas.errors("Canary", "v1beta1", &canary).len(), 2);
 }
+
+/// A new pod template during the analysis restarts it (Flagger's
+/// "Restarting analysis"): all traffic back on the primary, the weight,
+/// failed checks and iterations at zero, the new fingerprint recorded.
+#[tokio::test]
+async fn a_new_template_during_the_analysis_restarts_it() {
+    let canary = istio();
+    let judged = bundle("podinfo:6.0.1");
+    let newer = bundle("podinfo:6.0.2");
+    let mut status_in = progressing(&judged, 0, 1);
+    status_in["canaryWeight"] = json!(30);
+    let mut exchanges = vec![
+        get(format!("{DEPLOYMENTS}/podinfo"), &target(&newer)),
+        event("New revision detected! Restarting analysis for podinfo.test"),
+    ];
+    exchanges.extend(route_applies(&canary, &newer, "istio", &Routes::primary()));
+    let mut restarted = progressing(&judged, 0, 0);
+    restarted["lastAppliedSpec"] = json!(hash(&newer));
+    exchanges.push(status(restarted));
+    // A check that would fail is not asked: the new pods are not judged
+    // before the analysis starts again.
+    let outcome = pass(
+        &canary,
+        &status_in,
+        Verdict::Fail("asked".into()),
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+}
