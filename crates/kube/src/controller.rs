@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Event},
+    api::{apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Event},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time},
 };
 use kube::{
@@ -29,13 +29,17 @@ use crate::{
     Cluster, Object, Routes, Subject,
     resource::{ANALYSIS_ANNOTATION, AnalysisRecord, CanaryCondition, CanaryStatus},
     router::router_for,
-    workload::{primary_deployment, template_hash},
+    workload::template_hash,
 };
 
 mod alerts;
+mod deletion;
 mod hooks;
+mod iterations;
 mod manual;
+mod revision;
 
+pub use deletion::FINALIZER;
 use hooks::Hooks;
 
 /// The field manager of every apply.
@@ -161,6 +165,10 @@ impl<C: Checks> Reconciler<C> {
 
     async fn pass(&self, target: Target<'_>, now: &str, hooks: &Hooks) -> Result<Outcome, Error> {
         let canary = target.canary;
+        if canary.metadata.deletion_timestamp.is_some() {
+            return self.finalize(target, now, hooks).await;
+        }
+        self.keep_finalizer(&target).await?;
         let namespace = canary
             .metadata
             .namespace
@@ -174,16 +182,25 @@ impl<C: Checks> Reconciler<C> {
             .map(|reference| reference.name.clone())
             .unwrap_or_default();
         let deployment = deployments.get(&target_name).await?;
-        let cluster = Cluster {
+        let mut status = target.status.clone();
+        let phase = status.phase.clone().unwrap_or_default();
+        let mut cluster = Cluster {
             target: Some(deployment.clone()),
             ..Cluster::default()
         };
+        // The tracked configs and the autoscaler are read where the pass
+        // writes the primary or looks for a new revision; a progressing
+        // canary reads them again only to promote.
+        let settled = !matches!(phase.as_str(), "Progressing" | "Promoting" | "Finalising");
+        if settled {
+            crate::read::configs(&self.client, &namespace, &mut cluster).await?;
+            crate::read::autoscaler(&self.client, &namespace, canary, &mut cluster).await?;
+        }
         let subject = Subject::new(canary, &cluster, &self.default_provider)?;
         let hash = template_hash(&deployment.spec.template);
-        let mut status = target.status.clone();
+        let tracked = crate::configs::checksums(&subject);
         let name = canary.name().to_string();
         let id = format!("{name}.{namespace}");
-        let phase = status.phase.clone().unwrap_or_default();
         let pass = Pass {
             client: &self.client,
             subject: &subject,
@@ -195,8 +212,7 @@ impl<C: Checks> Reconciler<C> {
 
         match phase.as_str() {
             "" | "Initializing" => {
-                pass.apply(&[Object::Deployment(Box::new(primary_deployment(&subject)?))])
-                    .await?;
+                pass.apply(&crate::primary(&subject)?).await?;
                 pass.apply_routes(&Routes::primary()).await?;
                 pass.scale(&target_name, 0).await?;
                 status.phase = Some("Initialized".into());
@@ -205,6 +221,7 @@ impl<C: Checks> Reconciler<C> {
                 status.iterations = 0;
                 status.last_applied_spec = Some(hash.clone());
                 status.last_promoted_spec = Some(hash);
+                status.tracked_configs = tracked;
                 pass.promoted(
                     &mut status,
                     "True",
@@ -217,10 +234,14 @@ impl<C: Checks> Reconciler<C> {
                 let message = format!("New Deployment detected, initialization completed! {id}");
                 pass.alert(AlertSeverity::Info, &message, &status).await?;
             }
+            // A new revision is a new pod template or a tracked config's
+            // new data (Flagger's `HasTargetChanged`).
             "Initialized" | "Succeeded" | "Failed"
-                if status.last_applied_spec.as_deref() == Some(hash.as_str()) =>
+                if status.last_applied_spec.as_deref() == Some(hash.as_str())
+                    && status.tracked_configs == tracked =>
             {
                 pass.drop_action(&phase).await?;
+                pass.keep_autoscaler_in_step().await?;
                 return Ok(Outcome::Idle);
             }
             "Initialized" | "Succeeded" | "Failed" | "Waiting" => {
@@ -257,6 +278,7 @@ impl<C: Checks> Reconciler<C> {
                 status.failed_checks = 0;
                 status.iterations = 0;
                 status.last_applied_spec = Some(hash);
+                status.tracked_configs = tracked;
                 pass.promoted(
                     &mut status,
                     "Unknown",
@@ -268,6 +290,9 @@ impl<C: Checks> Reconciler<C> {
                     "New revision detected, progressing canary analysis! Scaling up {target_name}.{namespace}"
                 );
                 pass.alert(AlertSeverity::Info, &message, &status).await?;
+            }
+            "Progressing" if status.last_applied_spec.as_deref() != Some(hash.as_str()) => {
+                self.restart(&pass, &mut status, hash).await?;
             }
             "Progressing" if canary.spec.skip_analysis => {
                 // Flagger's `skipAnalysis`: the new revision is promoted in
@@ -282,8 +307,12 @@ impl<C: Checks> Reconciler<C> {
                     ),
                 )
                 .await?;
-                pass.apply(&[Object::Deployment(Box::new(primary_deployment(&subject)?))])
-                    .await?;
+                pass.apply(
+                    &self
+                        .promoted_primary(canary, &deployment, &namespace)
+                        .await?,
+                )
+                .await?;
                 pass.scale(&target_name, 0).await?;
                 status.phase = Some("Succeeded".into());
                 status.canary_weight = 0;
@@ -318,7 +347,7 @@ impl<C: Checks> Reconciler<C> {
                     return Ok(Outcome::Moved("Failed".into()));
                 }
                 let weight = u8::try_from(status.canary_weight).unwrap_or(0);
-                let verdict = if weight == 0 {
+                let verdict = if weight == 0 && status.iterations == 0 {
                     // As Flagger: no traffic on the canary yet, nothing to
                     // judge; the analysis starts with the first step.
                     pass.event(
@@ -398,6 +427,9 @@ impl<C: Checks> Reconciler<C> {
                         pass.promoted(&mut status, "Unknown", "Progressing", &hold);
                         pass.write_status(&status).await?;
                     }
+                    Verdict::Pass if analysis.iterations() > 0 => {
+                        self.iterate(&pass, &mut status, &deployment).await?;
+                    }
                     Verdict::Pass => {
                         let next = analysis.steps().into_iter().find(|step| *step > weight);
                         match next {
@@ -436,9 +468,11 @@ impl<C: Checks> Reconciler<C> {
                                     ),
                                 )
                                 .await?;
-                                pass.apply(&[Object::Deployment(Box::new(primary_deployment(
-                                    &subject,
-                                )?))])
+                                pass.apply(
+                                    &self
+                                        .promoted_primary(canary, &deployment, &namespace)
+                                        .await?,
+                                )
                                 .await?;
                                 status.phase = Some("Promoting".into());
                                 pass.write_status(&status).await?;
@@ -482,6 +516,27 @@ impl<C: Checks> Reconciler<C> {
     }
 }
 
+impl<C> Reconciler<C> {
+    /// The primary side at a promotion: the target's tracked configs and
+    /// autoscaler read afresh, so the copies carry the data the canary was
+    /// judged with.
+    async fn promoted_primary(
+        &self,
+        canary: &Canary,
+        deployment: &Deployment,
+        namespace: &str,
+    ) -> Result<Vec<Object>, Error> {
+        let mut cluster = Cluster {
+            target: Some(deployment.clone()),
+            ..Cluster::default()
+        };
+        crate::read::configs(&self.client, namespace, &mut cluster).await?;
+        crate::read::autoscaler(&self.client, namespace, canary, &mut cluster).await?;
+        let subject = Subject::new(canary, &cluster, &self.default_provider)?;
+        Ok(crate::primary(&subject)?)
+    }
+}
+
 /// The requests of one pass.
 struct Pass<'a> {
     client: &'a Client,
@@ -510,6 +565,24 @@ impl Pass<'_> {
                 &Patch::Apply(object.to_value()),
             )
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Flagger's `reconcilePrimaryHpa` on a settled canary: the primary's
+    /// autoscaler follows the target's (a changed `maxReplicas`, metrics)
+    /// between revisions. Read first and applied only when it differs, so
+    /// an idle canary costs no write.
+    async fn keep_autoscaler_in_step(&self) -> Result<(), Error> {
+        let Some(desired) = crate::workload::primary_hpa(self.subject)? else {
+            return Ok(());
+        };
+        let api: Api<HorizontalPodAutoscaler> =
+            Api::namespaced(self.client.clone(), self.namespace);
+        let name = desired.metadata.name.clone().unwrap_or_default();
+        let current = api.get_opt(&name).await?;
+        if current.is_none_or(|current| current.spec != desired.spec) {
+            self.apply(&[Object::Hpa(Box::new(desired))]).await?;
         }
         Ok(())
     }
@@ -707,6 +780,8 @@ pub fn plural(kind: &str) -> &'static str {
     match kind {
         "Deployment" => "deployments",
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
         "Service" => "services",
         "Ingress" => "ingresses",
         "VirtualService" => "virtualservices",

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::{
-    apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, networking::v1::Ingress,
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, Secret},
+    networking::v1::Ingress,
 };
 use serde_json::Value;
 
@@ -63,6 +66,8 @@ impl Split {
                 .and_then(|name| self.ingresses.get(&name).cloned()),
             untracked_config_maps: self.cluster.untracked_config_maps.clone(),
             untracked_secrets: self.cluster.untracked_secrets.clone(),
+            config_maps: self.cluster.config_maps.clone(),
+            secrets: self.cluster.secrets.clone(),
         }
     }
 }
@@ -139,13 +144,6 @@ fn take(split: &mut Split, kind: &str, value: Value) -> Result<(), String> {
     fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
         serde_json::from_value(value).map_err(|error| error.to_string())
     }
-    let tracking_disabled = |value: &Value| {
-        value
-            .pointer("/metadata/annotations")
-            .and_then(|annotations| annotations.get(crate::subject::CONFIG_TRACKING_ANNOTATION))
-            .and_then(Value::as_str)
-            == Some("disabled")
-    };
     let name = |value: &Value| {
         value
             .pointer("/metadata/name")
@@ -170,13 +168,21 @@ fn take(split: &mut Split, kind: &str, value: Value) -> Result<(), String> {
             cluster.ingress = Some(ingress.clone());
             split.ingresses.insert(name(&value), ingress);
         }
-        "ConfigMap" if tracking_disabled(&value) => {
-            cluster.untracked_config_maps.insert(name(&value));
+        "ConfigMap" => {
+            let config: ConfigMap = typed(value.clone())?;
+            if !crate::configs::config_map_tracked(&config) {
+                cluster.untracked_config_maps.insert(name(&value));
+            }
+            cluster.config_maps.insert(name(&value), config);
         }
-        "Secret" if tracking_disabled(&value) => {
-            cluster.untracked_secrets.insert(name(&value));
+        "Secret" => {
+            let secret: Secret = typed(value.clone())?;
+            if !crate::configs::secret_tracked(&secret) {
+                cluster.untracked_secrets.insert(name(&value));
+            }
+            cluster.secrets.insert(name(&value), secret);
         }
-        // Tracked configs and user Services: nothing to model from them.
+        // User Services: nothing to model from them.
         _ => {}
     }
     Ok(())

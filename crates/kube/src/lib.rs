@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+pub mod configs;
 pub mod controller;
 pub mod crds;
 pub mod documents;
@@ -26,6 +27,7 @@ pub mod manual;
 pub mod metrics;
 pub mod object;
 pub mod operator;
+pub mod read;
 pub mod resource;
 pub mod router;
 pub mod routes;
@@ -72,19 +74,28 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every object Flagger holds for `subject` at `routes`, in the order they
-/// are applied: the primary workload (and its autoscaler), the Services,
-/// then the router's objects.
+/// are applied: the tracked configs' `-primary` copies, the primary
+/// workload (and its autoscaler), the Services, then the router's objects.
 pub fn build(subject: &Subject<'_>, routes: &Routes) -> Result<Vec<Object>> {
     let router = router_for(subject.provider())?;
-    let mut objects = vec![Object::Deployment(Box::new(workload::primary_deployment(
-        subject,
-    )?))];
-    if let Some(hpa) = workload::primary_hpa(subject)? {
-        objects.push(Object::Hpa(Box::new(hpa)));
-    }
+    let mut objects = primary(subject)?;
     for service in services::services(subject, router.apex_selects_canary(routes))? {
         objects.push(Object::Service(Box::new(service)));
     }
     objects.extend(router.objects(subject, routes)?);
+    Ok(objects)
+}
+
+/// The primary side Flagger writes at initialisation and at each
+/// promotion, in order: the tracked configs' `-primary` copies (before the
+/// pods that mount them), the primary Deployment, its autoscaler.
+pub fn primary(subject: &Subject<'_>) -> Result<Vec<Object>> {
+    let mut objects = configs::primary_configs(subject);
+    objects.push(Object::Deployment(Box::new(workload::primary_deployment(
+        subject,
+    )?)));
+    if let Some(hpa) = workload::primary_hpa(subject)? {
+        objects.push(Object::Hpa(Box::new(hpa)));
+    }
     Ok(objects)
 }

@@ -2,7 +2,9 @@
 
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service,
+        apps::v1::Deployment,
+        autoscaling::v2::HorizontalPodAutoscaler,
+        core::v1::{ConfigMap, Secret, Service},
         networking::v1::Ingress,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -19,6 +21,10 @@ pub enum Object {
     Deployment(Box<Deployment>),
     /// The primary HorizontalPodAutoscaler.
     Hpa(Box<HorizontalPodAutoscaler>),
+    /// A tracked ConfigMap's `-primary` copy.
+    ConfigMap(Box<ConfigMap>),
+    /// A tracked Secret's `-primary` copy.
+    Secret(Box<Secret>),
     /// A Service (apex, primary or canary).
     Service(Box<Service>),
     /// The nginx canary Ingress.
@@ -40,6 +46,8 @@ impl Object {
         match self {
             Self::Deployment(_) => "Deployment",
             Self::Hpa(_) => "HorizontalPodAutoscaler",
+            Self::ConfigMap(_) => "ConfigMap",
+            Self::Secret(_) => "Secret",
             Self::Service(_) => "Service",
             Self::Ingress(_) => "Ingress",
             Self::VirtualService(_) => "VirtualService",
@@ -53,6 +61,8 @@ impl Object {
         match self {
             Self::Deployment(_) => Deployment::api_version(&()).into_owned(),
             Self::Hpa(_) => HorizontalPodAutoscaler::api_version(&()).into_owned(),
+            Self::ConfigMap(_) => ConfigMap::api_version(&()).into_owned(),
+            Self::Secret(_) => Secret::api_version(&()).into_owned(),
             Self::Service(_) => Service::api_version(&()).into_owned(),
             Self::Ingress(_) => Ingress::api_version(&()).into_owned(),
             Self::VirtualService(_) => VirtualService::api_version(&()).into_owned(),
@@ -66,6 +76,8 @@ impl Object {
         match self {
             Self::Deployment(object) => &object.metadata,
             Self::Hpa(object) => &object.metadata,
+            Self::ConfigMap(object) => &object.metadata,
+            Self::Secret(object) => &object.metadata,
             Self::Service(object) => &object.metadata,
             Self::Ingress(object) => &object.metadata,
             Self::VirtualService(object) => &object.metadata,
@@ -84,6 +96,8 @@ impl Object {
         let body = match self {
             Self::Deployment(object) => serde_json::to_value(object),
             Self::Hpa(object) => serde_json::to_value(object),
+            Self::ConfigMap(object) => serde_json::to_value(object),
+            Self::Secret(object) => serde_json::to_value(object),
             Self::Service(object) => serde_json::to_value(object),
             Self::Ingress(object) => serde_json::to_value(object),
             Self::VirtualService(object) => serde_json::to_value(object),

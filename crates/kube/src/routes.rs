@@ -41,6 +41,20 @@ impl Routes {
         }
     }
 
+    /// What the router holds during an A/B or blue/green analysis: matched
+    /// requests to the canary (A/B), or all on the primary, mirrored to the
+    /// canary with `mirror: true` (blue/green). Any weight strictly between
+    /// 0 and 100 is that position for these strategies (see [`Routes::at`]).
+    pub fn iteration(canary: &Canary) -> Result<Self> {
+        Self::at(canary, 50)
+    }
+
+    /// Blue/green's switch after the last iteration: all traffic on the
+    /// canary, unmirrored (A/B: as during its iterations).
+    pub fn switched(canary: &Canary) -> Result<Self> {
+        Self::at(canary, 100)
+    }
+
     /// What the router holds for `canary` at canary weight `weight`, as
     /// Flagger's scheduler sets it for the canary's strategy:
     ///

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Container,
+        apps::v1::Deployment,
+        autoscaling::v2::HorizontalPodAutoscaler,
+        core::v1::{ConfigMap, Container, Secret},
         networking::v1::Ingress,
     },
     apimachinery::pkg::apis::meta::v1::OwnerReference,
@@ -35,10 +37,17 @@ pub struct Cluster {
     pub autoscaler: Option<HorizontalPodAutoscaler>,
     /// The `ingressRef` Ingress (nginx).
     pub ingress: Option<Ingress>,
-    /// ConfigMaps (by name) that opted out of tracking.
+    /// ConfigMaps (by name) the primary keeps as they are: opted out of
+    /// tracking, or (in the controller) optional and absent.
     pub untracked_config_maps: BTreeSet<String>,
-    /// Secrets (by name) that opted out of tracking.
+    /// Secrets (by name) the primary keeps as they are: opted out, of a
+    /// type Flagger does not copy, or optional and absent.
     pub untracked_secrets: BTreeSet<String>,
+    /// The ConfigMaps known, by name: those tracked are copied as
+    /// `NAME-primary` and checksummed (`configs.rs`).
+    pub config_maps: BTreeMap<String, ConfigMap>,
+    /// The Secrets known, by name, likewise.
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 /// A canary ready to be modelled: its fields, the provider in force, the

@@ -114,7 +114,14 @@ pub fn primary_deployment(subject: &Subject<'_>) -> Result<Deployment> {
             progress_deadline_seconds: target_spec.and_then(|spec| spec.progress_deadline_seconds),
             min_ready_seconds: target_spec.and_then(|spec| spec.min_ready_seconds),
             revision_history_limit: target_spec.and_then(|spec| spec.revision_history_limit),
-            replicas: Some(replicas),
+            // With an autoscaler the HPA owns the replicas (Flagger leaves
+            // them to it): applying a count would fight every scaling.
+            replicas: subject
+                .canary()
+                .spec
+                .autoscaler_ref
+                .is_none()
+                .then_some(replicas),
             strategy: target_spec.and_then(|spec| spec.strategy.clone()),
             selector: LabelSelector {
                 match_labels: Some(BTreeMap::from([(label.to_string(), primary_value.clone())])),
@@ -281,6 +288,37 @@ pub fn primary_hpa(subject: &Subject<'_>) -> Result<Option<HorizontalPodAutoscal
         spec,
         status: None,
     }))
+}
+
+/// Flagger's `IsCanaryReady` for a Deployment: why its rollout is not
+/// done yet (`None` when every replica is updated and available).
+pub fn rollout_pending(deployment: &Deployment) -> Option<String> {
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    let status = deployment.status.clone().unwrap_or_default();
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Some(format!("waiting for rollout of {name} to be observed"));
+    }
+    let replicas = deployment.spec.replicas.unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if updated < replicas {
+        Some(format!(
+            "waiting for rollout of {name} to finish: {updated} out of {replicas} new replicas have been updated"
+        ))
+    } else if total > updated {
+        Some(format!(
+            "waiting for rollout of {name} to finish: {} old replicas are pending termination",
+            total - updated
+        ))
+    } else if available < updated {
+        Some(format!(
+            "waiting for rollout of {name} to finish: {available} of {updated} updated replicas are available"
+        ))
+    } else {
+        None
+    }
 }
 
 /// The target scaled to `replicas` (Flagger scales the canary to zero

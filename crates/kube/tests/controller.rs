@@ -50,6 +50,42 @@ fn deployment(image: &str) -> Deployment {
     split.cluster.target.unwrap()
 }
 
+/// The cluster of Flagger's podinfo bundle around `target`: its tracked
+/// ConfigMap, its opted-out Secret, its HPA.
+fn cluster_of(target: &Deployment) -> Cluster {
+    let text =
+        std::fs::read_to_string(support::testdata().join("kube/podinfo-deployment.yaml")).unwrap();
+    let mut cluster = serin_kube::documents::split(&text)
+        .unwrap()
+        .cluster_for(&canary());
+    cluster.target = Some(target.clone());
+    cluster
+}
+
+const CONFIG_MAP: &str = "/api/v1/namespaces/test/configmaps/podinfo-config";
+const SECRET: &str = "/api/v1/namespaces/test/secrets/podinfo-token";
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/test/horizontalpodautoscalers";
+
+/// The reads of a settled canary's pass (or a promotion's) after the
+/// target: its configs, then its autoscaler.
+fn reads(cluster: &Cluster) -> Vec<Exchange> {
+    vec![
+        Exchange::new("GET", CONFIG_MAP, None)
+            .answer(serde_json::to_value(&cluster.config_maps["podinfo-config"]).unwrap()),
+        Exchange::new("GET", SECRET, None)
+            .answer(serde_json::to_value(&cluster.secrets["podinfo-token"]).unwrap()),
+        Exchange::new("GET", format!("{HPAS}/podinfo"), None)
+            .answer(serde_json::to_value(cluster.autoscaler.as_ref().unwrap()).unwrap()),
+    ]
+}
+
+/// `status.trackedConfigs` of the bundle: the ConfigMap only (the Secret
+/// opted out).
+fn tracked(cluster: &Cluster) -> Value {
+    let checksum = serin_kube::configs::config_map_checksum(&cluster.config_maps["podinfo-config"]);
+    json!({ "configmap/podinfo-config": checksum })
+}
+
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/test/deployments";
 const STATUS: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status";
 const EVENTS: &str = "/api/v1/namespaces/test/events";
@@ -64,6 +100,9 @@ fn path_of(object: &Object) -> String {
     };
     let plural = match object.kind() {
         "Deployment" => "deployments",
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
         "Service" => "services",
         "VirtualService" => "virtualservices",
         "DestinationRule" => "destinationrules",
@@ -72,23 +111,42 @@ fn path_of(object: &Object) -> String {
     format!("{base}/namespaces/test/{plural}/{}{APPLY}", object.name())
 }
 
+/// Whether `object` is of the primary side (configs, workload, autoscaler).
+fn primary_side(object: &Object) -> bool {
+    matches!(
+        object.kind(),
+        "ConfigMap" | "Secret" | "Deployment" | "HorizontalPodAutoscaler"
+    )
+}
+
 /// The applies of the objects serin's model gives for `routes` (all but
-/// the primary workload when `routes_only`).
+/// the primary side when `routes_only`).
 fn applies(
     canary: &Canary,
     target: &Deployment,
     routes: &Routes,
     routes_only: bool,
 ) -> Vec<Exchange> {
-    let cluster = Cluster {
-        target: Some(target.clone()),
-        ..Cluster::default()
-    };
+    let cluster = cluster_of(target);
     let subject = Subject::new(canary, &cluster, "istio").unwrap();
     serin_kube::build(&subject, routes)
         .unwrap()
         .into_iter()
-        .filter(|object| !(routes_only && object.kind() == "Deployment"))
+        .filter(|object| !(routes_only && primary_side(object)))
+        .map(|object| {
+            let value = object.to_value();
+            Exchange::new("PATCH", path_of(&object), Some(value.clone())).answer(value)
+        })
+        .collect()
+}
+
+/// The applies of the primary side alone (at a promotion).
+fn primary_applies(canary: &Canary, target: &Deployment) -> Vec<Exchange> {
+    let cluster = cluster_of(target);
+    let subject = Subject::new(canary, &cluster, "istio").unwrap();
+    serin_kube::primary(&subject)
+        .unwrap()
+        .into_iter()
         .map(|object| {
             let value = object.to_value();
             Exchange::new("PATCH", path_of(&object), Some(value.clone())).answer(value)
@@ -185,11 +243,14 @@ fn hash(target: &Deployment) -> String {
 async fn initialise_creates_flaggers_objects_and_scales_the_target_down() {
     let canary = canary();
     let target = deployment("podinfo:6.0.0");
+    let cluster = cluster_of(&target);
     let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(reads(&cluster));
     exchanges.extend(applies(&canary, &target, &Routes::primary(), false));
     exchanges.push(scale(0));
     exchanges.push(status(json!({
         "phase": "Initialized", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
+        "trackedConfigs": tracked(&cluster),
         "lastAppliedSpec": hash(&target), "lastPromotedSpec": hash(&target),
         "lastTransitionTime": NOW,
         "conditions": promoted("True", "Initialized", "Deployment initialization completed.")
@@ -202,6 +263,7 @@ async fn initialise_creates_flaggers_objects_and_scales_the_target_down() {
 fn initialized(target: &Deployment) -> CanaryStatus {
     serde_json::from_value(json!({
         "phase": "Initialized", "lastAppliedSpec": hash(target), "lastPromotedSpec": hash(target),
+        "trackedConfigs": tracked(&cluster_of(target)),
         "conditions": promoted("True", "Initialized", "Deployment initialization completed.")
     }))
     .unwrap()
@@ -220,13 +282,19 @@ fn progressing(target: &Deployment, weight: i64, failed: i64) -> CanaryStatus {
 async fn the_same_revision_is_left_alone() {
     let canary = canary();
     let target = deployment("podinfo:6.0.0");
-    let outcome = pass(
-        &canary,
-        initialized(&target),
-        Verdict::Pass,
-        vec![get_target(&target)],
-    )
-    .await;
+    let cluster = cluster_of(&target);
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(reads(&cluster));
+    // The primary's autoscaler is in step with the target's: read, not written.
+    let subject = Subject::new(&canary, &cluster, "istio").unwrap();
+    let primary_hpa = serin_kube::workload::primary_hpa(&subject)
+        .unwrap()
+        .unwrap();
+    exchanges.push(
+        Exchange::new("GET", format!("{HPAS}/podinfo-primary"), None)
+            .answer(serde_json::to_value(&primary_hpa).unwrap()),
+    );
+    let outcome = pass(&canary, initialized(&target), Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Idle);
 }
 
@@ -240,13 +308,15 @@ async fn a_new_revision_scales_the_canary_up_and_starts_the_analysis() {
         "metadata": {"name": "podinfo-primary", "namespace": "test"},
         "spec": {"replicas": 2, "selector": {}, "template": {}}
     });
-    let exchanges = vec![
-        get_target(&new),
+    let mut exchanges = vec![get_target(&new)];
+    exchanges.extend(reads(&cluster_of(&new)));
+    exchanges.extend([
         event("Normal", "New revision detected! Scaling up podinfo.test"),
         Exchange::new("GET", format!("{DEPLOYMENTS}/podinfo-primary"), None).answer(primary),
         scale(2),
         status(json!({
             "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
+            "trackedConfigs": tracked(&cluster_of(&new)),
             "lastAppliedSpec": hash(&new), "lastPromotedSpec": hash(&old),
             "lastTransitionTime": NOW,
             "conditions": [{
@@ -255,7 +325,7 @@ async fn a_new_revision_scales_the_canary_up_and_starts_the_analysis() {
                 "lastUpdateTime": NOW, "lastTransitionTime": NOW
             }]
         })),
-    ];
+    ]);
     let outcome = pass(&canary, initialized(&old), Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
 }
@@ -301,11 +371,8 @@ async fn at_max_weight_the_canary_is_promoted_then_finalised() {
             "Copying podinfo.test template spec to podinfo-primary.test",
         ),
     ];
-    exchanges.extend(
-        applies(&canary, &target, &Routes::primary(), false)
-            .into_iter()
-            .take(1),
-    );
+    exchanges.extend(reads(&cluster_of(&target)));
+    exchanges.extend(primary_applies(&canary, &target));
     let mut promoting = serde_json::to_value(progressing(&target, 50, 0)).unwrap();
     promoting["phase"] = json!("Promoting");
     promoting["lastTransitionTime"] = json!(NOW);
@@ -717,11 +784,8 @@ async fn skip_analysis_promotes_in_one_pass() {
         "Normal",
         "Copying podinfo.test template spec to podinfo-primary.test",
     ));
-    exchanges.extend(
-        applies(&canary, &target, &Routes::primary(), false)
-            .into_iter()
-            .take(1),
-    );
+    exchanges.extend(reads(&cluster_of(&target)));
+    exchanges.extend(primary_applies(&canary, &target));
     exchanges.push(scale(0));
     let mut succeeded = serde_json::to_value(progressing(&target, 0, 0)).unwrap();
     succeeded["phase"] = json!("Succeeded");

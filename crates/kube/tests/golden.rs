@@ -154,10 +154,12 @@ fn istio_objects_are_the_ones_flagger_documents() {
         })
         .collect();
     names.sort();
-    // docs/gitbook/tutorials/istio-progressive-delivery.md
+    // docs/gitbook/tutorials/istio-progressive-delivery.md, plus the copy
+    // of the bundle's tracked ConfigMap (the tutorial's podinfo has none).
     assert_eq!(
         names,
         [
+            "configmap/podinfo-config-primary",
             "deployment/podinfo-primary",
             "destinationrule.networking.istio.io/podinfo-canary",
             "destinationrule.networking.istio.io/podinfo-primary",

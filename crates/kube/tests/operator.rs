@@ -26,21 +26,60 @@ const CANARIES: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries";
 const TARGET: &str = "/apis/apps/v1/namespaces/test/deployments/podinfo";
 
 fn deployment() -> Deployment {
+    bundle().target.unwrap()
+}
+
+/// Flagger's podinfo objects: the target, its configs, its autoscaler.
+fn bundle() -> serin_kube::Cluster {
     let text =
         std::fs::read_to_string(support::testdata().join("kube/podinfo-deployment.yaml")).unwrap();
-    serin_kube::documents::split(&text)
-        .unwrap()
-        .cluster
-        .target
-        .unwrap()
+    serin_kube::documents::split(&text).unwrap().cluster
 }
+
+/// What the stand-in API server holds besides the canaries, by path.
+fn objects(target: Value) -> Vec<(String, Value)> {
+    let cluster = bundle();
+    let canary = support::canary_from(
+        &support::compat_dir()
+            .join("docs_gitbook_tutorials_istio-progressive-delivery-034-canary.yaml"),
+    );
+    let cluster = serin_kube::Cluster {
+        target: Some(deployment()),
+        ..cluster
+    };
+    let subject = serin_kube::Subject::new(&canary, &cluster, "istio").unwrap();
+    let primary_hpa = serin_kube::workload::primary_hpa(&subject)
+        .unwrap()
+        .unwrap();
+    vec![
+        (TARGET.to_string(), target),
+        (
+            "/api/v1/namespaces/test/configmaps/podinfo-config".into(),
+            serde_json::to_value(&cluster.config_maps["podinfo-config"]).unwrap(),
+        ),
+        (
+            "/api/v1/namespaces/test/secrets/podinfo-token".into(),
+            serde_json::to_value(&cluster.secrets["podinfo-token"]).unwrap(),
+        ),
+        (
+            format!("{HPAS}/podinfo"),
+            serde_json::to_value(cluster.autoscaler.as_ref().unwrap()).unwrap(),
+        ),
+        (
+            format!("{HPAS}/podinfo-primary"),
+            serde_json::to_value(&primary_hpa).unwrap(),
+        ),
+    ]
+}
+
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/test/horizontalpodautoscalers";
 
 /// Answers the list with `canary`, the target's GET with `target`, and
 /// holds watches open; records every path.
 async fn serve(
     mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
     canary: Value,
-    target: Value,
+    objects: Vec<(String, Value)>,
     seen: Arc<Mutex<Vec<String>>>,
 ) {
     let mut held = Vec::new();
@@ -61,8 +100,8 @@ async fn serve(
                 "apiVersion": "flagger.app/v1beta1", "kind": "CanaryList",
                 "metadata": {"resourceVersion": "1"}, "items": [canary.clone()]
             })
-        } else if path == TARGET {
-            target.clone()
+        } else if let Some((_, object)) = objects.iter().find(|(at, _)| *at == path) {
+            object.clone()
         } else {
             panic!("unexpected request {path}");
         };
@@ -86,8 +125,11 @@ async fn the_controller_reconciles_a_listed_canary_with_its_status() {
     object["metadata"]["resourceVersion"] = json!("1");
     // Initialized at the target's revision: the pass reads the target,
     // finds no new revision and writes nothing.
+    let bundle = bundle();
+    let checksum = serin_kube::configs::config_map_checksum(&bundle.config_maps["podinfo-config"]);
     object["status"] = json!({
-        "phase": "Initialized", "lastAppliedSpec": hash, "lastPromotedSpec": hash
+        "phase": "Initialized", "lastAppliedSpec": hash, "lastPromotedSpec": hash,
+        "trackedConfigs": {"configmap/podinfo-config": checksum}
     });
 
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -96,7 +138,7 @@ async fn the_controller_reconciles_a_listed_canary_with_its_status() {
     let server = tokio::spawn(serve(
         handle,
         object,
-        serde_json::to_value(&target).unwrap(),
+        objects(serde_json::to_value(&target).unwrap()),
         seen.clone(),
     ));
 
@@ -178,6 +220,8 @@ async fn a_lost_lease_stops_every_write_until_it_is_regained() {
         "phase": "Initialized", "lastAppliedSpec": "0000000000", "lastPromotedSpec": "0000000000"
     });
 
+    // The target's configs and autoscaler, read with it.
+    let cluster = objects(serde_json::to_value(&target).unwrap());
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -217,6 +261,8 @@ async fn a_lost_lease_stops_every_write_until_it_is_regained() {
                 Some(object.clone())
             } else if path.contains("/deployments/") || path.contains("/deployments?") {
                 Some(serde_json::to_value(&target).unwrap())
+            } else if let Some((_, object)) = cluster.iter().find(|(at, _)| *at == path) {
+                Some(object.clone())
             } else if path.contains("/events") {
                 Some(sent)
             } else {

@@ -8,7 +8,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
-use serin_kube::{Object, Routes, Subject, controller::plural, documents};
+use serin_kube::{Routes, Subject, controller::plural, documents};
 use support::{compat_dir, testdata};
 
 /// `(group, resource)` → verbs of the document of `kind` in rbac.yaml.
@@ -81,10 +81,6 @@ fn the_cluster_role_grants_exactly_what_the_controller_writes() {
         for weight in [0, 10] {
             let routes = Routes::at(&canary, weight).unwrap();
             for object in serin_kube::build(&subject, &routes).unwrap() {
-                // The controller does not write the primary HPA yet.
-                if matches!(object, Object::Hpa(_)) {
-                    continue;
-                }
                 let api_version = object.api_version();
                 let group = api_version
                     .rsplit_once('/')
@@ -103,6 +99,19 @@ fn the_cluster_role_grants_exactly_what_the_controller_writes() {
         .entry(("apps".into(), "deployments".into()))
         .or_default()
         .insert("get".into());
+    // The target's autoscaler and the primary's are read (the primary's
+    // kept in step); the target's ConfigMaps and Secrets are read for
+    // tracking, and a tracked Secret is copied as a ConfigMap is.
+    for (group, resource) in [
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("", "configmaps"),
+        ("", "secrets"),
+    ] {
+        needed
+            .entry((group.into(), resource.into()))
+            .or_default()
+            .extend(verbs(&["get", "create", "patch"]));
+    }
     for group in ["flagger.app", "serin.dev"] {
         needed.insert(
             (group.into(), "canaries".into()),

@@ -132,6 +132,10 @@ impl Schemas {
             Object::Ingress(_) => {
                 round_trip::<k8s_openapi::api::networking::v1::Ingress>(&value, context)
             }
+            Object::ConfigMap(_) => {
+                round_trip::<k8s_openapi::api::core::v1::ConfigMap>(&value, context)
+            }
+            Object::Secret(_) => round_trip::<k8s_openapi::api::core::v1::Secret>(&value, context),
             Object::Hpa(_) => round_trip::<
                 k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
             >(&value, context),
