@@ -283,6 +283,44 @@ fn valid_host_value(value: &HeaderValue) -> bool {
     if bytes.is_empty() {
         return true;
     }
+    if let Some(valid) = plain_host(bytes) {
+        return valid;
+    }
+    valid_authority(bytes)
+}
+
+/// The common `Host` (a name or an IPv4 address, letters, digits, dots and
+/// dashes, with an optional numeric port) decided without copying it into
+/// an [`Authority`]: every value this accepts `valid_authority` accepts
+/// too (a unit test holds the two together). `None`: not of that plain
+/// shape, for the full check to decide.
+fn plain_host(bytes: &[u8]) -> Option<bool> {
+    // The longest authority `http` parses.
+    const MOST: usize = u16::MAX as usize - 1;
+    if bytes.len() > MOST {
+        return None;
+    }
+    let (host, port) = match bytes.iter().position(|b| *b == b':') {
+        Some(colon) => (bytes.get(..colon)?, Some(bytes.get(colon + 1..)?)),
+        None => (bytes, None),
+    };
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-';
+    if host.is_empty() || !host.iter().all(plain) {
+        return None;
+    }
+    match port {
+        None => Some(true),
+        Some([]) => Some(true),
+        Some(port) if port.iter().all(u8::is_ascii_digit) => {
+            // Digits only: a port when it fits 16 bits, else refused.
+            Some(std::str::from_utf8(port).ok()?.parse::<u16>().is_ok())
+        }
+        Some(_) => None,
+    }
+}
+
+/// `uri-host [":" port]` as `http` parses an authority, not empty.
+fn valid_authority(bytes: &[u8]) -> bool {
     // An authority may carry `user@`; a Host may not.
     if bytes.contains(&b'@') {
         return false;
@@ -430,6 +468,50 @@ mod tests {
         assert_eq!(h["host"], "127.0.0.1:9001");
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn the_plain_host_shortcut_agrees_with_the_full_check() {
+        let hosts = [
+            "shop.example",
+            "shop.example:8080",
+            "shop.example:",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:65535",
+            "127.0.0.1:65536",
+            "127.0.0.1:99999999999999999999",
+            "a-b.c-d",
+            "-",
+            ".",
+            "a..b",
+            "A.B",
+            "x:0080",
+            ":80",
+            "a:b",
+            "a:1:2",
+            "a b",
+            "[::1]:80",
+            "[::1]",
+            "user@host",
+            "h%41st",
+            "h_st",
+            "host:80a",
+        ];
+        let mut decided = 0;
+        for host in hosts {
+            let full = valid_authority(host.as_bytes());
+            if let Some(quick) = plain_host(host.as_bytes()) {
+                decided += 1;
+                assert_eq!(quick, full, "{host}");
+            }
+        }
+        // The shortcut decides the common shapes; the rest fall through.
+        assert!(decided >= 12, "{decided}");
+        assert!(plain_host(b"[::1]:80").is_none());
+        assert!(plain_host(b"user@host").is_none());
+        let long = "a".repeat(70_000);
+        assert!(plain_host(long.as_bytes()).is_none());
     }
 
     #[test]
