@@ -61,6 +61,15 @@ impl Present {
     fn scan(headers: &HeaderMap) -> Present {
         let mut present = Present::default();
         for name in headers.keys() {
+            // Every name looked for begins with one of these letters; most
+            // of a request's (accept, host, user-agent…) are passed over
+            // after one byte.
+            if !matches!(
+                name.as_str().as_bytes().first(),
+                Some(b'c' | b'f' | b'k' | b'p' | b't' | b'u' | b'x')
+            ) {
+                continue;
+            }
             if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
                 present.hop_by_hop |= 1 << i;
             } else if name == FORWARDED {
