@@ -730,6 +730,21 @@ struct WeightTap {
     shared: Arc<Shared>,
 }
 
+// === impl WeightTap ===
+
+impl WeightTap {
+    /// Notes the weight a route asks for (and the one before, on a change).
+    fn remember(&self, route: Route) {
+        let previous = self
+            .shared
+            .weight
+            .swap(route.canary_weight, Ordering::Relaxed);
+        if previous != route.canary_weight {
+            self.shared.weight_before.store(previous, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Router for WeightTap {
     fn name(&self) -> &str {
         self.inner.name()
@@ -740,14 +755,17 @@ impl Router for WeightTap {
     }
 
     fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>> {
-        let previous = self
-            .shared
-            .weight
-            .swap(route.canary_weight, Ordering::Relaxed);
-        if previous != route.canary_weight {
-            self.shared.weight_before.store(previous, Ordering::Relaxed);
-        }
+        self.remember(route);
         self.inner.set_route(route)
+    }
+
+    fn restore_canary(
+        &self,
+        canary: &CanaryTarget,
+        route: Route,
+    ) -> BoxFuture<'_, Result<(), PortError>> {
+        self.remember(route);
+        self.inner.restore_canary(canary, route)
     }
 
     fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {

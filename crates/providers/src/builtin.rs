@@ -168,6 +168,28 @@ impl Router for ProxyRouter {
         Box::pin(async move { result })
     }
 
+    fn restore_canary(
+        &self,
+        canary: &CanaryTarget,
+        route: Route,
+    ) -> BoxFuture<'_, Result<(), PortError>> {
+        // One table: the canary upstream with its route.
+        let result = parse_upstream("spec.upstreams.canary", Some(&canary.address))
+            .map_err(|error| PortError::Refused {
+                system: "builtin proxy".into(),
+                message: error.to_string(),
+            })
+            .and_then(|uri| {
+                self.apply(|base, current| {
+                    base.canary = Some(uri);
+                    base.revision = Some(canary.revision.clone());
+                    *current = route;
+                    Ok(())
+                })
+            });
+        Box::pin(async move { result })
+    }
+
     fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
         let result = self.apply(|base, _| match base.canary.clone() {
             Some(canary) => {

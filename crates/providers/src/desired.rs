@@ -180,6 +180,27 @@ impl<B: Balancer> Router for Steered<B> {
         })
     }
 
+    fn restore_canary(
+        &self,
+        canary: &CanaryTarget,
+        route: Route,
+    ) -> BoxFuture<'_, Result<(), PortError>> {
+        let addr = self.balancer.canary_addr(&canary.address);
+        Box::pin(async move {
+            let addr = addr?;
+            if route.mirror.is_some() {
+                return Err(self.unsupported_mirror());
+            }
+            // The canary a rollout already routes to: one desired state, one
+            // sync, so the balancer never holds it at 0 in between.
+            self.change(|desired| {
+                desired.canary = Some(addr);
+                desired.canary_weight = route.canary_weight;
+            })
+            .await
+        })
+    }
+
     fn promote(&self) -> BoxFuture<'_, Result<(), PortError>> {
         Box::pin(async move {
             let Some(canary) = self.desired.get().canary else {

@@ -27,7 +27,10 @@ use rustls::pki_types::ServerName;
 use std::{
     error::Error as _,
     io,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 use tokio::{net::TcpStream, time::Instant};
@@ -47,8 +50,11 @@ struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
-    /// Whether the task closing expired idle connections runs.
-    reaping: Mutex<bool>,
+    /// Whether the task closing expired idle connections runs (read at
+    /// every connection given back: an atomic, not a lock; the reaper
+    /// clears it while it holds `idle`, so a connection pushed after that
+    /// starts a new one).
+    reaping: AtomicBool,
     /// When a failed TLS handshake with an upstream was last warned about:
     /// a certificate that does not verify fails every request, and the
     /// log says so every [`TLS_WARN_EVERY`], not every time.
@@ -82,14 +88,25 @@ pub(crate) struct Checkin {
     sender: SendRequest<RequestBody>,
 }
 
+/// The buffer an upstream's answer is read into, its head whole (nginx's
+/// `proxy_buffer_size`): a longer head is refused by hyper.
+const UPSTREAM_READ_BUFFER: usize = 4096;
+
+/// The most header lines a head that fits [`UPSTREAM_READ_BUFFER`] can
+/// hold: a line is at least a name byte, `:` and a bare LF. A higher count
+/// could never be reached, and only enlarges the two arrays of 32 bytes
+/// per line hyper reserves (and frees) for every head it parses: 2 × 64 KiB
+/// at the default limits, 2 × 43 KiB with this cap.
+const UPSTREAM_MAX_HEAD_LINES: usize = UPSTREAM_READ_BUFFER / 3;
+
 /// A pool for this worker's upstream connections.
 pub(crate) fn client(limits: &Limits, tls: UpstreamTls) -> HttpClient {
     let mut builder = http1::Builder::new();
-    // Upstream answers are read with nginx's `proxy_buffer_size`.
-    builder.read_buf_exact_size(Some(4096));
-    // As many header lines as a client may send: hyper's default of 100
-    // would make a healthy version's answer with more a 502 against it.
-    builder.max_headers(limits.h1_max_headers());
+    builder.read_buf_exact_size(Some(UPSTREAM_READ_BUFFER));
+    // As many header lines as a client may send (hyper's default of 100
+    // would make a healthy version's answer with more a 502 against it),
+    // up to what the read buffer can hold.
+    builder.max_headers(limits.h1_max_headers().min(UPSTREAM_MAX_HEAD_LINES));
     HttpClient(Arc::new(Pool {
         idle: Mutex::new(Vec::new()),
         builder,
@@ -97,7 +114,7 @@ pub(crate) fn client(limits: &Limits, tls: UpstreamTls) -> HttpClient {
         connect_timeout: limits.connect_timeout,
         idle_timeout: limits.upstream_idle_timeout,
         max_idle: limits.upstream_max_idle,
-        reaping: Mutex::new(false),
+        reaping: AtomicBool::new(false),
         tls_warned: Mutex::new(None),
     }))
 }
@@ -149,12 +166,8 @@ impl HttpClient {
     /// Closes expired idle connections every `idle_timeout` while there are
     /// any, as nginx's `keepalive_timeout` for upstreams does.
     fn start_reaper(&self) {
-        {
-            let mut reaping = self.0.reaping.lock().unwrap_or_else(|p| p.into_inner());
-            if *reaping {
-                return;
-            }
-            *reaping = true;
+        if self.0.reaping.load(Ordering::Acquire) || self.0.reaping.swap(true, Ordering::AcqRel) {
+            return;
         }
         let weak = Arc::downgrade(&self.0);
         let every = self.0.idle_timeout.max(Duration::from_millis(100));
@@ -169,8 +182,7 @@ impl HttpClient {
                 idle.retain(|(_, list)| !list.is_empty());
                 if idle.is_empty() {
                     // Restarted by the next connection given back.
-                    let mut reaping = pool.reaping.lock().unwrap_or_else(|p| p.into_inner());
-                    *reaping = false;
+                    pool.reaping.store(false, Ordering::Release);
                     return;
                 }
             }

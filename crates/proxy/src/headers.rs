@@ -38,6 +38,63 @@ const HOP_BY_HOP: [&HeaderName; 7] = [
     &UPGRADE,
 ];
 
+/// Which of the headers the proxy rewrites a map holds, found in one pass
+/// over its names (comparing a name is cheaper than hashing it, and most
+/// of these are absent): only those present are then looked up, removed
+/// or appended to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Present {
+    /// Bit i: `HOP_BY_HOP[i]` is present.
+    hop_by_hop: u8,
+    /// A `Proxy-*` header outside the fixed set.
+    proxy: bool,
+    forwarded: bool,
+    x_real_ip: bool,
+    x_forwarded_for: bool,
+    x_forwarded_proto: bool,
+    x_forwarded_host: bool,
+}
+
+// === impl Present ===
+
+impl Present {
+    fn scan(headers: &HeaderMap) -> Present {
+        let mut present = Present::default();
+        for name in headers.keys() {
+            // Every name looked for begins with one of these letters; most
+            // of a request's (accept, host, user-agent…) are passed over
+            // after one byte.
+            if !matches!(
+                name.as_str().as_bytes().first(),
+                Some(b'c' | b'f' | b'k' | b'p' | b't' | b'u' | b'x')
+            ) {
+                continue;
+            }
+            if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+                present.hop_by_hop |= 1 << i;
+            } else if name == FORWARDED {
+                present.forwarded = true;
+            } else if name == X_FORWARDED_FOR {
+                present.x_forwarded_for = true;
+            } else if name == X_FORWARDED_PROTO {
+                present.x_forwarded_proto = true;
+            } else if name == X_FORWARDED_HOST {
+                present.x_forwarded_host = true;
+            } else if name == X_REAL_IP {
+                present.x_real_ip = true;
+            } else if name.as_str().starts_with("proxy-") {
+                present.proxy = true;
+            }
+        }
+        present
+    }
+
+    /// `TE` is `HOP_BY_HOP[4]`.
+    fn te(self) -> bool {
+        self.hop_by_hop & (1 << 4) != 0
+    }
+}
+
 /// Removes hop-by-hop headers: the fixed set, every `Proxy-*` header, and
 /// whatever `Connection` names. One pass over the names finds which are
 /// there; only those are removed (each removal hashes its name), so the
@@ -45,39 +102,37 @@ const HOP_BY_HOP: [&HeaderName; 7] = [
 /// per name of the set. Allocates only for several `Connection` lines or
 /// `Proxy-*` headers outside the set.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Bit i: `HOP_BY_HOP[i]` is present.
-    let mut present = 0u8;
-    let mut proxy = false;
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
-            present |= 1 << i;
-        } else if name.as_str().starts_with("proxy-") {
-            proxy = true;
-        }
+    let _ = remove_present_hop_by_hop(headers, Present::scan(headers));
+}
+
+/// [`remove_hop_by_hop`] with the scan done. Says whether `Connection`
+/// named a header outside the fixed set that was there (and is gone now:
+/// the scan no longer describes the map).
+fn remove_present_hop_by_hop(headers: &mut HeaderMap, present: Present) -> bool {
+    if present.hop_by_hop == 0 && !present.proxy {
+        return false;
     }
-    if present == 0 && !proxy {
-        return;
-    }
+    let mut listed_removed = false;
     // `CONNECTION` is `HOP_BY_HOP[0]`.
-    if present & 1 != 0 {
+    if present.hop_by_hop & 1 != 0 {
         let mut values = headers.get_all(&CONNECTION).iter();
         match (values.next().cloned(), values.next()) {
-            (Some(only), None) => remove_listed(headers, &only),
+            (Some(only), None) => listed_removed = remove_listed(headers, &only),
             _ => {
                 let listed: Vec<HeaderValue> =
                     headers.get_all(&CONNECTION).iter().cloned().collect();
                 for value in &listed {
-                    remove_listed(headers, value);
+                    listed_removed |= remove_listed(headers, value);
                 }
             }
         }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
+        if present.hop_by_hop & (1 << i) != 0 {
             headers.remove(*name);
         }
     }
-    if proxy {
+    if present.proxy {
         let names: Vec<HeaderName> = headers
             .keys()
             .filter(|k| k.as_str().starts_with("proxy-"))
@@ -87,12 +142,21 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+    listed_removed
 }
 
 /// Removes the headers one `Connection` value names, but those of the fixed
-/// set, which the caller removes when present.
-fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
-    let Ok(value) = value.to_str() else { return };
+/// set, which the caller removes when present. Says whether it removed any.
+fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) -> bool {
+    // What nearly every peer sends names only the fixed set.
+    let bytes = value.as_bytes();
+    if bytes.eq_ignore_ascii_case(b"keep-alive") || bytes.eq_ignore_ascii_case(b"close") {
+        return false;
+    }
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mut removed = false;
     for name in value.split(',') {
         let name = name.trim();
         if name.is_empty()
@@ -102,8 +166,9 @@ fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
         {
             continue;
         }
-        headers.remove(name);
+        removed |= headers.remove(name).is_some();
     }
+    removed
 }
 
 /// Prepares a request's headers for the upstream: hop-by-hop headers
@@ -131,29 +196,44 @@ pub(crate) fn to_upstream(
     authority: Option<&Authority>,
     upstream_host: &HeaderValue,
 ) {
-    let trailers = accepts_trailers(headers);
-    remove_hop_by_hop(headers);
+    let mut present = Present::scan(headers);
+    let trailers = present.te() && accepts_trailers(headers);
+    if remove_present_hop_by_hop(headers, present) {
+        // `Connection` named headers beyond its own: look again (rare).
+        present = Present::scan(headers);
+    }
     if trailers {
         // The proxy passes trailers on: a client that takes them (gRPC
         // always does) gets them from upstreams that send them only when
         // asked (hyper and most HTTP/1 servers).
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }
-    let original_host = headers.remove(HOST);
+    // Replaced in place (one lookup), the request's own kept for
+    // `X-Forwarded-Host`.
+    let original_host = headers.insert(HOST, upstream_host.clone());
+    let (mut has_proto, mut has_host) = (false, false);
     if trusted {
-        append_forwarded_for(headers, client_ip);
+        append_forwarded_for(headers, client_ip, present.x_forwarded_for);
+        has_proto = present.x_forwarded_proto;
+        has_host = present.x_forwarded_host;
     } else {
-        headers.remove(&FORWARDED);
-        headers.remove(&X_REAL_IP);
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
+        for (there, name) in [
+            (present.forwarded, &FORWARDED),
+            (present.x_real_ip, &X_REAL_IP),
+            (present.x_forwarded_proto, &X_FORWARDED_PROTO),
+            (present.x_forwarded_host, &X_FORWARDED_HOST),
+        ] {
+            if there {
+                headers.remove(name);
+            }
+        }
         headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+    if !has_proto {
         let scheme = if tls { &HTTPS } else { &HTTP };
         headers.insert(X_FORWARDED_PROTO.clone(), scheme.clone());
     }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
+    if !has_host {
         let host = authority
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .or(original_host);
@@ -161,7 +241,6 @@ pub(crate) fn to_upstream(
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
     }
-    headers.insert(HOST, upstream_host.clone());
 }
 
 /// Whether the client's `TE` accepts trailers.
@@ -213,6 +292,44 @@ fn valid_host_value(value: &HeaderValue) -> bool {
     if bytes.is_empty() {
         return true;
     }
+    if let Some(valid) = plain_host(bytes) {
+        return valid;
+    }
+    valid_authority(bytes)
+}
+
+/// The common `Host` (a name or an IPv4 address, letters, digits, dots and
+/// dashes, with an optional numeric port) decided without copying it into
+/// an [`Authority`]: every value this accepts `valid_authority` accepts
+/// too (a unit test holds the two together). `None`: not of that plain
+/// shape, for the full check to decide.
+fn plain_host(bytes: &[u8]) -> Option<bool> {
+    // The longest authority `http` parses.
+    const MOST: usize = u16::MAX as usize - 1;
+    if bytes.len() > MOST {
+        return None;
+    }
+    let (host, port) = match bytes.iter().position(|b| *b == b':') {
+        Some(colon) => (bytes.get(..colon)?, Some(bytes.get(colon + 1..)?)),
+        None => (bytes, None),
+    };
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-';
+    if host.is_empty() || !host.iter().all(plain) {
+        return None;
+    }
+    match port {
+        None => Some(true),
+        Some([]) => Some(true),
+        Some(port) if port.iter().all(u8::is_ascii_digit) => {
+            // Digits only: a port when it fits 16 bits, else refused.
+            Some(std::str::from_utf8(port).ok()?.parse::<u16>().is_ok())
+        }
+        Some(_) => None,
+    }
+}
+
+/// `uri-host [":" port]` as `http` parses an authority, not empty.
+fn valid_authority(bytes: &[u8]) -> bool {
     // An authority may carry `user@`; a Host may not.
     if bytes.contains(&b'@') {
         return false;
@@ -227,8 +344,8 @@ fn valid_host_value(value: &HeaderValue) -> bool {
     port.is_empty() || port == ":" || authority.port_u16().is_some()
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
-    if !headers.contains_key(&X_FORWARDED_FOR) {
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue, present: bool) {
+    if !present {
         headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
         return;
     }
@@ -325,6 +442,85 @@ mod tests {
         let mut h = HeaderMap::new();
         to_upstream(&mut h, &ip, true, false, None, &upstream);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+    }
+
+    #[test]
+    fn headers_a_connection_line_names_are_gone_before_forwarded_ones_are_set() {
+        let ip = HeaderValue::from_static("10.0.0.9");
+        let upstream = HeaderValue::from_static("127.0.0.1:9001");
+        // Even a trusted peer's claims go when it marks them hop-by-hop:
+        // serin then writes its own.
+        let mut h = map(&[
+            ("host", "shop.example"),
+            (
+                "connection",
+                "X-Forwarded-Proto, x-forwarded-host, X-Forwarded-For",
+            ),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "admin.internal"),
+            ("x-forwarded-for", "1.1.1.1"),
+        ]);
+        to_upstream(&mut h, &ip, true, false, None, &upstream);
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert!(h.get("connection").is_none());
+        // `Host` is replaced where it stood, and a client's `TE: trailers`
+        // is passed on as the one `TE` value.
+        let mut h = map(&[
+            ("host", "shop.example"),
+            ("te", "gzip, trailers;q=1"),
+            ("accept", "*/*"),
+        ]);
+        to_upstream(&mut h, &ip, false, true, None, &upstream);
+        assert_eq!(h.keys().next().map(HeaderName::as_str), Some("host"));
+        assert_eq!(h["host"], "127.0.0.1:9001");
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn the_plain_host_shortcut_agrees_with_the_full_check() {
+        let hosts = [
+            "shop.example",
+            "shop.example:8080",
+            "shop.example:",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:65535",
+            "127.0.0.1:65536",
+            "127.0.0.1:99999999999999999999",
+            "a-b.c-d",
+            "-",
+            ".",
+            "a..b",
+            "A.B",
+            "x:0080",
+            ":80",
+            "a:b",
+            "a:1:2",
+            "a b",
+            "[::1]:80",
+            "[::1]",
+            "user@host",
+            "h%41st",
+            "h_st",
+            "host:80a",
+        ];
+        let mut decided = 0;
+        for host in hosts {
+            let full = valid_authority(host.as_bytes());
+            if let Some(quick) = plain_host(host.as_bytes()) {
+                decided += 1;
+                assert_eq!(quick, full, "{host}");
+            }
+        }
+        // The shortcut decides the common shapes; the rest fall through.
+        assert!(decided >= 12, "{decided}");
+        assert!(plain_host(b"[::1]:80").is_none());
+        assert!(plain_host(b"user@host").is_none());
+        let long = "a".repeat(70_000);
+        assert!(plain_host(long.as_bytes()).is_none());
     }
 
     #[test]

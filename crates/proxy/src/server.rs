@@ -57,8 +57,9 @@ pub struct ProxyHandle {
 pub(crate) struct Shared {
     pub(crate) table: ArcSwap<Table>,
     /// Serialises `set_routes` so session tokens carry over from the table
-    /// actually replaced.
-    set_lock: Mutex<()>,
+    /// actually replaced; counts the tables installed since the bind (a
+    /// restore must take one write, not a table at weight 0 first).
+    set_lock: Mutex<u64>,
     recorder: Arc<Recorder>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) limits: Limits,
@@ -153,7 +154,7 @@ impl Proxy {
             .max_local_error_reset_streams(1024);
         let shared = Shared {
             table: ArcSwap::from_pointee(table),
-            set_lock: Mutex::new(()),
+            set_lock: Mutex::new(0),
             recorder,
             counters,
             limits,
@@ -281,7 +282,7 @@ impl ProxyHandle {
     /// connection. Refused (and the old table kept) when invalid. Session
     /// cookies of a rollout in progress stay valid across weight changes.
     pub fn set_routes(&self, routes: Routes) -> Result<()> {
-        let _serial = self
+        let mut installed = self
             .shared
             .set_lock
             .lock()
@@ -289,7 +290,19 @@ impl ProxyHandle {
         let previous = self.shared.table.load();
         let table = Table::compile(routes, Some(&previous))?;
         self.shared.table.store(Arc::new(table));
+        *installed += 1;
         Ok(())
+    }
+
+    /// How many tables [`Self::set_routes`] installed since the proxy was
+    /// bound (refusals not counted): each is a moment some request may be
+    /// routed by, so a caller that means one change can check it took one.
+    pub fn tables_installed(&self) -> u64 {
+        *self
+            .shared
+            .set_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The routing table in force.

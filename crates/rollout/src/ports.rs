@@ -65,6 +65,27 @@ pub trait Router: Send + Sync {
     /// last route after a restart and retries after errors.
     fn set_route(&self, route: Route) -> BoxFuture<'_, Result<(), PortError>>;
 
+    /// Points the canary side at the revision a rollout in progress already
+    /// routes to and applies its route, in one write. The runtime calls it
+    /// when it restores a rollout (a daemon restart) and when it retries a
+    /// refused upstream, where the route is already the rollout's: a router
+    /// whose [`set_canary`](Self::set_canary) starts a new canary at weight
+    /// 0 (as a new revision must) would otherwise hold the restored
+    /// canary at 0 between the two calls, and the balancer would send
+    /// every request to stable meanwhile. By default the two calls in turn,
+    /// which is right for a router whose `set_canary` keeps the route.
+    fn restore_canary(
+        &self,
+        canary: &CanaryTarget,
+        route: Route,
+    ) -> BoxFuture<'_, Result<(), PortError>> {
+        let canary = canary.clone();
+        Box::pin(async move {
+            self.set_canary(&canary).await?;
+            self.set_route(route).await
+        })
+    }
+
     /// Makes the canary the new stable version.
     fn promote(&self) -> BoxFuture<'_, Result<(), PortError>>;
 

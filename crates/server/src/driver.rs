@@ -434,7 +434,7 @@ impl<C: Clock> Driver<C> {
                         // Saved: point the router at the new canary before
                         // the first step sends it traffic (a refusal stays
                         // pending and holds the rollout).
-                        let _ = self.apply_canary(now, target).await;
+                        let _ = self.apply_canary(now, target, None).await;
                         continue;
                     }
                     Command::Pause => Event::Pause,
@@ -806,20 +806,23 @@ impl<C: Clock> Driver<C> {
         Some(CanaryTarget { address, revision })
     }
 
-    /// [`Self::restore_routes`]: the saved canary upstream, then the saved
-    /// route, unless that route sends traffic to a canary upstream the
-    /// router has not taken (it follows the upstream once taken).
+    /// [`Self::restore_routes`]: the saved canary upstream with the saved
+    /// route in one write (the canary keeps its weight through a restart:
+    /// no moment at weight 0 in between), or the route alone when no
+    /// rollout is on or it gives the canary nothing. A refused upstream
+    /// stays pending and the route follows it once taken.
     async fn reroute(&mut self, now: Timestamp) -> Result<(), PortError> {
-        let mut first = Ok(());
-        if let Some(target) = self.restored_canary() {
-            first = self.apply_canary(now, target).await;
-        }
         let route = self.rollout.state().route();
-        if route == Route::STABLE || self.persistence.pending_canary.is_none() {
-            let applied = self.apply_route(now, route).await;
-            first = first.and(applied);
+        match self.restored_canary() {
+            Some(target) if route != Route::STABLE => {
+                self.apply_canary(now, target, Some(route)).await
+            }
+            Some(target) => {
+                let first = self.apply_canary(now, target, None).await;
+                first.and(self.apply_route(now, route).await)
+            }
+            None => self.apply_route(now, route).await,
         }
-        first
     }
 
     /// Points the router at a canary upstream: desired state, like a
@@ -829,13 +832,26 @@ impl<C: Clock> Driver<C> {
     /// wait and analyses hold. Once the router takes it, the state's route
     /// follows. One warning when the router first refuses, one record when
     /// it finally takes the upstream.
+    ///
+    /// `with_route`: the route of a rollout already under way (a restore,
+    /// a retry), written with the upstream in one operation
+    /// ([`Router::restore_canary`]); `None` for a new canary, which the
+    /// router starts without traffic.
     async fn apply_canary(
         &mut self,
         now: Timestamp,
         target: CanaryTarget,
+        with_route: Option<Route>,
     ) -> Result<(), PortError> {
-        match self.router.set_canary(&target).await {
+        let result = match with_route {
+            Some(route) => self.router.restore_canary(&target, route).await,
+            None => self.router.set_canary(&target).await,
+        };
+        match result {
             Ok(()) => {
+                if let Some(route) = with_route {
+                    self.route_taken(now, route);
+                }
                 if let Some(pending) = self.persistence.pending_canary.take() {
                     self.note(
                         now,
@@ -854,7 +870,9 @@ impl<C: Clock> Driver<C> {
                         ),
                     );
                     // The route waited for the upstream.
-                    let _ = self.apply_route(now, self.rollout.state().route()).await;
+                    if with_route.is_none() {
+                        let _ = self.apply_route(now, self.rollout.state().route()).await;
+                    }
                 }
                 Ok(())
             }
@@ -910,7 +928,9 @@ impl<C: Clock> Driver<C> {
         }
         if now >= pending.retry_at {
             let target = pending.target.clone();
-            let _ = self.apply_canary(now, target).await;
+            // The route waited for this upstream: both go in one write.
+            let route = Some(self.rollout.state().route()).filter(|r| *r != Route::STABLE);
+            let _ = self.apply_canary(now, target, route).await;
         }
     }
 
@@ -975,23 +995,7 @@ impl<C: Clock> Driver<C> {
     async fn apply_route(&mut self, now: Timestamp, route: Route) -> Result<(), PortError> {
         match self.router.set_route(route).await {
             Ok(()) => {
-                if let Some(pending) = self.persistence.pending.take() {
-                    self.note(
-                        now,
-                        format!(
-                            "{} applied canary weight {} after {}s ({} refused {})",
-                            self.router.name(),
-                            route.canary_weight,
-                            now.saturating_since(pending.since).as_secs(),
-                            pending.refusals,
-                            if pending.refusals == 1 {
-                                "try"
-                            } else {
-                                "tries"
-                            },
-                        ),
-                    );
-                }
+                self.route_taken(now, route);
                 Ok(())
             }
             Err(error) => {
@@ -1032,6 +1036,28 @@ impl<C: Clock> Driver<C> {
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// The router took `route`: a pending route is over, with one record
+    /// saying after how long.
+    fn route_taken(&mut self, now: Timestamp, route: Route) {
+        if let Some(pending) = self.persistence.pending.take() {
+            self.note(
+                now,
+                format!(
+                    "{} applied canary weight {} after {}s ({} refused {})",
+                    self.router.name(),
+                    route.canary_weight,
+                    now.saturating_since(pending.since).as_secs(),
+                    pending.refusals,
+                    if pending.refusals == 1 {
+                        "try"
+                    } else {
+                        "tries"
+                    },
+                ),
+            );
         }
     }
 

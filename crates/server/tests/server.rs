@@ -584,6 +584,8 @@ spec:
 /// `launch` routes as the starting state says before it returns, so before
 /// its proxy's task (or its loop's) ever ran on this one-thread runtime: a
 /// restarted canary serves no request on a table the state does not say.
+/// The restore is one table, the canary upstream with its stored weight
+/// (never a table with the canary at weight 0 first).
 #[tokio::test]
 async fn a_launched_canary_routes_as_its_state_says_before_it_serves() {
     let yaml = "\
@@ -616,6 +618,8 @@ spec:
         canary: Some("http://127.0.0.1:9002".into()),
     };
     let (updates, _watch) = broadcast::channel(16);
+    let fresh = assembled.proxy.as_ref().expect("a built-in proxy").handle();
+    let installed = fresh.tables_installed();
     let running = serin_server::launch(
         assembled,
         state,
@@ -625,7 +629,8 @@ spec:
     )
     .await
     .unwrap();
-    let table = running.proxy.as_ref().expect("a built-in proxy").routes();
+    let proxy = running.proxy.clone().expect("a built-in proxy");
+    let table = proxy.routes();
     assert_eq!(table.canary_weight, 30);
     assert_eq!(
         table
@@ -634,6 +639,11 @@ spec:
             .and_then(|uri| uri.authority())
             .map(|a| a.as_str()),
         Some("127.0.0.1:9002")
+    );
+    assert_eq!(
+        proxy.tables_installed(),
+        installed + 1,
+        "the canary and its weight in one table"
     );
     let state = running.stop().await.unwrap();
     assert_eq!(state.canary_weight, 30, "stopped where it was");

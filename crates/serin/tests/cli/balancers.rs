@@ -7,7 +7,9 @@
 //! back to the configuration's) resumes where it stood and repairs the
 //! balancer. While the daemon runs, an HAProxy restarted mid-rollout is
 //! repaired on the next look for drift, and the repair is counted on
-//! `/metrics`.
+//! `/metrics`. A daemon restarted while HAProxy keeps running restores the
+//! canary with its weight in one write: no command after the restart ever
+//! sets the canary to weight 0 (every request on stable for a moment).
 
 use crate::serve::{Serve, TOKEN, http, messages};
 use crate::support::*;
@@ -19,8 +21,10 @@ use serin_testkit::{haproxy::Haproxy, nginx::Nginx, poll};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::Duration,
 };
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 const ANALYSIS: &str = "  analysis:
     interval: 2s
@@ -37,12 +41,12 @@ const ANALYSIS: &str = "  analysis:
 ";
 
 fn haproxy_file(dir: &Path, haproxy: &Haproxy, log_listen: &str, stable: SocketAddr) -> PathBuf {
-    haproxy_file_with(dir, haproxy, log_listen, stable, ANALYSIS)
+    haproxy_file_with(dir, &haproxy.runtime_api, log_listen, stable, ANALYSIS)
 }
 
 fn haproxy_file_with(
     dir: &Path,
-    haproxy: &Haproxy,
+    runtime_api: &str,
     log_listen: &str,
     stable: SocketAddr,
     analysis: &str,
@@ -58,14 +62,13 @@ metadata:
 spec:
   provider: haproxy
   haproxy:
-    runtimeApi: [\"{}\"]
+    runtimeApi: [\"{runtime_api}\"]
     backend: shop
     servers: {{stable: stable, canary: canary}}
     logListen: {log_listen}
   upstreams:
     stable: {stable}
 {analysis}",
-            haproxy.runtime_api
         ),
     )
 }
@@ -375,7 +378,13 @@ async fn haproxy_restarted_mid_rollout_is_repaired_while_serve_runs() {
     let dir = tempfile::tempdir().unwrap();
     // Steps long enough for a restart and its repair within the first one.
     let slow = ANALYSIS.replace("interval: 2s", "interval: 15s");
-    let file = haproxy_file_with(dir.path(), &haproxy, &log_listen, stable.addr(), &slow);
+    let file = haproxy_file_with(
+        dir.path(),
+        &haproxy.runtime_api,
+        &log_listen,
+        stable.addr(),
+        &slow,
+    );
     let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let serve = Serve::start(dir.path(), &file, api, 0);
     receiving(&log_listen).await;
@@ -433,4 +442,133 @@ async fn haproxy_restarted_mid_rollout_is_repaired_while_serve_runs() {
             && m.contains(&canary.addr().port().to_string())),
         "{history:?}"
     );
+}
+
+/// A relay in front of HAProxy's runtime API that keeps every command line
+/// serin sends (one per connection, as HAProxy answers and closes).
+struct CommandTap {
+    addr: String,
+    commands: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CommandTap {
+    async fn start(runtime_api: &str) -> CommandTap {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (target, kept) = (runtime_api.to_owned(), commands.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, kept) = (target.clone(), kept.clone());
+                tokio::spawn(async move {
+                    let mut client = tokio::io::BufReader::new(client);
+                    let mut line = String::new();
+                    // Bounded: serin's commands are one short line.
+                    let read =
+                        tokio::time::timeout(Duration::from_secs(5), client.read_line(&mut line))
+                            .await;
+                    if !matches!(read, Ok(Ok(n)) if n > 0) {
+                        return;
+                    }
+                    kept.lock().unwrap().push(line.trim_end().to_owned());
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    if server.write_all(line.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut client = client.into_inner();
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::io::copy(&mut server, &mut client),
+                    )
+                    .await;
+                });
+            }
+        });
+        CommandTap {
+            addr,
+            commands,
+            task,
+        }
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+}
+
+impl Drop for CommandTap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restarted_mid_rollout_keeps_the_haproxy_canary_weight() {
+    let (stable, canary) = backends(0.0).await;
+    let log_listen = format!("127.0.0.1:{}", free_port());
+    let haproxy = Haproxy::start(
+        &stable.addr().to_string(),
+        &stable.addr().to_string(),
+        Some(&log_listen),
+    )
+    .await;
+    let tap = CommandTap::start(&haproxy.runtime_api).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Steps long enough for a restart within the first one.
+    let slow = ANALYSIS.replace("interval: 2s", "interval: 60s");
+    let file = haproxy_file_with(dir.path(), &tap.addr, &log_listen, stable.addr(), &slow);
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let serve = Serve::start(dir.path(), &file, api, 0);
+    receiving(&log_listen).await;
+    let started = start(api, &canary.addr().to_string());
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    let stepped = poll::until(Duration::from_secs(30), Duration::from_millis(50), || {
+        let status = serve.status("shop");
+        status["phase"] == "Progressing" && status["canaryWeight"] == 20
+    });
+    assert!(stepped, "{}", serve.status("shop"));
+    let at_step = [(stable.addr().port(), 80), (canary.addr().port(), 20)];
+    assert_eq!(servers(&haproxy).await, at_step);
+    // The tap sees what serin sends: the rollout's start pointed the
+    // canary server at the canary.
+    assert!(
+        tap.commands()
+            .iter()
+            .any(|c| c.starts_with("set server shop/canary addr")),
+        "{:?}",
+        tap.commands()
+    );
+
+    serve.kill_9();
+    let before = tap.commands().len();
+    let serve = Serve::start(dir.path(), &file, api, 1);
+    let resumed = serve.status("shop");
+    assert_eq!(resumed["phase"], "Progressing", "{resumed}");
+    assert_eq!(resumed["canaryWeight"], 20, "{resumed}");
+    // The restore (before the daemon serves), the loop's recovery and a
+    // look for drift (every 5 s) have all read HAProxy back.
+    let looked = poll::until(Duration::from_secs(30), Duration::from_millis(100), || {
+        tap.commands()[before..]
+            .iter()
+            .filter(|c| c.starts_with("show servers state"))
+            .count()
+            >= 3
+    });
+    assert!(looked, "{:?}", &tap.commands()[before..]);
+    let sent: Vec<String> = tap.commands()[before..]
+        .iter()
+        .filter(|c| c.starts_with("set server"))
+        .cloned()
+        .collect();
+    // HAProxy kept its weights through the daemon's restart: nothing to
+    // write, and above all never the canary at 0 with stable at 100.
+    assert!(
+        sent.is_empty(),
+        "the restart wrote {sent:?}\n{}",
+        serve_log(dir.path())
+    );
+    assert_eq!(servers(&haproxy).await, at_step);
 }

@@ -42,6 +42,17 @@ pub(crate) struct Serve {
 impl Serve {
     /// Starts `serin serve` and waits until its API answers.
     pub(crate) fn start(dir: &Path, file: &Path, api: SocketAddr, run: usize) -> Serve {
+        Serve::start_with(dir, file, api, run, &[])
+    }
+
+    /// [`Serve::start`] with more environment variables (credentials).
+    pub(crate) fn start_with(
+        dir: &Path,
+        file: &Path,
+        api: SocketAddr,
+        run: usize,
+        env: &[(&str, &str)],
+    ) -> Serve {
         let log = std::fs::File::create(dir.join(format!("serve-{run}.log"))).unwrap();
         let child = serin()
             .arg("serve")
@@ -49,6 +60,7 @@ impl Serve {
             .args(["--api", &api.to_string(), "--poll", "1s", "--state-dir"])
             .arg(dir.join("state"))
             .env("SERIN_TOKEN", TOKEN)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
