@@ -349,6 +349,32 @@ fn min_reference(q: f64) -> u64 {
     ((5.0 / (1.0 - q)).ceil() as u64).max(50)
 }
 
+/// Fewest stable requests before the tail test compares at all.
+const MIN_TAIL_REFERENCE: u64 = 20;
+
+/// The quantile of stable's latency the tail test's threshold is taken at
+/// after `seen` stable requests: `q` once it is known ([`min_reference`]:
+/// five stable requests expected above it), before that the highest level
+/// with five above it (p75 after 20 stable requests, p95 after 100), from
+/// [`MIN_TAIL_REFERENCE`] on. The split test is valid for *any* threshold
+/// fixed before the second it is applied to: if the canary is no slower
+/// than stable (times the margin), a canary request exceeds `R·Q` at most
+/// as often as a stable one exceeds `Q`, whatever `Q`. So a lower quantile
+/// early keeps the false-rollback budget and catches a slower canary
+/// before stable has served the 500 requests its p99 needs (a canary 4×
+/// as slow: 32 s at 20 requests/s, all of it waiting for them). What it
+/// cannot do early is see a regression confined to the far tail; that
+/// waits for the q-quantile, as before.
+fn tail_level(q: f64, seen: u64) -> Option<f64> {
+    if seen < MIN_TAIL_REFERENCE {
+        return None;
+    }
+    if seen >= min_reference(q) {
+        return Some(q);
+    }
+    Some(q.min(1.0 - 5.0 / seen as f64))
+}
+
 // === impl SeqTest ===
 
 impl SeqTest {
@@ -929,11 +955,17 @@ impl SequentialJudge {
                     }
                     let pct = |x: u64, n: u64| num(100.0 * x as f64 / n as f64);
                     let need = min_reference(*q);
-                    let tail = if self.stable.latency.count() < need && exceed[1] == 0 {
-                        format!(
-                            "no tail comparison yet (stable's p{p} needs {need} stable requests, has {})",
-                            self.stable.latency.count()
-                        )
+                    let seen = self.stable.latency.count();
+                    let tail = if seen < need && exceed[1] == 0 {
+                        match tail_level(*q, seen) {
+                            Some(level) => format!(
+                                "stable's p{p} needs {need} stable requests, has {seen}: meanwhile compared above its running p{}",
+                                (level * 100.0).floor()
+                            ),
+                            None => format!(
+                                "no tail comparison yet (stable's p{p} needs {need} stable requests, has {seen})"
+                            ),
+                        }
                     } else if exceed[1] == 0 || exceed[3] == 0 {
                         "no tail comparison yet (no second with requests to both versions)"
                             .to_owned()
@@ -1090,10 +1122,17 @@ impl Judge for SequentialJudge {
                         let above = c.latency.count_above((*max_ms * 1000.0) as u64);
                         rate.update(c.latency.count(), above, 1.0 - *q);
                     }
-                    if self.stable.latency.count() < min_reference(*q) {
+                    let seen = self.stable.latency.count();
+                    let Some(level) = tail_level(*q, seen) else {
                         continue;
-                    }
-                    let Some(reference) = self.stable.latency.quantile_micros(*q) else {
+                    };
+                    // Until stable's q-quantile is known (`min_reference`),
+                    // a lower one it does know: the e-value is valid for
+                    // any threshold fixed before the second (see
+                    // `tail_level`); the gate and the shares reported wait
+                    // for the q-quantile itself.
+                    let full = seen >= min_reference(*q);
+                    let Some(reference) = self.stable.latency.quantile_micros(level) else {
                         continue;
                     };
                     let mut canary_threshold = reference * *ratio;
@@ -1103,13 +1142,15 @@ impl Judge for SequentialJudge {
                     let xc = c.latency.count_above(canary_threshold as u64);
                     let xs = s.latency.count_above(reference as u64);
                     let (nc, ns) = (c.latency.count(), s.latency.count());
-                    cmp.plan(1.0 - *q, DETECT_TAIL_RATIO);
+                    // No plan (no information for the gate) below the
+                    // q-quantile: the gate promises power at the q-tail.
+                    cmp.plan(if full { 1.0 - *q } else { 0.0 }, DETECT_TAIL_RATIO);
                     cmp.update(nc, xc, ns, xs, 1.0);
                     if let Some((_, _, cmp0)) = range {
                         let xc0 = c.latency.count_above(reference as u64);
                         cmp0.update(nc, xc0, ns, xs, 1.0);
                     }
-                    if nc > 0 && ns > 0 {
+                    if full && nc > 0 && ns > 0 {
                         // Stable's share above its quantile so far, shrunk
                         // toward the quantile's own (predictable).
                         let prior = 100.0;
@@ -1465,6 +1506,56 @@ mod tests {
             );
         }
         assert!(caught >= 19, "caught {caught} of 20");
+    }
+
+    #[test]
+    fn the_tail_threshold_rises_to_the_quantile() {
+        assert_eq!(tail_level(0.99, 19), None);
+        assert_eq!(tail_level(0.99, 20), Some(0.75));
+        assert!((tail_level(0.99, 100).unwrap() - 0.95).abs() < 1e-12);
+        assert!((tail_level(0.99, 499).unwrap() - (1.0 - 5.0 / 499.0)).abs() < 1e-12);
+        assert_eq!(tail_level(0.99, 500), Some(0.99));
+        assert_eq!(tail_level(0.5, 20), Some(0.5));
+    }
+
+    /// Before stable has served the 500 requests its p99 needs: a canary
+    /// 4× as slow at 20 requests a second (10 % share, stable ≈ 18 a
+    /// second) is rolled back within 25 s, before the p99 is known, in at
+    /// least 18 of 20 runs (with the p99 awaited, none could be); and an
+    /// identical canary in that phase, at α = 5 %, in at most 60 of 1000
+    /// (expected ≤ 50; a threshold peeking at the second it judges would
+    /// cross far more often).
+    #[test]
+    fn the_tail_test_compares_before_stables_quantile_is_known() {
+        let mut rng = Pcg64Mcg::seed_from_u64(31);
+        let mut caught = 0;
+        for _ in 0..20 {
+            let mut j = SequentialJudge::new(&config(0.01));
+            for t in 0..25u64 {
+                let pair = second(&mut rng, 20, 0.1, (0.001, 0.001), 50.0, (1.0, 4.0));
+                j.observe(t * 1000, 10, &pair);
+                if j.early(t * 1000).is_some() {
+                    assert!(j.stable.latency.count() < min_reference(0.99));
+                    caught += 1;
+                    break;
+                }
+            }
+        }
+        assert!(caught >= 18, "caught {caught} of 20");
+        let mut crossed = 0;
+        for _ in 0..1000 {
+            let mut j = SequentialJudge::new(&config(0.05));
+            for t in 0..27u64 {
+                let pair = second(&mut rng, 20, 0.3, (0.0, 0.0), 50.0, (1.0, 1.0));
+                j.observe(t * 1000, 30, &pair);
+                if j.early(t * 1000).is_some() {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        eprintln!("slow canary caught {caught} of 20; identical canary crossed {crossed} of 1000");
+        assert!(crossed <= 60, "crossed {crossed} of 1000 at alpha 0.05");
     }
 
     #[test]
