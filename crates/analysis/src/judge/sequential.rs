@@ -1508,6 +1508,61 @@ mod tests {
         assert!(caught >= 19, "caught {caught} of 20");
     }
 
+    /// The evidence saved includes the rule-out tests and the table test's
+    /// fixed bets, and comes back whole; evidence saved before they existed
+    /// still resumes (they start afresh) with everything else it held.
+    #[test]
+    fn snapshots_carry_the_new_evidence() {
+        let mut c = config(0.01);
+        c.metrics[0] = c.metrics[0]
+            .clone()
+            .range(None, None)
+            .compare(Some(0.5), None);
+        let mut j = SequentialJudge::new(&c);
+        let mut rng = Pcg64Mcg::seed_from_u64(41);
+        for t in 0..120u64 {
+            let pair = second(&mut rng, 100, 0.2, (0.005, 0.01), 50.0, (1.0, 1.0));
+            j.observe(t * 1000, 20, &pair);
+        }
+        let saved = j.snapshot().unwrap();
+        let text = saved.to_string();
+        assert!(text.contains("\"rule_out\"") && text.contains("\"shift_info\""));
+        let mut back = SequentialJudge::new(&c);
+        back.resume(saved.clone()).unwrap();
+        assert_eq!(back.snapshot().unwrap(), saved);
+        assert_eq!(back.log_e(), j.log_e());
+        let gate = |j: &SequentialJudge| {
+            j.gate()
+                .iter()
+                .map(|g| (g.power, g.more))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(gate(&back), gate(&j));
+        // The layout before: no rule-out, no fixed bets.
+        fn strip(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for key in ["rule_out", "shifts", "shift_info"] {
+                        map.remove(key);
+                    }
+                    map.values_mut().for_each(strip);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let mut old = saved;
+        strip(&mut old);
+        assert!(!old.to_string().contains("rule_out"));
+        let mut resumed = SequentialJudge::new(&c);
+        resumed.resume(old).unwrap();
+        assert_eq!(resumed.canary, j.canary);
+        assert!(resumed.log_e().is_finite() && resumed.log_e() <= j.log_e() + 1e-9);
+        let pair = second(&mut rng, 100, 0.2, (0.005, 0.01), 50.0, (1.0, 1.0));
+        resumed.observe(121_000, 20, &pair);
+        assert!(resumed.snapshot().unwrap().to_string().contains("rule_out"));
+    }
+
     #[test]
     fn the_tail_threshold_rises_to_the_quantile() {
         assert_eq!(tail_level(0.99, 19), None);
