@@ -727,7 +727,7 @@ impl TableTest {
 
     /// ln of the e-value against "canary rate ≤ stable's plus the margin":
     /// the mixture, with fixed weights, of the plug-in bet and the fixed
-    /// bets ([`TABLE_SHIFTS`]). Each is a test supermartingale on its own,
+    /// bets (`TABLE_SHIFTS`). Each is a test supermartingale on its own,
     /// so their average is one too.
     pub fn log_e(&self) -> f64 {
         let fixed = self

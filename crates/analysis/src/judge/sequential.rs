@@ -36,7 +36,9 @@
 //!   table test, and runs alone.
 //! - **Latency** (`request-duration` = p99, `-p50/-p95/-p99`): a tail
 //!   exceedance split test. Each second the threshold `Q` is stable's
-//!   q-quantile over everything seen *before* that second; canary requests
+//!   q-quantile over everything seen *before* that second (a lower
+//!   quantile until stable has served the requests the q-quantile needs:
+//!   `tail_level`); canary requests
 //!   above `min(R·Q, Q + D)` and stable requests above `Q` are the events.
 //!   If the canary's latency is no worse than `R×` (or `+D` ms of) stable's in
 //!   the tail, a canary request exceeds its threshold at most as often as a
@@ -103,7 +105,7 @@
 //! never on the outcomes. "Rules it out" is an e-process against the
 //! canary's rate being at the null boundary plus the planning size
 //! ([`RuleOut`], betting the canary is like stable) reaching 1/β with
-//! β = 1 % ([`GATE_BETA`]): a planning-size regression gets through it
+//! β = 1 % (`GATE_BETA`): a planning-size regression gets through it
 //! with at most 1 % probability, and through the other route with about
 //! 5 %. (A confidence sequence for the canary's own rate, used before,
 //! needed about 690 clean requests to rule +1 point out at 5 %; the
@@ -119,8 +121,10 @@
 //! see `evidence_target`). The gate never makes a rollback more likely: it
 //! only delays a pass, and the e-processes are valid at every time, however
 //! long the rollout (Ville's inequality is over all times). An evidence hold
-//! is not "no progress" for the progress deadline: data are arriving. An
-//! explicit `minRequests` turns the gate off.
+//! is not "no progress" for the progress deadline: data are arriving. Once
+//! the gate is met the last step's own floor is a quarter of
+//! `min_requests` (`LAST_STEP_SHARE`). An explicit `minRequests` turns
+//! the gate off.
 //!
 //! *What counts as a "real" regression.* The harm tests use the spec's
 //! margin (default 0: any excess over stable can roll back, given enough
