@@ -360,13 +360,17 @@ fn min_reference(q: f64) -> u64 {
     ((5.0 / (1.0 - q)).ceil() as u64).max(50)
 }
 
-/// Fewest stable requests before the tail test compares at all.
-const MIN_TAIL_REFERENCE: u64 = 20;
+/// Fewest stable requests before the tail test compares at all: 50, so
+/// the lowest quantile it compares above is stable's p90 (with 20 it was
+/// the p75, and a canary slower in the body of its latencies but not in
+/// the tail was rolled back on a p99 metric whose two values looked
+/// equal).
+const MIN_TAIL_REFERENCE: u64 = 50;
 
 /// The quantile of stable's latency the tail test's threshold is taken at
 /// after `seen` stable requests: `q` once it is known ([`min_reference`]:
 /// five stable requests expected above it), before that the highest level
-/// with five above it (p75 after 20 stable requests, p95 after 100), from
+/// with five above it (p90 after 50 stable requests, p95 after 100), from
 /// [`MIN_TAIL_REFERENCE`] on. The split test is valid for *any* threshold
 /// fixed before the second it is applied to: if the canary is no slower
 /// than stable (times the margin), a canary request exceeds `R·Q` at most
@@ -1576,12 +1580,12 @@ mod tests {
 
     #[test]
     fn the_tail_threshold_rises_to_the_quantile() {
-        assert_eq!(tail_level(0.99, 19), None);
-        assert_eq!(tail_level(0.99, 20), Some(0.75));
+        assert_eq!(tail_level(0.99, 49), None);
+        assert!((tail_level(0.99, 50).unwrap() - 0.9).abs() < 1e-12);
         assert!((tail_level(0.99, 100).unwrap() - 0.95).abs() < 1e-12);
         assert!((tail_level(0.99, 499).unwrap() - (1.0 - 5.0 / 499.0)).abs() < 1e-12);
         assert_eq!(tail_level(0.99, 500), Some(0.99));
-        assert_eq!(tail_level(0.5, 20), Some(0.5));
+        assert_eq!(tail_level(0.5, 50), Some(0.5));
     }
 
     /// Before stable has served the 500 requests its p99 needs: a canary
