@@ -190,8 +190,13 @@ impl<C: Checks> Reconciler<C> {
         };
         // The tracked configs and the autoscaler are read where the pass
         // writes the primary or looks for a new revision; a progressing
-        // canary reads them again only to promote.
-        let settled = !matches!(phase.as_str(), "Progressing" | "Promoting" | "Finalising");
+        // canary reads them again only to promote. `WaitingPromotion` is a
+        // progressing canary (its analysis goes on behind the
+        // `confirm-promotion` gate), not a settled one.
+        let settled = !matches!(
+            phase.as_str(),
+            "Progressing" | "WaitingPromotion" | "Promoting" | "Finalising"
+        );
         if settled {
             crate::read::configs(&self.client, &namespace, &mut cluster).await?;
             crate::read::autoscaler(&self.client, &namespace, canary, &mut cluster).await?;
@@ -208,6 +213,7 @@ impl<C: Checks> Reconciler<C> {
             namespace: &namespace,
             now,
             hooks,
+            default_provider: &self.default_provider,
         };
 
         match phase.as_str() {
@@ -246,7 +252,7 @@ impl<C: Checks> Reconciler<C> {
             }
             "Initialized" | "Succeeded" | "Failed" | "Waiting" => {
                 if let Some(outcome) = pass
-                    .manual_pending(&mut status, &target_name, &hash)
+                    .manual_pending(&mut status, &target_name, &hash, &tracked)
                     .await?
                 {
                     return Ok(outcome);
@@ -307,12 +313,8 @@ impl<C: Checks> Reconciler<C> {
                     ),
                 )
                 .await?;
-                pass.apply(
-                    &self
-                        .promoted_primary(canary, &deployment, &namespace)
-                        .await?,
-                )
-                .await?;
+                pass.apply(&pass.promoted_primary(&deployment).await?)
+                    .await?;
                 pass.scale(&target_name, 0).await?;
                 status.phase = Some("Succeeded".into());
                 status.canary_weight = 0;
@@ -335,7 +337,10 @@ impl<C: Checks> Reconciler<C> {
             }
             "Progressing" | "WaitingPromotion" => {
                 let analysis = canary.analysis();
-                if let Some(outcome) = pass.manual_progressing(&mut status, &target_name).await? {
+                if let Some(outcome) = pass
+                    .manual_progressing(&mut status, &target_name, &deployment)
+                    .await?
+                {
                     return Ok(outcome);
                 }
                 if let Some(wait) = not_due(&status, now, analysis.interval()) {
@@ -468,12 +473,8 @@ impl<C: Checks> Reconciler<C> {
                                     ),
                                 )
                                 .await?;
-                                pass.apply(
-                                    &self
-                                        .promoted_primary(canary, &deployment, &namespace)
-                                        .await?,
-                                )
-                                .await?;
+                                pass.apply(&pass.promoted_primary(&deployment).await?)
+                                    .await?;
                                 status.phase = Some("Promoting".into());
                                 pass.write_status(&status).await?;
                             }
@@ -516,27 +517,6 @@ impl<C: Checks> Reconciler<C> {
     }
 }
 
-impl<C> Reconciler<C> {
-    /// The primary side at a promotion: the target's tracked configs and
-    /// autoscaler read afresh, so the copies carry the data the canary was
-    /// judged with.
-    async fn promoted_primary(
-        &self,
-        canary: &Canary,
-        deployment: &Deployment,
-        namespace: &str,
-    ) -> Result<Vec<Object>, Error> {
-        let mut cluster = Cluster {
-            target: Some(deployment.clone()),
-            ..Cluster::default()
-        };
-        crate::read::configs(&self.client, namespace, &mut cluster).await?;
-        crate::read::autoscaler(&self.client, namespace, canary, &mut cluster).await?;
-        let subject = Subject::new(canary, &cluster, &self.default_provider)?;
-        Ok(crate::primary(&subject)?)
-    }
-}
-
 /// The requests of one pass.
 struct Pass<'a> {
     client: &'a Client,
@@ -545,9 +525,26 @@ struct Pass<'a> {
     namespace: &'a str,
     now: &'a str,
     hooks: &'a Hooks,
+    default_provider: &'a str,
 }
 
 impl Pass<'_> {
+    /// The primary side at a promotion: the target's tracked configs and
+    /// autoscaler read afresh, so the copies carry the data the canary was
+    /// judged with. Every promotion (weight steps, iterations, a skipped
+    /// analysis, a manual `promote`) writes the primary through this.
+    async fn promoted_primary(&self, deployment: &Deployment) -> Result<Vec<Object>, Error> {
+        let canary = self.subject.canary();
+        let mut cluster = Cluster {
+            target: Some(deployment.clone()),
+            ..Cluster::default()
+        };
+        crate::read::configs(self.client, self.namespace, &mut cluster).await?;
+        crate::read::autoscaler(self.client, self.namespace, canary, &mut cluster).await?;
+        let subject = Subject::new(canary, &cluster, self.default_provider)?;
+        Ok(crate::primary(&subject)?)
+    }
+
     /// Server-side applies each object (create or update in one request).
     async fn apply(&self, objects: &[Object]) -> Result<(), Error> {
         for object in objects {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fixtures;
+mod passes;
 mod support;
 
 use std::time::Duration;
@@ -11,9 +12,10 @@ use std::time::Duration;
 use fixtures::{Exchange, mock};
 use http::StatusCode;
 use k8s_openapi::api::apps::v1::Deployment;
+use passes::{applies, cluster_of, primary_applies, primary_autoscaler_in_step, reads, tracked};
 use serde_json::{Value, json};
 use serin_kube::{
-    Cluster, Object, Routes, Subject,
+    Routes,
     controller::{
         Checks, Judgement, Outcome, Reconciler, Request, Target, Verdict, canary_resource,
     },
@@ -50,109 +52,9 @@ fn deployment(image: &str) -> Deployment {
     split.cluster.target.unwrap()
 }
 
-/// The cluster of Flagger's podinfo bundle around `target`: its tracked
-/// ConfigMap, its opted-out Secret, its HPA.
-fn cluster_of(target: &Deployment) -> Cluster {
-    let text =
-        std::fs::read_to_string(support::testdata().join("kube/podinfo-deployment.yaml")).unwrap();
-    let mut cluster = serin_kube::documents::split(&text)
-        .unwrap()
-        .cluster_for(&canary());
-    cluster.target = Some(target.clone());
-    cluster
-}
-
-const CONFIG_MAP: &str = "/api/v1/namespaces/test/configmaps/podinfo-config";
-const SECRET: &str = "/api/v1/namespaces/test/secrets/podinfo-token";
-const HPAS: &str = "/apis/autoscaling/v2/namespaces/test/horizontalpodautoscalers";
-
-/// The reads of a settled canary's pass (or a promotion's) after the
-/// target: its configs, then its autoscaler.
-fn reads(cluster: &Cluster) -> Vec<Exchange> {
-    vec![
-        Exchange::new("GET", CONFIG_MAP, None)
-            .answer(serde_json::to_value(&cluster.config_maps["podinfo-config"]).unwrap()),
-        Exchange::new("GET", SECRET, None)
-            .answer(serde_json::to_value(&cluster.secrets["podinfo-token"]).unwrap()),
-        Exchange::new("GET", format!("{HPAS}/podinfo"), None)
-            .answer(serde_json::to_value(cluster.autoscaler.as_ref().unwrap()).unwrap()),
-    ]
-}
-
-/// `status.trackedConfigs` of the bundle: the ConfigMap only (the Secret
-/// opted out).
-fn tracked(cluster: &Cluster) -> Value {
-    let checksum = serin_kube::configs::config_map_checksum(&cluster.config_maps["podinfo-config"]);
-    json!({ "configmap/podinfo-config": checksum })
-}
-
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/test/deployments";
 const STATUS: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status";
 const EVENTS: &str = "/api/v1/namespaces/test/events";
-const APPLY: &str = "?&force=true&fieldManager=serin";
-
-fn path_of(object: &Object) -> String {
-    let api_version = object.api_version();
-    let base = if api_version.contains('/') {
-        format!("/apis/{api_version}")
-    } else {
-        format!("/api/{api_version}")
-    };
-    let plural = match object.kind() {
-        "Deployment" => "deployments",
-        "ConfigMap" => "configmaps",
-        "Secret" => "secrets",
-        "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
-        "Service" => "services",
-        "VirtualService" => "virtualservices",
-        "DestinationRule" => "destinationrules",
-        other => panic!("{other}"),
-    };
-    format!("{base}/namespaces/test/{plural}/{}{APPLY}", object.name())
-}
-
-/// Whether `object` is of the primary side (configs, workload, autoscaler).
-fn primary_side(object: &Object) -> bool {
-    matches!(
-        object.kind(),
-        "ConfigMap" | "Secret" | "Deployment" | "HorizontalPodAutoscaler"
-    )
-}
-
-/// The applies of the objects serin's model gives for `routes` (all but
-/// the primary side when `routes_only`).
-fn applies(
-    canary: &Canary,
-    target: &Deployment,
-    routes: &Routes,
-    routes_only: bool,
-) -> Vec<Exchange> {
-    let cluster = cluster_of(target);
-    let subject = Subject::new(canary, &cluster, "istio").unwrap();
-    serin_kube::build(&subject, routes)
-        .unwrap()
-        .into_iter()
-        .filter(|object| !(routes_only && primary_side(object)))
-        .map(|object| {
-            let value = object.to_value();
-            Exchange::new("PATCH", path_of(&object), Some(value.clone())).answer(value)
-        })
-        .collect()
-}
-
-/// The applies of the primary side alone (at a promotion).
-fn primary_applies(canary: &Canary, target: &Deployment) -> Vec<Exchange> {
-    let cluster = cluster_of(target);
-    let subject = Subject::new(canary, &cluster, "istio").unwrap();
-    serin_kube::primary(&subject)
-        .unwrap()
-        .into_iter()
-        .map(|object| {
-            let value = object.to_value();
-            Exchange::new("PATCH", path_of(&object), Some(value.clone())).answer(value)
-        })
-        .collect()
-}
 
 fn get_target(target: &Deployment) -> Exchange {
     Exchange::new("GET", format!("{DEPLOYMENTS}/podinfo"), None)
@@ -282,18 +184,10 @@ fn progressing(target: &Deployment, weight: i64, failed: i64) -> CanaryStatus {
 async fn the_same_revision_is_left_alone() {
     let canary = canary();
     let target = deployment("podinfo:6.0.0");
-    let cluster = cluster_of(&target);
     let mut exchanges = vec![get_target(&target)];
-    exchanges.extend(reads(&cluster));
+    exchanges.extend(reads(&cluster_of(&target)));
     // The primary's autoscaler is in step with the target's: read, not written.
-    let subject = Subject::new(&canary, &cluster, "istio").unwrap();
-    let primary_hpa = serin_kube::workload::primary_hpa(&subject)
-        .unwrap()
-        .unwrap();
-    exchanges.push(
-        Exchange::new("GET", format!("{HPAS}/podinfo-primary"), None)
-            .answer(serde_json::to_value(&primary_hpa).unwrap()),
-    );
+    exchanges.push(primary_autoscaler_in_step(&canary, &target));
     let outcome = pass(&canary, initialized(&target), Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Idle);
 }

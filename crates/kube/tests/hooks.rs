@@ -12,8 +12,9 @@ mod support;
 
 use fixtures::Exchange;
 use passes::{
-    DEPLOYMENTS, NOW, applies, apply_primary, canary, deployment, event, get_target, hash,
-    initialized, pass, progressing, promoted, rollback, scale, status, written,
+    DEPLOYMENTS, NOW, applies, canary, cluster_of, deployment, event, get_target, hash,
+    initialized, pass, primary_applies, primary_autoscaler_in_step, progressing, promoted, reads,
+    rollback, scale, status, tracked, written,
 };
 use receiver::Receiver;
 use serde_json::{Value, json};
@@ -80,14 +81,16 @@ async fn a_closed_confirm_rollout_gate_waits_then_opens() {
         "type": "Promoted", "status": "Unknown", "reason": "Waiting",
         "message": "Waiting for approval.", "lastUpdateTime": NOW, "lastTransitionTime": NOW
     }]);
-    let exchanges = vec![
-        get_target(&new),
-        status(waiting.clone()),
-        event(
-            "Warning",
-            "Halt podinfo.test advancement waiting for approval gate",
-        ),
-    ];
+    // A canary waiting for a new revision is settled: each pass reads its
+    // configs and autoscaler (config tracking), as from `Initialized`.
+    let cluster = cluster_of(&new);
+    let mut exchanges = vec![get_target(&new)];
+    exchanges.extend(reads(&cluster));
+    exchanges.push(status(waiting.clone()));
+    exchanges.push(event(
+        "Warning",
+        "Halt podinfo.test advancement waiting for approval gate",
+    ));
     let (outcome, asked) = pass(&canary, before.clone(), Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Waiting".into()));
     assert_eq!(asked, 0);
@@ -99,20 +102,18 @@ async fn a_closed_confirm_rollout_gate_waits_then_opens() {
     // The pass the status write causes comes before the interval: the
     // gate is not asked again then.
     let waiting: CanaryStatus = serde_json::from_value(waiting).unwrap();
-    let (outcome, _) = pass(
-        &canary,
-        waiting.clone(),
-        Verdict::Pass,
-        vec![get_target(&new)],
-    )
-    .await;
+    let mut exchanges = vec![get_target(&new)];
+    exchanges.extend(reads(&cluster));
+    let (outcome, _) = pass(&canary, waiting.clone(), Verdict::Pass, exchanges).await;
     assert!(matches!(outcome.unwrap(), Outcome::Wait(_)));
     assert_eq!(receiver.count("/gate"), 1);
 
     // One interval later, still closed: asked, nothing written.
     let mut due = waiting.clone();
     due.last_transition_time = Some("2026-11-30T11:59:00Z".into());
-    let (outcome, _) = pass(&canary, due.clone(), Verdict::Pass, vec![get_target(&new)]).await;
+    let mut exchanges = vec![get_target(&new)];
+    exchanges.extend(reads(&cluster));
+    let (outcome, _) = pass(&canary, due.clone(), Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Waiting".into()));
     assert_eq!(receiver.count("/gate"), 2);
     assert_eq!(bodies(&receiver, "/gate")[1], payload("Waiting", &due));
@@ -124,8 +125,9 @@ async fn a_closed_confirm_rollout_gate_waits_then_opens() {
         "metadata": {"name": "podinfo-primary", "namespace": "test"},
         "spec": {"replicas": 2, "selector": {}, "template": {}}
     });
-    let exchanges = vec![
-        get_target(&new),
+    let mut exchanges = vec![get_target(&new)];
+    exchanges.extend(reads(&cluster));
+    exchanges.extend([
         event("Normal", "Confirm-rollout check gate passed"),
         event("Normal", "New revision detected! Scaling up podinfo.test"),
         Exchange::new("GET", format!("{DEPLOYMENTS}/podinfo-primary"), None).answer(primary),
@@ -133,10 +135,11 @@ async fn a_closed_confirm_rollout_gate_waits_then_opens() {
         status(json!({
             "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
             "lastAppliedSpec": hash(&new), "lastPromotedSpec": hash(&old),
+            "trackedConfigs": tracked(&cluster),
             "lastTransitionTime": NOW,
             "conditions": promoted("Unknown", "Progressing", "New revision detected, progressing canary analysis.")
         })),
-    ];
+    ]);
     let (outcome, _) = pass(&canary, due, Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
     assert_eq!(receiver.count("/gate"), 3);
@@ -433,16 +436,19 @@ async fn a_closed_promotion_gate_waits_in_waiting_promotion() {
     receiver.answer("/promote", 200);
     let mut promoting = written(&still);
     promoting["phase"] = json!("Promoting");
-    let exchanges = vec![
+    // The promotion reads the configs and the autoscaler afresh and
+    // writes the whole primary side (config copies, Deployment, HPA).
+    let mut exchanges = vec![
         get_target(&target),
         event("Normal", "Confirm-promotion check promote passed"),
         event(
             "Normal",
             "Copying podinfo.test template spec to podinfo-primary.test",
         ),
-        apply_primary(&canary, &target),
-        status(promoting),
     ];
+    exchanges.extend(reads(&cluster_of(&target)));
+    exchanges.extend(primary_applies(&canary, &target));
+    exchanges.push(status(promoting));
     let (outcome, _) = pass(&canary, still, Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Promoting".into()));
     assert_eq!(receiver.count("/promote"), 3);
@@ -541,7 +547,61 @@ async fn post_rollout_runs_once_after_the_promotion() {
     assert_eq!(bodies(&receiver, "/post"), [payload("Succeeded", &done)]);
 
     // The next passes find nothing to do and call nothing.
-    let (outcome, _) = pass(&canary, done, Verdict::Pass, vec![get_target(&target)]).await;
+    // (Settled: the configs and autoscaler are read, the primary's found
+    // in step.)
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(reads(&cluster_of(&target)));
+    exchanges.push(primary_autoscaler_in_step(&canary, &target));
+    let (outcome, _) = pass(&canary, done, Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Idle);
     assert_eq!(receiver.count("/post"), 1);
+}
+
+/// Iterations (A/B, blue/green) ask the `confirm-promotion` gate too, as
+/// Flagger's `runAB` and `runBlueGreen` do once the iterations are done:
+/// closed, a blue/green canary neither switches its traffic nor is
+/// promoted, and waits in `WaitingPromotion`.
+#[tokio::test]
+async fn a_closed_promotion_gate_holds_iterations_too() {
+    let receiver = Receiver::start().await;
+    receiver.answer("/promote", 403);
+    let mut canary = canary(
+        &hook(&receiver, "confirm-promotion", "promote", "/promote"),
+        &[],
+    );
+    // Blue/green: iterations without `match`.
+    canary.spec.analysis.as_mut().unwrap().iterations = Some(5);
+    let target = deployment("podinfo:6.0.1");
+    let halt = "Halt podinfo.test advancement waiting for promotion approval promote";
+
+    // The iterations done: the gate is asked before the switch.
+    for done in [5, 6] {
+        let mut before = progressing(&target, 0, 0);
+        before.iterations = done;
+        let mut waiting = written(&before);
+        waiting["phase"] = json!("WaitingPromotion");
+        waiting["conditions"] = json!([{
+            "type": "Promoted", "status": "Unknown", "reason": "WaitingPromotion",
+            "message": "Waiting for approval.", "lastUpdateTime": NOW, "lastTransitionTime": NOW
+        }]);
+        let exchanges = vec![get_target(&target), status(waiting), event("Warning", halt)];
+        let (outcome, asked) = pass(&canary, before, Verdict::Pass, exchanges).await;
+        assert_eq!(outcome.unwrap(), Outcome::Moved("WaitingPromotion".into()));
+        assert_eq!(asked, 1);
+    }
+    assert_eq!(receiver.count("/promote"), 2);
+
+    // Mid-way the gate is not asked: the iteration is counted.
+    let mut before = progressing(&target, 0, 0);
+    before.iterations = 2;
+    let mut counted = written(&before);
+    counted["iterations"] = json!(3);
+    let exchanges = vec![
+        get_target(&target),
+        status(counted),
+        event("Normal", "Advance podinfo.test canary iteration 3/5"),
+    ];
+    let (outcome, _) = pass(&canary, before, Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+    assert_eq!(receiver.count("/promote"), 2);
 }

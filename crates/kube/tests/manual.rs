@@ -13,8 +13,9 @@ use std::time::Duration;
 use fixtures::{Exchange, mock};
 use http::StatusCode;
 use passes::{
-    CANARY, applies, apply_primary, canary, deployment, event, get_target, hash, initialized, pass,
-    patch_canary, progressing, promoted, rollback, status, written,
+    CANARY, applies, canary, cluster_of, deployment, event, get_target, hash, initialized, pass,
+    patch_canary, primary_applies, primary_autoscaler_in_step, progressing, promoted, reads,
+    rollback, status, written,
 };
 use serde_json::json;
 use serin_kube::{
@@ -105,7 +106,10 @@ async fn promote_skips_the_remaining_analysis() {
     let before = recent(progressing(&target, 20, 2));
     let mut promoting = written(&before);
     promoting["phase"] = json!("Promoting");
-    let exchanges = vec![
+    // The primary side written as by an analysis's own promotion: the
+    // configs and autoscaler read afresh, their copies applied with the
+    // primary Deployment.
+    let mut exchanges = vec![
         get_target(&target),
         event(
             "Normal",
@@ -115,10 +119,11 @@ async fn promote_skips_the_remaining_analysis() {
             "Normal",
             "Copying podinfo.test template spec to podinfo-primary.test",
         ),
-        apply_primary(&canary, &target),
-        status(promoting),
-        clear_action(),
     ];
+    exchanges.extend(reads(&cluster_of(&target)));
+    exchanges.extend(primary_applies(&canary, &target));
+    exchanges.push(status(promoting));
+    exchanges.push(clear_action());
     let (outcome, asked) = pass(&canary, before, Verdict::Fail("asked".into()), exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Moved("Promoting".into()));
     assert_eq!(asked, 0);
@@ -153,7 +158,9 @@ async fn a_pending_revision_is_aborted_or_held() {
     let aborting = canary("", &[("serin.dev/action", "abort")]);
     let mut marked = initialized(&old);
     marked.last_applied_spec = Some(hash(&new));
+    // A pending revision's pass is settled: configs and autoscaler read.
     let mut exchanges = vec![get_target(&new)];
+    exchanges.extend(reads(&cluster_of(&new)));
     exchanges.extend(rollback(
         &aborting,
         &new,
@@ -165,13 +172,9 @@ async fn a_pending_revision_is_aborted_or_held() {
     assert_eq!(outcome.unwrap(), Outcome::Moved("Failed".into()));
 
     let paused = canary("", &[("serin.dev/paused", "true")]);
-    let (outcome, _) = pass(
-        &paused,
-        initialized(&old),
-        Verdict::Pass,
-        vec![get_target(&new)],
-    )
-    .await;
+    let mut exchanges = vec![get_target(&new)];
+    exchanges.extend(reads(&cluster_of(&new)));
+    let (outcome, _) = pass(&paused, initialized(&old), Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Idle);
 }
 
@@ -183,26 +186,32 @@ async fn an_action_without_a_rollout_is_dropped_saying_why() {
     let mut done = initialized(&target);
     done.phase = Some("Succeeded".into());
     let stale = canary("", &[("serin.dev/action", "promote")]);
-    let exchanges = vec![
-        get_target(&target),
+    // Settled: the configs and autoscaler are read (nothing new), the
+    // action dropped, the primary autoscaler found in step.
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(reads(&cluster_of(&target)));
+    exchanges.extend([
         event(
             "Warning",
             "serin.dev/action promote ignored: podinfo.test has no rollout in progress (phase Succeeded)",
         ),
         clear_action(),
-    ];
+        primary_autoscaler_in_step(&stale, &target),
+    ]);
     let (outcome, _) = pass(&stale, done.clone(), Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Idle);
 
     let odd = canary("", &[("serin.dev/action", "yolo")]);
-    let exchanges = vec![
-        get_target(&target),
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(reads(&cluster_of(&target)));
+    exchanges.extend([
         event(
             "Warning",
             "serin.dev/action \"yolo\" ignored: not an action (promote or abort)",
         ),
         clear_action(),
-    ];
+        primary_autoscaler_in_step(&odd, &target),
+    ]);
     let (outcome, _) = pass(&odd, done, Verdict::Pass, exchanges).await;
     assert_eq!(outcome.unwrap(), Outcome::Idle);
 }
@@ -271,4 +280,42 @@ async fn requests_patch_the_canary_in_either_group() {
         .unwrap_err();
     assert!(error.to_string().contains("Forbidden"), "{error}");
     server.await.unwrap();
+}
+
+/// `abort` of a revision made by a tracked config's new data (the same
+/// template) records that data as the aborted revision's: the next pass,
+/// the annotation gone, finds nothing new and starts nothing.
+#[tokio::test]
+async fn an_aborted_config_revision_is_not_started_afterwards() {
+    let target = deployment("podinfo:6.0.0");
+    let cluster = cluster_of(&target);
+    let mut before = initialized(&target);
+    before.phase = Some("Succeeded".into());
+    before
+        .tracked_configs
+        .insert("configmap/podinfo-config".into(), "0000000000000000".into());
+
+    let aborting = canary("", &[("serin.dev/action", "abort")]);
+    let mut marked = before.clone();
+    marked.tracked_configs = initialized(&target).tracked_configs;
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(reads(&cluster));
+    exchanges.extend(rollback(
+        &aborting,
+        &target,
+        &marked,
+        "Rolling back podinfo.test: aborted by serin.dev/action",
+    ));
+    exchanges.push(clear_action());
+    let (outcome, _) = pass(&aborting, before, Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Failed".into()));
+
+    let mut failed = marked;
+    failed.phase = Some("Failed".into());
+    let resumed = canary("", &[]);
+    let mut exchanges = vec![get_target(&target)];
+    exchanges.extend(reads(&cluster));
+    exchanges.push(primary_autoscaler_in_step(&resumed, &target));
+    let (outcome, _) = pass(&resumed, failed, Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Idle);
 }

@@ -119,6 +119,7 @@ impl<C: Checks> Reconciler<C> {
                 namespace: &namespace,
                 now,
                 hooks,
+                default_provider: &self.default_provider,
             };
             if status.phase.as_deref() != Some("Terminating") {
                 status.phase = Some("Terminating".into());

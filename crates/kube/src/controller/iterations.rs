@@ -14,6 +14,9 @@
 //!
 //! `status.canaryWeight` stays 0, as Flagger leaves it; a failed check
 //! halts or rolls back as for weight steps.
+//!
+//! Once the iterations are done, the `confirm-promotion` gate is asked
+//! before the blue/green switch and before the promotion, as Flagger does.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use serin_spec::StrategyKind;
@@ -48,6 +51,13 @@ impl<C: Checks> Reconciler<C> {
             }
             return self.count(pass, status, &id, total).await;
         }
+        // Flagger's `runAB` and `runBlueGreen` ask the `confirm-promotion`
+        // gate once the iterations are done, before the blue/green switch
+        // and again before the promotion: closed, the canary waits in
+        // `WaitingPromotion` as with weight steps.
+        if !pass.confirm_promotion(status).await? {
+            return Ok(());
+        }
         if blue_green && done == total {
             if !kubernetes {
                 let message = if analysis.mirror {
@@ -69,7 +79,7 @@ impl<C: Checks> Reconciler<C> {
             ),
         )
         .await?;
-        pass.apply(&self.promoted_primary(canary, deployment, namespace).await?)
+        pass.apply(&pass.promoted_primary(deployment).await?)
             .await?;
         status.phase = Some("Promoting".into());
         pass.write_status(status).await

@@ -13,12 +13,12 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Error, Outcome, Pass};
+use super::{Error, Outcome, Pass, TrackedConfigs};
+use k8s_openapi::api::apps::v1::Deployment;
+
 use crate::{
-    Object,
     manual::{ACTION_ANNOTATION, PAUSED_ANNOTATION},
     resource::CanaryStatus,
-    workload::primary_deployment,
 };
 
 // === impl Pass ===
@@ -81,10 +81,16 @@ impl Pass<'_> {
         status: &mut CanaryStatus,
         target_name: &str,
         hash: &str,
+        tracked: &TrackedConfigs,
     ) -> Result<Option<Outcome>, Error> {
         match self.action() {
             Some("abort") => {
+                // The aborted revision is the template and the tracked
+                // configs' data: both are recorded, or a revision made by
+                // a config change would be seen as new again at the next
+                // pass and started once the annotation is gone.
                 status.last_applied_spec = Some(hash.to_string());
+                status.tracked_configs = tracked.clone();
                 let message = format!("Rolling back {}: aborted by {ACTION_ANNOTATION}", self.id());
                 self.rollback(status, target_name, &message).await?;
                 self.clear_action().await?;
@@ -105,6 +111,7 @@ impl Pass<'_> {
         &self,
         status: &mut CanaryStatus,
         target_name: &str,
+        deployment: &Deployment,
     ) -> Result<Option<Outcome>, Error> {
         let id = self.id();
         match self.action() {
@@ -131,10 +138,13 @@ impl Pass<'_> {
                     ),
                 )
                 .await?;
-                self.apply(&[Object::Deployment(Box::new(primary_deployment(
-                    self.subject,
-                )?))])
-                .await?;
+                // The promotion's whole primary side, as an analysis's own
+                // promotion writes it: a progressing pass reads no configs,
+                // so a primary Deployment built from it alone would lose
+                // the `-primary` copies of its tracked configs (and the
+                // primary autoscaler would miss the revision).
+                self.apply(&self.promoted_primary(deployment).await?)
+                    .await?;
                 status.phase = Some("Promoting".into());
                 self.write_status(status).await?;
                 self.clear_action().await?;

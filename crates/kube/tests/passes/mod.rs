@@ -89,6 +89,9 @@ fn path_of(object: &Object) -> String {
     };
     let plural = match object.kind() {
         "Deployment" => "deployments",
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
         "Service" => "services",
         "VirtualService" => "virtualservices",
         "DestinationRule" => "destinationrules",
@@ -97,23 +100,77 @@ fn path_of(object: &Object) -> String {
     format!("{base}/namespaces/test/{plural}/{}{APPLY}", object.name())
 }
 
+/// The cluster of Flagger's podinfo bundle around `target`: its tracked
+/// ConfigMap, its opted-out Secret, its HPA (what the mocked API answers
+/// the reads of a pass with).
+pub fn cluster_of(target: &Deployment) -> Cluster {
+    let text =
+        std::fs::read_to_string(support::testdata().join("kube/podinfo-deployment.yaml")).unwrap();
+    let mut cluster = serin_kube::documents::split(&text)
+        .unwrap()
+        .cluster_for(&canary("", &[]));
+    cluster.target = Some(target.clone());
+    cluster
+}
+
+pub const CONFIG_MAP: &str = "/api/v1/namespaces/test/configmaps/podinfo-config";
+pub const SECRET: &str = "/api/v1/namespaces/test/secrets/podinfo-token";
+pub const HPAS: &str = "/apis/autoscaling/v2/namespaces/test/horizontalpodautoscalers";
+
+/// The reads of a settled canary's pass (or a promotion's) after the
+/// target: its configs, then its autoscaler.
+pub fn reads(cluster: &Cluster) -> Vec<Exchange> {
+    vec![
+        Exchange::new("GET", CONFIG_MAP, None)
+            .answer(serde_json::to_value(&cluster.config_maps["podinfo-config"]).unwrap()),
+        Exchange::new("GET", SECRET, None)
+            .answer(serde_json::to_value(&cluster.secrets["podinfo-token"]).unwrap()),
+        Exchange::new("GET", format!("{HPAS}/podinfo"), None)
+            .answer(serde_json::to_value(cluster.autoscaler.as_ref().unwrap()).unwrap()),
+    ]
+}
+
+/// `status.trackedConfigs` of the bundle: the ConfigMap only (the Secret
+/// opted out).
+pub fn tracked(cluster: &Cluster) -> Value {
+    let checksum = serin_kube::configs::config_map_checksum(&cluster.config_maps["podinfo-config"]);
+    json!({ "configmap/podinfo-config": checksum })
+}
+
+/// The read of the primary autoscaler by an idle pass, answered in step
+/// (so nothing is applied).
+pub fn primary_autoscaler_in_step(canary: &Canary, target: &Deployment) -> Exchange {
+    let cluster = cluster_of(target);
+    let subject = Subject::new(canary, &cluster, "istio").unwrap();
+    let hpa = serin_kube::workload::primary_hpa(&subject)
+        .unwrap()
+        .unwrap();
+    Exchange::new("GET", format!("{HPAS}/podinfo-primary"), None)
+        .answer(serde_json::to_value(hpa).unwrap())
+}
+
+/// Whether `object` is of the primary side (configs, workload, autoscaler).
+fn primary_side(object: &Object) -> bool {
+    matches!(
+        object.kind(),
+        "ConfigMap" | "Secret" | "Deployment" | "HorizontalPodAutoscaler"
+    )
+}
+
 /// The applies of the objects serin's model gives for `routes` (all but
-/// the primary workload when `routes_only`).
+/// the primary side when `routes_only`).
 pub fn applies(
     canary: &Canary,
     target: &Deployment,
     routes: &Routes,
     routes_only: bool,
 ) -> Vec<Exchange> {
-    let cluster = Cluster {
-        target: Some(target.clone()),
-        ..Cluster::default()
-    };
+    let cluster = cluster_of(target);
     let subject = Subject::new(canary, &cluster, "istio").unwrap();
     serin_kube::build(&subject, routes)
         .unwrap()
         .into_iter()
-        .filter(|object| !(routes_only && object.kind() == "Deployment"))
+        .filter(|object| !(routes_only && primary_side(object)))
         .map(|object| {
             let value = object.to_value();
             Exchange::new("PATCH", path_of(&object), Some(value.clone())).answer(value)
@@ -121,12 +178,19 @@ pub fn applies(
         .collect()
 }
 
-/// The apply of the primary Deployment (the promotion's copy).
-pub fn apply_primary(canary: &Canary, target: &Deployment) -> Exchange {
-    applies(canary, target, &Routes::primary(), false)
-        .into_iter()
-        .next()
+/// The applies of the primary side alone (at a promotion): the config
+/// copies, the primary Deployment, its autoscaler.
+pub fn primary_applies(canary: &Canary, target: &Deployment) -> Vec<Exchange> {
+    let cluster = cluster_of(target);
+    let subject = Subject::new(canary, &cluster, "istio").unwrap();
+    serin_kube::primary(&subject)
         .unwrap()
+        .into_iter()
+        .map(|object| {
+            let value = object.to_value();
+            Exchange::new("PATCH", path_of(&object), Some(value.clone())).answer(value)
+        })
+        .collect()
 }
 
 pub fn get_target(target: &Deployment) -> Exchange {
@@ -196,6 +260,7 @@ pub fn promoted(status: &str, reason: &str, message: &str) -> Value {
 pub fn initialized(target: &Deployment) -> CanaryStatus {
     serde_json::from_value(json!({
         "phase": "Initialized", "lastAppliedSpec": hash(target), "lastPromotedSpec": hash(target),
+        "trackedConfigs": tracked(&cluster_of(target)),
         "conditions": promoted("True", "Initialized", "Deployment initialization completed.")
     }))
     .unwrap()
@@ -206,6 +271,7 @@ pub fn progressing(target: &Deployment, weight: i64, failed: i64) -> CanaryStatu
     serde_json::from_value(json!({
         "phase": "Progressing", "canaryWeight": weight, "failedChecks": failed,
         "lastAppliedSpec": hash(target), "lastPromotedSpec": "0000000000000000",
+        "trackedConfigs": tracked(&cluster_of(target)),
         "conditions": promoted("Unknown", "Progressing", "New revision detected, progressing canary analysis.")
     }))
     .unwrap()
