@@ -6,7 +6,6 @@
 
 mod fixtures;
 mod passes;
-mod receiver;
 mod support;
 
 use fixtures::Exchange;
@@ -15,10 +14,10 @@ use passes::{
     canary, deployment, event, get_target, hash, pass, progressing, promoted, rollback, scale,
     status, written,
 };
-use receiver::Receiver;
 use serde_json::{Value, json};
 use serin_kube::controller::{Outcome, Verdict};
 use serin_spec::Canary;
+use serin_testkit::receiver::Receiver;
 
 /// The tutorial canary with two alert entries: `on-call` (errors only,
 /// Slack, its address in a Secret) and `team` (everything, Teams).

@@ -7,7 +7,6 @@
 
 mod fixtures;
 mod passes;
-mod receiver;
 mod support;
 
 use fixtures::Exchange;
@@ -16,13 +15,13 @@ use passes::{
     initialized, pass, primary_applies, primary_autoscaler_in_step, progressing, promoted, reads,
     rollback, scale, status, tracked, written,
 };
-use receiver::Receiver;
 use serde_json::{Value, json};
 use serin_kube::{
     Routes,
     controller::{Outcome, Verdict},
     resource::CanaryStatus,
 };
+use serin_testkit::receiver::Receiver;
 
 /// One webhook of `kind` named `name`, sent to `path` on `receiver`.
 fn hook(receiver: &Receiver, kind: &str, name: &str, path: &str) -> String {

@@ -19,6 +19,7 @@ pub mod nginx;
 pub mod poll;
 pub mod ports;
 pub mod prometheus;
+pub mod receiver;
 pub mod upstreams;
 
 pub use files::write;

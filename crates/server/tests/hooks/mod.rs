@@ -2,12 +2,11 @@
 //! real sample backends and a real receiver answering each hook.
 
 mod alerts;
-mod receiver;
 
-use receiver::Receiver;
 use serin_demo::{Backend, Behaviour};
 use serin_rollout::{Phase, RolloutState};
 use serin_server::{Prepared, Running, Update};
+use serin_testkit::receiver::Receiver;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
