@@ -12,7 +12,7 @@
 //! `bench/proxy/RESULTS.md`).
 
 use crate::{
-    balance::LoadGuard, counters::Counters, listener::Worker, request::handle, server::Shared,
+    balance::LoadGuard, counters::Counters, h1, listener::Worker, request::handle, server::Shared,
     tls::ServerTls,
 };
 use http::HeaderValue;
@@ -158,8 +158,13 @@ pub(crate) async fn serve_connection(
                 // Nothing was served yet: a draining proxy ends it at once.
                 _ = state.wait_for(|now| *now != RUNNING) => return,
             };
-            let Some(protocol) = sniffed else { return };
-            drive(&shared, &ctx, TokioIo::new(stream), peer, state, protocol).await;
+            match sniffed {
+                Some(Protocol::Http1) => serve_h1(&shared, &ctx, stream, peer, state).await,
+                Some(protocol) => {
+                    drive(&shared, &ctx, TokioIo::new(stream), peer, state, protocol).await;
+                }
+                None => {}
+            }
         }
         // Boxed: a TLS connection's state (rustls' buffers, hyper's
         // connection over the TLS stream) would otherwise size every plain
@@ -200,12 +205,42 @@ async fn serve_tls(
         _ = state.wait_for(|now| *now != RUNNING) => return,
     };
     // HTTP/2 over TLS is chosen by ALPN only (RFC 9113, 3.2).
-    let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        Protocol::Http2
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        drive(
+            shared,
+            ctx,
+            TokioIo::new(stream),
+            peer,
+            state,
+            Protocol::Http2,
+        )
+        .await;
     } else {
-        Protocol::Http1
+        serve_h1(shared, ctx, stream, peer, state).await;
+    }
+}
+
+/// Serves an HTTP/1.1 connection on the fast path (`h1/`), then, should it
+/// hand the connection on, with hyper's server from the request it could
+/// not serve. Ends at once when the proxy closes.
+async fn serve_h1<S>(
+    shared: &Arc<Shared>,
+    ctx: &Arc<Ctx>,
+    mut io: S,
+    peer: SocketAddr,
+    state: watch::Receiver<u8>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut closing = state.clone();
+    let ended = tokio::select! {
+        ended = h1::serve(&ctx.worker, &ctx.conn, &mut io, state.clone()) => ended,
+        _ = closing.wait_for(|now| *now >= CLOSING) => return,
     };
-    drive(shared, ctx, TokioIo::new(stream), peer, state, protocol).await;
+    if let h1::Ended::HandOff(read) = ended {
+        let io = TokioIo::new(h1::Rewind::new(read, io));
+        drive(shared, ctx, io, peer, state, Protocol::Http1).await;
+    }
 }
 
 /// Which of hyper's servers a connection is handed to.

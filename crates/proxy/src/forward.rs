@@ -50,6 +50,9 @@ struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// Idle plain connections of the HTTP/1 fast path (`h1/serve.rs`),
+    /// kept apart from hyper's: the fast path reads and writes them itself.
+    raw: Mutex<Vec<(Authority, Vec<RawIdle>)>>,
     /// Whether the task closing expired idle connections runs (read at
     /// every connection given back: an atomic, not a lock; the reaper
     /// clears it while it holds `idle`, so a connection pushed after that
@@ -71,6 +74,13 @@ const TLS_WARN_EVERY: Duration = Duration::from_secs(10);
 pub(crate) struct PoolKey {
     pub(crate) authority: Authority,
     pub(crate) tls: Option<ServerName<'static>>,
+}
+
+/// An idle plain connection of the fast path, with nothing unread.
+#[derive(Debug)]
+struct RawIdle {
+    stream: TcpStream,
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -109,6 +119,7 @@ pub(crate) fn client(limits: &Limits, tls: UpstreamTls) -> HttpClient {
     builder.max_headers(limits.h1_max_headers().min(UPSTREAM_MAX_HEAD_LINES));
     HttpClient(Arc::new(Pool {
         idle: Mutex::new(Vec::new()),
+        raw: Mutex::new(Vec::new()),
         builder,
         tls,
         connect_timeout: limits.connect_timeout,
@@ -180,7 +191,12 @@ impl HttpClient {
                     list.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
                 }
                 idle.retain(|(_, list)| !list.is_empty());
-                if idle.is_empty() {
+                let mut raw = pool.raw.lock().unwrap_or_else(|p| p.into_inner());
+                for (_, list) in raw.iter_mut() {
+                    list.retain(|c| c.since.elapsed() < pool.idle_timeout && still_open(&c.stream));
+                }
+                raw.retain(|(_, list)| !list.is_empty());
+                if idle.is_empty() && raw.is_empty() {
                     // Restarted by the next connection given back.
                     pool.reaping.store(false, Ordering::Release);
                     return;
@@ -207,20 +223,71 @@ impl HttpClient {
             .map(|sender| (sender, false))
     }
 
-    /// Opens a connection: TCP, then TLS for `https://`, both within
-    /// `connect_timeout` (504 past it); refused, unreachable or failing
-    /// the TLS handshake (an unverifiable certificate) is a 502.
-    async fn connect(&self, key: &PoolKey) -> Result<SendRequest<RequestBody>, Failure> {
-        let upstream = &key.authority;
+    /// An idle plain connection to `authority` for the fast path, still
+    /// open as far as can be told without waiting.
+    pub(crate) fn pop_raw(&self, authority: &Authority) -> Option<TcpStream> {
+        let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, list) = raw.iter_mut().find(|(a, _)| a == authority)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() >= self.0.idle_timeout {
+                // The most recent is too old: so are the others.
+                list.clear();
+                return None;
+            }
+            if still_open(&conn.stream) {
+                return Some(conn.stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps a plain connection whose last answer was read whole.
+    pub(crate) fn push_raw(&self, authority: &Authority, stream: TcpStream) {
+        if self.0.max_idle == 0 {
+            return;
+        }
+        let conn = RawIdle {
+            stream,
+            since: Instant::now(),
+        };
+        {
+            let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
+            match raw.iter_mut().find(|(a, _)| a == authority) {
+                Some((_, list)) => {
+                    if list.len() >= self.0.max_idle {
+                        list.remove(0);
+                    }
+                    list.push(conn);
+                }
+                None => raw.push((authority.clone(), vec![conn])),
+            }
+        }
+        self.start_reaper();
+    }
+
+    /// Opens a plain TCP connection for the fast path, as [`Self::connect`]
+    /// does for hyper's.
+    pub(crate) async fn connect_raw(&self, authority: &Authority) -> Result<TcpStream, Failure> {
+        let deadline = Instant::now() + self.0.connect_timeout;
+        self.dial(authority, false, deadline).await
+    }
+
+    /// TCP to `upstream` by `deadline` (504 past it; refused or
+    /// unreachable, 502), with no delay and keep-alive probes.
+    async fn dial(
+        &self,
+        upstream: &Authority,
+        tls: bool,
+        deadline: Instant,
+    ) -> Result<TcpStream, Failure> {
         let host = upstream.host();
         // IPv6 literals come bracketed in an authority.
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let default_port = if key.tls.is_some() { 443 } else { 80 };
+        let default_port = if tls { 443 } else { 80 };
         let port = upstream.port_u16().unwrap_or(default_port);
-        let deadline = Instant::now() + self.0.connect_timeout;
         let stream = match tokio::time::timeout_at(deadline, TcpStream::connect((host, port))).await
         {
             Ok(Ok(stream)) => stream,
@@ -233,6 +300,16 @@ impl HttpClient {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        Ok(stream)
+    }
+
+    /// Opens a connection: TCP, then TLS for `https://`, both within
+    /// `connect_timeout` (504 past it); refused, unreachable or failing
+    /// the TLS handshake (an unverifiable certificate) is a 502.
+    async fn connect(&self, key: &PoolKey) -> Result<SendRequest<RequestBody>, Failure> {
+        let upstream = &key.authority;
+        let deadline = Instant::now() + self.0.connect_timeout;
+        let stream = self.dial(upstream, key.tls.is_some(), deadline).await?;
         match &key.tls {
             None => self.handshake(TokioIo::new(stream), upstream).await,
             Some(name) => {
@@ -286,6 +363,14 @@ impl HttpClient {
         });
         Ok(sender)
     }
+}
+
+/// Whether an idle connection is still open: one the reactor has seen
+/// become readable was closed by its upstream (or holds bytes nobody asked
+/// for). Costs no system call while it has not.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 // === impl Checkin ===
@@ -374,6 +459,17 @@ impl Failure {
             Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::Client => StatusCode::BAD_REQUEST,
             Failure::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// What the client is told, with [`Self::status`].
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Failure::Connect | Failure::Other => "upstream unavailable\n",
+            Failure::Timeout => "upstream timed out\n",
+            Failure::BodyTooLarge => "request body too large\n",
+            Failure::Client => "request body could not be read\n",
+            Failure::ClientTimeout => "request body timed out\n",
         }
     }
 

@@ -288,7 +288,11 @@ pub(crate) fn host_is_valid(version: Version, uri: &Uri, headers: &HeaderMap) ->
 
 /// `uri-host [":" port]`, or empty.
 fn valid_host_value(value: &HeaderValue) -> bool {
-    let bytes = value.as_bytes();
+    valid_host_bytes(value.as_bytes())
+}
+
+/// [`valid_host_value`] of a value still in the bytes it was read in.
+pub(crate) fn valid_host_bytes(bytes: &[u8]) -> bool {
     if bytes.is_empty() {
         return true;
     }

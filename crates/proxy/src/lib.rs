@@ -46,6 +46,7 @@ mod body;
 mod connection;
 mod counters;
 mod forward;
+mod h1;
 mod headers;
 mod limits;
 mod listener;

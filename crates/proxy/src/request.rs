@@ -139,7 +139,10 @@ pub(crate) async fn handle(
             }
             Buffered::TimedOut => {
                 shared.count_failure(Failure::ClientTimeout);
-                return error(Failure::ClientTimeout.status(), CLIENT_TIMEOUT_TEXT);
+                return error(
+                    Failure::ClientTimeout.status(),
+                    Failure::ClientTimeout.text(),
+                );
             }
         },
         None => stream_body(body, content_length, limits, &mut tripped, &mut progress),
@@ -215,20 +218,10 @@ pub(crate) async fn handle(
                     &routed,
                 );
             }
-            let text = match failure {
-                Failure::Connect | Failure::Other => "upstream unavailable\n",
-                Failure::Timeout => "upstream timed out\n",
-                Failure::BodyTooLarge => "request body too large\n",
-                Failure::Client => "request body could not be read\n",
-                Failure::ClientTimeout => CLIENT_TIMEOUT_TEXT,
-            };
-            error(failure.status(), text)
+            error(failure.status(), failure.text())
         }
     }
 }
-
-/// What a client too slow to send its body is answered (with 408).
-const CLIENT_TIMEOUT_TEXT: &str = "request body timed out\n";
 
 /// Size of the request head as it came: request line and header lines.
 fn head_bytes<B>(req: &Request<B>) -> usize {

@@ -212,6 +212,17 @@ impl Table {
         self.routed.clone()
     }
 
+    /// Whether [`Self::route`] reads the request (match rules, session
+    /// cookies): without, any request is routed alike.
+    pub(crate) fn reads_request(&self) -> bool {
+        !self.rules.is_empty() || self.sticky.is_some()
+    }
+
+    /// Whether some requests are copied to the canary.
+    pub(crate) fn mirrors(&self) -> bool {
+        self.mirror > 0 && self.canary.is_some()
+    }
+
     /// A rollout is active while a canary takes weighted traffic; only then
     /// do session cookies pin users to it.
     fn active(&self) -> bool {
