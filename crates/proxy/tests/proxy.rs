@@ -10,6 +10,7 @@ mod logging;
 mod mirroring;
 mod pki;
 mod routing;
+mod smuggling;
 mod support;
 mod timeouts;
 mod tls;
