@@ -8,6 +8,9 @@
 #   bench/proxy/per_request.sh                 # defaults below
 #   REQUESTS=51200 CONNS=64 bench/proxy/per_request.sh
 #   BIN=target/release/examples/bench_proxy bench/proxy/per_request.sh
+#   PROXIES=serin KEEP=/tmp/cg bench/proxy/per_request.sh  # one proxy; keep
+#                                        # its callgrind profile for
+#                                        # callgrind_annotate
 #
 # Each proxy runs twice: under callgrind (its counters zeroed after a
 # warm-up, dumped after the measured run: instructions in user space only;
@@ -18,6 +21,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 REQUESTS=${REQUESTS:-20000}
+PROXIES=${PROXIES:-serin nginx haproxy}
+KEEP=${KEEP:-}
 WARMUP=${WARMUP:-2048}
 CONNS=${CONNS:-16}
 ORIGIN_PORT=${ORIGIN_PORT:-28580}
@@ -169,6 +174,10 @@ instructions() { # name
         awk '/^summary:/ {print $2}' "$f"
     done | sort -n | tail -1)
     stop_proxy
+    if [ -n "$KEEP" ]; then
+        mkdir -p "$KEEP"
+        cp "$WORK"/cg."$1".* "$KEEP"/
+    fi
     rm -f "$WORK"/cg."$1".*
     awk -v t="$total" -v n="$REQUESTS" 'BEGIN {printf "%.0f", t / n}'
 }
@@ -201,7 +210,7 @@ syscalls() { # name
 }
 
 printf '%-8s %14s  %s\n' proxy "instr/request" "syscalls/request (by name)"
-for name in serin nginx haproxy; do
+for name in $PROXIES; do
     ins=$(instructions "$name")
     sys=$(syscalls "$name")
     printf '%-8s %14s  %s\n' "$name" "$ins" "$sys"

@@ -21,6 +21,7 @@ use crate::{
     routes::{Routed, Upstream},
     server::Shared,
 };
+use bytes::BufMut;
 use http::{StatusCode, request::Parts};
 use std::{sync::Arc, time::Duration};
 use tokio::{
@@ -140,23 +141,18 @@ impl Buffers {
     }
 }
 
-/// Reads into `buf`'s spare room (made if needed), at most `max` bytes.
+/// Reads into `buf`'s spare room (made if needed), at most `max` bytes,
+/// without first zeroing it.
 async fn read_some<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> std::io::Result<usize> {
-    let len = buf.len();
-    let want = max.clamp(1, READ_CHUNK);
-    if buf.capacity() - len < want {
-        buf.reserve(want);
+    let max = max.max(1);
+    if buf.capacity() - buf.len() < max.min(READ_CHUNK) {
+        buf.reserve(max.min(READ_CHUNK));
     }
-    let room = (buf.capacity() - len).min(max.max(1));
-    buf.resize(len + room, 0);
-    let read = io.read(&mut buf[len..]).await;
-    let n = *read.as_ref().unwrap_or(&0);
-    buf.truncate(len + n);
-    read
+    io.read_buf(&mut BufMut::limit(&mut *buf, max)).await
 }
 
 /// Why a request failed on its way up.
