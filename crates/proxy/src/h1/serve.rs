@@ -101,9 +101,8 @@ where
         blank: http::Request::new(()).into_parts().0,
     };
     loop {
-        let head = match fast.read_head().await {
-            Ok(head) => head,
-            Err(()) => return Ended::Closed,
+        let Some(head) = fast.read_head().await else {
+            return Ended::Closed;
         };
         if head.hand_off.is_some() {
             return Ended::HandOff(std::mem::take(&mut fast.bufs.client));
@@ -180,7 +179,7 @@ where
 {
     /// The next request head, whole; `Err` when the connection is to end
     /// (closed, idle or too slow, draining, or refused with an answer).
-    async fn read_head(&mut self) -> Result<RequestHead, ()> {
+    async fn read_head(&mut self) -> Option<RequestHead> {
         let limits = &self.shared.limits;
         let deadline = Instant::now() + limits.client_header_timeout.min(limits.idle_timeout);
         let max_lines = limits.h1_max_headers();
@@ -188,23 +187,28 @@ where
             if !self.bufs.client.is_empty() {
                 match wire::parse_request(&self.bufs.client, max_lines, &mut self.bufs.lines) {
                     Ok(Some(head)) if head.len > limits.max_header_bytes => {
-                        return Err(self.refuse_too_large().await);
+                        self.refuse_too_large().await;
+                        return None;
                     }
-                    Ok(Some(head)) => return Ok(head),
+                    Ok(Some(head)) => return Some(head),
                     Ok(None) if self.bufs.client.len() >= limits.max_header_bytes => {
-                        return Err(self.refuse_too_large().await);
+                        self.refuse_too_large().await;
+                        return None;
                     }
                     Ok(None) => {}
-                    Err(HeadError::TooManyLines) => return Err(self.refuse_too_large().await),
+                    Err(HeadError::TooManyLines) => {
+                        self.refuse_too_large().await;
+                        return None;
+                    }
                     Err(HeadError::Malformed(why)) => {
                         tracing::debug!(why, "malformed request head");
                         self.answer(StatusCode::BAD_REQUEST, "malformed request\n", true)
                             .await;
-                        return Err(());
+                        return None;
                     }
                 }
             } else if *self.state.borrow() != RUNNING {
-                return Err(());
+                return None;
             }
             let idle = self.bufs.client.is_empty();
             let room =
@@ -212,13 +216,13 @@ where
             let read = tokio::select! {
                 biased;
                 read = timeout_at(deadline, read_some(self.io, &mut self.bufs.client, room)) => read,
-                _ = self.state.changed(), if idle => return Err(()),
+                _ = self.state.changed(), if idle => return None,
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
                 // Closed, failed, or silent past the limit: hyper's path
                 // ends such a connection without an answer too.
-                _ => return Err(()),
+                _ => return None,
             }
         }
     }
