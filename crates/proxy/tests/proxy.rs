@@ -3,6 +3,7 @@
 
 mod bodies;
 mod failures;
+mod fast_path;
 mod forwarding;
 mod heads;
 mod http2;

@@ -10,7 +10,7 @@
 //!
 //! The path refuses every request-smuggling shape before anything is
 //! forwarded or handed on (`wire.rs`), and serves only what it serves
-//! completely; the rest (upgrades, `Expect`, HTTP/1.0, targets other than
+//! completely; the rest (upgrades, an `Expect` other than `100-continue`, HTTP/1.0, targets other than
 //! an origin form, mirroring, `https://` upstreams) is handed, with the
 //! bytes read so far, to hyper's path, which serves the connection from
 //! then on.

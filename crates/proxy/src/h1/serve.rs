@@ -297,7 +297,20 @@ where
             .await;
             return Next::Close;
         }
-
+        if head.expect_continue && head.body != Framing::Empty && self.bufs.client.len() == head.len
+        {
+            // The client waits before sending its body (RFC 9110 §10.1.1):
+            // it may, now that nothing refused it.
+            let deadline = Instant::now() + limits.idle_timeout;
+            let sent = timeout_at(
+                deadline,
+                self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                return Next::Close;
+            }
+        }
         self.bufs.out.clear();
         let client = wire::Client {
             ip: self.conn.client_ip.as_bytes(),

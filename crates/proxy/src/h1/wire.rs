@@ -128,6 +128,8 @@ pub(crate) struct RequestHead {
     pub(crate) host: Option<Range<usize>>,
     /// The client takes trailers (`TE: trailers`).
     pub(crate) te_trailers: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub(crate) expect_continue: bool,
     /// Why hyper's path serves this request rather than the fast one, if
     /// it does: an upgrade, `Expect`, HTTP/1.0, a target other than a
     /// plain origin form, `CONNECT`.
@@ -251,7 +253,9 @@ struct Seen {
     chunked_only: bool,
     connection: Options,
     te_trailers: bool,
-    expect: bool,
+    /// `Expect` lines, and whether they were all `100-continue`.
+    expects: usize,
+    continues: usize,
     upgrade: bool,
 }
 
@@ -314,7 +318,12 @@ fn gather(
                     trim(t).eq_ignore_ascii_case(b"trailers")
                 });
             }
-            Kind::Expect => seen.expect = true,
+            Kind::Expect => {
+                seen.expects += 1;
+                if trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    seen.continues += 1;
+                }
+            }
             Kind::Upgrade => seen.upgrade = true,
             _ => {}
         }
@@ -371,7 +380,7 @@ fn request_head(
         Some("CONNECT")
     } else if !plain_target {
         Some("target not in origin form")
-    } else if seen.expect {
+    } else if seen.expects != seen.continues {
         Some("Expect")
     } else if seen.upgrade && seen.connection.upgrade {
         Some("upgrade")
@@ -387,6 +396,7 @@ fn request_head(
         hosts: seen.hosts,
         host: seen.host,
         te_trailers: seen.te_trailers,
+        expect_continue: seen.continues > 0,
         hand_off,
     })
 }

@@ -82,7 +82,7 @@ fn what_hyper_serves_is_handed_on() {
             "upgrade",
         ),
         (
-            "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nExpect: something\r\nContent-Length: 1\r\n\r\n",
             "Expect",
         ),
         ("GET / HTTP/1.0\r\n\r\n", "HTTP/1.0"),
@@ -98,6 +98,9 @@ fn what_hyper_serves_is_handed_on() {
     ] {
         assert_eq!(complete(raw).hand_off, Some(why), "{raw:?}");
     }
+    let continues =
+        complete("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
+    assert!(continues.hand_off.is_none() && continues.expect_continue);
     // An `Upgrade` the client does not list in `Connection` is not asked
     // for: it is dropped as hop-by-hop, the request served here.
     assert_eq!(
