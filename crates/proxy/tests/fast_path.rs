@@ -118,11 +118,11 @@ async fn every_framing_of_an_answer_reaches_the_client_whole() {
     .concat();
     let answer = raw_exchange(proxy.addr, pipelined.as_bytes(), WAIT).await;
     let expected = [
-        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
         "HTTP/1.1 200 OK\r\nTrailer: x-sum\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n",
         "HTTP/1.1 204 No Content\r\nX-Why: none\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the close",
     ]
     .concat();

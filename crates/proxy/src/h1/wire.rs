@@ -122,6 +122,9 @@ pub(crate) struct RequestHead {
     pub(crate) method: Method,
     pub(crate) target: Range<usize>,
     pub(crate) body: Framing,
+    /// The `Content-Length` given, if any (written once upstream however
+    /// many identical lines or list items carried it).
+    pub(crate) length: Option<u64>,
     pub(crate) connection: Options,
     /// How many `Host` lines, and the value of the first.
     pub(crate) hosts: usize,
@@ -392,6 +395,7 @@ fn request_head(
         method,
         target: offset(buf, target.as_bytes()),
         body,
+        length: seen.length,
         connection: seen.connection,
         hosts: seen.hosts,
         host: seen.host,
@@ -568,7 +572,7 @@ pub(crate) fn request_upstream(
             continue;
         }
         match line.kind {
-            Kind::Host => continue,
+            Kind::Host | Kind::ContentLength => continue,
             Kind::XForwardedFor => {
                 if client.trusted {
                     forwarded_for.push(line.value.clone());
@@ -586,6 +590,8 @@ pub(crate) fn request_upstream(
     }
     if head.body == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if let Some(length) = head.length {
+        content_length_line(length, out);
     }
     if head.te_trailers {
         out.extend_from_slice(b"te: trailers\r\n");
@@ -635,9 +641,18 @@ pub(crate) fn response_client(
     out.push(b' ');
     out.extend_from_slice(buf.get(head.reason.clone()).unwrap_or_default());
     out.extend_from_slice(b"\r\n");
+    let mut length_lines = 0;
     for line in lines {
+        if line.kind == Kind::ContentLength {
+            // One line, whatever the answer repeated: the length framing
+            // the body (written below), or the first as it came for an
+            // answer without a body (a HEAD's, a 304's); none otherwise.
+            length_lines += 1;
+            if framing != Framing::Empty || length_lines > 1 {
+                continue;
+            }
+        }
         if line.kind.hop_by_hop()
-            || (line.kind == Kind::ContentLength && framing == Framing::Chunked)
             || (!listed.is_empty()
                 && is_listed(buf, &listed, buf.get(line.name.clone()).unwrap_or_default()))
         {
@@ -646,8 +661,10 @@ pub(crate) fn response_client(
         out.extend_from_slice(buf.get(line.name.start..line.value.end).unwrap_or_default());
         out.extend_from_slice(b"\r\n");
     }
-    if framing == Framing::Chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    match framing {
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Length(length) => content_length_line(length, out),
+        Framing::Empty | Framing::Close => {}
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -657,6 +674,24 @@ pub(crate) fn response_client(
         out.extend_from_slice(cookie);
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn content_length_line(length: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"content-length: ");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = length;
+    loop {
+        at -= 1;
+        // A digit: below 10.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -228,6 +228,52 @@ fn the_upstream_head_is_the_one_hypers_path_sends() {
 }
 
 #[test]
+fn a_length_goes_up_once() {
+    let (_, here) = rewritten_here(
+        "POST / HTTP/1.1\r\nHost: front\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\n",
+        false,
+        false,
+    );
+    let lengths: Vec<_> = here.iter().filter(|(n, _)| n == "content-length").collect();
+    assert_eq!(lengths, [&("content-length".to_owned(), b"3".to_vec())]);
+    let raw =
+        "HTTP/1.1 200 OK\r\nContent-Length: 12345678901\r\nContent-Length: 12345678901\r\n\r\n";
+    let (head, lines) = response(raw);
+    let mut out = Vec::new();
+    let framing = head.framing(&Method::GET);
+    response_client(
+        raw.as_bytes(),
+        &head,
+        &lines,
+        framing,
+        false,
+        None,
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "HTTP/1.1 200 OK\r\ncontent-length: 12345678901\r\n\r\n"
+    );
+    let (head, lines) =
+        response("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n");
+    out.clear();
+    let raw = "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n";
+    response_client(
+        raw.as_bytes(),
+        &head,
+        &lines,
+        Framing::Empty,
+        false,
+        None,
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"
+    );
+}
+
+#[test]
 fn a_chunked_request_goes_up_chunked() {
     let (_, here) = rewritten_here(
         "POST / HTTP/1.1\r\nHost: front\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -292,7 +338,7 @@ fn the_client_gets_the_answer_without_hop_by_hop_headers() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out),
-        "HTTP/1.1 200 Fine\r\nContent-Length: 5\r\nTrailer: grpc-status\r\nX-App: a\r\nset-cookie: c=1\r\n\r\n"
+        "HTTP/1.1 200 Fine\r\nTrailer: grpc-status\r\nX-App: a\r\ncontent-length: 5\r\nset-cookie: c=1\r\n\r\n"
     );
     let raw = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
     let (head, lines) = response(raw);
