@@ -197,6 +197,7 @@ impl WorkerThread {
             let stopped = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             };
+            let state = relay(state);
             accept_loop(listener, worker, stopped, state, alive, slots, Some(inbox)).await;
             // Serve what was accepted until it is done or the proxy ends it.
             // Should the proxy's `serve` be dropped instead, connections
@@ -211,6 +212,23 @@ impl WorkerThread {
             }
         });
     }
+}
+
+/// This worker's copy of the proxy's lifecycle (`RUNNING`, `DRAINING`,
+/// `CLOSING`), kept in step with `global` by a task on the worker's own
+/// runtime. Connections wait on it between requests (the fast path
+/// registers a waiter for every request); on the one channel every worker
+/// shares, the workers' threads would take one lock for every request, and
+/// a thread preempted while holding it would hold up the other. Ends like
+/// the proxy's: closed when `global` closes.
+fn relay(mut global: watch::Receiver<u8>) -> watch::Receiver<u8> {
+    let (local, receiver) = watch::channel(*global.borrow_and_update());
+    tokio::spawn(async move {
+        while global.changed().await.is_ok() {
+            local.send_replace(*global.borrow_and_update());
+        }
+    });
+    receiver
 }
 
 /// Accepts connections until `stop` completes and serves each in its own
