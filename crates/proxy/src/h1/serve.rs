@@ -454,6 +454,8 @@ where
     }
 
     /// Writes the request head in `out` and its body to the upstream.
+    /// (Every slice below ends at a `min` of the buffer's length, or at
+    /// what `Chunked::scan` took of it, which is at most its length.)
     async fn send(&mut self, up: &mut TcpStream, body: Framing) -> Result<(), SendError> {
         let limits = &self.shared.limits;
         let write_timeout = limits.response_header_timeout;
@@ -573,7 +575,8 @@ where
         }
     }
 
-    /// Sends the answer's head and body to the client.
+    /// Sends the answer's head and body to the client (slices bounded as
+    /// in [`Self::send`]).
     async fn relay(
         &mut self,
         up: &mut TcpStream,
@@ -627,15 +630,10 @@ where
                 while left > 0 {
                     self.bufs.upstream.clear();
                     let max = usize::try_from(left).unwrap_or(usize::MAX);
-                    match timeout_at(
-                        Instant::now() + stall,
-                        read_some(up, &mut self.bufs.upstream, max),
-                    )
-                    .await
-                    {
-                        Ok(Ok(n)) if n > 0 => {}
-                        Ok(_) => return Relayed::Broke(StatusCode::BAD_GATEWAY),
-                        Err(_elapsed) => return Relayed::Broke(StatusCode::GATEWAY_TIMEOUT),
+                    match body_part(up, &mut self.bufs.upstream, max, stall).await {
+                        Ok(0) => return Relayed::Broke(StatusCode::BAD_GATEWAY),
+                        Ok(_) => {}
+                        Err(failed) => return Relayed::Broke(failed),
                     }
                     let take = self.bufs.upstream.len().min(max);
                     if write(self.io, &self.bufs.upstream[..take], client_timeout)
@@ -666,15 +664,10 @@ where
                         break Relayed::Whole { reusable: !extra };
                     }
                     self.bufs.upstream.clear();
-                    match timeout_at(
-                        Instant::now() + stall,
-                        read_some(up, &mut self.bufs.upstream, READ_CHUNK),
-                    )
-                    .await
-                    {
-                        Ok(Ok(n)) if n > 0 => {}
-                        Ok(_) => break Relayed::Broke(StatusCode::BAD_GATEWAY),
-                        Err(_elapsed) => break Relayed::Broke(StatusCode::GATEWAY_TIMEOUT),
+                    match body_part(up, &mut self.bufs.upstream, READ_CHUNK, stall).await {
+                        Ok(0) => break Relayed::Broke(StatusCode::BAD_GATEWAY),
+                        Ok(_) => {}
+                        Err(failed) => break Relayed::Broke(failed),
                     }
                 };
                 self.bufs.out = pending;
@@ -690,16 +683,10 @@ where
                 }
                 loop {
                     self.bufs.upstream.clear();
-                    match timeout_at(
-                        Instant::now() + stall,
-                        read_some(up, &mut self.bufs.upstream, READ_CHUNK),
-                    )
-                    .await
-                    {
-                        Ok(Ok(0)) => return Relayed::Whole { reusable: false },
-                        Ok(Ok(_)) => {}
-                        Ok(Err(_)) => return Relayed::Broke(StatusCode::BAD_GATEWAY),
-                        Err(_elapsed) => return Relayed::Broke(StatusCode::GATEWAY_TIMEOUT),
+                    match body_part(up, &mut self.bufs.upstream, READ_CHUNK, stall).await {
+                        Ok(0) => return Relayed::Whole { reusable: false },
+                        Ok(_) => {}
+                        Err(failed) => return Relayed::Broke(failed),
                     }
                     if write(self.io, &self.bufs.upstream, client_timeout)
                         .await
@@ -721,6 +708,22 @@ enum Relayed {
     ClientGone,
     /// The upstream's body broke off (502) or stalled (504).
     Broke(StatusCode),
+}
+
+/// Reads more of an answer's body (at most `max` bytes), waiting at most
+/// `stall` (`upstream_body_timeout`): how many bytes (0 at the close), or
+/// what the body is recorded as when it broke (502) or stalled (504).
+async fn body_part(
+    up: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+    stall: Duration,
+) -> Result<usize, StatusCode> {
+    match timeout_at(Instant::now() + stall, read_some(up, buf, max)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(_)) => Err(StatusCode::BAD_GATEWAY),
+        Err(_elapsed) => Err(StatusCode::GATEWAY_TIMEOUT),
+    }
 }
 
 /// Writes all of `bytes` within `timeout`.

@@ -162,26 +162,13 @@ pub(crate) fn parse_request(
     max_lines: usize,
     lines: &mut Vec<Line>,
 ) -> Result<Option<RequestHead>, HeadError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_LINES];
-    let mut req = httparse::Request::new(&mut stack);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => request_head(buf, &req, len, lines).map(Some),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) if max_lines > STACK_LINES => {
-            let mut heap = vec![httparse::EMPTY_HEADER; max_lines];
-            let mut req = httparse::Request::new(&mut heap);
-            match req.parse(buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    request_head(buf, &req, len, lines).map(Some)
-                }
-                Ok(httparse::Status::Partial) => Ok(None),
-                Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyLines),
-                Err(error) => Err(HeadError::Malformed(describe(error))),
-            }
+    with_lines(max_lines, |headers| {
+        let mut req = httparse::Request::new(headers);
+        match req.parse(buf).map_err(head_error)? {
+            httparse::Status::Complete(len) => request_head(buf, &req, len, lines).map(Some),
+            httparse::Status::Partial => Ok(None),
         }
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyLines),
-        Err(error) => Err(HeadError::Malformed(describe(error))),
-    }
+    })
 }
 
 /// Parses a response head at the start of `buf`: `None` while incomplete.
@@ -190,25 +177,35 @@ pub(crate) fn parse_response(
     max_lines: usize,
     lines: &mut Vec<Line>,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_LINES];
-    let mut res = httparse::Response::new(&mut stack);
-    match res.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => response_head(buf, &res, len, lines).map(Some),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) if max_lines > STACK_LINES => {
-            let mut heap = vec![httparse::EMPTY_HEADER; max_lines];
-            let mut res = httparse::Response::new(&mut heap);
-            match res.parse(buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    response_head(buf, &res, len, lines).map(Some)
-                }
-                Ok(httparse::Status::Partial) => Ok(None),
-                Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyLines),
-                Err(error) => Err(HeadError::Malformed(describe(error))),
-            }
+    with_lines(max_lines, |headers| {
+        let mut res = httparse::Response::new(headers);
+        match res.parse(buf).map_err(head_error)? {
+            httparse::Status::Complete(len) => response_head(buf, &res, len, lines).map(Some),
+            httparse::Status::Partial => Ok(None),
         }
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyLines),
-        Err(error) => Err(HeadError::Malformed(describe(error))),
+    })
+}
+
+/// Runs `parse` with room for [`STACK_LINES`] header lines on the stack,
+/// and again with `max_lines` on the heap should those be too few.
+fn with_lines<'b, T>(
+    max_lines: usize,
+    mut parse: impl FnMut(&mut [httparse::Header<'b>]) -> Result<Option<T>, HeadError>,
+) -> Result<Option<T>, HeadError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_LINES];
+    match parse(&mut stack) {
+        Err(HeadError::TooManyLines) if max_lines > STACK_LINES => {
+            let mut heap = vec![httparse::EMPTY_HEADER; max_lines];
+            parse(&mut heap)
+        }
+        other => other,
+    }
+}
+
+fn head_error(error: httparse::Error) -> HeadError {
+    match error {
+        httparse::Error::TooManyHeaders => HeadError::TooManyLines,
+        error => HeadError::Malformed(describe(error)),
     }
 }
 
