@@ -194,3 +194,47 @@ async fn a_connection_handed_to_hyper_serves_on() {
         .collect();
     assert_eq!(paths, ["/a", "/b", "/c"]);
 }
+
+#[tokio::test]
+async fn an_answer_before_the_whole_body_is_relayed() {
+    // Reads the head only, refuses the upload and closes with the body
+    // unread (the kernel then resets the connection).
+    let upstream = raw_upstream(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
+        Duration::ZERO,
+    )
+    .await;
+    let proxy = TestProxy::start(Routes::stable_only(upstream)).await;
+    let body = vec![b'x'; 8 * 1024 * 1024];
+    let mut stream = must(TcpStream::connect(proxy.addr).await);
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    must(stream.write_all(head.as_bytes()).await);
+    // The proxy may stop reading the body: the write may fail, the answer
+    // must come.
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&body).await;
+        writer
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&got).contains("too large") {
+        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("{:?} ({other:?})", String::from_utf8_lossy(&got)),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    sending.abort();
+    assert!(eventually(|| proxy.recorder.totals().stable.requests == 1).await);
+    assert_eq!(proxy.recorder.status_codes(Version::Stable), [(413, 1)]);
+}

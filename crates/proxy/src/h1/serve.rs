@@ -41,6 +41,9 @@ pub(crate) enum Ended {
 
 /// Most bytes read at once (nginx's `proxy_buffer_size` doubled).
 const READ_CHUNK: usize = 16 * 1024;
+/// How long an upstream that stopped taking a request's body is given to
+/// have answered it: its answer, if any, arrived before it closed.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_millis(100);
 /// The longest upstream response head accepted (longer: 502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -333,6 +336,8 @@ where
         let body = head.body;
         let client_close = head.connection.close;
 
+        // Set when the upstream answered before taking the whole body.
+        let mut early = false;
         let (mut up, response) = loop {
             let (mut up, pooled) = match self.worker.client.pop_raw(&upstream.key.authority) {
                 Some(stream) => (stream, true),
@@ -354,9 +359,21 @@ where
                 Ok(()) => {}
                 Err(SendError::Upstream) if pooled && body == Framing::Empty => continue,
                 Err(SendError::Upstream) => {
-                    return self
-                        .fail(Failure::Other, &upstream, start, &routed, false)
-                        .await;
+                    // An upstream may answer before taking the whole body
+                    // (a 413 for an upload too large) and close: what it
+                    // sent is still there to read, and is its answer.
+                    let deadline = Instant::now() + EARLY_ANSWER_WAIT;
+                    match self.read_response(&mut up, deadline).await {
+                        Ok(response) => {
+                            early = true;
+                            break (up, response);
+                        }
+                        Err(_) => {
+                            return self
+                                .fail(Failure::Other, &upstream, start, &routed, false)
+                                .await;
+                        }
+                    }
                 }
                 Err(SendError::Timeout) => {
                     return self
@@ -395,7 +412,9 @@ where
         };
         let latency = start.elapsed();
         let framing = response.framing(&method);
-        let close = client_close || framing == Framing::Close || *self.state.borrow() != RUNNING;
+        // After an early answer the rest of the client's body is unread.
+        let close =
+            client_close || early || framing == Framing::Close || *self.state.borrow() != RUNNING;
         let status = response.status;
         let relayed = self
             .relay(
@@ -408,7 +427,7 @@ where
             .await;
         let recorded = match relayed {
             Relayed::Whole { reusable } => {
-                if reusable && response.keeps_alive() {
+                if reusable && !early && response.keeps_alive() {
                     self.worker.client.push_raw(&upstream.key.authority, up);
                 }
                 status
