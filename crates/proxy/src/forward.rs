@@ -41,22 +41,21 @@ pub(crate) struct HttpClient(Arc<Pool>);
 
 #[derive(Debug)]
 struct Pool {
-    /// Per upstream (a handful at most: stable, canary, and those of
-    /// tables just replaced), so a list beats a map.
-    idle: Mutex<Vec<(PoolKey, Vec<Idle>)>>,
+    /// hyper's connections, by what they were opened to.
+    idle: IdleLists<PoolKey, SendRequest<RequestBody>>,
     builder: http1::Builder,
     /// Dials `https://` upstreams (shared by every worker's pool).
     tls: UpstreamTls,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
-    /// Idle plain connections of the HTTP/1 fast path (`h1/serve.rs`),
-    /// kept apart from hyper's: the fast path reads and writes them itself.
-    raw: Mutex<Vec<(Authority, Vec<RawIdle>)>>,
+    /// Plain connections of the HTTP/1 fast path (`h1/serve.rs`), kept
+    /// apart from hyper's: the fast path reads and writes them itself.
+    raw: IdleLists<Authority, TcpStream>,
     /// Whether the task closing expired idle connections runs (read at
     /// every connection given back: an atomic, not a lock; the reaper
-    /// clears it while it holds `idle`, so a connection pushed after that
-    /// starts a new one).
+    /// looks at the lists again after clearing it, so a connection given
+    /// back meanwhile is never left without one).
     reaping: AtomicBool,
     /// When a failed TLS handshake with an upstream was last warned about:
     /// a certificate that does not verify fails every request, and the
@@ -76,17 +75,95 @@ pub(crate) struct PoolKey {
     pub(crate) tls: Option<ServerName<'static>>,
 }
 
-/// An idle plain connection of the fast path, with nothing unread.
+/// Idle connections by what they were opened to, each list most
+/// recently used last. Per upstream there are a handful at most (stable,
+/// canary, and those of tables just replaced), so a list beats a map.
 #[derive(Debug)]
-struct RawIdle {
-    stream: TcpStream,
-    since: Instant,
+struct IdleLists<K, C>(Mutex<Vec<(K, Vec<Since<C>>)>>);
+
+/// A connection and when it was given back.
+type Since<C> = (C, Instant);
+
+/// A pooled connection that can tell, without waiting, whether its
+/// upstream closed it.
+trait Pooled {
+    fn is_open(&self) -> bool;
 }
 
-#[derive(Debug)]
-struct Idle {
-    sender: SendRequest<RequestBody>,
-    since: Instant,
+impl Pooled for SendRequest<RequestBody> {
+    fn is_open(&self) -> bool {
+        !self.is_closed()
+    }
+}
+
+impl Pooled for TcpStream {
+    /// One the reactor has seen become readable was closed by its upstream
+    /// (or holds bytes nobody asked for). Costs no system call while it
+    /// has not.
+    fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+// === impl IdleLists ===
+
+impl<K: PartialEq + Clone, C: Pooled> IdleLists<K, C> {
+    fn new() -> Self {
+        IdleLists(Mutex::new(Vec::new()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(K, Vec<Since<C>>)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used connection to `key` still open, unless it
+    /// has been idle for `timeout` (then so have all the others).
+    fn pop(&self, key: &K, timeout: Duration) -> Option<C> {
+        let mut lists = self.lock();
+        let (_, list) = lists.iter_mut().find(|(k, _)| k == key)?;
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() >= timeout {
+                list.clear();
+                return None;
+            }
+            if conn.is_open() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn`; with `max` kept already, the oldest goes (it is the
+    /// likeliest to expire).
+    fn push(&self, key: &K, conn: C, max: usize) {
+        let mut lists = self.lock();
+        let entry = (conn, Instant::now());
+        match lists.iter_mut().find(|(k, _)| k == key) {
+            Some((_, list)) => {
+                if list.len() >= max {
+                    list.remove(0);
+                }
+                list.push(entry);
+            }
+            None => lists.push((key.clone(), vec![entry])),
+        }
+    }
+
+    /// Closes the connections idle for `timeout` or closed by their
+    /// upstream; says whether any are left.
+    fn reap(&self, timeout: Duration) -> bool {
+        let mut lists = self.lock();
+        for (_, list) in lists.iter_mut() {
+            list.retain(|(conn, since)| since.elapsed() < timeout && conn.is_open());
+        }
+        lists.retain(|(_, list)| !list.is_empty());
+        !lists.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
 }
 
 /// A connection in use: given back to the pool with [`Checkin::release`]
@@ -118,8 +195,8 @@ pub(crate) fn client(limits: &Limits, tls: UpstreamTls) -> HttpClient {
     // up to what the read buffer can hold.
     builder.max_headers(limits.h1_max_headers().min(UPSTREAM_MAX_HEAD_LINES));
     HttpClient(Arc::new(Pool {
-        idle: Mutex::new(Vec::new()),
-        raw: Mutex::new(Vec::new()),
+        idle: IdleLists::new(),
+        raw: IdleLists::new(),
         builder,
         tls,
         connect_timeout: limits.connect_timeout,
@@ -133,44 +210,11 @@ pub(crate) fn client(limits: &Limits, tls: UpstreamTls) -> HttpClient {
 // === impl HttpClient ===
 
 impl HttpClient {
-    /// An idle connection to `key` that is still open, if any.
-    fn pop(&self, key: &PoolKey) -> Option<Idle> {
-        let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
-        while let Some(conn) = list.pop() {
-            if conn.since.elapsed() >= self.0.idle_timeout {
-                // The most recent is too old: so are the others.
-                list.clear();
-                return None;
-            }
-            if !conn.sender.is_closed() {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    fn push(&self, key: PoolKey, sender: SendRequest<RequestBody>) {
+    fn push(&self, key: &PoolKey, sender: SendRequest<RequestBody>) {
         if self.0.max_idle == 0 || sender.is_closed() {
             return;
         }
-        let conn = Idle {
-            sender,
-            since: Instant::now(),
-        };
-        {
-            let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
-            match idle.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, list)) => {
-                    if list.len() >= self.0.max_idle {
-                        // The oldest goes: it is the likeliest to expire.
-                        list.remove(0);
-                    }
-                    list.push(conn);
-                }
-                None => idle.push((key, vec![conn])),
-            }
-        }
+        self.0.idle.push(key, sender, self.0.max_idle);
         self.start_reaper();
     }
 
@@ -186,20 +230,17 @@ impl HttpClient {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(pool) = weak.upgrade() else { return };
-                let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-                for (_, list) in idle.iter_mut() {
-                    list.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
-                }
-                idle.retain(|(_, list)| !list.is_empty());
-                let mut raw = pool.raw.lock().unwrap_or_else(|p| p.into_inner());
-                for (_, list) in raw.iter_mut() {
-                    list.retain(|c| c.since.elapsed() < pool.idle_timeout && still_open(&c.stream));
-                }
-                raw.retain(|(_, list)| !list.is_empty());
-                if idle.is_empty() && raw.is_empty() {
-                    // Restarted by the next connection given back.
+                let hyper_left = pool.idle.reap(pool.idle_timeout);
+                let raw_left = pool.raw.reap(pool.idle_timeout);
+                if !hyper_left && !raw_left {
+                    // Restarted by the next connection given back; one
+                    // given back before the flag was cleared found it set
+                    // and started none, so this one goes on for it.
                     pool.reaping.store(false, Ordering::Release);
-                    return;
+                    let given_back = !pool.idle.is_empty() || !pool.raw.is_empty();
+                    if !given_back || pool.reaping.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
                 }
             }
         });
@@ -208,11 +249,11 @@ impl HttpClient {
     /// A connection ready for a request: a pooled one, else a new one. The
     /// flag tells whether it was pooled.
     async fn checkout(&self, key: &PoolKey) -> Result<(SendRequest<RequestBody>, bool), Failure> {
-        while let Some(mut conn) = self.pop(key) {
+        while let Some(mut sender) = self.0.idle.pop(key, self.0.idle_timeout) {
             // Given back when its response ended; hyper marks it ready as
             // soon as its task has seen that, or fails it if it closed.
-            if conn.sender.is_ready() || conn.sender.ready().await.is_ok() {
-                return Ok((conn.sender, true));
+            if sender.is_ready() || sender.ready().await.is_ok() {
+                return Ok((sender, true));
             }
         }
         // Boxed: dialling (TCP, TLS, hyper's handshake) is a large future
@@ -226,19 +267,7 @@ impl HttpClient {
     /// An idle plain connection to `authority` for the fast path, still
     /// open as far as can be told without waiting.
     pub(crate) fn pop_raw(&self, authority: &Authority) -> Option<TcpStream> {
-        let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, list) = raw.iter_mut().find(|(a, _)| a == authority)?;
-        while let Some(conn) = list.pop() {
-            if conn.since.elapsed() >= self.0.idle_timeout {
-                // The most recent is too old: so are the others.
-                list.clear();
-                return None;
-            }
-            if still_open(&conn.stream) {
-                return Some(conn.stream);
-            }
-        }
-        None
+        self.0.raw.pop(authority, self.0.idle_timeout)
     }
 
     /// Keeps a plain connection whose last answer was read whole.
@@ -246,22 +275,7 @@ impl HttpClient {
         if self.0.max_idle == 0 {
             return;
         }
-        let conn = RawIdle {
-            stream,
-            since: Instant::now(),
-        };
-        {
-            let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
-            match raw.iter_mut().find(|(a, _)| a == authority) {
-                Some((_, list)) => {
-                    if list.len() >= self.0.max_idle {
-                        list.remove(0);
-                    }
-                    list.push(conn);
-                }
-                None => raw.push((authority.clone(), vec![conn])),
-            }
-        }
+        self.0.raw.push(authority, stream, self.0.max_idle);
         self.start_reaper();
     }
 
@@ -365,21 +379,13 @@ impl HttpClient {
     }
 }
 
-/// Whether an idle connection is still open: one the reactor has seen
-/// become readable was closed by its upstream (or holds bytes nobody asked
-/// for). Costs no system call while it has not.
-fn still_open(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
 // === impl Checkin ===
 
 impl Checkin {
     /// Gives the connection back for the next request.
     pub(crate) fn release(self) {
         let Checkin { pool, key, sender } = self;
-        pool.push(key, sender);
+        pool.push(&key, sender);
     }
 }
 
