@@ -304,17 +304,7 @@ impl<C: Checks> Reconciler<C> {
                 // Flagger's `skipAnalysis`: the new revision is promoted in
                 // one pass, all traffic on the primary, without a check.
                 pass.apply_routes(&Routes::primary()).await?;
-                pass.event(
-                    "Normal",
-                    "Synced",
-                    &format!(
-                        "Copying {id} template spec to {}.{namespace}",
-                        subject.primary_workload_name()
-                    ),
-                )
-                .await?;
-                pass.apply(&pass.promoted_primary(&deployment).await?)
-                    .await?;
+                pass.copy_to_primary(&deployment).await?;
                 pass.scale(&target_name, 0).await?;
                 status.phase = Some("Succeeded".into());
                 status.canary_weight = 0;
@@ -464,17 +454,7 @@ impl<C: Checks> Reconciler<C> {
                                 if !pass.confirm_promotion(&mut status).await? {
                                     return Ok(Outcome::Moved("WaitingPromotion".into()));
                                 }
-                                pass.event(
-                                    "Normal",
-                                    "Synced",
-                                    &format!(
-                                        "Copying {id} template spec to {}.{namespace}",
-                                        subject.primary_workload_name()
-                                    ),
-                                )
-                                .await?;
-                                pass.apply(&pass.promoted_primary(&deployment).await?)
-                                    .await?;
+                                pass.copy_to_primary(&deployment).await?;
                                 status.phase = Some("Promoting".into());
                                 pass.write_status(&status).await?;
                             }
@@ -529,10 +509,25 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
+    /// Promotes: copies the target's template to the primary with Flagger's
+    /// event, and the whole primary side with it (see
+    /// [`Self::promoted_primary`]). Every promotion (weight steps,
+    /// iterations, a skipped analysis, a manual `promote`) goes through
+    /// this.
+    async fn copy_to_primary(&self, deployment: &Deployment) -> Result<(), Error> {
+        let message = format!(
+            "Copying {} template spec to {}.{}",
+            self.id(),
+            self.subject.primary_workload_name(),
+            self.namespace
+        );
+        self.event("Normal", "Synced", &message).await?;
+        self.apply(&self.promoted_primary(deployment).await?).await
+    }
+
     /// The primary side at a promotion: the target's tracked configs and
     /// autoscaler read afresh, so the copies carry the data the canary was
-    /// judged with. Every promotion (weight steps, iterations, a skipped
-    /// analysis, a manual `promote`) writes the primary through this.
+    /// judged with.
     async fn promoted_primary(&self, deployment: &Deployment) -> Result<Vec<Object>, Error> {
         let canary = self.subject.canary();
         let mut cluster = Cluster {

@@ -70,17 +70,7 @@ impl<C: Checks> Reconciler<C> {
             }
             return self.count(pass, status, &id, total).await;
         }
-        pass.event(
-            "Normal",
-            "Synced",
-            &format!(
-                "Copying {id} template spec to {}.{namespace}",
-                subject.primary_workload_name()
-            ),
-        )
-        .await?;
-        pass.apply(&pass.promoted_primary(deployment).await?)
-            .await?;
+        pass.copy_to_primary(deployment).await?;
         status.phase = Some("Promoting".into());
         pass.write_status(status).await
     }

@@ -128,23 +128,12 @@ impl Pass<'_> {
                     &format!("Promoting {id} now: {ACTION_ANNOTATION} promote skips the remaining analysis"),
                 )
                 .await?;
-                self.event(
-                    "Normal",
-                    "Synced",
-                    &format!(
-                        "Copying {id} template spec to {}.{}",
-                        self.subject.primary_workload_name(),
-                        self.namespace
-                    ),
-                )
-                .await?;
                 // The promotion's whole primary side, as an analysis's own
                 // promotion writes it: a progressing pass reads no configs,
                 // so a primary Deployment built from it alone would lose
                 // the `-primary` copies of its tracked configs (and the
                 // primary autoscaler would miss the revision).
-                self.apply(&self.promoted_primary(deployment).await?)
-                    .await?;
+                self.copy_to_primary(deployment).await?;
                 status.phase = Some("Promoting".into());
                 self.write_status(status).await?;
                 self.clear_action().await?;
