@@ -856,17 +856,12 @@ impl<C: Clock> Driver<C> {
                     self.note(
                         now,
                         format!(
-                            "{} points at canary {} ({}) after {}s ({} refused {})",
+                            "{} points at canary {} ({}) after {}s ({})",
                             self.router.name(),
                             target.revision,
                             target.address,
                             now.saturating_since(pending.since).as_secs(),
-                            pending.refusals,
-                            if pending.refusals == 1 {
-                                "try"
-                            } else {
-                                "tries"
-                            },
+                            refused(pending.refusals),
                         ),
                     );
                     // The route waited for the upstream.
@@ -1046,16 +1041,11 @@ impl<C: Clock> Driver<C> {
             self.note(
                 now,
                 format!(
-                    "{} applied canary weight {} after {}s ({} refused {})",
+                    "{} applied canary weight {} after {}s ({})",
                     self.router.name(),
                     route.canary_weight,
                     now.saturating_since(pending.since).as_secs(),
-                    pending.refusals,
-                    if pending.refusals == 1 {
-                        "try"
-                    } else {
-                        "tries"
-                    },
+                    refused(pending.refusals),
                 ),
             );
         }
@@ -1250,6 +1240,13 @@ pub fn analysis_result(decision: &Decision) -> serin_rollout::AnalysisResult {
         serin_analysis::Verdict::Fail => serin_rollout::AnalysisResult::Fail { reasons },
         serin_analysis::Verdict::Rollback => serin_rollout::AnalysisResult::Rollback { reasons },
     }
+}
+
+/// "1 refused try", "3 refused tries": how many times a router refused a
+/// change before it took it, for the history.
+fn refused(refusals: u64) -> String {
+    let tries = if refusals == 1 { "try" } else { "tries" };
+    format!("{refusals} refused {tries}")
 }
 
 #[cfg(test)]
