@@ -50,8 +50,10 @@ pub struct CountersSnapshot {
     /// announced. Mirrored copies included.
     pub upstream_body_errors: u64,
     /// Requests refused with 431 because their head was too large: by the
-    /// proxy's own check of `max_header_bytes`, and by hyper itself when an
-    /// HTTP/1 head outgrows its buffer or has more lines than
+    /// proxy's own check of `max_header_bytes` (the HTTP/1 fast path's
+    /// included, which also counts a head of more lines than
+    /// `h1_max_headers`), and by hyper itself on the connections it serves
+    /// when an HTTP/1 head outgrows its buffer or has more lines than
     /// [`Limits::h1_max_headers`](crate::Limits::h1_max_headers) (hyper's
     /// 414 for a request line over 64 KiB counts here too: hyper reports
     /// both alike). Not counted: HTTP/2 header blocks over

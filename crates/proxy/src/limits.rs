@@ -28,8 +28,8 @@ pub struct Limits {
     /// upstream: a long download that keeps flowing, or a client slow to
     /// read, is never cut.
     pub upstream_body_timeout: Duration,
-    /// How long a client may take to send a complete request head; hyper
-    /// closes the connection when exceeded (also bounds an idle HTTP/1
+    /// How long a client may take to send a complete request head; the
+    /// connection is closed when exceeded (also bounds an idle HTTP/1
     /// connection waiting for its next request).
     pub client_header_timeout: Duration,
     /// How long the proxy waits for the next chunk of a request body from
@@ -139,9 +139,9 @@ impl Limits {
         }
     }
 
-    /// Most header lines hyper parses in one HTTP/1 head, request or
-    /// response; a request head with more is answered 431 (an upstream's
-    /// answer, 502).
+    /// Most header lines parsed in one HTTP/1 head, request or response,
+    /// by the fast path and hyper alike; a request head with more is
+    /// answered 431 (an upstream's answer, 502).
     ///
     /// hyper counts header lines apart from bytes, and its default of 100
     /// refused heads of a few KiB that the byte limit allows. One line per
