@@ -27,6 +27,7 @@ use serin_spec::Canary;
 
 use crate::{
     Cluster, Object, Routes, Subject,
+    crds::ScaledObject,
     resource::{ANALYSIS_ANNOTATION, AnalysisRecord, CanaryCondition, CanaryStatus},
     router::router_for,
     workload::template_hash,
@@ -566,15 +567,29 @@ impl Pass<'_> {
     /// between revisions. Read first and applied only when it differs, so
     /// an idle canary costs no write.
     async fn keep_autoscaler_in_step(&self) -> Result<(), Error> {
-        let Some(desired) = crate::workload::primary_hpa(self.subject)? else {
+        let Some(desired) = crate::workload::primary_autoscaler(self.subject)? else {
             return Ok(());
         };
-        let api: Api<HorizontalPodAutoscaler> =
-            Api::namespaced(self.client.clone(), self.namespace);
-        let name = desired.metadata.name.clone().unwrap_or_default();
-        let current = api.get_opt(&name).await?;
-        if current.is_none_or(|current| current.spec != desired.spec) {
-            self.apply(&[Object::Hpa(Box::new(desired))]).await?;
+        let in_step = match &desired {
+            Object::Hpa(desired) => {
+                let api: Api<HorizontalPodAutoscaler> =
+                    Api::namespaced(self.client.clone(), self.namespace);
+                let name = desired.metadata.name.as_deref().unwrap_or_default();
+                api.get_opt(name)
+                    .await?
+                    .is_some_and(|current| current.spec == desired.spec)
+            }
+            Object::ScaledObject(desired) => {
+                let api: Api<ScaledObject> = Api::namespaced(self.client.clone(), self.namespace);
+                let name = desired.metadata.name.as_deref().unwrap_or_default();
+                api.get_opt(name)
+                    .await?
+                    .is_some_and(|current| current.spec == desired.spec)
+            }
+            _ => true,
+        };
+        if !in_step {
+            self.apply(&[desired]).await?;
         }
         Ok(())
     }
@@ -638,8 +653,28 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Sets the target's replicas.
+    /// Sets the target's replicas. With a KEDA ScaledObject as
+    /// `autoscalerRef`, Flagger's `PauseTargetScaler` and
+    /// `ResumeTargetScaler` first: the target's scaler is held at zero
+    /// replicas (KEDA's `paused-replicas` annotation) before the target is
+    /// scaled down, and let go before it is scaled up, or KEDA would undo
+    /// the one and fight the other.
     async fn scale(&self, name: &str, replicas: i32) -> Result<(), Error> {
+        let canary = self.subject.canary();
+        if crate::workload::scaler_kind(canary)? == Some(crate::workload::ScalerKind::ScaledObject)
+            && let Some(reference) = canary.spec.autoscaler_ref.as_ref()
+        {
+            let paused = (replicas == 0).then_some("0");
+            let api: Api<ScaledObject> = Api::namespaced(self.client.clone(), self.namespace);
+            api.patch(
+                &reference.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    crate::workload::KEDA_PAUSED_REPLICAS: paused
+                }}})),
+            )
+            .await?;
+        }
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), self.namespace);
         api.patch(
             name,
@@ -772,6 +807,7 @@ pub fn plural(kind: &str) -> &'static str {
     match kind {
         "Deployment" => "deployments",
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+        "ScaledObject" => "scaledobjects",
         "ConfigMap" => "configmaps",
         "Secret" => "secrets",
         "Service" => "services",

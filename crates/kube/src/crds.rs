@@ -1,10 +1,14 @@
 //! The few custom resources serin writes, as Rust types: Istio's
 //! `VirtualService` and `DestinationRule` (`networking.istio.io/v1beta1`,
-//! the version Flagger writes) and the Gateway API `HTTPRoute`. Only the
-//! fields Flagger sets; the official schemas check them in the tests.
+//! the version Flagger writes), the Gateway API `HTTPRoute` and KEDA's
+//! `ScaledObject`. Only the fields Flagger sets; the official schemas
+//! check the routing objects in the tests.
+
+use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serin_spec::{
     HttpMatchRequest,
     service::{CorsPolicy, Headers, HttpRetry, TrafficPolicy},
@@ -387,4 +391,81 @@ pub struct HttpRouteTimeouts {
     /// Whole-request timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+}
+
+/// KEDA's `ScaledObject.spec` (`keda.sh/v1alpha1`): the fields Flagger
+/// copies from the target's scaler to the primary's. `advanced` and
+/// `fallback` are carried as they are.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "keda.sh",
+    version = "v1alpha1",
+    kind = "ScaledObject",
+    derive = "PartialEq",
+    namespaced,
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaledObjectSpec {
+    /// The workload scaled.
+    pub scale_target_ref: ScaleTarget,
+    /// Seconds between two looks at the triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polling_interval: Option<i32>,
+    /// Seconds after the last active trigger before scaling to zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_period: Option<i32>,
+    /// Fewest replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replica_count: Option<i32>,
+    /// Most replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replica_count: Option<i32>,
+    /// Replicas while no trigger is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_replica_count: Option<i32>,
+    /// The HPA KEDA generates, and restoring replicas on deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advanced: Option<Value>,
+    /// Replicas while the triggers fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Value>,
+    /// What scales the workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<ScaleTrigger>,
+}
+
+/// `ScaledObject.spec.scaleTargetRef`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTarget {
+    /// The workload's name.
+    pub name: String,
+    /// Its API version (KEDA's default: `apps/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Its kind (KEDA's default: `Deployment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The container whose environment the triggers read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_source_container_name: Option<String>,
+}
+
+/// One trigger of a `ScaledObject`: its type, name and metadata (where a
+/// Prometheus trigger keeps its `query`), anything else as it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScaleTrigger {
+    /// The scaler (`prometheus`, `cpu`, …).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The trigger's name (`autoscalerRef.primaryScalerQueries` keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The scaler's settings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// `authenticationRef`, `metricType`, `useCachedMetrics`.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }

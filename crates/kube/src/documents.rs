@@ -13,12 +13,13 @@ use k8s_openapi::api::{
 };
 use serde_json::Value;
 
-use crate::{Error, Result, subject::Cluster};
+use crate::{Error, Result, crds::ScaledObject, subject::Cluster};
 
 /// Kinds taken as cluster objects.
-pub const CLUSTER_KINDS: [&str; 6] = [
+pub const CLUSTER_KINDS: [&str; 7] = [
     "Deployment",
     "HorizontalPodAutoscaler",
+    "ScaledObject",
     "Ingress",
     "ConfigMap",
     "Secret",
@@ -41,6 +42,8 @@ pub struct Split {
     deployments: BTreeMap<String, Deployment>,
     /// Every HorizontalPodAutoscaler, by name.
     autoscalers: BTreeMap<String, HorizontalPodAutoscaler>,
+    /// Every KEDA ScaledObject, by name.
+    scaled_objects: BTreeMap<String, ScaledObject>,
     /// Every Ingress, by name.
     ingresses: BTreeMap<String, Ingress>,
 }
@@ -62,6 +65,10 @@ impl Split {
                 .autoscaler_ref
                 .as_ref()
                 .and_then(|reference| self.autoscalers.get(&reference.name).cloned()),
+            scaled_object: spec
+                .autoscaler_ref
+                .as_ref()
+                .and_then(|reference| self.scaled_objects.get(&reference.name).cloned()),
             ingress: named(spec.ingress_ref.as_ref())
                 .and_then(|name| self.ingresses.get(&name).cloned()),
             untracked_config_maps: self.cluster.untracked_config_maps.clone(),
@@ -162,6 +169,11 @@ fn take(split: &mut Split, kind: &str, value: Value) -> Result<(), String> {
             let autoscaler: HorizontalPodAutoscaler = typed(value.clone())?;
             cluster.autoscaler = Some(autoscaler.clone());
             split.autoscalers.insert(name(&value), autoscaler);
+        }
+        "ScaledObject" => {
+            let scaler: ScaledObject = typed(value.clone())?;
+            cluster.scaled_object = Some(scaler.clone());
+            split.scaled_objects.insert(name(&value), scaler);
         }
         "Ingress" => {
             let ingress: Ingress = typed(value.clone())?;

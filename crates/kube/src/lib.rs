@@ -94,8 +94,6 @@ pub fn primary(subject: &Subject<'_>) -> Result<Vec<Object>> {
     objects.push(Object::Deployment(Box::new(workload::primary_deployment(
         subject,
     )?)));
-    if let Some(hpa) = workload::primary_hpa(subject)? {
-        objects.push(Object::Hpa(Box::new(hpa)));
-    }
+    objects.extend(workload::primary_autoscaler(subject)?);
     Ok(objects)
 }

@@ -12,7 +12,7 @@ use k8s_openapi::{
 use kube::Resource;
 use serde_json::Value;
 
-use crate::crds::{DestinationRule, HttpRoute, VirtualService};
+use crate::crds::{DestinationRule, HttpRoute, ScaledObject, VirtualService};
 
 /// An object serin writes for a canary.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +21,8 @@ pub enum Object {
     Deployment(Box<Deployment>),
     /// The primary HorizontalPodAutoscaler.
     Hpa(Box<HorizontalPodAutoscaler>),
+    /// The primary KEDA ScaledObject.
+    ScaledObject(Box<ScaledObject>),
     /// A tracked ConfigMap's `-primary` copy.
     ConfigMap(Box<ConfigMap>),
     /// A tracked Secret's `-primary` copy.
@@ -46,6 +48,7 @@ impl Object {
         match self {
             Self::Deployment(_) => "Deployment",
             Self::Hpa(_) => "HorizontalPodAutoscaler",
+            Self::ScaledObject(_) => "ScaledObject",
             Self::ConfigMap(_) => "ConfigMap",
             Self::Secret(_) => "Secret",
             Self::Service(_) => "Service",
@@ -61,6 +64,7 @@ impl Object {
         match self {
             Self::Deployment(_) => Deployment::api_version(&()).into_owned(),
             Self::Hpa(_) => HorizontalPodAutoscaler::api_version(&()).into_owned(),
+            Self::ScaledObject(_) => ScaledObject::api_version(&()).into_owned(),
             Self::ConfigMap(_) => ConfigMap::api_version(&()).into_owned(),
             Self::Secret(_) => Secret::api_version(&()).into_owned(),
             Self::Service(_) => Service::api_version(&()).into_owned(),
@@ -76,6 +80,7 @@ impl Object {
         match self {
             Self::Deployment(object) => &object.metadata,
             Self::Hpa(object) => &object.metadata,
+            Self::ScaledObject(object) => &object.metadata,
             Self::ConfigMap(object) => &object.metadata,
             Self::Secret(object) => &object.metadata,
             Self::Service(object) => &object.metadata,
@@ -96,6 +101,7 @@ impl Object {
         let body = match self {
             Self::Deployment(object) => serde_json::to_value(object),
             Self::Hpa(object) => serde_json::to_value(object),
+            Self::ScaledObject(object) => serde_json::to_value(object),
             Self::ConfigMap(object) => serde_json::to_value(object),
             Self::Secret(object) => serde_json::to_value(object),
             Self::Service(object) => serde_json::to_value(object),

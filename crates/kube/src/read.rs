@@ -1,6 +1,6 @@
 //! What a pass reads of the cluster besides the canary and its target: the
 //! ConfigMaps and Secrets the target references (config tracking) and the
-//! `autoscalerRef` HorizontalPodAutoscaler. Reads only; the model
+//! `autoscalerRef` HorizontalPodAutoscaler or KEDA ScaledObject. Reads only; the model
 //! (`configs.rs`, `workload.rs`) decides what is written from them.
 
 use k8s_openapi::api::{
@@ -9,7 +9,9 @@ use k8s_openapi::api::{
 };
 use kube::{Api, Client};
 
-use crate::{Cluster, configs::References, controller::Error};
+use crate::{
+    Cluster, configs::References, controller::Error, crds::ScaledObject, workload::ScalerKind,
+};
 
 /// Reads the configs `cluster.target` references into `cluster`, and
 /// names those the primary keeps as they are. A missing config is refused
@@ -64,26 +66,37 @@ pub async fn configs(client: &Client, namespace: &str, cluster: &mut Cluster) ->
     Ok(())
 }
 
-/// Reads the canary's `autoscalerRef` into `cluster` (nothing without one).
+/// Reads the canary's `autoscalerRef` into `cluster` (nothing without one):
+/// an HPA or a KEDA ScaledObject, as its `kind` says.
 pub async fn autoscaler(
     client: &Client,
     namespace: &str,
     canary: &serin_spec::Canary,
     cluster: &mut Cluster,
 ) -> Result<(), Error> {
-    let Some(reference) = canary.spec.autoscaler_ref.as_ref() else {
+    let (Some(kind), Some(reference)) = (
+        crate::workload::scaler_kind(canary)?,
+        canary.spec.autoscaler_ref.as_ref(),
+    ) else {
         return Ok(());
     };
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
-    let hpa = api.get_opt(&reference.name).await?.ok_or_else(|| {
+    let missing = |kind: &str| {
         crate::Error::field(
             "spec.autoscalerRef.name",
-            format!(
-                "HorizontalPodAutoscaler {}.{namespace} does not exist",
-                reference.name
-            ),
+            format!("{kind} {}.{namespace} does not exist", reference.name),
         )
-    })?;
-    cluster.autoscaler = Some(hpa);
+    };
+    match kind {
+        ScalerKind::Hpa => {
+            let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+            let hpa = api.get_opt(&reference.name).await?;
+            cluster.autoscaler = Some(hpa.ok_or_else(|| missing("HorizontalPodAutoscaler"))?);
+        }
+        ScalerKind::ScaledObject => {
+            let api: Api<ScaledObject> = Api::namespaced(client.clone(), namespace);
+            let scaler = api.get_opt(&reference.name).await?;
+            cluster.scaled_object = Some(scaler.ok_or_else(|| missing("ScaledObject"))?);
+        }
+    }
     Ok(())
 }

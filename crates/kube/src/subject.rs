@@ -35,6 +35,8 @@ pub struct Cluster {
     pub target: Option<Deployment>,
     /// The `autoscalerRef` HorizontalPodAutoscaler.
     pub autoscaler: Option<HorizontalPodAutoscaler>,
+    /// The `autoscalerRef` KEDA ScaledObject.
+    pub scaled_object: Option<crate::crds::ScaledObject>,
     /// The `ingressRef` Ingress (nginx).
     pub ingress: Option<Ingress>,
     /// ConfigMaps (by name) the primary keeps as they are: opted out of

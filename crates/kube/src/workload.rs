@@ -15,7 +15,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
 
-use crate::{Result, hash, subject::Subject};
+use crate::{Result, crds::ScaledObject, hash, subject::Subject};
 
 /// The pod template annotation Flagger sets so a promotion rolls the pods.
 pub const FLAGGER_ID: &str = "flagger-id";
@@ -253,33 +253,109 @@ pub fn primary_pod_spec(subject: &Subject<'_>, spec: &PodSpec) -> PodSpec {
     spec
 }
 
-/// The `NAME-primary` HorizontalPodAutoscaler: the target's autoscaler
-/// pointed at the primary Deployment. `None` without `autoscalerRef` or
-/// when the autoscaler itself is not known.
-pub fn primary_hpa(subject: &Subject<'_>) -> Result<Option<HorizontalPodAutoscaler>> {
-    let Some(reference) = subject.canary().spec.autoscaler_ref.as_ref() else {
+/// KEDA's annotation that holds a ScaledObject's workload at a replica
+/// count: Flagger sets it to `0` on the target's scaler while the target
+/// is scaled to zero, so KEDA does not scale it back up.
+pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
+/// KEDA's annotation that lets a ScaledObject take over an existing HPA of
+/// the name its `advanced.horizontalPodAutoscalerConfig.name` gives.
+pub const KEDA_TRANSFER_HPA_OWNERSHIP: &str = "scaledobject.keda.sh/transfer-hpa-ownership";
+
+/// The kinds of `autoscalerRef` serin drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalerKind {
+    /// `autoscaling/v2` HorizontalPodAutoscaler (the default kind).
+    Hpa,
+    /// KEDA's `keda.sh/v1alpha1` ScaledObject.
+    ScaledObject,
+}
+
+/// The kind of the canary's `autoscalerRef` (`None` without one); any
+/// other kind is refused naming the field.
+pub fn scaler_kind(canary: &serin_spec::Canary) -> Result<Option<ScalerKind>> {
+    let Some(reference) = canary.spec.autoscaler_ref.as_ref() else {
         return Ok(None);
     };
     match reference.kind.as_deref() {
-        Some("HorizontalPodAutoscaler") | None => {}
-        Some(other) => {
-            return Err(crate::Error::field(
-                "spec.autoscalerRef.kind",
-                format!("serin's Kubernetes mode drives HorizontalPodAutoscalers, got {other:?}"),
-            ));
-        }
+        Some("HorizontalPodAutoscaler") | None => Ok(Some(ScalerKind::Hpa)),
+        Some("ScaledObject") => Ok(Some(ScalerKind::ScaledObject)),
+        Some(other) => Err(crate::Error::field(
+            "spec.autoscalerRef.kind",
+            format!(
+                "serin's Kubernetes mode drives HorizontalPodAutoscalers and KEDA ScaledObjects, got {other:?}"
+            ),
+        )),
+    }
+}
+
+/// `autoscalerRef.primaryScalerReplicas`, each as the `i32` the scalers
+/// take (a count out of that range names its field).
+fn primary_replicas(subject: &Subject<'_>) -> Result<(Option<i32>, Option<i32>)> {
+    let Some(replicas) = subject
+        .canary()
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .and_then(|reference| reference.primary_scaler_replicas.as_ref())
+    else {
+        return Ok((None, None));
+    };
+    let count = |value: Option<i64>, field: &str| {
+        value
+            .map(|value| {
+                i32::try_from(value).map_err(|_| {
+                    crate::Error::field(
+                        format!("spec.autoscalerRef.primaryScalerReplicas.{field}"),
+                        format!("must fit a replica count, got {value}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    Ok((
+        count(replicas.min_replicas, "minReplicas")?,
+        count(replicas.max_replicas, "maxReplicas")?,
+    ))
+}
+
+/// The primary's autoscaler, of the kind the canary's `autoscalerRef`
+/// names: `None` without one or when the target's is not known.
+pub fn primary_autoscaler(subject: &Subject<'_>) -> Result<Option<crate::Object>> {
+    Ok(match scaler_kind(subject.canary())? {
+        None => None,
+        Some(ScalerKind::Hpa) => primary_hpa(subject)?.map(|hpa| crate::Object::Hpa(Box::new(hpa))),
+        Some(ScalerKind::ScaledObject) => primary_scaled_object(subject)?
+            .map(|scaler| crate::Object::ScaledObject(Box::new(scaler))),
+    })
+}
+
+/// The `NAME-primary` HorizontalPodAutoscaler: the target's autoscaler
+/// pointed at the primary Deployment, with `primaryScalerReplicas` in
+/// place of its bounds. `None` without an HPA `autoscalerRef` or when the
+/// autoscaler itself is not known.
+pub fn primary_hpa(subject: &Subject<'_>) -> Result<Option<HorizontalPodAutoscaler>> {
+    if scaler_kind(subject.canary())? != Some(ScalerKind::Hpa) {
+        return Ok(None);
     }
     let Some(hpa) = subject.cluster().autoscaler.as_ref() else {
         return Ok(None);
     };
+    let name = autoscaler_name(subject);
+    let (min, max) = primary_replicas(subject)?;
     let mut spec = hpa.spec.clone();
     spec.scale_target_ref = CrossVersionObjectReference {
         name: subject.primary_workload_name(),
         ..spec.scale_target_ref
     };
+    if min.is_some() {
+        spec.min_replicas = min;
+    }
+    if let Some(max) = max {
+        spec.max_replicas = max;
+    }
     Ok(Some(HorizontalPodAutoscaler {
         metadata: ObjectMeta {
-            name: Some(format!("{}-primary", reference.name)),
+            name: Some(format!("{name}-primary")),
             namespace: Some(subject.namespace().to_string()),
             labels: Some(managed_annotations(hpa.metadata.labels.as_ref())),
             owner_references: subject.owner_references(),
@@ -288,6 +364,121 @@ pub fn primary_hpa(subject: &Subject<'_>) -> Result<Option<HorizontalPodAutoscal
         spec,
         status: None,
     }))
+}
+
+/// Flagger's primary ScaledObject, `NAME-primary`: the target's scaler
+/// pointed at the primary workload; each trigger's `query` taken from
+/// `primaryScalerQueries` by the trigger's name, or else the target's
+/// query with the target's name (and `TARGET-canary`) read as the
+/// primary's; `primaryScalerReplicas` in place of its bounds; and the HPA
+/// KEDA generates for it named `NAME-primary`, taken over if one exists.
+/// `None` without a ScaledObject `autoscalerRef` or when the target's
+/// scaler is not known.
+pub fn primary_scaled_object(subject: &Subject<'_>) -> Result<Option<ScaledObject>> {
+    if scaler_kind(subject.canary())? != Some(ScalerKind::ScaledObject) {
+        return Ok(None);
+    }
+    let Some(target) = subject.cluster().scaled_object.as_ref() else {
+        return Ok(None);
+    };
+    let primary_name = format!("{}-primary", autoscaler_name(subject));
+    let queries = subject
+        .canary()
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .map(|reference| &reference.primary_scaler_queries);
+    let mut spec = target.spec.clone();
+    spec.scale_target_ref.name = subject.primary_workload_name();
+    for trigger in &mut spec.triggers {
+        let given = trigger
+            .name
+            .as_ref()
+            .and_then(|name| queries.and_then(|queries| queries.get(name)));
+        if let Some(query) = given {
+            trigger.metadata.insert("query".into(), query.clone());
+        } else if let Some(query) = trigger.metadata.get_mut("query") {
+            *query = primary_query(query, subject.target_name());
+        }
+    }
+    let (min, max) = primary_replicas(subject)?;
+    if min.is_some() {
+        spec.min_replica_count = min;
+    }
+    if max.is_some() {
+        spec.max_replica_count = max;
+    }
+    // The target's generated HPA has its own name; the primary's must not
+    // take it over.
+    let mut advanced = match spec.advanced.take() {
+        Some(serde_json::Value::Object(advanced)) => advanced,
+        _ => serde_json::Map::new(),
+    };
+    let hpa_config = advanced
+        .entry("horizontalPodAutoscalerConfig")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if !hpa_config.is_object() {
+        *hpa_config = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(config) = hpa_config {
+        config.insert(
+            "name".into(),
+            serde_json::Value::String(primary_name.clone()),
+        );
+    }
+    spec.advanced = Some(serde_json::Value::Object(advanced));
+    Ok(Some(ScaledObject {
+        metadata: ObjectMeta {
+            name: Some(primary_name),
+            namespace: Some(subject.namespace().to_string()),
+            labels: Some(managed_annotations(target.metadata.labels.as_ref())),
+            annotations: Some(BTreeMap::from([(
+                KEDA_TRANSFER_HPA_OWNERSHIP.to_string(),
+                "true".to_string(),
+            )])),
+            owner_references: subject.owner_references(),
+            ..ObjectMeta::default()
+        },
+        spec,
+    }))
+}
+
+/// `autoscalerRef.name` (the subject has one when this is asked).
+fn autoscaler_name(subject: &Subject<'_>) -> String {
+    subject
+        .canary()
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .map(|reference| reference.name.clone())
+        .unwrap_or_default()
+}
+
+/// A target's scaler query as the primary's: `TARGET` and `TARGET-canary`
+/// become `TARGET-primary`, and a `TARGET-primary` already there stays
+/// (Flagger's best effort, without its `-primary-primary`: users with
+/// other queries give `primaryScalerQueries`).
+pub fn primary_query(query: &str, target: &str) -> String {
+    if target.is_empty() {
+        return query.to_string();
+    }
+    let primary = format!("{target}-primary");
+    let canary = format!("{target}-canary");
+    // One pass, longest name first, so no replacement is read again.
+    let mut out = String::with_capacity(query.len() + primary.len());
+    let mut rest = query;
+    while let Some(at) = rest.find(target) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let taken = [primary.as_str(), canary.as_str(), target]
+            .into_iter()
+            .find(|name| tail.starts_with(name))
+            .map_or(target.len(), str::len);
+        out.push_str(&primary);
+        rest = &tail[taken..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Flagger's `IsCanaryReady` for a Deployment: why its rollout is not

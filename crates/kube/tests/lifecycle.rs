@@ -112,7 +112,7 @@ fn model(canary: &Canary, cluster: &Cluster, provider: &str, routes: &Routes) ->
 fn is_primary_side(object: &Object) -> bool {
     matches!(
         object.kind(),
-        "ConfigMap" | "Secret" | "Deployment" | "HorizontalPodAutoscaler"
+        "ConfigMap" | "Secret" | "Deployment" | "HorizontalPodAutoscaler" | "ScaledObject"
     )
 }
 
@@ -505,6 +505,294 @@ async fn a_missing_autoscaler_names_the_field() {
         error.to_string(),
         "spec.autoscalerRef.name: HorizontalPodAutoscaler podinfo.test does not exist"
     );
+}
+
+// --- KEDA ScaledObjects ---
+
+const SCALED_OBJECTS: &str = "/apis/keda.sh/v1alpha1/namespaces/test/scaledobjects";
+
+/// Flagger's KEDA tutorial canary (its `primaryScalerQueries` and
+/// `primaryScalerReplicas`) with the podinfo bundle and its ScaledObject.
+fn keda() -> (Canary, Cluster) {
+    let canary = canary_file("docs_gitbook_tutorials_keda-scaledobject-038-canary.yaml");
+    let mut cluster = bundle("podinfo:6.0.0");
+    let text = std::fs::read_to_string(support::testdata().join("kube/podinfo-scaledobject.yaml"))
+        .unwrap();
+    cluster.scaled_object = serin_kube::documents::split(&text)
+        .unwrap()
+        .cluster
+        .scaled_object;
+    assert!(cluster.scaled_object.is_some());
+    (canary, cluster)
+}
+
+/// The reads of a KEDA canary's settled pass: its configs, then its
+/// ScaledObject.
+fn keda_reads(cluster: &Cluster) -> Vec<Exchange> {
+    let mut exchanges: Vec<Exchange> = reads(cluster).into_iter().take(2).collect();
+    exchanges.push(get(
+        format!("{SCALED_OBJECTS}/podinfo-so"),
+        cluster.scaled_object.as_ref().unwrap(),
+    ));
+    exchanges
+}
+
+/// KEDA's `paused-replicas` set on (`Some("0")`) or taken off (`None`)
+/// the target's ScaledObject.
+fn pause_scaler(paused: Option<&str>) -> Exchange {
+    Exchange::new(
+        "PATCH",
+        format!("{SCALED_OBJECTS}/podinfo-so?"),
+        Some(json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": paused}}})),
+    )
+    .answer(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "podinfo-so", "namespace": "test"},
+        "spec": {"scaleTargetRef": {"name": "podinfo"}}
+    }))
+}
+
+/// The primary's ScaledObject: pointed at the primary, the named
+/// trigger's query the canary's, the other rewritten for the primary, the
+/// CPU trigger as it was, the bounds the canary's, and the HPA KEDA
+/// generates for it named after it.
+#[test]
+fn the_primary_scaled_object_follows_the_targets() {
+    let (canary, cluster) = keda();
+    let subject = Subject::new(&canary, &cluster, "kubernetes").unwrap();
+    let objects = serin_kube::primary(&subject).unwrap();
+    let kinds: Vec<&str> = objects.iter().map(Object::kind).collect();
+    // The bundle's HPA is not the canary's autoscaler: no primary HPA.
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "ScaledObject"]);
+    let primary = objects[2].to_value();
+    assert_eq!(
+        primary,
+        json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {
+                "name": "podinfo-so-primary", "namespace": "test",
+                "labels": {
+                    "app": "podinfo",
+                    "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+                    "kustomize.toolkit.fluxcd.io/reconcile": "disabled"
+                },
+                "annotations": {"scaledobject.keda.sh/transfer-hpa-ownership": "true"},
+                "ownerReferences": [{
+                    "apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "podinfo",
+                    "uid": UID, "controller": true, "blockOwnerDeletion": true
+                }]
+            },
+            "spec": {
+                "scaleTargetRef": {"name": "podinfo-primary"},
+                "pollingInterval": 10,
+                "cooldownPeriod": 20,
+                "minReplicaCount": 2,
+                "maxReplicaCount": 5,
+                "advanced": {"horizontalPodAutoscalerConfig": {
+                    "name": "podinfo-so-primary",
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}}
+                }},
+                "triggers": [
+                    {
+                        "type": "prometheus", "name": "prom-trigger",
+                        "metadata": {
+                            "serverAddress": "http://prometheus.istio-system:9090",
+                            "threshold": "3",
+                            "query": "sum(rate(http_requests_total{ app=\"podinfo-primary\" }[30s]))"
+                        }
+                    },
+                    {
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": "http://prometheus.istio-system:9090",
+                            "threshold": "10",
+                            "query": "sum(rate(http_requests_total{ app=\"podinfo-primary\", svc=\"podinfo-primary\" }[1m]))"
+                        }
+                    },
+                    {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "80"}}
+                ]
+            }
+        })
+    );
+    // The primary's replicas are the scaler's to set.
+    assert!(objects[1].to_value()["spec"].get("replicas").is_none());
+}
+
+/// A query is read as the primary's once: the target's name and its
+/// canary's become the primary's, the primary's own name stays.
+#[test]
+fn a_scaler_query_is_rewritten_for_the_primary_once() {
+    use serin_kube::workload::primary_query;
+    for (query, want) in [
+        (
+            r#"rate(x{app="podinfo"}[2m])"#,
+            r#"rate(x{app="podinfo-primary"}[2m])"#,
+        ),
+        (
+            r#"rate(x{app="podinfo-canary"}[2m])"#,
+            r#"rate(x{app="podinfo-primary"}[2m])"#,
+        ),
+        (
+            r#"rate(x{app="podinfo-canary",svc="podinfo"}[2m])"#,
+            r#"rate(x{app="podinfo-primary",svc="podinfo-primary"}[2m])"#,
+        ),
+        (
+            r#"rate(x{cluster="test_podinfo-primary_80"}[30s])"#,
+            r#"rate(x{cluster="test_podinfo-primary_80"}[30s])"#,
+        ),
+        ("up", "up"),
+        ("podinfopodinfo", "podinfo-primarypodinfo-primary"),
+    ] {
+        assert_eq!(primary_query(query, "podinfo"), want, "{query}");
+    }
+    assert_eq!(primary_query("anything", ""), "anything");
+}
+
+/// An HPA's bounds are also the canary's `primaryScalerReplicas` when it
+/// gives them.
+#[test]
+fn primary_scaler_replicas_bound_the_primary_hpa() {
+    let mut canary = istio();
+    let cluster = bundle("podinfo:6.0.0");
+    let reference = canary.spec.autoscaler_ref.as_mut().unwrap();
+    reference.primary_scaler_replicas = Some(serin_spec::canary::ScalerReplicas {
+        min_replicas: Some(3),
+        max_replicas: Some(9),
+    });
+    let subject = Subject::new(&canary, &cluster, "istio").unwrap();
+    let hpa = serin_kube::workload::primary_hpa(&subject)
+        .unwrap()
+        .unwrap();
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(3), 9));
+
+    let reference = canary.spec.autoscaler_ref.as_mut().unwrap();
+    reference.primary_scaler_replicas = Some(serin_spec::canary::ScalerReplicas {
+        min_replicas: None,
+        max_replicas: Some(1 << 40),
+    });
+    let subject = Subject::new(&canary, &cluster, "istio").unwrap();
+    let error = serin_kube::workload::primary_hpa(&subject).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "spec.autoscalerRef.primaryScalerReplicas.maxReplicas: must fit a replica count, got 1099511627776"
+    );
+
+    // A kind serin does not drive names the field.
+    canary.spec.autoscaler_ref.as_mut().unwrap().kind = Some("HTTPScaledObject".into());
+    let subject = Subject::new(&canary, &cluster, "istio").unwrap();
+    let error = serin_kube::primary(&subject).unwrap_err();
+    assert!(
+        error.to_string().starts_with("spec.autoscalerRef.kind: "),
+        "{error}"
+    );
+}
+
+/// Initialisation with a KEDA scaler: the primary's ScaledObject applied
+/// with the primary, and the target's held at zero replicas (KEDA's
+/// `paused-replicas`) before the target is scaled to zero, as Flagger's
+/// `PauseTargetScaler` does; a missing scaler names the field.
+#[tokio::test]
+async fn initialisation_pauses_the_targets_scaled_object() {
+    let (canary, cluster) = keda();
+    let mut exchanges = vec![get(format!("{DEPLOYMENTS}/podinfo"), &target(&cluster))];
+    exchanges.extend(keda_reads(&cluster));
+    exchanges.extend(primary_applies(&canary, &cluster, "kubernetes"));
+    exchanges.extend(route_applies(
+        &canary,
+        &cluster,
+        "kubernetes",
+        &Routes::primary(),
+    ));
+    assert!(
+        exchanges
+            .iter()
+            .any(|exchange| exchange.path == format!("{SCALED_OBJECTS}/podinfo-so-primary{APPLY}"))
+    );
+    exchanges.push(pause_scaler(Some("0")));
+    exchanges.push(scale(0));
+    let mut initialized = settled(&cluster, "Initialized");
+    initialized["conditions"] = promoted(
+        "True",
+        "Initialized",
+        "Deployment initialization completed.",
+    );
+    exchanges.push(status(initialized));
+    exchanges.push(event("Initialization done! podinfo.test"));
+    let outcome = pass(&canary, &json!({}), Verdict::Pass, exchanges).await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Initialized".into()));
+
+    let mut exchanges = vec![get(format!("{DEPLOYMENTS}/podinfo"), &target(&cluster))];
+    exchanges.extend(keda_reads(&cluster).into_iter().take(2));
+    exchanges.push(not_found(format!("{SCALED_OBJECTS}/podinfo-so")));
+    let error = pass(&canary, &json!({}), Verdict::Pass, exchanges)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "spec.autoscalerRef.name: ScaledObject podinfo-so.test does not exist"
+    );
+}
+
+/// A new revision lets the target's ScaledObject go (`paused-replicas`
+/// taken off) before the target is scaled up; between revisions the
+/// primary's follows the target's.
+#[tokio::test]
+async fn a_new_revision_resumes_the_targets_scaled_object() {
+    let (canary, before) = keda();
+    let mut after = before.clone();
+    after.target = Some(target(&bundle("podinfo:6.0.1")));
+    let primary = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo-primary", "namespace": "test"},
+        "spec": {"replicas": 2, "selector": {}, "template": {}}
+    });
+    let mut exchanges = vec![get(format!("{DEPLOYMENTS}/podinfo"), &target(&after))];
+    exchanges.extend(keda_reads(&after));
+    exchanges.extend([
+        event("New revision detected! Scaling up podinfo.test"),
+        get(format!("{DEPLOYMENTS}/podinfo-primary"), &primary),
+        pause_scaler(None),
+        scale(2),
+        status(json!({
+            "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
+            "lastAppliedSpec": hash(&after), "lastPromotedSpec": hash(&before),
+            "trackedConfigs": tracked(&after),
+            "conditions": promoted("Unknown", "Progressing", PROGRESSING)
+        })),
+    ]);
+    let outcome = pass(
+        &canary,
+        &settled(&before, "Succeeded"),
+        Verdict::Pass,
+        exchanges,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Outcome::Moved("Progressing".into()));
+
+    // Settled: the primary's ScaledObject read; out of step (another
+    // polling interval on the target's), applied again.
+    let subject = Subject::new(&canary, &before, "kubernetes").unwrap();
+    let desired = serin_kube::workload::primary_scaled_object(&subject)
+        .unwrap()
+        .unwrap();
+    let mut stale = desired.clone();
+    stale.spec.polling_interval = Some(30);
+    for (current, writes) in [(&desired, false), (&stale, true)] {
+        let mut exchanges = vec![get(format!("{DEPLOYMENTS}/podinfo"), &target(&before))];
+        exchanges.extend(keda_reads(&before));
+        exchanges.push(get(format!("{SCALED_OBJECTS}/podinfo-so-primary"), current));
+        if writes {
+            exchanges.push(apply(&Object::ScaledObject(Box::new(desired.clone()))));
+        }
+        let outcome = pass(
+            &canary,
+            &settled(&before, "Succeeded"),
+            Verdict::Pass,
+            exchanges,
+        )
+        .await;
+        assert_eq!(outcome.unwrap(), Outcome::Idle);
+    }
 }
 
 // --- revertOnDeletion ---

@@ -100,10 +100,12 @@ fn the_cluster_role_grants_exactly_what_the_controller_writes() {
         .or_default()
         .insert("get".into());
     // The target's autoscaler and the primary's are read (the primary's
-    // kept in step); the target's ConfigMaps and Secrets are read for
-    // tracking, and a tracked Secret is copied as a ConfigMap is.
+    // kept in step; a KEDA target's paused and resumed); the target's
+    // ConfigMaps and Secrets are read for tracking, and a tracked Secret
+    // is copied as a ConfigMap is.
     for (group, resource) in [
         ("autoscaling", "horizontalpodautoscalers"),
+        ("keda.sh", "scaledobjects"),
         ("", "configmaps"),
         ("", "secrets"),
     ] {

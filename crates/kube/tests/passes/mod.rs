@@ -153,7 +153,7 @@ pub fn primary_autoscaler_in_step(canary: &Canary, target: &Deployment) -> Excha
 fn primary_side(object: &Object) -> bool {
     matches!(
         object.kind(),
-        "ConfigMap" | "Secret" | "Deployment" | "HorizontalPodAutoscaler"
+        "ConfigMap" | "Secret" | "Deployment" | "HorizontalPodAutoscaler" | "ScaledObject"
     )
 }
 
