@@ -192,6 +192,25 @@ fn promoted(status: &str, reason: &str, message: &str) -> Value {
 
 const PROGRESSING: &str = "New revision detected, progressing canary analysis.";
 
+/// The status written when the revision of `after` starts after `before`.
+fn started(before: &Cluster, after: &Cluster) -> Exchange {
+    status(json!({
+        "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
+        "lastAppliedSpec": hash(after), "lastPromotedSpec": hash(before),
+        "trackedConfigs": tracked(after),
+        "conditions": promoted("Unknown", "Progressing", PROGRESSING)
+    }))
+}
+
+/// The primary Deployment as read back, with `replicas`.
+fn primary_with_replicas(replicas: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo-primary", "namespace": "test"},
+        "spec": {"replicas": replicas, "selector": {}, "template": {}}
+    })
+}
+
 /// Runs one pass against the scripted API; both sides bounded in time.
 async fn pass(
     canary: &Canary,
@@ -358,23 +377,14 @@ async fn a_changed_config_is_a_new_revision() {
         .unwrap()
         .insert("PODINFO_UI_COLOR".into(), "#ff0000".into());
     assert_ne!(tracked(&before), tracked(&after));
-    let primary = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "podinfo-primary", "namespace": "test"},
-        "spec": {"replicas": 3, "selector": {}, "template": {}}
-    });
+    let primary = primary_with_replicas(3);
     let mut exchanges = vec![get(format!("{DEPLOYMENTS}/podinfo"), &target(&after))];
     exchanges.extend(reads(&after));
     exchanges.extend([
         event("New revision detected! Scaling up podinfo.test"),
         get(format!("{DEPLOYMENTS}/podinfo-primary"), &primary),
         scale(3),
-        status(json!({
-            "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
-            "lastAppliedSpec": hash(&after), "lastPromotedSpec": hash(&before),
-            "trackedConfigs": tracked(&after),
-            "conditions": promoted("Unknown", "Progressing", PROGRESSING)
-        })),
+        started(&before, &after),
     ]);
     let outcome = pass(
         &canary,
@@ -741,11 +751,7 @@ async fn a_new_revision_resumes_the_targets_scaled_object() {
     let (canary, before) = keda();
     let mut after = before.clone();
     after.target = Some(target(&bundle("podinfo:6.0.1")));
-    let primary = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "podinfo-primary", "namespace": "test"},
-        "spec": {"replicas": 2, "selector": {}, "template": {}}
-    });
+    let primary = primary_with_replicas(2);
     let mut exchanges = vec![get(format!("{DEPLOYMENTS}/podinfo"), &target(&after))];
     exchanges.extend(keda_reads(&after));
     exchanges.extend([
@@ -753,12 +759,7 @@ async fn a_new_revision_resumes_the_targets_scaled_object() {
         get(format!("{DEPLOYMENTS}/podinfo-primary"), &primary),
         pause_scaler(None),
         scale(2),
-        status(json!({
-            "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
-            "lastAppliedSpec": hash(&after), "lastPromotedSpec": hash(&before),
-            "trackedConfigs": tracked(&after),
-            "conditions": promoted("Unknown", "Progressing", PROGRESSING)
-        })),
+        started(&before, &after),
     ]);
     let outcome = pass(
         &canary,
@@ -884,11 +885,7 @@ async fn deletion_with_revert_restores_the_target_then_releases_the_canary() {
     let cluster = bundle("podinfo:6.0.0");
     let mut scaled_down = target(&cluster);
     scaled_down.spec.replicas = Some(0);
-    let primary = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "podinfo-primary", "namespace": "test"},
-        "spec": {"replicas": 3, "selector": {}, "template": {}}
-    });
+    let primary = primary_with_replicas(3);
 
     // First pass: Terminating, the target scaled to the primary's replicas.
     let mut terminating = settled(&cluster, "Succeeded");
