@@ -180,7 +180,7 @@ impl<S> Fast<'_, S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// The next request head, whole; `Err` when the connection is to end
+    /// The next request head, whole; `None` when the connection is to end
     /// (closed, idle or too slow, draining, or refused with an answer).
     async fn read_head(&mut self) -> Option<RequestHead> {
         let limits = &self.shared.limits;
@@ -276,7 +276,10 @@ where
         Counters::incr(&shared.counters.requests_total);
         let host_ok = head.hosts == 1
             && head.host.as_ref().is_some_and(|host| {
-                wire::valid_host(self.bufs.client.get(host.clone()).unwrap_or_default())
+                // The check hyper's path applies to `Host`.
+                crate::headers::valid_host_bytes(
+                    self.bufs.client.get(host.clone()).unwrap_or_default(),
+                )
             });
         if !host_ok {
             Counters::incr(&shared.counters.rejected_invalid_host);

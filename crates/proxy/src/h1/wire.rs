@@ -489,12 +489,6 @@ fn trim(bytes: &[u8]) -> &[u8] {
     bytes.get(start..end).unwrap_or_default()
 }
 
-/// Whether a `Host` value is `uri-host [":" port]` or empty, by the check
-/// hyper's path uses.
-pub(crate) fn valid_host(value: &[u8]) -> bool {
-    crate::headers::valid_host_bytes(value)
-}
-
 /// The names a head's `Connection` lines list beyond its own options,
 /// for the rare head that has any.
 fn listed(buf: &[u8], lines: &[Line]) -> Vec<Range<usize>> {
@@ -726,7 +720,7 @@ pub(crate) struct ChunkError(pub(crate) &'static str);
 
 /// Follows a chunked body's framing over the bytes as they come, so they
 /// can be passed on unchanged once checked: sizes of hex digits only (at
-/// most 16), extensions and trailer lines of visible characters ended by
+/// most [`MAX_SIZE_DIGITS`]), extensions and trailer lines of visible characters ended by
 /// CRLF, each chunk's data followed by CRLF.
 #[derive(Clone, Debug)]
 pub(crate) struct Chunked {
